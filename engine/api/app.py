@@ -1,0 +1,38 @@
+"""The aiohttp application factory: API, pages, and their shared resources."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from engine.api import health, management, openapi
+from engine.api.context import DB, KEY_CACHE, REDIS, SETTINGS
+from engine.api.middleware import auth, errors
+from engine.db import Database
+from engine.settings import Settings
+
+
+def create_app(settings: Settings, *, database: Database | None = None) -> web.Application:
+    """Build the application; resources open on startup and close on cleanup."""
+    app = web.Application(middlewares=[errors, auth], client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    app[DB] = database or Database(settings)
+    app[KEY_CACHE] = {}
+    app.cleanup_ctx.append(_redis)
+    app.on_cleanup.append(_close_db)
+    for module in (health, management, openapi):
+        app.add_routes(module.routes)
+    return app
+
+
+async def _redis(app: web.Application) -> AsyncIterator[None]:
+    client = aioredis.Redis.from_url(app[SETTINGS].redis_url, socket_timeout=5)
+    app[REDIS] = client
+    yield
+    await client.aclose()
+
+
+async def _close_db(app: web.Application) -> None:
+    app[DB].close()

@@ -1,0 +1,33 @@
+"""Typed application keys and the per-route scope marker."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from engine.db import Database
+from engine.settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+DB = web.AppKey("db", Database)
+REDIS = web.AppKey("redis", aioredis.Redis)
+KEY_CACHE = web.AppKey("key_cache", dict)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def scope(name: str) -> Callable[[F], F]:
+    """Mark a handler as needing an API key with scope `name` (`admin` passes everything)."""
+
+    def mark(handler: F) -> F:
+        handler.__dict__["tidings_scope"] = name
+        return handler
+
+    return mark
+
+
+def scope_of(handler: Any) -> str | None:
+    return getattr(handler, "tidings_scope", None)

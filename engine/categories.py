@@ -1,0 +1,55 @@
+"""Categories: define (upsert) and list."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import Session
+
+from engine.models import Category
+from engine.schemas import CategoryIn
+from engine.timeutil import format_duration, iso, now
+
+
+def upsert(session: Session, key: str, spec: CategoryIn) -> Category:
+    """Create or replace a category definition."""
+    row = session.get(Category, key) or Category(key=key, name=spec.name, kind=spec.kind,
+                                                  priority=spec.priority, channels=spec.channels)
+    row.name = spec.name
+    row.kind = spec.kind
+    row.priority = spec.priority
+    row.channels = list(spec.channels)
+    row.required = spec.required
+    row.caps = [{"count": c.count, "per": c.per} for c in spec.caps]
+    row.over_cap = spec.over_cap or "drop"
+    row.collapse_window = spec.collapse_window
+    row.escalate_after = spec.escalate_after
+    row.default_locale = spec.default_locale
+    row.templates = {ch: dict(locales) for ch, locales in spec.templates.items()}
+    row.updated_at = now()
+    session.add(row)
+    return row
+
+
+def _duration(seconds: int | None) -> str | None:
+    return format_duration(seconds) if seconds is not None else None
+
+
+def public(category: Category) -> dict[str, Any]:
+    """The category as the API shows it."""
+    return {
+        "key": category.key,
+        "name": category.name,
+        "kind": category.kind,
+        "priority": category.priority,
+        "channels": category.channels,
+        "required": category.required,
+        "caps": [{"count": c["count"], "per": format_duration(c["per"])} for c in category.caps],
+        "over_cap": category.over_cap,
+        "collapse_window": _duration(category.collapse_window),
+        "escalate_after": _duration(category.escalate_after),
+        "default_locale": category.default_locale,
+        "templates": category.templates,
+        "created_at": iso(category.created_at),
+        "updated_at": iso(category.updated_at),
+    }

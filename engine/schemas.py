@@ -1,0 +1,195 @@
+"""Request documents of the management API, validated with pydantic.
+
+Every model forbids unknown fields, so a typo is a 422 naming the field rather than
+a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import re
+
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from jinja2 import TemplateSyntaxError
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
+
+from channels.base import CHANNEL_NAMES
+from engine.templates import SANDBOX
+from engine.timeutil import parse_duration
+from preferences.model import WEEKDAYS, parse_hhmm
+
+KINDS = ("transactional", "service", "promotional", "social")
+PRIORITIES = ("critical", "high", "normal", "low")
+TEMPLATE_FIELDS = ("title", "body", "subject", "text", "html", "action_url")
+LOCALE = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$"
+EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+PHONE = re.compile(r"^\+[1-9]\d{6,14}$")
+
+
+def _duration(value: Any) -> int:
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise ValueError("a duration is a string like '90m' or a number of seconds")
+    return parse_duration(value)
+
+
+def _positive(value: int) -> int:
+    if value <= 0:
+        raise ValueError("must be longer than zero")
+    return value
+
+
+def _timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not an IANA time zone like 'Asia/Shanghai'") from None
+    return value
+
+
+def _hhmm(value: str) -> str:
+    parse_hhmm(value)
+    return value
+
+
+def _unique(values: list[str]) -> list[str]:
+    if len(set(values)) != len(values):
+        raise ValueError("lists each entry once")
+    return values
+
+
+Duration = Annotated[int, BeforeValidator(_duration), AfterValidator(_positive)]
+ChannelName = Literal["inapp", "email", "push", "sms", "webhook", "log"]
+TimeZone = Annotated[str, AfterValidator(_timezone)]
+TimeOfDay = Annotated[str, AfterValidator(_hhmm)]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+Locale = Annotated[str, Field(pattern=LOCALE, max_length=16)]
+Key = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")]
+
+assert set(ChannelName.__args__) == set(CHANNEL_NAMES)
+assert set(Weekday.__args__) == set(WEEKDAYS)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CapIn(Strict):
+    """At most `count` per `per`."""
+
+    count: int = Field(ge=1, le=1_000_000)
+    per: Duration
+
+
+class CategoryIn(Strict):
+    """`PUT /v1/categories/{key}`."""
+
+    name: str = Field(min_length=1, max_length=200)
+    kind: Literal["transactional", "service", "promotional", "social"]
+    priority: Literal["critical", "high", "normal", "low"]
+    channels: Annotated[list[ChannelName], AfterValidator(_unique)] = Field(min_length=1)
+    required: bool = False
+    caps: list[CapIn] = Field(default_factory=list, max_length=10)
+    over_cap: Literal["drop", "defer"] | None = None
+    collapse_window: Duration | None = None
+    escalate_after: Duration | None = None
+    default_locale: Locale = "en"
+    templates: dict[ChannelName, dict[Locale, dict[str, str]]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> CategoryIn:
+        if self.over_cap is None:
+            self.over_cap = "defer" if self.kind in ("transactional", "service") else "drop"
+        for channel, locales in self.templates.items():
+            for locale, fields in locales.items():
+                for name, source in fields.items():
+                    where = f"templates.{channel}.{locale}.{name}"
+                    if name not in TEMPLATE_FIELDS:
+                        raise FieldError(where, f"unknown template field; use {TEMPLATE_FIELDS}")
+                    try:
+                        SANDBOX.parse(source)
+                    except TemplateSyntaxError as exc:
+                        raise FieldError(where, f"template error: {exc.message}") from None
+        return self
+
+
+class RecipientIn(Strict):
+    """`PUT /v1/recipients/{id}`; keys left out keep their value, null clears one."""
+
+    email: str | None = Field(default=None, max_length=320)
+    phone: str | None = None
+    push_tokens: list[Annotated[str, Field(min_length=1, max_length=4096)]] | None = Field(
+        default=None, max_length=20
+    )
+    webhook_url: str | None = Field(default=None, max_length=2000, pattern=r"^https?://\S+$")
+    timezone: TimeZone | None = None
+    locale: Locale | None = None
+    annual_spend: float | None = Field(default=None, ge=0)
+    last_active_at: AwareDatetime | None = None
+    tags: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = Field(
+        default=None, max_length=200
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> RecipientIn:
+        if self.email is not None and not EMAIL.match(self.email):
+            raise FieldError("email", f"{self.email!r} is not an email address")
+        if self.phone is not None and not PHONE.match(self.phone):
+            raise FieldError("phone", "a phone number is E.164, like +8613800000000")
+        return self
+
+
+class RecipientBulkItem(RecipientIn):
+    """One entry of `POST /v1/recipients/bulk`."""
+
+    id: Key
+
+
+class QuietHoursIn(Strict):
+    enabled: bool | None = None
+    start: TimeOfDay | None = None
+    end: TimeOfDay | None = None
+    timezone: TimeZone | None = None
+    days: Annotated[list[Weekday], AfterValidator(_unique)] | None = None
+
+
+class DigestIn(Strict):
+    enabled: bool | None = None
+    at: TimeOfDay | None = None
+
+
+class CategoryPreferenceIn(Strict):
+    enabled: bool | None = None
+    channels: dict[ChannelName, bool] | None = None
+    caps: list[CapIn] | None = Field(default=None, max_length=10)
+
+
+class PreferencesIn(Strict):
+    """`PUT /v1/recipients/{id}/preferences`; keys left out keep their value."""
+
+    channels: dict[ChannelName, bool] | None = None
+    categories: dict[str, CategoryPreferenceIn] | None = None
+    caps: list[CapIn] | None = Field(default=None, max_length=10)
+    quiet_hours: QuietHoursIn | None = None
+    paused_until: AwareDatetime | None = None
+    digest: DigestIn | None = None
+    unsubscribed: bool | None = None
+
+
+class FieldError(ValueError):
+    """A validation error that knows which field it is about."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+

@@ -1,0 +1,99 @@
+"""One `Settings` object for the whole process, read from `TIDINGS_*` variables."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+RATE = re.compile(r"^\s*(\d+)\s*/\s*(s|m|h)\s*$")
+RATE_SECONDS = {"s": 1, "m": 60, "h": 3600}
+
+
+class Settings(BaseSettings):
+    """Everything an operator can tune; built once and passed in."""
+
+    model_config = SettingsConfigDict(env_prefix="TIDINGS_", extra="ignore")
+
+    database_url: str = "sqlite:///tidings.db"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Tidings' own keys (caps, dedupe, rate limits) live in another database number than
+    # Dramatiq's, whose maintenance runs KEYS over its whole database.
+    counters_redis_db: int = 1
+    secret_key: str = "change-me-in-production"
+    public_url: str = "http://127.0.0.1:8080"
+
+    # API limits
+    max_body_bytes: int = 1_048_576
+    max_bulk_recipients: int = 1000
+    max_batch_notifications: int = 100
+    page_size: int = 100
+
+    # Platform defaults for preferences
+    default_quiet_start: str = "22:00"
+    default_quiet_end: str = "08:00"
+    default_timezone: str = "UTC"
+    default_locale: str = "en"
+    global_cap_per_day: int = 5
+    digest_at: str = "20:00"
+
+    # Segments
+    whale_spend: float = 5000
+    dolphin_spend: float = 500
+    active_days: int = 7
+    sleeping_days: int = 30
+
+    # Pipeline
+    plan_chunk_size: int = 1000
+    deliver_chunk_size: int = 500
+    link_ttl: int = Field(default=30 * 86400, description="seconds a signed page link stays valid")
+    stall_after: int = 120
+    scheduler_interval: float = 1.0
+    worker_timeout_ms: int = 100
+
+    # Channels
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    email_from: str = "Tidings <noreply@tidings.local>"
+    webhook_secret: str = "whsec_dGlkaW5ncy1kZXZlbG9wbWVudC1zZWNyZXQ="
+    sms_gateway_url: str | None = None
+    push_gateway_url: str | None = None
+    gateway_token: str | None = None
+    http_timeout: float = 10.0
+
+    # Per-channel rate limits, e.g. TIDINGS_RATE_SMS=100/s
+    rate_email: str | None = None
+    rate_sms: str | None = None
+    rate_push: str | None = None
+    rate_webhook: str | None = None
+
+    @field_validator("rate_email", "rate_sms", "rate_push", "rate_webhook")
+    @classmethod
+    def _rate(cls, value: str | None) -> str | None:
+        if value is not None and not RATE.match(value):
+            raise ValueError("a rate looks like 100/s, 600/m or 1000/h")
+        return value
+
+    def rate_limit(self, channel: str) -> tuple[int, int] | None:
+        """(count, window seconds) for a channel, or None when unlimited."""
+        value = getattr(self, f"rate_{channel}", None)
+        if not value:
+            return None
+        match = RATE.match(value)
+        assert match is not None
+        return int(match.group(1)), RATE_SECONDS[match.group(2)]
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment once."""
+    return Settings()

@@ -1,0 +1,221 @@
+"""Reading and writing preferences, with the platform's defaults resolved.
+
+Stored preferences are sparse (only what a recipient changed), so a platform that
+changes a default changes it for everyone who did not choose otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from channels.base import CHANNEL_NAMES
+from engine.models import Category, Preference, Recipient
+from engine.schemas import CapIn, FieldError, PreferencesIn
+from engine.settings import Settings
+from engine.timeutil import aware, format_duration, iso, now
+from preferences.model import (
+    WEEKDAYS,
+    Cap,
+    CategoryPreference,
+    Digest,
+    EffectivePreferences,
+    QuietHours,
+    parse_hhmm,
+)
+
+USER_CHANNELS = tuple(name for name in CHANNEL_NAMES if name != "log")
+
+
+def _caps(raw: Iterable[Mapping[str, int]] | None) -> tuple[Cap, ...]:
+    return tuple(Cap(count=int(c["count"]), per=int(c["per"])) for c in raw or ())
+
+
+def resolve(
+    recipient: Recipient | None,
+    stored: Preference | None,
+    *,
+    settings: Settings,
+    recipient_id: str | None = None,
+) -> EffectivePreferences:
+    """Effective preferences from what was stored plus the platform defaults."""
+    rid = recipient.id if recipient else recipient_id or ""
+    channels = dict.fromkeys(CHANNEL_NAMES, True)
+    channels.update(stored.channels or {} if stored else {})
+    categories = {
+        key: CategoryPreference(
+            enabled=bool(value.get("enabled", True)),
+            channels=dict(value.get("channels") or {}),
+            caps=_caps(value.get("caps")),
+        )
+        for key, value in ((stored.categories or {}) if stored else {}).items()
+    }
+    caps = (
+        _caps(stored.caps)
+        if stored and stored.caps is not None
+        else (Cap(settings.global_cap_per_day, 86400),)
+    )
+    quiet = (stored.quiet_hours or {}) if stored else {}
+    zone = quiet.get("timezone") or (recipient.timezone if recipient else None)
+    quiet_hours = QuietHours(
+        enabled=bool(quiet.get("enabled", True)),
+        start=parse_hhmm(quiet.get("start") or settings.default_quiet_start),
+        end=parse_hhmm(quiet.get("end") or settings.default_quiet_end),
+        timezone=zone or settings.default_timezone,
+        days=frozenset(quiet.get("days") or WEEKDAYS),
+    )
+    digest = (stored.digest or {}) if stored else {}
+    return EffectivePreferences(
+        recipient_id=rid,
+        channels=channels,
+        categories=categories,
+        caps=caps,
+        quiet_hours=quiet_hours,
+        paused_until=aware(stored.paused_until) if stored else None,
+        digest=Digest(
+            enabled=bool(digest.get("enabled", False)),
+            at=parse_hhmm(digest.get("at") or settings.digest_at),
+        ),
+        unsubscribed=bool(stored.unsubscribed) if stored else False,
+    )
+
+
+def load_many(
+    session: Session, recipients: Sequence[Recipient], *, settings: Settings
+) -> dict[str, EffectivePreferences]:
+    """Effective preferences of many recipients, with one query for what they stored."""
+    ids = [r.id for r in recipients]
+    stored: dict[str, Preference] = {}
+    for start in range(0, len(ids), 10_000):
+        rows = session.exec(
+            select(Preference).where(col(Preference.recipient_id).in_(ids[start : start + 10_000]))
+        )
+        stored.update((p.recipient_id, p) for p in rows)
+    return {r.id: resolve(r, stored.get(r.id), settings=settings) for r in recipients}
+
+
+def load_one(session: Session, recipient: Recipient, *, settings: Settings) -> EffectivePreferences:
+    """Effective preferences of one recipient."""
+    return resolve(recipient, session.get(Preference, recipient.id), settings=settings)
+
+
+def _cap_doc(caps: Iterable[Cap]) -> list[dict[str, Any]]:
+    return [{"count": c.count, "per": format_duration(c.per)} for c in caps]
+
+
+def document(
+    prefs: EffectivePreferences, categories: Sequence[Category]
+) -> dict[str, Any]:
+    """The preferences as the API and the pages show them: every default filled in."""
+    cats: dict[str, Any] = {}
+    for category in categories:
+        choice = prefs.category(category.key)
+        cats[category.key] = {
+            "enabled": True if category.required else choice.enabled,
+            "required": category.required,
+            "channels": {
+                ch: True if category.required else choice.channels.get(ch, True)
+                for ch in category.channels
+            },
+            "caps": _cap_doc(choice.caps),
+            "default_caps": [
+                {"count": c["count"], "per": format_duration(c["per"])} for c in category.caps
+            ],
+        }
+    quiet = prefs.quiet_hours
+    return {
+        "channels": {ch: prefs.channels.get(ch, True) for ch in USER_CHANNELS},
+        "categories": cats,
+        "caps": _cap_doc(prefs.caps),
+        "quiet_hours": {
+            "enabled": quiet.enabled,
+            "start": quiet.start.strftime("%H:%M"),
+            "end": quiet.end.strftime("%H:%M"),
+            "timezone": quiet.timezone,
+            "days": [d for d in WEEKDAYS if d in quiet.days],
+        },
+        "paused_until": iso(prefs.paused_until),
+        "digest": {"enabled": prefs.digest.enabled, "at": prefs.digest.at.strftime("%H:%M")},
+        "unsubscribed": prefs.unsubscribed,
+    }
+
+
+def _stored_caps(caps: list[CapIn]) -> list[dict[str, int]]:
+    return [{"count": c.count, "per": c.per} for c in caps]
+
+
+def update(
+    session: Session,
+    recipient_id: str,
+    changes: PreferencesIn,
+    *,
+    categories: Mapping[str, Category],
+    at: datetime | None = None,
+) -> Preference:
+    """Merge `changes` into what the recipient stored; keys left out keep their value.
+
+    Raises `FieldError` for an unknown category or an attempt to switch off a
+    required one; nothing is written then.
+    """
+    row = session.get(Preference, recipient_id) or Preference(recipient_id=recipient_id)
+    given = changes.model_fields_set
+    if "channels" in given and changes.channels is not None:
+        row.channels = {**(row.channels or {}), **changes.channels}
+    if "categories" in given and changes.categories is not None:
+        merged = {key: dict(value) for key, value in (row.categories or {}).items()}
+        for key, choice in changes.categories.items():
+            category = categories.get(key)
+            if category is None:
+                raise FieldError(f"categories.{key}", f"no category {key!r}")
+            current = merged.setdefault(key, {})
+            if choice.enabled is not None:
+                if category.required and not choice.enabled:
+                    raise FieldError(
+                        f"categories.{key}.enabled", "a required category cannot be switched off"
+                    )
+                current["enabled"] = choice.enabled
+            if choice.channels is not None:
+                for channel, on in choice.channels.items():
+                    if channel not in category.channels:
+                        raise FieldError(
+                            f"categories.{key}.channels.{channel}",
+                            f"category {key!r} is not sent by {channel}",
+                        )
+                    if category.required and not on:
+                        raise FieldError(
+                            f"categories.{key}.channels.{channel}",
+                            "a required category cannot be switched off",
+                        )
+                current["channels"] = {**current.get("channels", {}), **choice.channels}
+            if "caps" in choice.model_fields_set:
+                current["caps"] = _stored_caps(choice.caps or [])
+        row.categories = merged
+    if "caps" in given:
+        row.caps = None if changes.caps is None else _stored_caps(changes.caps)
+    if "quiet_hours" in given and changes.quiet_hours is not None:
+        quiet = changes.quiet_hours.model_dump(exclude_unset=True)
+        row.quiet_hours = {**(row.quiet_hours or {}), **quiet}
+    if "paused_until" in given:
+        row.paused_until = changes.paused_until
+    if "digest" in given and changes.digest is not None:
+        row.digest = {**(row.digest or {}), **changes.digest.model_dump(exclude_unset=True)}
+    if "unsubscribed" in given and changes.unsubscribed is not None:
+        row.unsubscribed = changes.unsubscribed
+    row.updated_at = at or now()
+    session.add(row)
+    return row
+
+
+def erase(session: Session, recipient_id: str) -> None:
+    """Forget a recipient's preferences."""
+    row = session.get(Preference, recipient_id)
+    if row is not None:
+        session.delete(row)
+
+
+def load_categories(session: Session) -> dict[str, Category]:
+    """Every category by key."""
+    return {c.key: c for c in session.exec(select(Category).order_by(col(Category.key)))}

@@ -1,0 +1,164 @@
+"""Shared fixtures: a migrated database (SQLite, or PostgreSQL where asked), a real Redis,
+the API served over real HTTP on a free port, and API keys."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+import redis
+from aiohttp import web
+
+from engine import keys
+from engine.api.app import create_app
+from engine.db import Database, migrate
+from engine.settings import Settings
+
+POSTGRES_ADMIN = os.environ.get("TIDINGS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+# Tests own two Redis database numbers and flush them; production defaults use 0 and 1.
+BROKER_DB = 14
+COUNTERS_DB = 15
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped afterwards."""
+    name = f"tidings_test_{uuid.uuid4().hex[:8]}"
+    try:
+        admin = psycopg.connect(POSTGRES_ADMIN, autocommit=True)
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is not answering at {POSTGRES_ADMIN}: {exc}")
+    admin.execute(f'CREATE DATABASE "{name}"')
+    base = POSTGRES_ADMIN.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    admin.close()
+
+
+@pytest.fixture(params=["sqlite"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """SQLite by default; tests parametrize this with "postgres" to run on both."""
+    if request.param == "postgres":
+        url: str = request.getfixturevalue("postgres_url")
+        _reset_postgres(url)
+        return url
+    return f"sqlite:///{tmp_path / 'tidings.db'}"
+
+
+def _reset_postgres(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA public CASCADE")
+        conn.execute("CREATE SCHEMA public")
+
+
+@pytest.fixture
+def redis_client() -> Iterator[redis.Redis]:
+    """The test broker database of a real Redis, flushed before and after."""
+    client = redis.Redis(host="127.0.0.1", port=6379, db=BROKER_DB)
+    try:
+        client.ping()
+    except redis.ConnectionError as exc:
+        pytest.fail(f"Redis is not answering on 127.0.0.1:6379: {exc}")
+    client.flushdb()
+    counters = redis.Redis(host="127.0.0.1", port=6379, db=COUNTERS_DB)
+    counters.flushdb()
+    yield client
+    client.flushdb()
+    counters.flushdb()
+    counters.close()
+    client.close()
+
+
+@pytest.fixture
+def settings(database_url: str, redis_client: redis.Redis) -> Settings:
+    return Settings(
+        database_url=database_url,
+        redis_url=f"redis://127.0.0.1:6379/{BROKER_DB}",
+        counters_redis_db=COUNTERS_DB,
+        secret_key="test-secret",
+        max_bulk_recipients=50,
+        max_body_bytes=64 * 1024,
+    )
+
+
+@pytest.fixture
+def db(settings: Settings) -> Iterator[Database]:
+    """A migrated database."""
+    migrate(settings)
+    database = Database(settings)
+    yield database
+    database.close()
+
+
+class Server:
+    """The API served over real HTTP in a background thread."""
+
+    def __init__(self, app: web.Application) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._app = app
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._runner: web.AppRunner | None = None
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._runner = web.AppRunner(self._app)
+        self._loop.run_until_complete(self._runner.setup())
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        self._loop.run_until_complete(site.start())
+        self._ready.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(self._runner.cleanup())
+        self._loop.close()
+
+    def start(self) -> Server:
+        self._thread.start()
+        assert self._ready.wait(10), "the API did not start"
+        return self
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+@pytest.fixture
+def server(settings: Settings, db: Database) -> Iterator[Server]:
+    running = Server(create_app(settings)).start()
+    yield running
+    running.stop()
+
+
+def _key(db: Database, scopes: list[str]) -> str:
+    with db.session() as session:
+        return keys.create(session, name="test-" + "-".join(scopes), scopes=scopes)[1]
+
+
+@pytest.fixture
+def admin(server: Server, db: Database) -> Iterator[httpx.Client]:
+    """An HTTP client holding an admin key."""
+    with httpx.Client(
+        base_url=server.url, headers={"Authorization": f"Bearer {_key(db, ['admin'])}"}, timeout=30
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+def api_keys(db: Database) -> dict[str, str]:
+    """One plain key per scope."""
+    return {scope: _key(db, [scope]) for scope in keys.SCOPES}
