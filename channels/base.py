@@ -64,10 +64,10 @@ class Channel(ABC):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    async def open(self) -> None:
+    async def open(self) -> None:  # noqa: B027 (an optional hook, a no-op by default)
         """Acquire connections or sessions; called once per worker process."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 (an optional hook, a no-op by default)
         """Release what `open` acquired."""
 
     @abstractmethod

@@ -109,7 +109,24 @@ class Notification(SQLModel, table=True):
     chunks_total: int | None = None
     chunks_done: int = 0
     campaign_id: int | None = Field(default=None, index=True)
+    # When a plan job was last handed to the broker; the scheduler retries what stalls.
+    enqueued_at: datetime | None = _stamp()
     created_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
+    updated_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
+
+
+class PlanChunk(SQLModel, table=True):
+    """A slice of a notification's audience (an id range), planned by one job."""
+
+    __tablename__ = "plan_chunks"
+
+    notification_id: int = Field(primary_key=True, sa_type=BigInteger)
+    seq: int = Field(primary_key=True)
+    lo: str = Field(max_length=200)
+    hi: str = Field(max_length=200)
+    size: int = 0
+    # pending → done
+    status: str = Field(default="pending", max_length=10, index=True)
     updated_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
 
 

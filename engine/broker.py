@@ -1,0 +1,69 @@
+"""The Dramatiq broker and the queues Tidings' work travels on.
+
+Work is routed by urgency: `critical` carries transactional and critical
+notifications, `normal` everyday ones, `bulk` segment broadcasts, so that a
+million-recipient broadcast never sits in front of an "order delivered".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import AgeLimit, AsyncIO, Callbacks, Pipelines, Retries, ShutdownNotifications, TimeLimit
+
+from engine.settings import Settings
+
+QUEUES = ("critical", "normal", "bulk")
+PLAN = "tidings.plan"
+PLAN_CHUNK = "tidings.plan_chunk"
+DELIVER = "tidings.deliver"
+
+
+def make_broker(settings: Settings) -> RedisBroker:
+    """A Redis broker with the middleware Tidings relies on, its queues declared."""
+    broker = RedisBroker(
+        url=settings.redis_url,
+        middleware=[
+            AgeLimit(),
+            TimeLimit(time_limit=10 * 60 * 1000),
+            ShutdownNotifications(),
+            Callbacks(),
+            Pipelines(),
+            Retries(max_retries=8, min_backoff=500, max_backoff=60_000),
+            AsyncIO(),
+        ],
+    )
+    for queue in QUEUES:
+        broker.declare_queue(queue)
+    return broker
+
+
+class Dispatcher:
+    """Enqueues Tidings' jobs by actor name, so senders need no actor imports.
+
+    Messages carry ids and small values only; everything else is read from SQL.
+    """
+
+    def __init__(self, broker: dramatiq.Broker) -> None:
+        self.broker = broker
+
+    def _send(self, actor: str, queue: str, args: tuple[Any, ...], delay_ms: int | None = None) -> None:
+        options: dict[str, Any] = {}
+        message = dramatiq.Message(
+            queue_name=queue, actor_name=actor, args=args, kwargs={}, options=options
+        )
+        self.broker.enqueue(message, delay=delay_ms)
+
+    def plan(self, notification_id: int, queue: str) -> None:
+        """Plan a notification: cut its audience into chunks."""
+        self._send(PLAN, queue, (notification_id,))
+
+    def plan_chunk(self, notification_id: int, seq: int, queue: str) -> None:
+        """Plan one chunk of a notification's audience."""
+        self._send(PLAN_CHUNK, queue, (notification_id, seq))
+
+    def deliver(self, delivery_ids: list[int], queue: str, delay_ms: int | None = None) -> None:
+        """Send a batch of deliveries of one channel."""
+        self._send(DELIVER, queue, (delivery_ids,), delay_ms)

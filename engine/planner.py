@@ -1,0 +1,241 @@
+"""The rules: who gets a notification, on which channels, and when. Pure functions.
+
+The chunk planner (`engine.planning`) loads everything in bulk, asks these
+functions, and writes their answers in bulk; nothing here touches Redis or SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from engine.models import Category
+from preferences.model import Cap, EffectivePreferences
+
+INBOX = "inapp"
+# Statuses of a delivery that has been handed to (or through) a channel.
+IN_FLIGHT = frozenset(
+    {"queued", "sending", "sent", "delivered", "opened", "read", "clicked", "converted"}
+)
+PENDING = frozenset({"scheduled"})
+SEEN = frozenset({"opened", "read", "clicked", "converted"})
+QUIET_EXEMPT_KINDS = frozenset({"transactional", "service"})
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What a category says about routing, caps and collapse."""
+
+    key: str
+    kind: str
+    priority: str
+    channels: tuple[str, ...]
+    required: bool = False
+    caps: tuple[Cap, ...] = ()
+    over_cap: str = "drop"
+    collapse_window: int | None = None
+    escalate_after: int | None = None
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a notification asks for."""
+
+    channels: tuple[str, ...] | None = None
+    expires_at: datetime | None = None
+    collapse_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One channel's fate for one recipient: queued now, scheduled (with due time), or suppressed."""
+
+    channel: str
+    status: str
+    reason: str | None = None
+    due_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Previous:
+    """An earlier delivery with the same collapse key to the same recipient."""
+
+    id: int
+    status: str
+
+
+def candidate_channels(rules: Rules, request: Request) -> list[str]:
+    """The category's channels, in order, narrowed to the request's subset."""
+    return [c for c in rules.channels if request.channels is None or c in request.channels]
+
+
+def decide(
+    rules: Rules,
+    request: Request,
+    prefs: EffectivePreferences,
+    addressable: Iterable[str],
+    at: datetime,
+) -> list[Decision]:
+    """Opt-ins, addresses, priority routing, pause and quiet hours for one recipient."""
+    channels = candidate_channels(rules, request)
+    if request.expires_at is not None and at >= request.expires_at:
+        return [Decision(c, "suppressed", "expired") for c in channels]
+    reachable = set(addressable)
+    out: list[Decision] = []
+    usable: list[str] = []
+    for channel in channels:
+        if not prefs.opted_in(rules.key, channel, required=rules.required):
+            reason = "unsubscribed" if prefs.unsubscribed else "opted_out"
+            out.append(Decision(channel, "suppressed", reason))
+        elif channel not in reachable:
+            out.append(Decision(channel, "suppressed", "no_address"))
+        else:
+            usable.append(channel)
+    interrupting = [c for c in usable if c != INBOX]
+    if INBOX in usable:
+        out.append(Decision(INBOX, "queued"))
+    out.extend(_route(rules, prefs, interrupting, has_inbox=INBOX in usable, at=at))
+    return out
+
+
+def _route(
+    rules: Rules, prefs: EffectivePreferences, channels: list[str], *, has_inbox: bool, at: datetime
+) -> list[Decision]:
+    if not channels:
+        return []
+    if rules.priority == "critical":
+        return [Decision(c, "queued") for c in channels]
+    if rules.priority == "low" and has_inbox:
+        if prefs.digest.enabled:
+            return [Decision(channels[0], "scheduled", "digest", next_local(prefs, prefs.digest.at, at))]
+        return []
+    if rules.priority == "high":
+        now = channels
+        later: list[Decision] = []
+    else:
+        now = channels[:1]
+        step = rules.escalate_after
+        later = (
+            [
+                Decision(c, "scheduled", "escalation", at + timedelta(seconds=step * (i + 1)))
+                for i, c in enumerate(channels[1:])
+            ]
+            if step
+            else []
+        )
+    return [hold(rules, prefs, Decision(c, "queued"), at) for c in now] + later
+
+
+def hold(rules: Rules, prefs: EffectivePreferences, decision: Decision, at: datetime) -> Decision:
+    """Apply pause and quiet hours to an interrupting delivery about to go out at `at`."""
+    if rules.priority == "critical" or decision.channel == INBOX:
+        return decision
+    if (paused := prefs.paused_at(at)) is not None:
+        if rules.kind in QUIET_EXEMPT_KINDS or rules.required:
+            return replace(decision, status="scheduled", reason="paused", due_at=paused)
+        return replace(decision, status="suppressed", reason="paused", due_at=None)
+    if (quiet_end := prefs.quiet_hours.ends_at(at)) is not None:
+        return replace(decision, status="scheduled", reason="quiet_hours", due_at=quiet_end)
+    return decision
+
+
+def next_local(prefs: EffectivePreferences, at_time: time, at: datetime) -> datetime:
+    """The next moment it is `at_time` in the recipient's time zone, after `at`."""
+    zone = ZoneInfo(prefs.quiet_hours.timezone)
+    local = at.astimezone(zone)
+    candidate = datetime.combine(local.date(), at_time, zone)
+    if candidate <= local:
+        candidate = datetime.combine(local.date() + timedelta(days=1), at_time, zone)
+    return candidate.astimezone(at.tzinfo)
+
+
+def collapse(
+    decisions: Sequence[Decision], previous: Sequence[Previous]
+) -> tuple[list[Decision], list[int]]:
+    """Apply a collapse key: a sent predecessor makes this a duplicate; pending ones are replaced.
+
+    Returns the decisions and the ids of earlier pending deliveries to mark `collapsed`.
+    """
+    if any(p.status in IN_FLIGHT for p in previous):
+        return [
+            d if d.status == "suppressed" else Decision(d.channel, "suppressed", "duplicate")
+            for d in decisions
+        ], []
+    return list(decisions), [p.id for p in previous if p.status in PENDING]
+
+
+def capped_scope(rules: Rules) -> bool:
+    """Whether a category's notifications count against caps at all."""
+    return rules.priority != "critical"
+
+
+def cap_limits(rules: Rules, prefs: EffectivePreferences) -> list[tuple[str, Cap]]:
+    """Every cap that applies, each with the name of the counter it draws on.
+
+    The category's own caps always apply; a required category is exempt from the
+    recipient's caps and the global cap, so an order receipt is never held back.
+    """
+    if not capped_scope(rules):
+        return []
+    limits = [(f"c:{rules.key}", cap) for cap in rules.caps]
+    if not rules.required:
+        limits += [(f"r:{rules.key}", cap) for cap in prefs.category(rules.key).caps]
+        limits += [("g", cap) for cap in prefs.caps]
+    return limits
+
+
+def counts_against_caps(decisions: Sequence[Decision]) -> bool:
+    """A notification counts once per recipient, if anything of it will be sent."""
+    return any(d.status in ("queued", "scheduled") and d.reason != "escalation" for d in decisions)
+
+
+def over_cap(rules: Rules, decisions: Sequence[Decision], resets_at: datetime) -> list[Decision]:
+    """Drop or defer what a cap refused, as the category says."""
+    out = []
+    for d in decisions:
+        if d.status not in ("queued", "scheduled"):
+            out.append(d)
+        elif rules.over_cap == "defer":
+            due = max(resets_at, d.due_at) if d.due_at else resets_at
+            out.append(Decision(d.channel, "scheduled", "capped", due))
+        else:
+            out.append(Decision(d.channel, "suppressed", "capped"))
+    return out
+
+
+def window(cap: Cap, at: datetime) -> tuple[int, datetime]:
+    """The fixed window a cap counts in at `at`: its index and when it resets."""
+    stamp = int(at.timestamp())
+    index = stamp // cap.per
+    return index, datetime.fromtimestamp((index + 1) * cap.per, tz=at.tzinfo)
+
+
+def release_collapse(rows: Sequence[tuple[int, str, str, str | None]]) -> set[int]:
+    """Of deferred deliveries released together, which to suppress as `collapsed`.
+
+    `rows` are (id, recipient, channel, collapse group) in id order; in each group
+    only the newest goes out, so an 8:00 release is one message, not a burst.
+    """
+    newest: dict[tuple[str, str, str], int] = {}
+    for rid, recipient, channel, group in rows:
+        if group is not None:
+            newest[(recipient, channel, group)] = rid
+    keep = set(newest.values())
+    return {rid for rid, _, _, group in rows if group is not None and rid not in keep}
+
+
+def rules_of(category: Category) -> Rules:
+    """Rules from a `Category` row."""
+    return Rules(
+        key=category.key,
+        kind=category.kind,
+        priority=category.priority,
+        channels=tuple(category.channels),
+        required=category.required,
+        caps=tuple(Cap(int(c["count"]), int(c["per"])) for c in category.caps),
+        over_cap=category.over_cap,
+        collapse_window=category.collapse_window,
+        escalate_after=category.escalate_after,
+    )
