@@ -11,7 +11,14 @@ from typing import Any
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
-from dramatiq.middleware import AgeLimit, AsyncIO, Callbacks, Pipelines, Retries, ShutdownNotifications, TimeLimit
+from dramatiq.middleware import (
+    AgeLimit,
+    Callbacks,
+    Pipelines,
+    Retries,
+    ShutdownNotifications,
+    TimeLimit,
+)
 
 from engine.settings import Settings
 
@@ -32,7 +39,6 @@ def make_broker(settings: Settings) -> RedisBroker:
             Callbacks(),
             Pipelines(),
             Retries(max_retries=8, min_backoff=500, max_backoff=60_000),
-            AsyncIO(),
         ],
     )
     for queue in QUEUES:

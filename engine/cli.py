@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
+import signal
+import subprocess
 import sys
+import time
 from collections.abc import Sequence
 
 from engine.settings import Settings, get_settings
@@ -15,7 +20,47 @@ def _api(args: argparse.Namespace, settings: Settings) -> int:
 
     from engine.api.app import create_app
 
+    print(f"Tidings API on http://{args.host}:{args.port}", flush=True)
     web.run_app(create_app(settings), host=args.host, port=args.port, print=None)
+    return 0
+
+
+def worker_command(args: argparse.Namespace, settings: Settings) -> list[str]:
+    """The Dramatiq command line for a worker with these flags."""
+    queues = (args.queues or settings.worker_queues).replace(",", " ").split()
+    return [
+        sys.executable, "-m", "dramatiq", "engine.actors",
+        "--processes", str(args.processes or settings.worker_processes),
+        "--threads", str(args.threads or settings.worker_threads),
+        "--queues", *queues,
+    ]
+
+
+def _worker_env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    # Idle pickup latency: Dramatiq polls an empty queue with backoff up to this.
+    env.setdefault("dramatiq_worker_timeout", str(settings.worker_timeout_ms))
+    return env
+
+
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    command = worker_command(args, settings)
+    os.execve(sys.executable, command, _worker_env(settings))
+    return 0  # pragma: no cover (execve does not return)
+
+
+def _scheduler(_: argparse.Namespace, settings: Settings) -> int:
+    from engine import scheduler
+    from engine.broker import make_broker
+    from engine.runtime import Runtime
+
+    rt = Runtime(settings, make_broker(settings))
+    try:
+        scheduler.run(rt)
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        rt.close()
     return 0
 
 
@@ -24,6 +69,44 @@ def _migrate(_: argparse.Namespace, settings: Settings) -> int:
 
     migrate(settings)
     print("database is at the latest schema")
+    return 0
+
+
+def _up(args: argparse.Namespace, settings: Settings) -> int:
+    """API, worker and scheduler on one machine, stopped together."""
+    from engine.db import migrate
+
+    migrate(settings)
+    if args.demo:
+        from engine import demo
+
+        demo.load(settings, port=args.port)
+    me = [sys.executable, "-m", "engine.cli"]
+    worker_args = argparse.Namespace(queues=None, processes=args.processes, threads=args.threads)
+    children = [
+        subprocess.Popen(worker_command(worker_args, settings), env=_worker_env(settings)),
+        subprocess.Popen([*me, "scheduler"]),
+        subprocess.Popen([*me, "api", "--host", args.host, "--port", str(args.port)]),
+    ]
+
+    def stop(*_: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop()
+        for child in children:
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
     return 0
 
 
@@ -46,6 +129,45 @@ def _keys_create(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _send(args: argparse.Namespace, settings: Settings) -> int:
+    from pydantic import ValidationError
+
+    from engine import notifications
+    from engine.broker import Dispatcher, make_broker
+    from engine.db import Database
+    from engine.errors import ApiError
+    from engine.schemas import NotificationIn
+    from engine.timeutil import now
+
+    body: dict[str, object] = {"category": args.category, "data": json.loads(args.data)}
+    body["to"] = {"all": True} if args.to == "all" else args.to.split(",")
+    if args.title:
+        body["content"] = {"title": args.title, "body": args.body or ""}
+    database = Database(settings)
+    try:
+        spec = NotificationIn.model_validate(body)
+        with database.session() as session:
+            accepted = notifications.accept(session, spec, settings=settings)
+        if accepted.due:
+            Dispatcher(make_broker(settings)).plan(accepted.id, accepted.queue)
+            with database.session() as session:
+                notifications.mark_enqueued(session, [accepted.id], now())
+    except (ValidationError, ApiError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        database.close()
+    print(json.dumps(accepted.body()))
+    return 0
+
+
+def _status(_: argparse.Namespace, settings: Settings) -> int:
+    from engine import status
+
+    print(json.dumps(status.snapshot(settings), indent=2))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="tidings", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True)
@@ -55,9 +177,22 @@ def parser() -> argparse.ArgumentParser:
     api.add_argument("--port", type=int, default=8080)
     api.set_defaults(run=_api)
 
-    commands.add_parser("migrate", help="bring the database schema up to date").set_defaults(
-        run=_migrate
-    )
+    worker = commands.add_parser("worker", help="run Dramatiq workers for Tidings' queues")
+    worker.add_argument("--queues", "-Q", help="comma-separated: critical,normal,bulk (TIDINGS_WORKER_QUEUES)")
+    worker.add_argument("--processes", "-p", type=int, help="worker processes (TIDINGS_WORKER_PROCESSES)")
+    worker.add_argument("--threads", "-t", type=int, help="threads per process (TIDINGS_WORKER_THREADS)")
+    worker.set_defaults(run=_worker)
+
+    commands.add_parser("scheduler", help="release due and stalled work").set_defaults(run=_scheduler)
+    commands.add_parser("migrate", help="bring the database schema up to date").set_defaults(run=_migrate)
+
+    up = commands.add_parser("up", help="API + worker + scheduler on one machine")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=int, default=8080)
+    up.add_argument("--processes", type=int)
+    up.add_argument("--threads", type=int)
+    up.add_argument("--demo", action="store_true", help="load the demo catalog and recipients")
+    up.set_defaults(run=_up)
 
     keys = commands.add_parser("keys", help="manage API keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
@@ -65,6 +200,18 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--name", required=True)
     create.add_argument("--scopes", default="send,read")
     create.set_defaults(run=_keys_create)
+
+    send = commands.add_parser("send", help="send a notification from the command line")
+    send.add_argument("--category", required=True)
+    send.add_argument("--to", required=True, help="comma-separated recipient ids, or 'all'")
+    send.add_argument("--data", default="{}", help="JSON for the templates")
+    send.add_argument("--title")
+    send.add_argument("--body")
+    send.set_defaults(run=_send)
+
+    commands.add_parser("status", help="queue depths, delayed, dead letters, throughput").set_defaults(
+        run=_status
+    )
     return root
 
 

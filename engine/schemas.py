@@ -7,7 +7,7 @@ a silently ignored setting.
 from __future__ import annotations
 
 import re
-
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -33,6 +33,8 @@ TEMPLATE_FIELDS = ("title", "body", "subject", "text", "html", "action_url")
 LOCALE = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$"
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 PHONE = re.compile(r"^\+[1-9]\d{6,14}$")
+# Durations are stored in 32-bit SQL integers.
+MAX_DURATION = 2**31 - 1
 
 
 def _duration(value: Any) -> int:
@@ -44,15 +46,25 @@ def _duration(value: Any) -> int:
 def _positive(value: int) -> int:
     if value <= 0:
         raise ValueError("must be longer than zero")
+    if value > MAX_DURATION:
+        raise ValueError("must be shorter than 68 years")
     return value
 
 
 def _timezone(value: str) -> str:
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder such as 'America'
         raise ValueError(f"{value!r} is not an IANA time zone like 'Asia/Shanghai'") from None
     return value
+
+
+def _utc(value: datetime) -> datetime:
+    # SQLite keeps a timestamp's wall time and drops its offset: store UTC only.
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the timestamp is out of range") from None
 
 
 def _hhmm(value: str) -> str:
@@ -69,6 +81,7 @@ def _unique(values: list[str]) -> list[str]:
 Duration = Annotated[int, BeforeValidator(_duration), AfterValidator(_positive)]
 ChannelName = Literal["inapp", "email", "push", "sms", "webhook", "log"]
 TimeZone = Annotated[str, AfterValidator(_timezone)]
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_utc)]
 TimeOfDay = Annotated[str, AfterValidator(_hhmm)]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 Locale = Annotated[str, Field(pattern=LOCALE, max_length=16)]
@@ -132,8 +145,8 @@ class RecipientIn(Strict):
     webhook_url: str | None = Field(default=None, max_length=2000, pattern=r"^https?://\S+$")
     timezone: TimeZone | None = None
     locale: Locale | None = None
-    annual_spend: float | None = Field(default=None, ge=0)
-    last_active_at: AwareDatetime | None = None
+    annual_spend: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    last_active_at: UtcDatetime | None = None
     tags: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = Field(
         default=None, max_length=200
     )
@@ -179,7 +192,7 @@ class PreferencesIn(Strict):
     categories: dict[str, CategoryPreferenceIn] | None = None
     caps: list[CapIn] | None = Field(default=None, max_length=10)
     quiet_hours: QuietHoursIn | None = None
-    paused_until: AwareDatetime | None = None
+    paused_until: UtcDatetime | None = None
     digest: DigestIn | None = None
     unsubscribed: bool | None = None
 
@@ -193,3 +206,74 @@ class FieldError(ValueError):
         self.message = message
 
 
+
+
+class SegmentIn(Strict):
+    """A segment filter: spend tier, activity and interest tags."""
+
+    tier: list[Literal["whale", "dolphin", "minnow"]] | None = None
+    activity: list[Literal["active", "sleeping", "churned"]] | None = None
+    tags_any: list[Annotated[str, Field(max_length=100)]] | None = None
+    tags_all: list[Annotated[str, Field(max_length=100)]] | None = None
+
+
+class SegmentAudience(Strict):
+    segment: SegmentIn
+
+
+class EveryoneAudience(Strict):
+    all: Literal[True]
+
+
+class ContentIn(Strict):
+    """Literal copy instead of the category's templates."""
+
+    title: str = Field(min_length=1, max_length=500)
+    body: str = Field(default="", max_length=20_000)
+    html: str | None = Field(default=None, max_length=200_000)
+    action_url: str | None = Field(default=None, max_length=2000, pattern=r"^https?://\S+$")
+
+
+class NotificationIn(Strict):
+    """`POST /v1/notifications`."""
+
+    category: Key
+    to: (
+        Annotated[list[Key], AfterValidator(_unique), Field(min_length=1, max_length=10_000)]
+        | SegmentAudience
+        | EveryoneAudience
+    )
+    data: dict[str, Any] = Field(default_factory=dict)
+    content: ContentIn | None = None
+    channels: Annotated[list[ChannelName], AfterValidator(_unique)] | None = Field(
+        default=None, min_length=1
+    )
+    send_at: AwareDatetime | None = None
+    expires_at: AwareDatetime | None = None
+    collapse_key: str | None = Field(default=None, min_length=1, max_length=200)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def _check(self) -> NotificationIn:
+        if self.send_at and self.expires_at and self.expires_at <= self.send_at:
+            raise FieldError("expires_at", "expires_at must be after send_at")
+        return self
+
+
+class BatchIn(Strict):
+    """`POST /v1/notifications/batch`."""
+
+    notifications: list[dict[str, Any]] = Field(min_length=1)
+
+
+class EventIn(Strict):
+    """`POST /v1/deliveries/{id}/events`."""
+
+    type: Literal["opened", "read", "clicked", "converted"]
+
+
+class FeedbackIn(Strict):
+    """`POST /v1/deliveries/{id}/feedback`."""
+
+    rating: Literal["up", "meh", "down"]
+    comment: str | None = Field(default=None, max_length=2000)

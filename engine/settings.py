@@ -49,9 +49,14 @@ class Settings(BaseSettings):
     plan_chunk_size: int = 1000
     deliver_chunk_size: int = 500
     link_ttl: int = Field(default=30 * 86400, description="seconds a signed page link stays valid")
-    stall_after: int = 120
+    stall_after: int = 300
     scheduler_interval: float = 1.0
     worker_timeout_ms: int = 100
+    delivery_max_attempts: int = 5
+    retry_backoff_base: float = 1.0
+    worker_processes: int = 2
+    worker_threads: int = 8
+    worker_queues: str = "critical,normal,bulk"
 
     # Channels
     smtp_host: str = "127.0.0.1"

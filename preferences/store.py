@@ -61,7 +61,7 @@ def resolve(
     quiet = (stored.quiet_hours or {}) if stored else {}
     zone = quiet.get("timezone") or (recipient.timezone if recipient else None)
     quiet_hours = QuietHours(
-        enabled=bool(quiet.get("enabled", True)),
+        enabled=quiet.get("enabled") is not False,  # null is the default: on
         start=parse_hhmm(quiet.get("start") or settings.default_quiet_start),
         end=parse_hhmm(quiet.get("end") or settings.default_quiet_end),
         timezone=zone or settings.default_timezone,

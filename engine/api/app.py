@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from engine.api import health, management, openapi
-from engine.api.context import DB, KEY_CACHE, REDIS, SETTINGS
+from engine.api import health, management, notifications, openapi
+from engine.api.context import DB, DISPATCH, KEY_CACHE, REDIS, SETTINGS
 from engine.api.middleware import auth, errors
+from engine.broker import Dispatcher, make_broker
 from engine.db import Database
 from engine.settings import Settings
 
@@ -20,9 +21,10 @@ def create_app(settings: Settings, *, database: Database | None = None) -> web.A
     app[SETTINGS] = settings
     app[DB] = database or Database(settings)
     app[KEY_CACHE] = {}
+    app[DISPATCH] = Dispatcher(make_broker(settings))
     app.cleanup_ctx.append(_redis)
     app.on_cleanup.append(_close_db)
-    for module in (health, management, openapi):
+    for module in (health, management, notifications, openapi):
         app.add_routes(module.routes)
     return app
 

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from engine.broker import Dispatcher
 from engine.db import Database
 from engine.settings import Settings
 
@@ -15,6 +16,7 @@ SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", Database)
 REDIS = web.AppKey("redis", aioredis.Redis)
 KEY_CACHE = web.AppKey("key_cache", dict)
+DISPATCH = web.AppKey("dispatch", Dispatcher)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -106,7 +106,8 @@ async def bulk_recipients(request: web.Request) -> web.Response:
             entry = RecipientBulkItem.model_validate(item)
         except ValidationError as exc:
             error = validation_error(exc)
-            error.field = f"recipients.{index}.{error.field}" if error.field else f"recipients.{index}"
+            whole = error.field in (None, "body")  # the entry itself is not an object
+            error.field = f"recipients.{index}" if whole else f"recipients.{index}.{error.field}"
             raise error from None
         if entry.id in seen:
             raise Invalid(f"recipient {entry.id!r} is listed twice", field=f"recipients.{index}.id")

@@ -31,7 +31,8 @@ def validation_error(exc: ValidationError) -> ApiError:
     original = (first.get("ctx") or {}).get("error")
     if isinstance(original, FieldError):
         return Invalid(original.message, field=original.field)
-    path = ".".join(str(part) for part in first["loc"]) or "body"
+    # A bad dict key is reported at `...key.[key]`: name the key itself.
+    path = ".".join(str(part) for part in first["loc"] if part != "[key]") or "body"
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         message = "unknown field"
@@ -107,6 +108,32 @@ async def json_body(request: web.Request) -> Any:
     if not raw:
         raise Invalid("a JSON body is required", field="body")
     try:
-        return json.loads(raw)
+        body = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise Invalid(f"the body is not valid JSON: {exc}", field="body") from None
+    except RecursionError:
+        raise Invalid("the body is nested too deeply", field="body") from None
+    if b"\\u0000" in raw and (where := _nul_at(body)) is not None:
+        raise Invalid("text cannot contain NUL characters", field=where)
+    return body
+
+
+def _nul_at(body: Any) -> str | None:
+    """The dotted path of a string (or key) holding a NUL, which SQL text columns refuse."""
+    pending: list[tuple[str, Any]] = [("", body)]
+    while pending:
+        path, value = pending.pop()
+        if isinstance(value, dict):
+            items: Any = value.items()
+        elif isinstance(value, list):
+            items = enumerate(value)
+        else:
+            if isinstance(value, str) and "\x00" in value:
+                return path or "body"
+            continue
+        for key, item in items:
+            here = f"{path}.{key}" if path else str(key)
+            if "\x00" in str(key):
+                return here
+            pending.append((here, item))
+    return None

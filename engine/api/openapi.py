@@ -8,7 +8,16 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from engine.api.context import scope_of
-from engine.schemas import CategoryIn, PreferencesIn, RecipientBulkItem, RecipientIn
+from engine.schemas import (
+    BatchIn,
+    CategoryIn,
+    EventIn,
+    FeedbackIn,
+    NotificationIn,
+    PreferencesIn,
+    RecipientBulkItem,
+    RecipientIn,
+)
 
 routes = web.RouteTableDef()
 
@@ -18,6 +27,10 @@ REQUEST_BODIES: dict[tuple[str, str], type[BaseModel]] = {
     ("PUT", "/v1/recipients/{id}"): RecipientIn,
     ("POST", "/v1/recipients/bulk"): RecipientBulkItem,
     ("PUT", "/v1/recipients/{id}/preferences"): PreferencesIn,
+    ("POST", "/v1/notifications"): NotificationIn,
+    ("POST", "/v1/notifications/batch"): BatchIn,
+    ("POST", "/v1/deliveries/{id}/events"): EventIn,
+    ("POST", "/v1/deliveries/{id}/feedback"): FeedbackIn,
 }
 ERROR = {
     "type": "object",

@@ -1,0 +1,192 @@
+"""Sending API: enqueue notifications, read their status, record events and feedback,
+and read a recipient's receipts and inbox."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+from sqlmodel import Session
+
+from engine import notifications, receipts
+from engine.api.context import DB, DISPATCH, SETTINGS, scope
+from engine.api.middleware import json_body, validation_error
+from engine.errors import Invalid, NotFound
+from engine.models import Recipient
+from engine.notifications import Accepted
+from engine.schemas import BatchIn, EventIn, FeedbackIn, NotificationIn
+from engine.timeutil import now
+
+routes = web.RouteTableDef()
+log = logging.getLogger("tidings.api")
+
+
+def _int_id(request: web.Request, name: str = "id") -> int:
+    raw = request.match_info[name]
+    if not raw.isdigit() or len(raw) > 18:
+        raise NotFound(f"no such {name} {raw!r}", field=name)
+    return int(raw)
+
+
+def _paging(request: web.Request, cursor: str) -> tuple[int | None, int]:
+    settings = request.app[SETTINGS]
+    raw_limit = request.query.get("limit", str(settings.page_size))
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
+        raise Invalid("limit is a number from 1 to 1000", field="limit")
+    raw_cursor = request.query.get(cursor)
+    if raw_cursor is not None and not raw_cursor.isdigit():
+        raise Invalid(f"{cursor} is a delivery id", field=cursor)
+    return (int(raw_cursor) if raw_cursor else None), int(raw_limit)
+
+
+async def _enqueue(request: web.Request, accepted: list[Accepted]) -> None:
+    """Hand due notifications to the broker; if Redis is down they stay accepted in SQL
+    and the scheduler enqueues them later."""
+    due = [a for a in accepted if a.due]
+    if not due:
+        return
+    dispatch = request.app[DISPATCH]
+    db = request.app[DB]
+
+    def send() -> None:
+        for item in due:
+            dispatch.plan(item.id, item.queue)
+        with db.session() as session:
+            notifications.mark_enqueued(session, [a.id for a in due], now())
+
+    try:
+        await db.run(send)
+    except Exception as exc:
+        log.warning("could not enqueue %d notifications now (%s); the scheduler will", len(due), exc)
+
+
+@routes.post("/v1/notifications")
+@scope("send")
+async def post_notification(request: web.Request) -> web.Response:
+    """Accept a notification: stored in SQL before the answer, then planned by workers."""
+    body = await json_body(request)
+    if isinstance(body, dict) and (header := request.headers.get("Idempotency-Key")):
+        if body.get("idempotency_key") not in (None, header):
+            raise Invalid("the Idempotency-Key header and field differ", field="idempotency_key")
+        body = {**body, "idempotency_key": header}
+    spec = NotificationIn.model_validate(body)
+    settings = request.app[SETTINGS]
+
+    def accept() -> Accepted:
+        with request.app[DB].session() as session:
+            return notifications.accept(session, spec, settings=settings)
+
+    accepted = await request.app[DB].run(accept)
+    if not accepted.replayed:
+        await _enqueue(request, [accepted])
+    return web.json_response(
+        accepted.body(), status=202, headers={"Idempotent-Replayed": "true"} if accepted.replayed else None
+    )
+
+
+@routes.post("/v1/notifications/batch")
+@scope("send")
+async def post_batch(request: web.Request) -> web.Response:
+    """Accept many notifications at once: all valid and stored, or none."""
+    batch = BatchIn.model_validate(await json_body(request))
+    settings = request.app[SETTINGS]
+    if len(batch.notifications) > settings.max_batch_notifications:
+        raise Invalid(f"at most {settings.max_batch_notifications} per batch", field="notifications")
+    specs = []
+    for index, item in enumerate(batch.notifications):
+        try:
+            specs.append(NotificationIn.model_validate(item))
+        except ValidationError as exc:
+            error = validation_error(exc)
+            error.field = f"notifications.{index}.{error.field}"
+            raise error from None
+
+    def accept() -> list[Accepted]:
+        with request.app[DB].session() as session:
+            return [
+                notifications.accept(session, spec, settings=settings, field_prefix=f"notifications.{i}.")
+                for i, spec in enumerate(specs)
+            ]
+
+    accepted = await request.app[DB].run(accept)
+    await _enqueue(request, [a for a in accepted if not a.replayed])
+    return web.json_response({"items": [a.body() for a in accepted]}, status=202)
+
+
+@routes.get("/v1/notifications/{id}")
+@scope("read")
+async def get_notification(request: web.Request) -> web.Response:
+    """Status, counts per delivery status, and deliveries with their history (paged by `after`)."""
+    nid = _int_id(request)
+    after, limit = _paging(request, "after")
+
+    def read() -> dict[str, Any]:
+        with request.app[DB].session() as session:
+            return notifications.status(session, nid, after=after, limit=limit)
+
+    return web.json_response(await request.app[DB].run(read))
+
+
+@routes.post("/v1/deliveries/{id}/events")
+@scope("send")
+async def post_event(request: web.Request) -> web.Response:
+    """Record opened, read, clicked or converted; reading cancels pending sends elsewhere."""
+    did = _int_id(request)
+    event = EventIn.model_validate(await json_body(request))
+
+    def write() -> dict[str, Any]:
+        with request.app[DB].session() as session:
+            return receipts.record_event(session, did, event.type)
+
+    return web.json_response(await request.app[DB].run(write))
+
+
+@routes.post("/v1/deliveries/{id}/feedback")
+@scope("send")
+async def post_feedback(request: web.Request) -> web.Response:
+    """Record 👍 / 😕 / 👎 (`up`, `meh`, `down`) with an optional comment."""
+    did = _int_id(request)
+    feedback = FeedbackIn.model_validate(await json_body(request))
+
+    def write() -> dict[str, Any]:
+        with request.app[DB].session() as session:
+            return receipts.record_feedback(session, did, feedback.rating, feedback.comment)
+
+    return web.json_response(await request.app[DB].run(write))
+
+
+def _known(session: Session, rid: str) -> None:
+    if session.get(Recipient, rid) is None:
+        raise NotFound(f"no recipient {rid!r}", field="id")
+
+
+@routes.get("/v1/recipients/{id}/deliveries")
+@scope("read")
+async def get_recipient_deliveries(request: web.Request) -> web.Response:
+    """A recipient's receipts, newest first (paged by `before`)."""
+    rid = request.match_info["id"]
+    before, limit = _paging(request, "before")
+
+    def read() -> dict[str, Any]:
+        with request.app[DB].session() as session:
+            _known(session, rid)
+            return receipts.recipient_deliveries(session, rid, before=before, limit=limit)
+
+    return web.json_response(await request.app[DB].run(read))
+
+
+@routes.get("/v1/recipients/{id}/inbox")
+@scope("read")
+async def get_inbox(request: web.Request) -> web.Response:
+    """A recipient's in-app inbox, newest first, with the unread count."""
+    rid = request.match_info["id"]
+    before, limit = _paging(request, "before")
+
+    def read() -> dict[str, Any]:
+        with request.app[DB].session() as session:
+            _known(session, rid)
+            return receipts.inbox(session, rid, before=before, limit=limit)
+
+    return web.json_response(await request.app[DB].run(read))

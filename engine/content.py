@@ -1,0 +1,82 @@
+"""What a delivery says: literal content, or the category's templates for its channel and
+locale (with fallback), rendered in the sandbox. Renders once per notification, channel
+and locale when the templates do not mention the recipient."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from engine.models import Category, Notification, Recipient
+from engine.templates import pick_locale, render, uses_recipient
+
+
+@dataclass(frozen=True)
+class Copy:
+    title: str
+    body: str
+    html: str | None
+    action_url: str | None
+    locale: str
+
+
+def _fields_for(category: Category, channel: str) -> Mapping[str, Mapping[str, str]]:
+    templates = category.templates
+    if channel in templates:
+        return templates[channel]
+    if "inapp" in templates:
+        return templates["inapp"]
+    return next(iter(templates.values()), {})
+
+
+class Composer:
+    """Renders copy for deliveries, caching what does not depend on the recipient."""
+
+    def __init__(self) -> None:
+        self._shared: dict[tuple[int, str, str], Copy] = {}
+
+    def compose(
+        self,
+        notification: Notification,
+        category: Category,
+        channel: str,
+        recipient: Recipient | None,
+        links: Mapping[str, str],
+    ) -> Copy:
+        """The copy for one delivery; raises `RenderError` if a template fails."""
+        data = notification.data or {}
+        locale_wanted = (recipient.locale if recipient else None) or category.default_locale
+        if notification.content:
+            content = notification.content
+            return Copy(
+                title=str(content.get("title", "")),
+                body=str(content.get("body", "")),
+                html=content.get("html"),
+                action_url=content.get("action_url") or data.get("action_url"),
+                locale=locale_wanted,
+            )
+        by_locale = _fields_for(category, channel)
+        locale = pick_locale(by_locale, locale_wanted, category.default_locale) or locale_wanted
+        fields = by_locale.get(locale, {})
+        shared = not uses_recipient(fields)
+        assert notification.id is not None
+        key = (notification.id, channel, locale)
+        if shared and key in self._shared:
+            return self._shared[key]
+        context: dict[str, Any] = {
+            "data": data,
+            "recipient": {"id": recipient.id, "locale": recipient.locale} if recipient else {},
+            "links": links,
+        }
+        out = render(fields, context)
+        copy = Copy(
+            title=out.get("title") or out.get("subject") or "",
+            body=out.get("body") or out.get("text") or "",
+            html=out.get("html"),
+            action_url=out.get("action_url") or data.get("action_url"),
+            locale=locale,
+        )
+        if shared:
+            self._shared[key] = copy
+        return copy

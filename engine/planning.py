@@ -1,0 +1,276 @@
+"""Planning: cut a notification's audience into chunks, and plan each chunk in bulk.
+
+A chunk loads its recipients and their preferences in two queries, asks the pure
+rules in `engine.planner`, checks every cap in one Redis call, and writes its
+deliveries and their first events in one transaction. Replaying a chunk (a worker
+died, Redis lost the message) skips recipients already planned.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from channels.base import ADDRESS_FIELDS
+from engine import bulk, planner
+from engine.counters import CapCheck
+from engine.models import Category, Delivery, Notification, PlanChunk, Recipient
+from engine.runtime import Runtime
+from engine.segments import matches_tags, segment_clause
+from engine.timeutil import aware, now
+from preferences import store
+
+log = logging.getLogger("tidings.planning")
+
+
+def addressable(recipient: Recipient) -> list[str]:
+    """Channels this recipient has an address for."""
+    out = []
+    for channel, field in ADDRESS_FIELDS.items():
+        if field is None or getattr(recipient, field, None):
+            out.append(channel)
+    return out
+
+
+def _audience_ids(session: Session, notification: Notification, rt: Runtime) -> Iterator[str]:
+    audience = notification.audience
+    if "ids" in audience:
+        yield from audience["ids"]
+        return
+    query = select(Recipient.id).order_by(col(Recipient.id))
+    if "segment" in audience:
+        clause = segment_clause(audience["segment"], now(), rt.settings)
+        if clause is not None:
+            query = query.where(clause)
+    yield from session.exec(query.execution_options(yield_per=10_000))
+
+
+def plan(rt: Runtime, notification_id: int) -> None:
+    """Cut the audience into chunks (recorded in SQL) and enqueue a job per chunk."""
+    with rt.db.session() as session:
+        notification = session.get(Notification, notification_id)
+        if notification is None or notification.status in ("planned", "done"):
+            return
+        send_at = aware(notification.send_at)
+        if send_at is not None and send_at > now():
+            return
+        if notification.chunks_total is None:
+            size = rt.settings.plan_chunk_size
+            chunks: list[dict[str, Any]] = []
+            batch: list[str] = []
+            total = 0
+            for rid in _audience_ids(session, notification, rt):
+                batch.append(rid)
+                if len(batch) == size:
+                    chunks.append(_chunk(notification_id, len(chunks), batch))
+                    total += len(batch)
+                    batch = []
+            if batch:
+                chunks.append(_chunk(notification_id, len(chunks), batch))
+                total += len(batch)
+            bulk.insert_ignore(session, PlanChunk, chunks, conflict=("notification_id", "seq"))
+            notification.chunks_total = len(chunks)
+            notification.recipients = total
+            notification.status = "planning" if chunks else "planned"
+        notification.updated_at = now()
+        session.add(notification)
+        pending = list(
+            session.exec(
+                select(PlanChunk.seq).where(
+                    col(PlanChunk.notification_id) == notification_id,
+                    col(PlanChunk.status) == "pending",
+                )
+            )
+        )
+        queue = notification.queue
+    for seq in pending:
+        rt.dispatch.plan_chunk(notification_id, seq, queue)
+
+
+def _chunk(notification_id: int, seq: int, ids: list[str]) -> dict[str, Any]:
+    return {
+        "notification_id": notification_id,
+        "seq": seq,
+        "lo": ids[0],
+        "hi": ids[-1],
+        "size": len(ids),
+        "status": "pending",
+        "updated_at": now(),
+    }
+
+
+def plan_chunk(rt: Runtime, notification_id: int, seq: int) -> None:
+    """Decide every recipient of one chunk and write the deliveries in bulk."""
+    with rt.db.session() as session:
+        chunk = session.get(PlanChunk, (notification_id, seq))
+        notification = session.get(Notification, notification_id)
+        if chunk is None or chunk.status == "done" or notification is None:
+            return
+        category = session.get(Category, notification.category)
+        queued = _plan(rt, session, notification, category, chunk) if category else []
+        finished = session.execute(
+            update(PlanChunk)
+            .where(
+                col(PlanChunk.notification_id) == notification_id,
+                col(PlanChunk.seq) == seq,
+                col(PlanChunk.status) == "pending",
+            )
+            .values(status="done", updated_at=now())
+        )
+        if finished.rowcount != 1:  # another job finished this chunk first
+            session.rollback()
+            return
+        session.execute(
+            update(Notification)
+            .where(col(Notification.id) == notification_id)
+            .values(chunks_done=Notification.chunks_done + 1, updated_at=now())
+        )
+        session.execute(
+            update(Notification)
+            .where(
+                col(Notification.id) == notification_id,
+                col(Notification.chunks_done) >= col(Notification.chunks_total),
+            )
+            .values(status="planned")
+        )
+        queue = notification.queue
+    enqueue_deliveries(rt, queued, queue)
+
+
+def enqueue_deliveries(rt: Runtime, rows: list[tuple[int, str]], queue: str) -> None:
+    """Hand queued deliveries (id, channel) to deliver jobs, one channel per job."""
+    by_channel: dict[str, list[int]] = defaultdict(list)
+    for delivery_id, channel in rows:
+        by_channel[channel].append(delivery_id)
+    size = rt.settings.deliver_chunk_size
+    for ids in by_channel.values():
+        for start in range(0, len(ids), size):
+            rt.dispatch.deliver(ids[start : start + size], queue)
+
+
+def _load_recipients(
+    session: Session, notification: Notification, chunk: PlanChunk
+) -> list[Recipient]:
+    query = select(Recipient).where(col(Recipient.id) >= chunk.lo, col(Recipient.id) <= chunk.hi)
+    audience = notification.audience
+    if "ids" in audience:
+        wanted = set(audience["ids"])
+        return [r for r in session.exec(query) if r.id in wanted]
+    rows = list(session.exec(query))
+    if "segment" in audience:
+        return [r for r in rows if matches_tags(r.tags, audience["segment"])]
+    return rows
+
+
+def _plan(
+    rt: Runtime,
+    session: Session,
+    notification: Notification,
+    category: Category,
+    chunk: PlanChunk,
+) -> list[tuple[int, str]]:
+    assert notification.id is not None
+    at = now()
+    recipients = _load_recipients(session, notification, chunk)
+    done = set(
+        session.exec(
+            select(Delivery.recipient_id).where(
+                col(Delivery.notification_id) == notification.id,
+                col(Delivery.recipient_id) >= chunk.lo,
+                col(Delivery.recipient_id) <= chunk.hi,
+            )
+        )
+    )
+    todo = [r for r in recipients if r.id not in done]
+    prefs = store.load_many(session, todo, settings=rt.settings)
+    rules = planner.rules_of(category)
+    request = planner.Request(
+        channels=tuple(notification.channels) if notification.channels else None,
+        expires_at=aware(notification.expires_at),
+        collapse_key=notification.collapse_key,
+    )
+    decisions = {r.id: planner.decide(rules, request, prefs[r.id], addressable(r), at) for r in todo}
+
+    replaced: list[int] = []
+    if notification.collapse_key and rules.collapse_window:
+        previous = _previous(session, notification, [r.id for r in todo], at - timedelta(seconds=rules.collapse_window))
+        for rid, earlier in previous.items():
+            decisions[rid], gone = planner.collapse(decisions[rid], earlier)
+            replaced += gone
+
+    checks = [
+        CapCheck(rid, limits)
+        for rid, ds in decisions.items()
+        if planner.counts_against_caps(ds) and (limits := planner.cap_limits(rules, prefs[rid]))
+    ]
+    for check, resets_at in zip(checks, rt.counters.admit(checks, at), strict=True):
+        if resets_at is not None:
+            decisions[check.recipient_id] = planner.over_cap(rules, decisions[check.recipient_id], resets_at)
+
+    locales = {r.id: r.locale for r in todo}
+    rows = [
+        {
+            "notification_id": notification.id,
+            "recipient_id": rid,
+            "channel": d.channel,
+            "category": category.key,
+            "status": d.status,
+            "reason": d.reason,
+            "due_at": d.due_at,
+            "collapse_key": notification.collapse_key,
+            "locale": locales[rid],
+            "attempts": 0,
+            "created_at": at,
+            "updated_at": at,
+        }
+        for rid, ds in decisions.items()
+        for d in ds
+    ]
+    written = bulk.insert_ignore(
+        session,
+        Delivery,
+        rows,
+        conflict=("notification_id", "recipient_id", "channel"),
+        returning=(Delivery.id, Delivery.channel, Delivery.status, Delivery.reason),
+    )
+    events = [
+        {"delivery_id": row.id, "status": row.status, "reason": row.reason, "at": at}
+        for row in written
+    ]
+    if replaced:
+        session.execute(
+            update(Delivery)
+            .where(col(Delivery.id).in_(replaced), col(Delivery.status) == "scheduled")
+            .values(status="suppressed", reason="collapsed", updated_at=at)
+        )
+        events += [
+            {"delivery_id": rid, "status": "suppressed", "reason": "collapsed", "at": at}
+            for rid in replaced
+        ]
+    bulk.add_events(session, events)
+    return [(row.id, row.channel) for row in written if row.status == "queued"]
+
+
+def _previous(
+    session: Session, notification: Notification, recipient_ids: list[str], since: Any
+) -> dict[str, list[planner.Previous]]:
+    found: dict[str, list[planner.Previous]] = defaultdict(list)
+    if not recipient_ids:
+        return found
+    for delivery_id, rid, state in session.exec(
+        select(Delivery.id, Delivery.recipient_id, Delivery.status).where(
+            col(Delivery.collapse_key) == notification.collapse_key,
+            col(Delivery.recipient_id).in_(recipient_ids),
+            col(Delivery.notification_id) != notification.id,
+            col(Delivery.created_at) >= since,
+        )
+    ):
+        assert delivery_id is not None
+        found[rid].append(planner.Previous(delivery_id, state))
+    return found

@@ -1,0 +1,136 @@
+"""Receipts after sending: engagement events, feedback, a recipient's deliveries and inbox."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, update
+from sqlmodel import Session, col, select
+
+from engine import bulk
+from engine.errors import NotFound
+from engine.models import Delivery, Feedback
+from engine.notifications import deliveries_public
+from engine.timeutil import iso, now
+
+# How far along a delivery is; an event never moves a delivery backwards.
+PROGRESS = ("queued", "sending", "sent", "delivered", "opened", "read", "clicked", "converted")
+CANCELS_OTHERS = frozenset({"opened", "read", "clicked", "converted"})
+
+
+def record_event(session: Session, delivery_id: int, kind: str) -> dict[str, Any]:
+    """Record opened/read/clicked/converted; a seen notification cancels its pending
+    deliveries on the other channels (`seen_elsewhere`)."""
+    row = session.get(Delivery, delivery_id)
+    if row is None:
+        raise NotFound(f"no delivery {delivery_id}", field="id")
+    at = now()
+    if row.status in PROGRESS and PROGRESS.index(kind) > PROGRESS.index(row.status):
+        row.status = kind
+    if kind in ("opened", "read", "clicked") and row.read_at is None:
+        row.read_at = at
+    row.updated_at = at
+    session.add(row)
+    events: list[dict[str, Any]] = [{"delivery_id": delivery_id, "status": kind, "at": at}]
+    cancelled: list[int] = []
+    if kind in CANCELS_OTHERS:
+        cancelled = [
+            r[0]
+            for r in session.execute(
+                update(Delivery)
+                .where(
+                    col(Delivery.notification_id) == row.notification_id,
+                    col(Delivery.recipient_id) == row.recipient_id,
+                    col(Delivery.id) != delivery_id,
+                    col(Delivery.status).in_(("scheduled", "queued")),
+                )
+                .values(status="suppressed", reason="seen_elsewhere", due_at=None, updated_at=at)
+                .returning(Delivery.id)
+            )
+        ]
+        events += [
+            {"delivery_id": i, "status": "suppressed", "reason": "seen_elsewhere", "at": at}
+            for i in cancelled
+        ]
+    bulk.add_events(session, events)
+    return {"id": str(delivery_id), "status": row.status, "cancelled": [str(i) for i in cancelled]}
+
+
+def record_feedback(
+    session: Session, delivery_id: int, rating: str, comment: str | None, *, recipient_id: str | None = None
+) -> dict[str, Any]:
+    """Record 👍 / 😕 / 👎 on a delivery; rating again replaces the earlier rating."""
+    row = session.get(Delivery, delivery_id)
+    if row is None or (recipient_id is not None and row.recipient_id != recipient_id):
+        raise NotFound(f"no delivery {delivery_id}", field="id")
+    found = session.exec(select(Feedback).where(col(Feedback.delivery_id) == delivery_id)).first()
+    feedback = found or Feedback(
+        delivery_id=delivery_id, recipient_id=row.recipient_id, category=row.category, rating=rating
+    )
+    feedback.rating = rating
+    feedback.comment = comment
+    feedback.variant = row.variant
+    feedback.created_at = now()
+    session.add(feedback)
+    return {"delivery_id": str(delivery_id), "rating": rating, "comment": comment}
+
+
+def recipient_deliveries(
+    session: Session, recipient_id: str, *, before: int | None, limit: int
+) -> dict[str, Any]:
+    """A recipient's receipts, newest first, paged."""
+    query = select(Delivery).where(col(Delivery.recipient_id) == recipient_id)
+    if before is not None:
+        query = query.where(col(Delivery.id) < before)
+    page = list(session.exec(query.order_by(col(Delivery.id).desc()).limit(limit + 1)))
+    more = len(page) > limit
+    page = page[:limit]
+    return {
+        "items": deliveries_public(session, page),
+        "next": str(page[-1].id) if more and page else None,
+    }
+
+
+INBOX_VISIBLE = ("delivered", "opened", "read", "clicked", "converted")
+
+
+def inbox(session: Session, recipient_id: str, *, before: int | None, limit: int) -> dict[str, Any]:
+    """A recipient's in-app messages, newest first, with the unread count."""
+    visible = (
+        col(Delivery.recipient_id) == recipient_id,
+        col(Delivery.channel) == "inapp",
+        col(Delivery.status).in_(INBOX_VISIBLE),
+    )
+    unread = session.exec(
+        select(func.count()).select_from(Delivery).where(*visible, col(Delivery.read_at).is_(None))
+    ).one()
+    query = select(Delivery).where(*visible)
+    if before is not None:
+        query = query.where(col(Delivery.id) < before)
+    page = list(session.exec(query.order_by(col(Delivery.id).desc()).limit(limit + 1)))
+    more = len(page) > limit
+    page = page[:limit]
+    ratings = {
+        f.delivery_id: f.rating
+        for f in session.exec(
+            select(Feedback).where(col(Feedback.delivery_id).in_([d.id for d in page]))
+        )
+    }
+    return {
+        "unread": unread,
+        "items": [
+            {
+                "delivery_id": str(d.id),
+                "notification_id": str(d.notification_id),
+                "category": d.category,
+                "title": d.title,
+                "body": d.body,
+                "action_url": d.action_url,
+                "read": d.read_at is not None,
+                "feedback": ratings.get(d.id or 0),
+                "created_at": iso(d.created_at),
+            }
+            for d in page
+        ],
+        "next": str(page[-1].id) if more and page else None,
+    }

@@ -1,0 +1,66 @@
+"""What ops see with `tidings status`: queue depths, in flight, delayed, dead letters,
+and recent throughput from the receipts."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import redis
+from sqlalchemy import func
+from sqlmodel import col, select
+
+from engine.broker import QUEUES
+from engine.db import Database
+from engine.models import Delivery, DeliveryEvent
+from engine.settings import Settings
+from engine.timeutil import now
+
+NAMESPACE = "dramatiq"
+
+
+def queues(client: redis.Redis) -> dict[str, dict[str, int]]:
+    """Per queue: waiting, delayed, dead letters, and in flight (unacked) messages."""
+    in_flight: dict[str, int] = dict.fromkeys(QUEUES, 0)
+    for key in client.scan_iter(f"{NAMESPACE}:__acks__.*", count=1000):
+        name = key.decode().rsplit(".", 1)[-1]
+        if name in in_flight:
+            in_flight[name] += int(client.scard(key))
+    return {
+        q: {
+            "waiting": int(client.llen(f"{NAMESPACE}:{q}")),
+            "delayed": int(client.llen(f"{NAMESPACE}:{q}.DQ")),
+            "dead": int(client.zcard(f"{NAMESPACE}:{q}.XQ")),
+            "in_flight": in_flight[q],
+        }
+        for q in QUEUES
+    }
+
+
+def snapshot(settings: Settings) -> dict[str, Any]:
+    """Queues from Redis and delivery states and throughput from SQL."""
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
+    database = Database(settings)
+    try:
+        try:
+            queue_state: dict[str, Any] = queues(client)
+        except redis.RedisError as exc:
+            queue_state = {"error": str(exc)}
+        since = now() - timedelta(minutes=1)
+        with database.session() as session:
+            by_status = dict(
+                session.exec(select(Delivery.status, func.count()).group_by(col(Delivery.status))).all()
+            )
+            recent = session.exec(
+                select(func.count())
+                .select_from(DeliveryEvent)
+                .where(col(DeliveryEvent.at) >= since, col(DeliveryEvent.status).in_(("sent", "delivered")))
+            ).one()
+        return {
+            "queues": queue_state,
+            "deliveries": by_status,
+            "throughput_last_minute": {"sent_or_delivered": recent, "per_second": round(recent / 60, 1)},
+        }
+    finally:
+        client.close()
+        database.close()
