@@ -29,18 +29,25 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import psycopg  # noqa: E402
-from sqlalchemy import insert  # noqa: E402
-from sqlmodel import col, select  # noqa: E402
+import psycopg
+from sqlalchemy import insert
+from sqlmodel import col, select
 
-from engine.db import Database, migrate  # noqa: E402
-from engine.models import Category, Preference, Recipient  # noqa: E402
-from engine.settings import Settings  # noqa: E402
-from preferences import store  # noqa: E402
+from engine.db import Database, migrate
+from engine.models import Category, Preference, Recipient
+from engine.settings import Settings
+from preferences import store
 
 POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-ZONES = ["Asia/Shanghai", "Asia/Shanghai", "Asia/Shanghai", "Asia/Tokyo", "Europe/Berlin",
-         "America/New_York", None]
+ZONES = [
+    "Asia/Shanghai",
+    "Asia/Shanghai",
+    "Asia/Shanghai",
+    "Asia/Tokyo",
+    "Europe/Berlin",
+    "America/New_York",
+    None,
+]
 CATEGORIES = ["promo.flash_sale", "promo.member_day", "card.new", "points.expiring"]
 
 
@@ -65,21 +72,33 @@ def _preference(rid: str, rng: random.Random, at: datetime) -> dict[str, Any] | 
     if roll < 0.60:
         return None
     row: dict[str, Any] = {
-        "recipient_id": rid, "channels": None, "categories": None, "caps": None,
-        "quiet_hours": None, "paused_until": None, "digest": None, "unsubscribed": False,
+        "recipient_id": rid,
+        "channels": None,
+        "categories": None,
+        "caps": None,
+        "quiet_hours": None,
+        "paused_until": None,
+        "digest": None,
+        "unsubscribed": False,
         "updated_at": at,
     }
     if roll < 0.75:
         row["channels"] = {"sms": False, "push": rng.random() < 0.5}
     elif roll < 0.85:
         row["categories"] = {
-            key: {"enabled": rng.random() < 0.3, "channels": {"email": False},
-                  "caps": [{"count": 1, "per": 86400}]}
+            key: {
+                "enabled": rng.random() < 0.3,
+                "channels": {"email": False},
+                "caps": [{"count": 1, "per": 86400}],
+            }
             for key in rng.sample(CATEGORIES, 2)
         }
     elif roll < 0.93:
-        row["quiet_hours"] = {"start": "23:00", "end": "07:30", "days": ["mon", "tue", "wed",
-                                                                         "thu", "fri"]}
+        row["quiet_hours"] = {
+            "start": "23:00",
+            "end": "07:30",
+            "days": ["mon", "tue", "wed", "thu", "fri"],
+        }
         row["caps"] = [{"count": 3, "per": 86400}]
     elif roll < 0.98:
         row["unsubscribed"] = True
@@ -95,8 +114,15 @@ def populate(database: Database, count: int, *, seed: int = 7) -> None:
     at = datetime.now(UTC)
     with database.session() as session:
         for key in CATEGORIES:
-            session.add(Category(key=key, name=key, kind="promotional", priority="normal",
-                                 channels=["push", "inapp", "email"]))
+            session.add(
+                Category(
+                    key=key,
+                    name=key,
+                    kind="promotional",
+                    priority="normal",
+                    channels=["push", "inapp", "email"],
+                )
+            )
     for start in range(0, count, 5000):
         people = [_recipient(i, rng, at) for i in range(start, min(start + 5000, count))]
         stored = [p for r in people if (p := _preference(r["id"], rng, at)) is not None]
@@ -162,10 +188,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5, help="runs; the best one counts")
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--database-url", help="an empty database (default: a temporary SQLite)")
-    target.add_argument("--postgres", action="store_true",
-                        help="create a fresh PostgreSQL database for the run and drop it after")
-    parser.add_argument("--postgres-admin-url", default=POSTGRES_ADMIN,
-                        help="where to create that database (default: %(default)s)")
+    target.add_argument(
+        "--postgres",
+        action="store_true",
+        help="create a fresh PostgreSQL database for the run and drop it after",
+    )
+    parser.add_argument(
+        "--postgres-admin-url",
+        default=POSTGRES_ADMIN,
+        help="where to create that database (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
 
     if args.postgres:

@@ -3,10 +3,7 @@ the API served over real HTTP on a free port, and API keys."""
 
 from __future__ import annotations
 
-import asyncio
 import os
-import socket
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,23 +12,19 @@ import httpx
 import psycopg
 import pytest
 import redis
-from aiohttp import web
 
 from engine import keys
 from engine.api.app import create_app
 from engine.db import Database, migrate
 from engine.settings import Settings
+from tests.support import Server
 
-POSTGRES_ADMIN = os.environ.get("TIDINGS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+POSTGRES_ADMIN = os.environ.get(
+    "TIDINGS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 # Tests own two Redis database numbers and flush them; production defaults use 0 and 1.
 BROKER_DB = 14
 COUNTERS_DB = 15
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -102,39 +95,6 @@ def db(settings: Settings) -> Iterator[Database]:
     database = Database(settings)
     yield database
     database.close()
-
-
-class Server:
-    """The API served over real HTTP in a background thread."""
-
-    def __init__(self, app: web.Application) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._app = app
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._runner: web.AppRunner | None = None
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._runner = web.AppRunner(self._app)
-        self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
-        self._loop.run_until_complete(site.start())
-        self._ready.set()
-        self._loop.run_forever()
-        self._loop.run_until_complete(self._runner.cleanup())
-        self._loop.close()
-
-    def start(self) -> Server:
-        self._thread.start()
-        assert self._ready.wait(10), "the API did not start"
-        return self
-
-    def stop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
 
 
 @pytest.fixture

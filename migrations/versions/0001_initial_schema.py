@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 05:35:25.198937
+Create Date: 2026-11-22
 """
 
 from __future__ import annotations
@@ -122,6 +122,7 @@ def upgrade() -> None:
     sa.Column('chunks_total', sa.Integer(), nullable=True),
     sa.Column('chunks_done', sa.Integer(), nullable=False),
     sa.Column('campaign_id', sa.Integer(), nullable=True),
+    sa.Column('enqueued_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id'),
@@ -131,6 +132,19 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_notifications_campaign_id'), ['campaign_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_notifications_category'), ['category'], unique=False)
         batch_op.create_index(batch_op.f('ix_notifications_status'), ['status'], unique=False)
+
+    op.create_table('plan_chunks',
+    sa.Column('notification_id', sa.BigInteger(), nullable=False),
+    sa.Column('seq', sa.Integer(), nullable=False),
+    sa.Column('lo', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.Column('hi', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.Column('size', sa.Integer(), nullable=False),
+    sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('notification_id', 'seq')
+    )
+    with op.batch_alter_table('plan_chunks', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_plan_chunks_status'), ['status'], unique=False)
 
     op.create_table('preferences',
     sa.Column('recipient_id', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
@@ -175,6 +189,10 @@ def downgrade() -> None:
 
     op.drop_table('recipients')
     op.drop_table('preferences')
+    with op.batch_alter_table('plan_chunks', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_plan_chunks_status'))
+
+    op.drop_table('plan_chunks')
     with op.batch_alter_table('notifications', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_notifications_status'))
         batch_op.drop_index(batch_op.f('ix_notifications_category'))

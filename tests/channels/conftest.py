@@ -8,8 +8,6 @@ import socket
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 from typing import Any, TypeVar
 
 import pytest
@@ -18,6 +16,7 @@ from aiosmtpd.controller import Controller
 
 from channels.base import Message
 from engine.settings import Settings
+from tests.support import Mailbox
 
 T = TypeVar("T")
 Run = Callable[[Coroutine[Any, Any, T]], T]
@@ -70,36 +69,6 @@ def run() -> Iterator[Run[Any]]:
 
 
 # --- SMTP -----------------------------------------------------------------------------
-
-
-class Mailbox:
-    """An aiosmtpd handler that keeps what it accepts and refuses chosen recipients."""
-
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-        self.envelopes: list[tuple[str, list[str]]] = []
-        # address -> the reply its RCPT TO gets instead of 250
-        self.reject: dict[str, str] = {}
-
-    def reset(self) -> None:
-        self.messages.clear()
-        self.envelopes.clear()
-        self.reject.clear()
-
-    async def handle_RCPT(
-        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
-    ) -> str:
-        if address in self.reject:
-            return self.reject[address]
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
-        mail = message_from_bytes(envelope.content, policy=policy.default)
-        assert isinstance(mail, EmailMessage)
-        self.messages.append(mail)
-        return "250 Message accepted for delivery"
 
 
 @dataclass

@@ -17,7 +17,7 @@ from engine.api.app import create_app
 from engine.db import Database
 from engine.models import ApiKey, Preference
 from engine.settings import Settings
-from tests.conftest import Server, free_port
+from tests.support import Server, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TIDINGS = Path(sys.executable).with_name("tidings")
@@ -47,7 +47,8 @@ SECURITY = {
 }
 ALL_DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 BOTH_BACKENDS = pytest.mark.parametrize(
-    "database_url", [pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)],
+    "database_url",
+    [pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)],
     indirect=True,
 )
 
@@ -76,7 +77,11 @@ def catalog(admin: httpx.Client) -> httpx.Client:
     """An admin client over an API that knows two categories and one recipient."""
     ok(admin.put("/v1/categories/promo.flash_sale", json=FLASH_SALE))
     ok(admin.put("/v1/categories/account.security", json=SECURITY))
-    ok(admin.put("/v1/recipients/u-1", json={"email": "a@example.com", "timezone": "Asia/Shanghai"}))
+    ok(
+        admin.put(
+            "/v1/recipients/u-1", json={"email": "a@example.com", "timezone": "Asia/Shanghai"}
+        )
+    )
     return admin
 
 
@@ -268,7 +273,12 @@ def test_recipient_shows_derived_tier_and_activity(
 def test_bulk_upsert_creates_and_updates_many(admin: httpx.Client) -> None:
     ok(admin.put("/v1/recipients/b-0", json={"email": "keep@example.com", "locale": "en"}))
     batch = [
-        {"id": f"b-{i}", "annual_spend": i * 200, "timezone": "Asia/Shanghai", "tags": ["game.mobile"]}
+        {
+            "id": f"b-{i}",
+            "annual_spend": i * 200,
+            "timezone": "Asia/Shanghai",
+            "tags": ["game.mobile"],
+        }
         for i in range(50)
     ]
     assert ok(admin.post("/v1/recipients/bulk", json={"recipients": batch})) == {"upserted": 50}
@@ -306,7 +316,9 @@ def test_bulk_with_one_invalid_entry_writes_nothing(
 ) -> None:
     batch: list[Any] = [{"id": f"x-{i}", "email": f"x{i}@example.com"} for i in range(5)]
     batch[3] = bad
-    assert error(admin.post("/v1/recipients/bulk", json={"recipients": batch}), 422)["field"] == field
+    assert (
+        error(admin.post("/v1/recipients/bulk", json={"recipients": batch}), 422)["field"] == field
+    )
     for i in range(5):
         assert admin.get(f"/v1/recipients/x-{i}").status_code == 404
 
@@ -319,23 +331,54 @@ def test_bulk_needs_a_recipients_list(admin: httpx.Client) -> None:
 # (method, path, JSON body, status, field): each one a mistake a caller could make.
 BAD_INPUTS: list[tuple[str, str, Any, int, str]] = [
     ("PUT", "/v1/categories/c.x", {**FLASH_SALE, "colour": "red"}, 422, "colour"),
-    ("PUT", "/v1/categories/c.x", {k: v for k, v in FLASH_SALE.items() if k != "name"}, 422, "name"),
+    (
+        "PUT",
+        "/v1/categories/c.x",
+        {k: v for k, v in FLASH_SALE.items() if k != "name"},
+        422,
+        "name",
+    ),
     ("PUT", "/v1/categories/c.x", {**FLASH_SALE, "kind": "spam"}, 422, "kind"),
     ("PUT", "/v1/categories/c.x", {**FLASH_SALE, "channels": ["fax"]}, 422, "channels.0"),
     ("PUT", "/v1/categories/c.x", {**FLASH_SALE, "channels": []}, 422, "channels"),
     ("PUT", "/v1/categories/c.x", {**FLASH_SALE, "channels": ["email", "email"]}, 422, "channels"),
-    ("PUT", "/v1/categories/c.x", {**FLASH_SALE, "caps": [{"count": -1, "per": "1h"}]}, 422,
-     "caps.0.count"),
-    ("PUT", "/v1/categories/c.x", {**FLASH_SALE, "caps": [{"count": 1, "per": "1y"}]}, 422,
-     "caps.0.per"),
+    (
+        "PUT",
+        "/v1/categories/c.x",
+        {**FLASH_SALE, "caps": [{"count": -1, "per": "1h"}]},
+        422,
+        "caps.0.count",
+    ),
+    (
+        "PUT",
+        "/v1/categories/c.x",
+        {**FLASH_SALE, "caps": [{"count": 1, "per": "1y"}]},
+        422,
+        "caps.0.per",
+    ),
     ("PUT", "/v1/categories/c.x", {**FLASH_SALE, "collapse_window": "0m"}, 422, "collapse_window"),
-    ("PUT", "/v1/categories/c.x", {**FLASH_SALE, "collapse_window": "99999999999w"}, 422,
-     "collapse_window"),
+    (
+        "PUT",
+        "/v1/categories/c.x",
+        {**FLASH_SALE, "collapse_window": "99999999999w"},
+        422,
+        "collapse_window",
+    ),
     ("PUT", "/v1/categories/c.x", {**FLASH_SALE, "escalate_after": True}, 422, "escalate_after"),
-    ("PUT", "/v1/categories/c.x", {**FLASH_SALE, "templates": {"inapp": {"en": {"title": "{{"}}}},
-     422, "templates.inapp.en.title"),
-    ("PUT", "/v1/categories/c.x", {**FLASH_SALE, "templates": {"inapp": {"en": {"colour": "x"}}}},
-     422, "templates.inapp.en.colour"),
+    (
+        "PUT",
+        "/v1/categories/c.x",
+        {**FLASH_SALE, "templates": {"inapp": {"en": {"title": "{{"}}}},
+        422,
+        "templates.inapp.en.title",
+    ),
+    (
+        "PUT",
+        "/v1/categories/c.x",
+        {**FLASH_SALE, "templates": {"inapp": {"en": {"colour": "x"}}}},
+        422,
+        "templates.inapp.en.colour",
+    ),
     ("PUT", "/v1/categories/c.x", {**FLASH_SALE, "name": "nul\u0000byte"}, 422, "name"),
     ("PUT", "/v1/categories/bad%20key", FLASH_SALE, 422, "key"),
     ("PUT", "/v1/recipients/u-2", {"timezone": "Mars/Olympus_Mons"}, 422, "timezone"),
@@ -350,41 +393,107 @@ BAD_INPUTS: list[tuple[str, str, Any, int, str]] = [
     ("PUT", "/v1/recipients/u-2", b'{"annual_spend": 1e400}', 422, "annual_spend"),
     ("PUT", "/v1/recipients/u-2", b'{"annual_spend": Infinity}', 422, "annual_spend"),
     ("PUT", "/v1/recipients/u-2", {"last_active_at": "2026-01-01T00:00:00"}, 422, "last_active_at"),
-    ("PUT", "/v1/recipients/u-2", {"last_active_at": "9999-12-31T23:00:00-10:00"}, 422,
-     "last_active_at"),
+    (
+        "PUT",
+        "/v1/recipients/u-2",
+        {"last_active_at": "9999-12-31T23:00:00-10:00"},
+        422,
+        "last_active_at",
+    ),
     ("PUT", "/v1/recipients/u-2", {"tags": "game.mobile"}, 422, "tags"),
     ("PUT", "/v1/recipients/u-2", {"webhook_url": "ftp://example.com"}, 422, "webhook_url"),
-    ("PUT", "/v1/recipients/u-1/preferences", {"quiet_hours": {"start": "25:00"}}, 422,
-     "quiet_hours.start"),
-    ("PUT", "/v1/recipients/u-1/preferences", {"quiet_hours": {"end": "8am"}}, 422,
-     "quiet_hours.end"),
-    ("PUT", "/v1/recipients/u-1/preferences", {"quiet_hours": {"timezone": "Nowhere/Town"}}, 422,
-     "quiet_hours.timezone"),
-    ("PUT", "/v1/recipients/u-1/preferences", {"quiet_hours": {"timezone": "Europe"}}, 422,
-     "quiet_hours.timezone"),
-    ("PUT", "/v1/recipients/u-1/preferences", {"quiet_hours": {"days": ["mon", "mon"]}}, 422,
-     "quiet_hours.days"),
-    ("PUT", "/v1/recipients/u-1/preferences", {"quiet_hours": {"days": ["someday"]}}, 422,
-     "quiet_hours.days.0"),
-    ("PUT", "/v1/recipients/u-1/preferences", {"caps": [{"count": -1, "per": "1d"}]}, 422,
-     "caps.0.count"),
+    (
+        "PUT",
+        "/v1/recipients/u-1/preferences",
+        {"quiet_hours": {"start": "25:00"}},
+        422,
+        "quiet_hours.start",
+    ),
+    (
+        "PUT",
+        "/v1/recipients/u-1/preferences",
+        {"quiet_hours": {"end": "8am"}},
+        422,
+        "quiet_hours.end",
+    ),
+    (
+        "PUT",
+        "/v1/recipients/u-1/preferences",
+        {"quiet_hours": {"timezone": "Nowhere/Town"}},
+        422,
+        "quiet_hours.timezone",
+    ),
+    (
+        "PUT",
+        "/v1/recipients/u-1/preferences",
+        {"quiet_hours": {"timezone": "Europe"}},
+        422,
+        "quiet_hours.timezone",
+    ),
+    (
+        "PUT",
+        "/v1/recipients/u-1/preferences",
+        {"quiet_hours": {"days": ["mon", "mon"]}},
+        422,
+        "quiet_hours.days",
+    ),
+    (
+        "PUT",
+        "/v1/recipients/u-1/preferences",
+        {"quiet_hours": {"days": ["someday"]}},
+        422,
+        "quiet_hours.days.0",
+    ),
+    (
+        "PUT",
+        "/v1/recipients/u-1/preferences",
+        {"caps": [{"count": -1, "per": "1d"}]},
+        422,
+        "caps.0.count",
+    ),
     ("PUT", "/v1/recipients/u-1/preferences", {"channels": {"fax": True}}, 422, "channels.fax"),
-    ("PUT", "/v1/recipients/u-1/preferences", {"channels": {"email": "yes please"}}, 422,
-     "channels.email"),
-    ("PUT", "/v1/recipients/u-1/preferences", {"categories": {"no.such": {"enabled": False}}}, 422,
-     "categories.no.such"),
-    ("PUT", "/v1/recipients/u-1/preferences",
-     {"categories": {"account.security": {"enabled": False}}}, 422,
-     "categories.account.security.enabled"),
-    ("PUT", "/v1/recipients/u-1/preferences",
-     {"categories": {"account.security": {"channels": {"sms": False}}}}, 422,
-     "categories.account.security.channels.sms"),
-    ("PUT", "/v1/recipients/u-1/preferences",
-     {"categories": {"promo.flash_sale": {"channels": {"sms": False}}}}, 422,
-     "categories.promo.flash_sale.channels.sms"),
-    ("PUT", "/v1/recipients/u-1/preferences",
-     {"categories": {"promo.flash_sale": {"caps": [{"count": 0, "per": "1d"}]}}}, 422,
-     "categories.promo.flash_sale.caps.0.count"),
+    (
+        "PUT",
+        "/v1/recipients/u-1/preferences",
+        {"channels": {"email": "yes please"}},
+        422,
+        "channels.email",
+    ),
+    (
+        "PUT",
+        "/v1/recipients/u-1/preferences",
+        {"categories": {"no.such": {"enabled": False}}},
+        422,
+        "categories.no.such",
+    ),
+    (
+        "PUT",
+        "/v1/recipients/u-1/preferences",
+        {"categories": {"account.security": {"enabled": False}}},
+        422,
+        "categories.account.security.enabled",
+    ),
+    (
+        "PUT",
+        "/v1/recipients/u-1/preferences",
+        {"categories": {"account.security": {"channels": {"sms": False}}}},
+        422,
+        "categories.account.security.channels.sms",
+    ),
+    (
+        "PUT",
+        "/v1/recipients/u-1/preferences",
+        {"categories": {"promo.flash_sale": {"channels": {"sms": False}}}},
+        422,
+        "categories.promo.flash_sale.channels.sms",
+    ),
+    (
+        "PUT",
+        "/v1/recipients/u-1/preferences",
+        {"categories": {"promo.flash_sale": {"caps": [{"count": 0, "per": "1d"}]}}},
+        422,
+        "categories.promo.flash_sale.caps.0.count",
+    ),
     ("PUT", "/v1/recipients/u-1/preferences", {"paused_until": "tomorrow"}, 422, "paused_until"),
     ("PUT", "/v1/recipients/u-1/preferences", {"digest": {"at": "24:00"}}, 422, "digest.at"),
     ("PUT", "/v1/recipients/u-1/preferences", {"unsubscribe": True}, 422, "unsubscribe"),
@@ -440,9 +549,7 @@ def test_unknown_routes_and_methods_answer_json(catalog: httpx.Client) -> None:
     assert error(catalog.get("/v1/categories/no.such"), 404)["field"] == "key"
 
 
-def test_api_keys_and_scopes(
-    server: Server, api_keys: dict[str, str], db: Database
-) -> None:
+def test_api_keys_and_scopes(server: Server, api_keys: dict[str, str], db: Database) -> None:
     def client(key: str | None = None, scheme: str = "Bearer") -> httpx.Client:
         headers = {"Authorization": f"{scheme} {key}"} if key is not None else {}
         return httpx.Client(base_url=server.url, headers=headers, timeout=30)

@@ -82,7 +82,9 @@ def test_thresholds_come_from_settings() -> None:
         (["a"], {"tags_any": ["a"], "tags_all": ["b"]}, False),
     ],
 )
-def test_interest_tags(tags: list[str] | None, segment: dict[str, list[str]], expected: bool) -> None:
+def test_interest_tags(
+    tags: list[str] | None, segment: dict[str, list[str]], expected: bool
+) -> None:
     assert matches_tags(tags, segment) is expected
 
 
@@ -95,7 +97,7 @@ PEOPLE = [
     ("r-minnow", 0.0, 31.0),
     ("r-never", 20_000.0, None),
 ]
-SEGMENTS = [
+SEGMENTS: list[dict[str, list[str]]] = [
     {"tier": ["whale"]},
     {"tier": ["dolphin"]},
     {"tier": ["minnow"]},

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -23,12 +23,14 @@ NEW_YORK = ZoneInfo("America/New_York")
 NIGHTS = QuietHours(enabled=True, start=time(22), end=time(8), timezone="Asia/Shanghai")
 
 
-def local(zone: ZoneInfo, *parts: int) -> datetime:
-    return datetime(*parts, tzinfo=zone)  # type: ignore[misc]
+def local(
+    zone: ZoneInfo, year: int, month: int, day: int, hour: int = 0, minute: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=zone)
 
 
-def utc(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 def test_late_evening_is_quiet_until_eight_next_morning_local() -> None:
@@ -118,7 +120,7 @@ def test_new_york_spring_forward_ends_at_eight_daylight_time() -> None:
     nights = QuietHours(enabled=True, start=time(22), end=time(8), timezone="America/New_York")
     # 23:00 EST on Saturday 7 March 2026; clocks jump 02:00 → 03:00 that night.
     at = local(NEW_YORK, 2026, 3, 7, 23, 0)
-    assert at.utcoffset() is not None and at.utcoffset().total_seconds() == -5 * 3600  # type: ignore[union-attr]
+    assert at.utcoffset() == timedelta(hours=-5)
     assert nights.ends_at(at) == utc(2026, 3, 8, 12, 0)  # 08:00 EDT, UTC-4
     # Only nine hours of quiet that night, and 02:30 never happens.
     assert nights.ends_at(utc(2026, 3, 8, 7, 30)) == utc(2026, 3, 8, 12, 0)
@@ -189,7 +191,9 @@ def test_a_category_switched_off_is_off_on_every_channel() -> None:
 
 def test_a_category_on_one_channel_only() -> None:
     inbox_only = prefs(
-        categories={"promo.flash_sale": CategoryPreference(channels={"email": False, "push": False})}
+        categories={
+            "promo.flash_sale": CategoryPreference(channels={"email": False, "push": False})
+        }
     )
     assert inbox_only.opted_in("promo.flash_sale", "inapp", required=False)
     assert not inbox_only.opted_in("promo.flash_sale", "email", required=False)
@@ -221,14 +225,17 @@ def test_a_pause_holds_until_its_end() -> None:
     assert prefs().paused_at(utc(2026, 11, 30)) is None
 
 
-@pytest.mark.parametrize(("text", "expected"), [("00:00", time(0)), ("08:00", time(8)),
-                                                ("23:59", time(23, 59)), ("22:30", time(22, 30))])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("00:00", time(0)), ("08:00", time(8)), ("23:59", time(23, 59)), ("22:30", time(22, 30))],
+)
 def test_times_of_day(text: str, expected: time) -> None:
     assert parse_hhmm(text) == expected
 
 
-@pytest.mark.parametrize("text", ["24:00", "25:00", "7:00", "07:60", "ab:cd", "0700", "", "-1:00",
-                                  "07:00:00"])
+@pytest.mark.parametrize(
+    "text", ["24:00", "25:00", "7:00", "07:60", "ab:cd", "0700", "", "-1:00", "07:00:00"]
+)
 def test_times_of_day_that_do_not_exist(text: str) -> None:
     with pytest.raises(ValueError, match="time of day"):
         parse_hhmm(text)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import lru_cache
 from datetime import UTC, datetime, time
+from functools import lru_cache
 from typing import Any
 
 import pytest
@@ -44,12 +44,20 @@ def counting_queries(db: Database) -> Iterator[list[str]]:
 
 def _categories(session: Session) -> dict[str, Category]:
     promo = Category(
-        key="promo.flash_sale", name="Flash sales", kind="promotional", priority="normal",
-        channels=["push", "inapp", "email"], caps=[{"count": 2, "per": 3600}],
+        key="promo.flash_sale",
+        name="Flash sales",
+        kind="promotional",
+        priority="normal",
+        channels=["push", "inapp", "email"],
+        caps=[{"count": 2, "per": 3600}],
     )
     security = Category(
-        key="account.security", name="Security", kind="transactional", priority="critical",
-        channels=["email", "sms"], required=True,
+        key="account.security",
+        name="Security",
+        kind="transactional",
+        priority="critical",
+        channels=["email", "sms"],
+        required=True,
     )
     session.add_all([promo, security])
     return {promo.key: promo, security.key: security}
@@ -76,8 +84,11 @@ def test_defaults_for_someone_who_never_chose(settings: Settings) -> None:
 
 def test_platform_defaults_come_from_settings() -> None:
     platform = Settings(
-        default_quiet_start="21:30", default_quiet_end="07:00", default_timezone="Europe/Berlin",
-        global_cap_per_day=3, digest_at="19:00",
+        default_quiet_start="21:30",
+        default_quiet_end="07:00",
+        default_timezone="Europe/Berlin",
+        global_cap_per_day=3,
+        digest_at="19:00",
     )
     prefs = store.resolve(Recipient(id="u-1"), None, settings=platform)
     assert (prefs.quiet_hours.start, prefs.quiet_hours.end) == (time(21, 30), time(7))
@@ -90,7 +101,9 @@ def test_stored_choices_override_only_what_they_name(settings: Settings) -> None
     stored = Preference(
         recipient_id="u-1",
         channels={"sms": False},
-        categories={"promo.flash_sale": {"channels": {"email": False}, "caps": [{"count": 1, "per": 86400}]}},
+        categories={
+            "promo.flash_sale": {"channels": {"email": False}, "caps": [{"count": 1, "per": 86400}]}
+        },
         quiet_hours={"start": "23:00", "days": ["sat", "sun"]},
         paused_until=datetime(2030, 1, 1),  # naive, as SQLite gives it back
         digest={"enabled": True},
@@ -109,13 +122,17 @@ def test_stored_choices_override_only_what_they_name(settings: Settings) -> None
     assert not prefs.opted_in("promo.flash_sale", "email", required=False)
     assert prefs.opted_in("promo.flash_sale", "push", required=False)
     # No caps at all is a choice too, different from the default.
-    assert store.resolve(None, Preference(recipient_id="u-2", caps=[]), settings=settings).caps == ()
+    assert (
+        store.resolve(None, Preference(recipient_id="u-2", caps=[]), settings=settings).caps == ()
+    )
 
 
 def _update(db: Database, rid: str, changes: dict[str, Any]) -> None:
     with db.session() as session:
         store.update(
-            session, rid, PreferencesIn.model_validate(changes),
+            session,
+            rid,
+            PreferencesIn.model_validate(changes),
             categories=store.load_categories(session),
         )
 
@@ -129,13 +146,22 @@ def _load(db: Database, rid: str, settings: Settings) -> dict[str, Any]:
 
 
 @BOTH_BACKENDS
-def test_update_merges_and_a_refused_change_writes_nothing(db: Database, settings: Settings) -> None:
+def test_update_merges_and_a_refused_change_writes_nothing(
+    db: Database, settings: Settings
+) -> None:
     with db.session() as session:
         _categories(session)
         session.add(Recipient(id="u-1", timezone="Asia/Shanghai"))
     _update(db, "u-1", {"channels": {"sms": False}, "quiet_hours": {"start": "23:00"}})
-    _update(db, "u-1", {"channels": {"push": False}, "quiet_hours": {"end": "07:30"},
-                        "categories": {"promo.flash_sale": {"enabled": False}}})
+    _update(
+        db,
+        "u-1",
+        {
+            "channels": {"push": False},
+            "quiet_hours": {"end": "07:30"},
+            "categories": {"promo.flash_sale": {"enabled": False}},
+        },
+    )
     _update(db, "u-1", {"categories": {"promo.flash_sale": {"channels": {"email": False}}}})
     doc = _load(db, "u-1", settings)
     assert doc["channels"]["sms"] is False and doc["channels"]["push"] is False
@@ -146,15 +172,22 @@ def test_update_merges_and_a_refused_change_writes_nothing(db: Database, setting
     assert promo["channels"] == {"push": True, "inapp": True, "email": False}
     assert promo["default_caps"] == [{"count": 2, "per": "1h"}]
 
-    for refused, field in [
+    refusals: list[tuple[dict[str, Any], str]] = [
         ({"channels": {"sms": True}, "categories": {"nope": {"enabled": True}}}, "categories.nope"),
-        ({"unsubscribed": True, "categories": {"account.security": {"enabled": False}}},
-         "categories.account.security.enabled"),
-        ({"categories": {"account.security": {"channels": {"sms": False}}}},
-         "categories.account.security.channels.sms"),
-        ({"categories": {"promo.flash_sale": {"channels": {"sms": True}}}},
-         "categories.promo.flash_sale.channels.sms"),
-    ]:
+        (
+            {"unsubscribed": True, "categories": {"account.security": {"enabled": False}}},
+            "categories.account.security.enabled",
+        ),
+        (
+            {"categories": {"account.security": {"channels": {"sms": False}}}},
+            "categories.account.security.channels.sms",
+        ),
+        (
+            {"categories": {"promo.flash_sale": {"channels": {"sms": True}}}},
+            "categories.promo.flash_sale.channels.sms",
+        ),
+    ]
+    for refused, field in refusals:
         with pytest.raises(FieldError) as caught:
             _update(db, "u-1", refused)
         assert caught.value.field == field
@@ -209,16 +242,16 @@ def _stored_for(index: int) -> Preference | None:
             caps=[{"count": 2, "per": 86400}],
         )
     return Preference(
-        recipient_id=rid, categories={"promo.flash_sale": {"enabled": False}}, digest={"enabled": True}
+        recipient_id=rid,
+        categories={"promo.flash_sale": {"enabled": False}},
+        digest={"enabled": True},
     )
 
 
 @BOTH_BACKENDS
 def test_load_many_resolves_thousands_in_one_query(db: Database, settings: Settings) -> None:
     count = 2000
-    people = [
-        Recipient(id=f"r-{i:05d}", timezone=ZONES[i % len(ZONES)]) for i in range(count)
-    ]
+    people = [Recipient(id=f"r-{i:05d}", timezone=ZONES[i % len(ZONES)]) for i in range(count)]
     with db.session() as session:
         session.add_all(people)
         session.add_all(p for i in range(count) if (p := _stored_for(i)) is not None)

@@ -1,0 +1,65 @@
+"""End to end: API → plan → deliver through real channels, with receipts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from tests.engine.conftest import Processes, recipient, send, settled, wait_for
+from tests.support import Mailbox
+
+ORDER = {
+    "name": "Order delivered", "kind": "transactional", "priority": "high",
+    "channels": ["inapp", "email"], "required": True, "default_locale": "en",
+    "templates": {
+        "inapp": {"en": {"title": "Your {{ data.card }} is here", "body": "Order {{ data.order_id }}"},
+                  "zh-CN": {"title": "您的{{ data.card }}已到账", "body": "订单 {{ data.order_id }}"}},
+        "email": {"en": {"subject": "Your {{ data.card }} is here", "text": "Order {{ data.order_id }}",
+                         "html": "<p>Order <b>{{ data.order_id }}</b></p>"}},
+    },
+}
+PROMO: dict[str, Any] = {
+    "name": "Flash sales", "kind": "promotional", "priority": "high",
+    "channels": ["inapp", "email"],
+    "templates": {"inapp": {"en": {"title": "Sale on {{ data.card }}", "body": "Today only"}}},
+}
+
+
+def test_order_reaches_inbox_and_mailbox_with_receipts(
+    admin: httpx.Client, pipeline: Processes, smtp: Mailbox
+) -> None:
+    admin.put("/v1/categories/order.delivered", json=ORDER).raise_for_status()
+    admin.put("/v1/categories/promo.flash_sale", json=PROMO).raise_for_status()
+    recipient(admin, "u-1", email="u1@example.com", locale="zh-CN")
+
+    nid = send(admin, category="order.delivered", to=["u-1"], data={"card": "原神月卡", "order_id": "456"})
+    view = wait_for(lambda: settled(admin, nid))
+    by_channel = {d["channel"]: d for d in view["deliveries"]}
+    assert by_channel["inapp"]["status"] == "delivered"
+    assert by_channel["email"]["status"] == "sent"
+    assert [e["status"] for e in by_channel["inapp"]["events"]] == ["queued", "sent", "delivered"]
+
+    mail = wait_for(lambda: smtp.messages)[0]
+    assert mail["To"] == "u1@example.com"
+    assert mail["Subject"] == "Your 原神月卡 is here"  # no zh-CN email template: falls back to en
+    assert "List-Unsubscribe" not in mail  # a required category offers no unsubscribe
+
+    inbox = admin.get("/v1/recipients/u-1/inbox").json()
+    assert inbox["unread"] == 1
+    assert inbox["items"][0]["title"] == "您的原神月卡已到账"
+
+    read = admin.post(f"/v1/deliveries/{by_channel['inapp']['id']}/events", json={"type": "read"})
+    assert read.status_code == 200, read.text
+    assert admin.get("/v1/recipients/u-1/inbox").json()["unread"] == 0
+
+    # A promotion carries the RFC 8058 one-click unsubscribe headers.
+    send(admin, category="promo.flash_sale", to=["u-1"], data={"card": "Steam"})
+    promo = wait_for(lambda: [m for m in smtp.messages if "Sale" in str(m["Subject"])])[0]
+    assert promo["List-Unsubscribe"].startswith("<http")
+    assert promo["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+    feedback = admin.post(f"/v1/deliveries/{by_channel['inapp']['id']}/feedback",
+                          json={"rating": "down", "comment": "not relevant"})
+    assert feedback.status_code == 200, feedback.text
+    assert admin.get("/v1/recipients/u-1/inbox").json()["items"][-1]["feedback"] == "down"
