@@ -30,7 +30,7 @@ DELIVER = "tidings.deliver"
 
 def make_broker(settings: Settings) -> RedisBroker:
     """A Redis broker with the middleware Tidings relies on, its queues declared."""
-    broker = RedisBroker(
+    broker = RedisBroker(  # type: ignore[no-untyped-call]
         url=settings.redis_url,
         middleware=[
             AgeLimit(),
@@ -55,9 +55,11 @@ class Dispatcher:
     def __init__(self, broker: dramatiq.Broker) -> None:
         self.broker = broker
 
-    def _send(self, actor: str, queue: str, args: tuple[Any, ...], delay_ms: int | None = None) -> None:
+    def _send(
+        self, actor: str, queue: str, args: tuple[Any, ...], delay_ms: int | None = None
+    ) -> None:
         options: dict[str, Any] = {}
-        message = dramatiq.Message(
+        message: dramatiq.Message[Any] = dramatiq.Message(
             queue_name=queue, actor_name=actor, args=args, kwargs={}, options=options
         )
         self.broker.enqueue(message, delay=delay_ms)

@@ -13,12 +13,17 @@ from engine.timeutil import format_duration, iso, now
 
 def upsert(session: Session, key: str, spec: CategoryIn) -> Category:
     """Create or replace a category definition."""
-    row = session.get(Category, key) or Category(key=key, name=spec.name, kind=spec.kind,
-                                                  priority=spec.priority, channels=spec.channels)
+    row = session.get(Category, key) or Category(
+        key=key,
+        name=spec.name,
+        kind=spec.kind,
+        priority=spec.priority,
+        channels=[str(c) for c in spec.channels],
+    )
     row.name = spec.name
     row.kind = spec.kind
     row.priority = spec.priority
-    row.channels = list(spec.channels)
+    row.channels = [str(c) for c in spec.channels]
     row.required = spec.required
     row.caps = [{"count": c.count, "per": c.per} for c in spec.caps]
     row.over_cap = spec.over_cap or "drop"

@@ -29,10 +29,16 @@ def worker_command(args: argparse.Namespace, settings: Settings) -> list[str]:
     """The Dramatiq command line for a worker with these flags."""
     queues = (args.queues or settings.worker_queues).replace(",", " ").split()
     return [
-        sys.executable, "-m", "dramatiq", "engine.actors",
-        "--processes", str(args.processes or settings.worker_processes),
-        "--threads", str(args.threads or settings.worker_threads),
-        "--queues", *queues,
+        sys.executable,
+        "-m",
+        "dramatiq",
+        "engine.actors",
+        "--processes",
+        str(args.processes or settings.worker_processes),
+        "--threads",
+        str(args.threads or settings.worker_threads),
+        "--queues",
+        *queues,
     ]
 
 
@@ -78,9 +84,9 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
 
     migrate(settings)
     if args.demo:
-        from engine import demo
+        from engine.demo import load as load_demo
 
-        demo.load(settings, port=args.port)
+        load_demo(settings, port=args.port)
     me = [sys.executable, "-m", "engine.cli"]
     worker_args = argparse.Namespace(queues=None, processes=args.processes, threads=args.threads)
     children = [
@@ -178,13 +184,23 @@ def parser() -> argparse.ArgumentParser:
     api.set_defaults(run=_api)
 
     worker = commands.add_parser("worker", help="run Dramatiq workers for Tidings' queues")
-    worker.add_argument("--queues", "-Q", help="comma-separated: critical,normal,bulk (TIDINGS_WORKER_QUEUES)")
-    worker.add_argument("--processes", "-p", type=int, help="worker processes (TIDINGS_WORKER_PROCESSES)")
-    worker.add_argument("--threads", "-t", type=int, help="threads per process (TIDINGS_WORKER_THREADS)")
+    worker.add_argument(
+        "--queues", "-Q", help="comma-separated: critical,normal,bulk (TIDINGS_WORKER_QUEUES)"
+    )
+    worker.add_argument(
+        "--processes", "-p", type=int, help="worker processes (TIDINGS_WORKER_PROCESSES)"
+    )
+    worker.add_argument(
+        "--threads", "-t", type=int, help="threads per process (TIDINGS_WORKER_THREADS)"
+    )
     worker.set_defaults(run=_worker)
 
-    commands.add_parser("scheduler", help="release due and stalled work").set_defaults(run=_scheduler)
-    commands.add_parser("migrate", help="bring the database schema up to date").set_defaults(run=_migrate)
+    commands.add_parser("scheduler", help="release due and stalled work").set_defaults(
+        run=_scheduler
+    )
+    commands.add_parser("migrate", help="bring the database schema up to date").set_defaults(
+        run=_migrate
+    )
 
     up = commands.add_parser("up", help="API + worker + scheduler on one machine")
     up.add_argument("--host", default="127.0.0.1")
@@ -209,9 +225,9 @@ def parser() -> argparse.ArgumentParser:
     send.add_argument("--body")
     send.set_defaults(run=_send)
 
-    commands.add_parser("status", help="queue depths, delayed, dead letters, throughput").set_defaults(
-        run=_status
-    )
+    commands.add_parser(
+        "status", help="queue depths, delayed, dead letters, throughput"
+    ).set_defaults(run=_status)
     return root
 
 
@@ -219,6 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `tidings` console script."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     args = parser().parse_args(argv)
     code: int = args.run(args, get_settings())
     return code

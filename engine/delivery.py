@@ -53,7 +53,7 @@ def claim(session: Session, ids: Sequence[int]) -> list[int]:
         update(Delivery)
         .where(col(Delivery.id).in_(list(ids)), col(Delivery.status) == "queued")
         .values(status="sending", updated_at=now())
-        .returning(Delivery.id)
+        .returning(col(Delivery.id))
     )
     return [row[0] for row in result]
 
@@ -67,10 +67,18 @@ def deliver(rt: Runtime, delivery_ids: Sequence[int]) -> None:
     with rt.db.session() as session:
         rows = list(session.exec(select(Delivery).where(col(Delivery.id).in_(owned))))
         notifications = _by_id(session, Notification, {d.notification_id for d in rows})
-        categories = {c.key: c for c in session.exec(
-            select(Category).where(col(Category.key).in_({d.category for d in rows})))}
-        recipients = {r.id: r for r in session.exec(
-            select(Recipient).where(col(Recipient.id).in_({d.recipient_id for d in rows})))}
+        categories = {
+            c.key: c
+            for c in session.exec(
+                select(Category).where(col(Category.key).in_({d.category for d in rows}))
+            )
+        }
+        recipients = {
+            r.id: r
+            for r in session.exec(
+                select(Recipient).where(col(Recipient.id).in_({d.recipient_id for d in rows}))
+            )
+        }
     at = now()
     composer = Composer()
     messages: list[Message] = []
@@ -99,8 +107,12 @@ def deliver(rt: Runtime, delivery_ids: Sequence[int]) -> None:
         except RenderError as exc:
             outcomes.append(Outcome(d.id, "failed", error=str(exc)))
             continue
-        copies[d.id] = {"title": copy.title, "body": copy.body, "action_url": copy.action_url,
-                        "locale": copy.locale}
+        copies[d.id] = {
+            "title": copy.title,
+            "body": copy.body,
+            "action_url": copy.action_url,
+            "locale": copy.locale,
+        }
         messages.append(
             Message(
                 delivery_id=d.id,
@@ -145,7 +157,9 @@ def _links(rt: Runtime, recipient: Recipient, category: Category) -> dict[str, s
     return links
 
 
-async def _send_all(rt: Runtime, messages: list[Message], attempts: dict[int | None, int]) -> list[Outcome]:
+async def _send_all(
+    rt: Runtime, messages: list[Message], attempts: dict[int | None, int]
+) -> list[Outcome]:
     gate = asyncio.Semaphore(CONCURRENCY)
 
     async def one(message: Message) -> Outcome:
@@ -156,13 +170,17 @@ async def _send_all(rt: Runtime, messages: list[Message], attempts: dict[int | N
             except TransientError as exc:
                 tries = attempts.get(message.delivery_id, 0) + 1
                 if tries >= rt.settings.delivery_max_attempts:
-                    return Outcome(message.delivery_id, "failed", error=f"{exc} (after {tries} attempts)")
+                    return Outcome(
+                        message.delivery_id, "failed", error=f"{exc} (after {tries} attempts)"
+                    )
                 wait = max(exc.retry_after or 0, backoff(tries, rt.settings.retry_backoff_base))
                 return Outcome(message.delivery_id, "retry", error=str(exc), retry_in=wait)
             except PermanentError as exc:
                 return Outcome(message.delivery_id, "failed", error=str(exc))
             except Exception as exc:  # a channel bug must not lose the batch
-                log.exception("channel %s crashed on delivery %s", message.channel, message.delivery_id)
+                log.exception(
+                    "channel %s crashed on delivery %s", message.channel, message.delivery_id
+                )
                 return Outcome(message.delivery_id, "failed", error=f"{type(exc).__name__}: {exc}")
             return Outcome(message.delivery_id, "delivered" if sent.delivered else "sent")
 
@@ -182,21 +200,38 @@ def _record(
     events: list[dict[str, Any]] = []
     retries: dict[float, list[int]] = {}
     for o in outcomes:
-        row: dict[str, Any] = {"id": o.delivery_id, "updated_at": at, **copies.get(o.delivery_id, {})}
+        row: dict[str, Any] = {
+            "id": o.delivery_id,
+            "updated_at": at,
+            **copies.get(o.delivery_id, {}),
+        }
         tries = attempts.get(o.delivery_id, 0) + 1
         if o.status == "retry":
             assert o.retry_in is not None
-            row.update(status="queued", attempts=tries, error=o.error,
-                       due_at=at + timedelta(seconds=o.retry_in))
-            events.append({"delivery_id": o.delivery_id, "status": "retrying", "detail": o.error, "at": at})
+            row.update(
+                status="queued",
+                attempts=tries,
+                error=o.error,
+                due_at=at + timedelta(seconds=o.retry_in),
+            )
+            events.append(
+                {"delivery_id": o.delivery_id, "status": "retrying", "detail": o.error, "at": at}
+            )
             retries.setdefault(o.retry_in, []).append(o.delivery_id)
         else:
             row.update(status=o.status, reason=o.reason, error=o.error, attempts=tries, due_at=None)
             if o.status == "delivered":
                 # A delivered message was also sent: keep both steps in its history.
                 events.append({"delivery_id": o.delivery_id, "status": "sent", "at": at})
-            events.append({"delivery_id": o.delivery_id, "status": o.status, "reason": o.reason,
-                           "detail": o.error, "at": at})
+            events.append(
+                {
+                    "delivery_id": o.delivery_id,
+                    "status": o.status,
+                    "reason": o.reason,
+                    "detail": o.error,
+                    "at": at,
+                }
+            )
         updates.append(row)
     with rt.db.session() as session:
         bulk.update_by_id(session, Delivery, updates)
@@ -211,12 +246,15 @@ def fail_exhausted(rt: Runtime, delivery_ids: Sequence[int], error: str) -> None
     with rt.db.session() as session:
         result = session.execute(
             update(Delivery)
-            .where(col(Delivery.id).in_(list(delivery_ids)),
-                   col(Delivery.status).in_(("queued", "sending")))
+            .where(
+                col(Delivery.id).in_(list(delivery_ids)),
+                col(Delivery.status).in_(("queued", "sending")),
+            )
             .values(status="failed", error=error, updated_at=at)
-            .returning(Delivery.id)
+            .returning(col(Delivery.id))
         )
         failed = [row[0] for row in result]
-        bulk.add_events(session, [
-            {"delivery_id": i, "status": "failed", "detail": error, "at": at} for i in failed
-        ])
+        bulk.add_events(
+            session,
+            [{"delivery_id": i, "status": "failed", "detail": error, "at": at} for i in failed],
+        )

@@ -65,7 +65,8 @@ def validate(session: Session, spec: NotificationIn, *, field_prefix: str = "") 
             )
     if spec.content is None and not category.templates:
         raise Invalid(
-            f"category {category.key!r} has no templates: send content", field=f"{field_prefix}content"
+            f"category {category.key!r} has no templates: send content",
+            field=f"{field_prefix}content",
         )
     if isinstance(spec.to, list):
         known: set[str] = set()
@@ -132,7 +133,9 @@ def accept(
 
 
 def _by_key(session: Session, key: str) -> Notification | None:
-    return session.exec(select(Notification).where(col(Notification.idempotency_key) == key)).first()
+    return session.exec(
+        select(Notification).where(col(Notification.idempotency_key) == key)
+    ).first()
 
 
 def _replay(found: Notification, digest: str, field_prefix: str) -> Accepted:
@@ -153,7 +156,9 @@ def mark_enqueued(session: Session, notification_ids: list[int], at: datetime) -
         session.add(row)
 
 
-def status(session: Session, notification_id: int, *, after: int | None, limit: int) -> dict[str, Any]:
+def status(
+    session: Session, notification_id: int, *, after: int | None, limit: int
+) -> dict[str, Any]:
     """A notification with counts per delivery status and one page of deliveries."""
     row = session.get(Notification, notification_id)
     if row is None:

@@ -50,7 +50,7 @@ class Request:
 
 @dataclass(frozen=True)
 class Decision:
-    """One channel's fate for one recipient: queued now, scheduled (with due time), or suppressed."""
+    """One channel's fate for one recipient: queued, scheduled (with due time) or suppressed."""
 
     channel: str
     status: str
@@ -109,7 +109,9 @@ def _route(
         return [Decision(c, "queued") for c in channels]
     if rules.priority == "low" and has_inbox:
         if prefs.digest.enabled:
-            return [Decision(channels[0], "scheduled", "digest", next_local(prefs, prefs.digest.at, at))]
+            return [
+                Decision(channels[0], "scheduled", "digest", next_local(prefs, prefs.digest.at, at))
+            ]
         return []
     if rules.priority == "high":
         now = channels

@@ -123,7 +123,7 @@ def plan_chunk(rt: Runtime, notification_id: int, seq: int) -> None:
             )
             .values(status="done", updated_at=now())
         )
-        if finished.rowcount != 1:  # another job finished this chunk first
+        if getattr(finished, "rowcount", 0) != 1:  # another job finished this chunk first
             session.rollback()
             return
         session.execute(
@@ -195,11 +195,18 @@ def _plan(
         expires_at=aware(notification.expires_at),
         collapse_key=notification.collapse_key,
     )
-    decisions = {r.id: planner.decide(rules, request, prefs[r.id], addressable(r), at) for r in todo}
+    decisions = {
+        r.id: planner.decide(rules, request, prefs[r.id], addressable(r), at) for r in todo
+    }
 
     replaced: list[int] = []
     if notification.collapse_key and rules.collapse_window:
-        previous = _previous(session, notification, [r.id for r in todo], at - timedelta(seconds=rules.collapse_window))
+        previous = _previous(
+            session,
+            notification,
+            [r.id for r in todo],
+            at - timedelta(seconds=rules.collapse_window),
+        )
         for rid, earlier in previous.items():
             decisions[rid], gone = planner.collapse(decisions[rid], earlier)
             replaced += gone
@@ -211,7 +218,9 @@ def _plan(
     ]
     for check, resets_at in zip(checks, rt.counters.admit(checks, at), strict=True):
         if resets_at is not None:
-            decisions[check.recipient_id] = planner.over_cap(rules, decisions[check.recipient_id], resets_at)
+            decisions[check.recipient_id] = planner.over_cap(
+                rules, decisions[check.recipient_id], resets_at
+            )
 
     locales = {r.id: r.locale for r in todo}
     rows = [

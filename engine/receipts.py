@@ -45,7 +45,7 @@ def record_event(session: Session, delivery_id: int, kind: str) -> dict[str, Any
                     col(Delivery.status).in_(("scheduled", "queued")),
                 )
                 .values(status="suppressed", reason="seen_elsewhere", due_at=None, updated_at=at)
-                .returning(Delivery.id)
+                .returning(col(Delivery.id))
             )
         ]
         events += [
@@ -57,7 +57,12 @@ def record_event(session: Session, delivery_id: int, kind: str) -> dict[str, Any
 
 
 def record_feedback(
-    session: Session, delivery_id: int, rating: str, comment: str | None, *, recipient_id: str | None = None
+    session: Session,
+    delivery_id: int,
+    rating: str,
+    comment: str | None,
+    *,
+    recipient_id: str | None = None,
 ) -> dict[str, Any]:
     """Record 👍 / 😕 / 👎 on a delivery; rating again replaces the earlier rating."""
     row = session.get(Delivery, delivery_id)

@@ -30,7 +30,9 @@ class Runtime:
         self.dispatch = Dispatcher(broker)
         self.links = Links(settings)
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="tidings-io", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="tidings-io", daemon=True
+        )
         self._thread.start()
         self.channels = Channels(settings)
         self.run(self.channels.open())

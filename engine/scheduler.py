@@ -48,7 +48,10 @@ def release_notifications(rt: Runtime, at: datetime) -> int:
                 col(Notification.enqueued_at).is_(None),
                 or_(
                     col(Notification.send_at) <= at,
-                    and_(col(Notification.send_at).is_(None), col(Notification.created_at) <= at - GRACE),
+                    and_(
+                        col(Notification.send_at).is_(None),
+                        col(Notification.created_at) <= at - GRACE,
+                    ),
                 ),
             ),
             and_(col(Notification.enqueued_at) <= stale, col(Notification.updated_at) <= stale),
@@ -62,7 +65,7 @@ def release_notifications(rt: Runtime, at: datetime) -> int:
             update(Notification)
             .where(col(Notification.id).in_(ids), due)
             .values(enqueued_at=at, updated_at=at)
-            .returning(Notification.id, Notification.queue)
+            .returning(col(Notification.id), col(Notification.queue))
         ).all()
     for notification_id, queue in claimed:
         rt.dispatch.plan(notification_id, queue)
@@ -77,7 +80,7 @@ def retry_chunks(rt: Runtime, at: datetime) -> int:
             update(PlanChunk)
             .where(col(PlanChunk.status) == "pending", col(PlanChunk.updated_at) <= stale)
             .values(updated_at=at)
-            .returning(PlanChunk.notification_id, PlanChunk.seq)
+            .returning(col(PlanChunk.notification_id), col(PlanChunk.seq))
         ).all()
         queues = _queues(session, {n for n, _ in claimed})
     for notification_id, seq in claimed:
@@ -101,7 +104,7 @@ def retry_stalled(rt: Runtime, at: datetime) -> int:
             update(Delivery)
             .where(col(Delivery.id).in_(ids), stalled)
             .values(status="queued", updated_at=at)
-            .returning(Delivery.id, Delivery.channel, Delivery.notification_id)
+            .returning(col(Delivery.id), col(Delivery.channel), col(Delivery.notification_id))
         ).all()
         queues = _queues(session, {n for _, _, n in claimed})
     _enqueue(rt, [(i, c, n) for i, c, n in claimed], queues)
@@ -129,9 +132,7 @@ def release_deliveries(rt: Runtime, at: datetime) -> int:
         categories = {c.key: c for c in session.exec(select(Category))}
         seen = _seen(session, [d for d in due if d.reason == "escalation"])
         held = _quiet(rt, session, [d for d in due if d.reason == "escalation"], categories, at)
-        groups = [
-            (d.id or 0, d.recipient_id, d.channel, _group(d, categories)) for d in due
-        ]
+        groups = [(d.id or 0, d.recipient_id, d.channel, _group(d, categories)) for d in due]
         collapsed = planner.release_collapse(groups)
         go: list[int] = []
         suppress: dict[str, list[int]] = defaultdict(list)
@@ -146,14 +147,24 @@ def release_deliveries(rt: Runtime, at: datetime) -> int:
         events: list[dict[str, Any]] = []
         for reason, ids in suppress.items():
             done = _transition(session, ids, at, status="suppressed", reason=reason)
-            events += [{"delivery_id": i, "status": "suppressed", "reason": reason, "at": at} for i, _, _ in done]
+            events += [
+                {"delivery_id": i, "status": "suppressed", "reason": reason, "at": at}
+                for i, _, _ in done
+            ]
         for delivery_id, until in held.items():
             session.execute(
                 update(Delivery)
                 .where(col(Delivery.id) == delivery_id, col(Delivery.status) == "scheduled")
                 .values(due_at=until, reason="quiet_hours", updated_at=at)
             )
-            events.append({"delivery_id": delivery_id, "status": "scheduled", "reason": "quiet_hours", "at": at})
+            events.append(
+                {
+                    "delivery_id": delivery_id,
+                    "status": "scheduled",
+                    "reason": "quiet_hours",
+                    "at": at,
+                }
+            )
         released = _transition(session, go, at, status="queued", reason=None)
         events += [{"delivery_id": i, "status": "queued", "at": at} for i, _, _ in released]
         bulk.add_events(session, events)
@@ -171,7 +182,7 @@ def _transition(
         update(Delivery)
         .where(col(Delivery.id).in_(ids), col(Delivery.status) == "scheduled")
         .values(status=status, reason=reason, due_at=None, updated_at=at)
-        .returning(Delivery.id, Delivery.channel, Delivery.notification_id)
+        .returning(col(Delivery.id), col(Delivery.channel), col(Delivery.notification_id))
     ).all()
     return [(r[0], r[1], r[2]) for r in rows]
 
@@ -202,7 +213,11 @@ def _seen(session: Session, escalations: list[Delivery]) -> set[tuple[int, str]]
 
 
 def _quiet(
-    rt: Runtime, session: Session, escalations: list[Delivery], categories: dict[str, Category], at: datetime
+    rt: Runtime,
+    session: Session,
+    escalations: list[Delivery],
+    categories: dict[str, Category],
+    at: datetime,
 ) -> dict[int, datetime]:
     """Escalations that would land in quiet hours wait for the window's end."""
     if not escalations:
@@ -215,7 +230,12 @@ def _quiet(
         category = categories.get(d.category)
         if category is None or d.recipient_id not in prefs or d.id is None:
             continue
-        decision = planner.hold(planner.rules_of(category), prefs[d.recipient_id], planner.Decision(d.channel, "queued"), at)
+        decision = planner.hold(
+            planner.rules_of(category),
+            prefs[d.recipient_id],
+            planner.Decision(d.channel, "queued"),
+            at,
+        )
         if decision.status == "scheduled" and decision.due_at is not None:
             held[d.id] = decision.due_at
     return held
@@ -227,7 +247,9 @@ def _queues(session: Session, notification_ids: set[int]) -> dict[int, str]:
     return {
         n: q
         for n, q in session.exec(
-            select(Notification.id, Notification.queue).where(col(Notification.id).in_(notification_ids))
+            select(Notification.id, Notification.queue).where(
+                col(Notification.id).in_(notification_ids)
+            )
         )
         if n is not None
     }
@@ -256,7 +278,11 @@ def run(rt: Runtime) -> None:
             log.exception("scheduler tick failed; retrying on the next one")
 
     scheduler.add_job(
-        job, "interval", seconds=rt.settings.scheduler_interval, max_instances=1, coalesce=True,
+        job,
+        "interval",
+        seconds=rt.settings.scheduler_interval,
+        max_instances=1,
+        coalesce=True,
         next_run_time=now(),
     )
     scheduler.start()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jinja2 import TemplateSyntaxError
@@ -87,8 +87,8 @@ Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 Locale = Annotated[str, Field(pattern=LOCALE, max_length=16)]
 Key = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")]
 
-assert set(ChannelName.__args__) == set(CHANNEL_NAMES)
-assert set(Weekday.__args__) == set(WEEKDAYS)
+assert set(get_args(ChannelName)) == set(CHANNEL_NAMES)
+assert set(get_args(Weekday)) == set(WEEKDAYS)
 
 
 class Strict(BaseModel):
@@ -204,8 +204,6 @@ class FieldError(ValueError):
         super().__init__(message)
         self.field = field
         self.message = message
-
-
 
 
 class SegmentIn(Strict):

@@ -49,17 +49,25 @@ def snapshot(settings: Settings) -> dict[str, Any]:
         since = now() - timedelta(minutes=1)
         with database.session() as session:
             by_status = dict(
-                session.exec(select(Delivery.status, func.count()).group_by(col(Delivery.status))).all()
+                session.exec(
+                    select(Delivery.status, func.count()).group_by(col(Delivery.status))
+                ).all()
             )
             recent = session.exec(
                 select(func.count())
                 .select_from(DeliveryEvent)
-                .where(col(DeliveryEvent.at) >= since, col(DeliveryEvent.status).in_(("sent", "delivered")))
+                .where(
+                    col(DeliveryEvent.at) >= since,
+                    col(DeliveryEvent.status).in_(("sent", "delivered")),
+                )
             ).one()
         return {
             "queues": queue_state,
             "deliveries": by_status,
-            "throughput_last_minute": {"sent_or_delivered": recent, "per_second": round(recent / 60, 1)},
+            "throughput_last_minute": {
+                "sent_or_delivered": recent,
+                "per_second": round(recent / 60, 1),
+            },
         }
     finally:
         client.close()

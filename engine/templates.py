@@ -20,7 +20,9 @@ class RenderError(Exception):
 @lru_cache(maxsize=4096)
 def _compile(source: str, html: bool) -> tuple[Template, bool]:
     env = HTML_SANDBOX if html else SANDBOX
-    uses_recipient = bool({"recipient", "links"} & meta.find_undeclared_variables(env.parse(source)))
+    uses_recipient = bool(
+        {"recipient", "links"} & meta.find_undeclared_variables(env.parse(source))
+    )
     return env.from_string(source), uses_recipient
 
 

@@ -106,9 +106,7 @@ def _cap_doc(caps: Iterable[Cap]) -> list[dict[str, Any]]:
     return [{"count": c.count, "per": format_duration(c.per)} for c in caps]
 
 
-def document(
-    prefs: EffectivePreferences, categories: Sequence[Category]
-) -> dict[str, Any]:
+def document(prefs: EffectivePreferences, categories: Sequence[Category]) -> dict[str, Any]:
     """The preferences as the API and the pages show them: every default filled in."""
     cats: dict[str, Any] = {}
     for category in categories:
@@ -163,7 +161,7 @@ def update(
     row = session.get(Preference, recipient_id) or Preference(recipient_id=recipient_id)
     given = changes.model_fields_set
     if "channels" in given and changes.channels is not None:
-        row.channels = {**(row.channels or {}), **changes.channels}
+        row.channels = {**(row.channels or {}), **{str(k): v for k, v in changes.channels.items()}}
     if "categories" in given and changes.categories is not None:
         merged = {key: dict(value) for key, value in (row.categories or {}).items()}
         for key, choice in changes.categories.items():

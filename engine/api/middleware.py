@@ -76,7 +76,9 @@ async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     header = request.headers.get("Authorization", "")
     if not header.startswith("Bearer ") or not header[7:].strip():
-        raise Unauthorized("send an API key as 'Authorization: Bearer <key>'", field="Authorization")
+        raise Unauthorized(
+            "send an API key as 'Authorization: Bearer <key>'", field="Authorization"
+        )
     scopes = await _scopes(request.app, header[7:].strip())
     if scopes is None:
         raise Unauthorized("unknown or revoked API key", field="Authorization")

@@ -59,7 +59,9 @@ async def _enqueue(request: web.Request, accepted: list[Accepted]) -> None:
     try:
         await db.run(send)
     except Exception as exc:
-        log.warning("could not enqueue %d notifications now (%s); the scheduler will", len(due), exc)
+        log.warning(
+            "could not enqueue %d notifications now (%s); the scheduler will", len(due), exc
+        )
 
 
 @routes.post("/v1/notifications")
@@ -82,7 +84,9 @@ async def post_notification(request: web.Request) -> web.Response:
     if not accepted.replayed:
         await _enqueue(request, [accepted])
     return web.json_response(
-        accepted.body(), status=202, headers={"Idempotent-Replayed": "true"} if accepted.replayed else None
+        accepted.body(),
+        status=202,
+        headers={"Idempotent-Replayed": "true"} if accepted.replayed else None,
     )
 
 
@@ -93,7 +97,9 @@ async def post_batch(request: web.Request) -> web.Response:
     batch = BatchIn.model_validate(await json_body(request))
     settings = request.app[SETTINGS]
     if len(batch.notifications) > settings.max_batch_notifications:
-        raise Invalid(f"at most {settings.max_batch_notifications} per batch", field="notifications")
+        raise Invalid(
+            f"at most {settings.max_batch_notifications} per batch", field="notifications"
+        )
     specs = []
     for index, item in enumerate(batch.notifications):
         try:
@@ -106,7 +112,9 @@ async def post_batch(request: web.Request) -> web.Response:
     def accept() -> list[Accepted]:
         with request.app[DB].session() as session:
             return [
-                notifications.accept(session, spec, settings=settings, field_prefix=f"notifications.{i}.")
+                notifications.accept(
+                    session, spec, settings=settings, field_prefix=f"notifications.{i}."
+                )
                 for i, spec in enumerate(specs)
             ]
 

@@ -65,7 +65,9 @@ def build(app: web.Application) -> dict[str, Any]:
                 "200": {"description": "OK"},
                 "4XX": {
                     "description": "Bad input",
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+                    },
                 },
             },
         }
@@ -80,19 +82,27 @@ def build(app: web.Application) -> dict[str, Any]:
             operation["description"] = f"Needs an API key with the `{needed}` scope."
         model = REQUEST_BODIES.get((route.method, path))
         if model is not None:
-            schemas[model.__name__] = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas[model.__name__] = model.model_json_schema(
+                ref_template="#/components/schemas/{model}"
+            )
             for name, sub in schemas[model.__name__].pop("$defs", {}).items():
                 schemas[name] = sub
             operation["requestBody"] = {
                 "required": True,
                 "content": {
-                    "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
+                    "application/json": {
+                        "schema": {"$ref": f"#/components/schemas/{model.__name__}"}
+                    }
                 },
             }
         paths.setdefault(path, {})[route.method.lower()] = operation
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Tidings", "version": "1", "description": "Notification delivery engine with a preference center."},
+        "info": {
+            "title": "Tidings",
+            "version": "1",
+            "description": "Notification delivery engine with a preference center.",
+        },
         "paths": paths,
         "components": {
             "schemas": schemas,

@@ -51,9 +51,7 @@ def sink() -> Iterator[tuple[Sink, str]]:
 
 
 @pytest.fixture
-def settings(
-    settings: Settings, mailbox: tuple[Mailbox, int], sink: tuple[Sink, str]
-) -> Settings:
+def settings(settings: Settings, mailbox: tuple[Mailbox, int], sink: tuple[Sink, str]) -> Settings:
     """Test settings plus the mail server, the sink and fast retries and stall recovery."""
     return settings.model_copy(
         update={
@@ -175,5 +173,3 @@ def settled(client: httpx.Client, notification_id: str) -> dict[str, Any] | None
     view = client.get(f"/v1/notifications/{notification_id}", params={"limit": 1000}).json()
     busy = any(d["status"] in ("queued", "sending") for d in view["deliveries"])
     return view if view["status"] in ("planned", "done") and not busy else None
-
-

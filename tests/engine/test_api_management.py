@@ -6,16 +6,17 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from engine import keys
 from engine.api.app import create_app
 from engine.db import Database
-from engine.models import ApiKey, Preference
+from engine.models import Preference
 from engine.settings import Settings
 from tests.support import Server, free_port
 
@@ -101,7 +102,7 @@ def test_round_trip_category_recipient_preferences_erase(admin: httpx.Client, db
     assert ok(admin.get("/v1/categories/promo.flash_sale"))["templates"] == FLASH_SALE["templates"]
 
     seen = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
-    shanghai_seen = seen.astimezone(datetime.fromisoformat("2026-01-01T00:00:00+08:00").tzinfo)
+    shanghai_seen = seen.astimezone(timezone(timedelta(hours=8)))
     recipient = {
         "email": "a@example.com",
         "phone": "+8613800000000",
@@ -586,14 +587,10 @@ def test_api_keys_and_scopes(server: Server, api_keys: dict[str, str], db: Datab
         assert ok(reader.get("/v1/recipients/u-1"))["locale"] is None  # nothing was changed
 
     with db.session() as session:
-        from engine import keys
-
         row, plain = keys.create(session, name="revoked", scopes=["admin"])
         row.revoked_at = datetime.now(UTC)
     with client(plain) as revoked:
         assert error(revoked.get("/v1/categories"), 401)["code"] == "unauthorized"
-    with db.session() as session:
-        assert session.get(ApiKey, row.id) is not None
 
 
 def test_health_readiness_and_openapi(server: Server) -> None:

@@ -10,17 +10,30 @@ from tests.engine.conftest import Processes, recipient, send, settled, wait_for
 from tests.support import Mailbox
 
 ORDER = {
-    "name": "Order delivered", "kind": "transactional", "priority": "high",
-    "channels": ["inapp", "email"], "required": True, "default_locale": "en",
+    "name": "Order delivered",
+    "kind": "transactional",
+    "priority": "high",
+    "channels": ["inapp", "email"],
+    "required": True,
+    "default_locale": "en",
     "templates": {
-        "inapp": {"en": {"title": "Your {{ data.card }} is here", "body": "Order {{ data.order_id }}"},
-                  "zh-CN": {"title": "您的{{ data.card }}已到账", "body": "订单 {{ data.order_id }}"}},
-        "email": {"en": {"subject": "Your {{ data.card }} is here", "text": "Order {{ data.order_id }}",
-                         "html": "<p>Order <b>{{ data.order_id }}</b></p>"}},
+        "inapp": {
+            "en": {"title": "Your {{ data.card }} is here", "body": "Order {{ data.order_id }}"},
+            "zh-CN": {"title": "您的{{ data.card }}已到账", "body": "订单 {{ data.order_id }}"},
+        },
+        "email": {
+            "en": {
+                "subject": "Your {{ data.card }} is here",
+                "text": "Order {{ data.order_id }}",
+                "html": "<p>Order <b>{{ data.order_id }}</b></p>",
+            }
+        },
     },
 }
 PROMO: dict[str, Any] = {
-    "name": "Flash sales", "kind": "promotional", "priority": "high",
+    "name": "Flash sales",
+    "kind": "promotional",
+    "priority": "high",
     "channels": ["inapp", "email"],
     "templates": {"inapp": {"en": {"title": "Sale on {{ data.card }}", "body": "Today only"}}},
 }
@@ -33,7 +46,9 @@ def test_order_reaches_inbox_and_mailbox_with_receipts(
     admin.put("/v1/categories/promo.flash_sale", json=PROMO).raise_for_status()
     recipient(admin, "u-1", email="u1@example.com", locale="zh-CN")
 
-    nid = send(admin, category="order.delivered", to=["u-1"], data={"card": "原神月卡", "order_id": "456"})
+    nid = send(
+        admin, category="order.delivered", to=["u-1"], data={"card": "原神月卡", "order_id": "456"}
+    )
     view = wait_for(lambda: settled(admin, nid))
     by_channel = {d["channel"]: d for d in view["deliveries"]}
     assert by_channel["inapp"]["status"] == "delivered"
@@ -59,7 +74,9 @@ def test_order_reaches_inbox_and_mailbox_with_receipts(
     assert promo["List-Unsubscribe"].startswith("<http")
     assert promo["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
-    feedback = admin.post(f"/v1/deliveries/{by_channel['inapp']['id']}/feedback",
-                          json={"rating": "down", "comment": "not relevant"})
+    feedback = admin.post(
+        f"/v1/deliveries/{by_channel['inapp']['id']}/feedback",
+        json={"rating": "down", "comment": "not relevant"},
+    )
     assert feedback.status_code == 200, feedback.text
     assert admin.get("/v1/recipients/u-1/inbox").json()["items"][-1]["feedback"] == "down"

@@ -6,14 +6,24 @@ import httpx
 
 
 def test_category_recipient_preferences_round_trip(admin: httpx.Client) -> None:
-    r = admin.put("/v1/categories/promo.flash_sale", json={
-        "name": "Flash sales", "kind": "promotional", "priority": "normal",
-        "channels": ["push", "inapp", "email"], "caps": [{"count": 2, "per": "1h"}],
-        "collapse_window": "1h", "escalate_after": "30m",
-        "templates": {"inapp": {"en": {"title": "Flash sale: {{ data.card }}", "body": "hi"}}}})
+    r = admin.put(
+        "/v1/categories/promo.flash_sale",
+        json={
+            "name": "Flash sales",
+            "kind": "promotional",
+            "priority": "normal",
+            "channels": ["push", "inapp", "email"],
+            "caps": [{"count": 2, "per": "1h"}],
+            "collapse_window": "1h",
+            "escalate_after": "30m",
+            "templates": {"inapp": {"en": {"title": "Flash sale: {{ data.card }}", "body": "hi"}}},
+        },
+    )
     assert r.status_code == 200, r.text
-    r = admin.put("/v1/recipients/u-1", json={"email": "a@example.com", "timezone": "Asia/Shanghai",
-                                              "annual_spend": 6200})
+    r = admin.put(
+        "/v1/recipients/u-1",
+        json={"email": "a@example.com", "timezone": "Asia/Shanghai", "annual_spend": 6200},
+    )
     assert r.status_code == 200, r.text
     assert r.json()["tier"] == "whale"
     r = admin.get("/v1/recipients/u-1/preferences")
