@@ -246,8 +246,8 @@ class NotificationIn(Strict):
     channels: Annotated[list[ChannelName], AfterValidator(_unique)] | None = Field(
         default=None, min_length=1
     )
-    send_at: AwareDatetime | None = None
-    expires_at: AwareDatetime | None = None
+    send_at: UtcDatetime | None = None
+    expires_at: UtcDatetime | None = None
     collapse_key: str | None = Field(default=None, min_length=1, max_length=200)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
 

@@ -4,21 +4,28 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from engine.settings import Settings
+from engine.timeutil import now
 
 PURPOSES = ("preferences", "inbox", "unsubscribe")
 PATHS = {"preferences": "/p/{token}", "inbox": "/inbox/{token}", "unsubscribe": "/u/{token}"}
 
 
 class LinkError(Exception):
-    """A token that is tampered with, expired, revoked, or for another page."""
+    """A token that is tampered with, expired, revoked, or for another page.
 
-    def __init__(self, reason: str) -> None:
+    `recipient_id` is known when the signature was genuine (an expired or revoked
+    link), so the page that refuses it can still speak the recipient's language.
+    """
+
+    def __init__(self, reason: str, *, recipient_id: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.recipient_id = recipient_id
 
 
 @dataclass(frozen=True)
@@ -40,9 +47,16 @@ class Links:
             raise ValueError(f"unknown link purpose {purpose!r}")
         return self._serializer.dumps([recipient_id, version, purpose])
 
+    def path(self, recipient_id: str, version: int, purpose: str) -> str:
+        """The page's path with a fresh token, for links between a recipient's own pages."""
+        return PATHS[purpose].format(token=self.token(recipient_id, version, purpose))
+
     def url(self, recipient_id: str, version: int, purpose: str) -> str:
-        token = self.token(recipient_id, version, purpose)
-        return self.settings.public_url.rstrip("/") + PATHS[purpose].format(token=token)
+        return self.settings.public_url.rstrip("/") + self.path(recipient_id, version, purpose)
+
+    def expires_at(self, minted: datetime | None = None) -> datetime:
+        """When a link minted at `minted` (default now) stops working."""
+        return (minted or now()) + timedelta(seconds=self.settings.link_ttl)
 
     def check(self, token: str, *, purposes: tuple[str, ...], max_age: int | None = None) -> Claims:
         """The claims of a valid token for one of `purposes`; `LinkError` otherwise.
@@ -51,13 +65,23 @@ class Links:
         """
         try:
             raw = self._serializer.loads(token, max_age=max_age or self.settings.link_ttl)
-        except SignatureExpired:
-            raise LinkError("expired") from None
+        except SignatureExpired as exc:
+            raise LinkError("expired", recipient_id=self._owner(exc.payload)) from None
         except BadSignature:
             raise LinkError("invalid") from None
         if not (isinstance(raw, list) and len(raw) == 3):
             raise LinkError("invalid")
         recipient_id, version, purpose = raw
         if purpose not in purposes:
-            raise LinkError("wrong_page")
+            raise LinkError("wrong_page", recipient_id=str(recipient_id))
         return Claims(str(recipient_id), int(version), str(purpose))
+
+    def _owner(self, payload: object) -> str | None:
+        """The recipient named by a genuinely signed but expired payload."""
+        if not isinstance(payload, bytes):
+            return None
+        try:
+            raw = self._serializer.load_payload(payload)
+        except BadSignature:
+            return None
+        return str(raw[0]) if isinstance(raw, list) and len(raw) == 3 else None

@@ -168,6 +168,12 @@ def recipient(client: httpx.Client, rid: str, *, quiet: bool = False, **fields: 
         client.put(f"/v1/recipients/{rid}/preferences", json=prefs).raise_for_status()
 
 
+def send_and_settle(client: httpx.Client, timeout: float = 30, **body: Any) -> dict[str, Any]:
+    """POST a notification and wait until it is planned with nothing in flight."""
+    notification_id = send(client, **body)
+    return wait_for(lambda: settled(client, notification_id), timeout=timeout)
+
+
 def settled(client: httpx.Client, notification_id: str) -> dict[str, Any] | None:
     """The notification once planned with nothing queued or in flight, else None."""
     view = client.get(f"/v1/notifications/{notification_id}", params={"limit": 1000}).json()

@@ -1,0 +1,63 @@
+"""Signed page links for a recipient: mint them, and revoke every one minted before."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import update
+from sqlmodel import col
+
+from engine.api.context import DB, SETTINGS, scope
+from engine.errors import NotFound
+from engine.models import Recipient
+from engine.timeutil import iso, now
+from preferences.links import PURPOSES, Links
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/v1/recipients/{id}/links")
+@scope("send")
+async def mint_links(request: web.Request) -> web.Response:
+    """Mint signed links to a recipient's preference center, inbox and one-click unsubscribe.
+
+    The `send` scope suffices: a backend that writes its own messages needs these
+    links in them. They expire after `TIDINGS_LINK_TTL` seconds.
+    """
+    rid = request.match_info["id"]
+    links = Links(request.app[SETTINGS])
+
+    def read() -> int | None:
+        with request.app[DB].session() as session:
+            row = session.get(Recipient, rid)
+            return row.links_version if row else None
+
+    version = await request.app[DB].run(read)
+    if version is None:
+        raise NotFound(f"no recipient {rid!r}", field="id")
+    body: dict[str, Any] = {purpose: links.url(rid, version, purpose) for purpose in PURPOSES}
+    body["expires_at"] = iso(links.expires_at())
+    return web.json_response(body)
+
+
+@routes.post("/v1/recipients/{id}/links/revoke")
+@scope("admin")
+async def revoke_links(request: web.Request) -> web.Response:
+    """Revoke every page link minted for a recipient so far (a leaked link, a new owner)."""
+    rid = request.match_info["id"]
+
+    def write() -> int | None:
+        with request.app[DB].session() as session:
+            bumped = session.execute(
+                update(Recipient)
+                .where(col(Recipient.id) == rid)
+                .values(links_version=col(Recipient.links_version) + 1, updated_at=now())
+                .returning(col(Recipient.links_version))
+            ).first()
+            return int(bumped[0]) if bumped else None
+
+    version = await request.app[DB].run(write)
+    if version is None:
+        raise NotFound(f"no recipient {rid!r}", field="id")
+    return web.json_response({"id": rid, "revoked": True, "links_version": version})

@@ -1,0 +1,284 @@
+"""One test per pipeline rule, through the API, real worker and scheduler processes,
+Redis, SQL, SMTP and an HTTP sink."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+from sqlalchemy import update
+from sqlmodel import col
+
+from engine.db import Database
+from engine.models import Delivery, Notification
+from tests.engine.conftest import Processes, recipient, send, send_and_settle, settled, wait_for
+from tests.support import Mailbox, Sink
+
+
+def category(admin: httpx.Client, key: str, **spec: Any) -> None:
+    body: dict[str, Any] = {
+        "name": key,
+        "kind": "promotional",
+        "priority": "high",
+        "channels": ["inapp", "email"],
+        "templates": {"inapp": {"en": {"title": "{{ data.t | default('hello') }}", "body": "b"}}},
+    }
+    body.update(spec)
+    admin.put(f"/v1/categories/{key}", json=body).raise_for_status()
+
+
+def channels_of(view: dict[str, Any], rid: str | None = None) -> dict[str, dict[str, Any]]:
+    return {d["channel"]: d for d in view["deliveries"] if rid is None or d["recipient"] == rid}
+
+
+def test_opted_out_channel_is_suppressed(
+    admin: httpx.Client, pipeline: Processes, smtp: Mailbox
+) -> None:
+    category(admin, "promo.sale")
+    recipient(admin, "u-1", email="u1@example.com")
+    admin.put(
+        "/v1/recipients/u-1/preferences", json={"channels": {"email": False}}
+    ).raise_for_status()
+    view = send_and_settle(admin, category="promo.sale", to=["u-1"])
+    got = channels_of(view)
+    assert got["email"]["status"] == "suppressed" and got["email"]["reason"] == "opted_out"
+    assert got["inapp"]["status"] == "delivered"
+    assert smtp.messages == []
+
+
+def test_no_address_is_suppressed_and_unknown_recipient_is_refused(
+    admin: httpx.Client, pipeline: Processes
+) -> None:
+    category(admin, "promo.sale")
+    recipient(admin, "u-1")  # no email address
+    view = send_and_settle(admin, category="promo.sale", to=["u-1"])
+    assert channels_of(view)["email"]["reason"] == "no_address"
+    refused = admin.post(
+        "/v1/notifications", json={"category": "promo.sale", "to": ["u-1", "nobody"]}
+    )
+    assert refused.status_code == 422
+    assert (
+        refused.json()["error"]["field"] == "to" and "nobody" in refused.json()["error"]["message"]
+    )
+
+
+def _quiet_now(zone: str) -> dict[str, Any]:
+    local = datetime.now(ZoneInfo(zone))
+    start = (local - timedelta(hours=1)).strftime("%H:%M")
+    end = (local + timedelta(hours=2)).strftime("%H:%M")
+    return {"enabled": True, "start": start, "end": end, "timezone": zone}
+
+
+def test_quiet_hours_hold_until_the_window_ends_but_critical_goes_at_once(
+    admin: httpx.Client, pipeline: Processes, smtp: Mailbox, db: Database
+) -> None:
+    category(admin, "promo.sale")
+    category(admin, "account.security", kind="service", priority="critical", required=True)
+    recipient(admin, "u-1", email="u1@example.com", timezone="Asia/Shanghai", quiet=True)
+    quiet = _quiet_now("Asia/Shanghai")  # "23:00 in the recipient's zone", whatever the clock says
+    admin.put("/v1/recipients/u-1/preferences", json={"quiet_hours": quiet}).raise_for_status()
+
+    promo = send(admin, category="promo.sale", to=["u-1"], data={"t": "sale"})
+    alert = send(admin, category="account.security", to=["u-1"], data={"t": "new sign-in"})
+    alert_view = wait_for(lambda: settled(admin, alert))
+    assert channels_of(alert_view)["email"]["status"] == "sent"
+    view = wait_for(lambda: settled(admin, promo))
+    email = channels_of(view)["email"]
+    assert email["status"] == "scheduled" and email["reason"] == "quiet_hours"
+    due = datetime.fromisoformat(email["due_at"]).astimezone(ZoneInfo("Asia/Shanghai"))
+    assert due.strftime("%H:%M") == quiet["end"] and due > datetime.now(UTC)
+    assert channels_of(view)["inapp"]["status"] == "delivered"  # the inbox is not an interruption
+    assert [m["Subject"] for m in smtp.messages] == ["new sign-in"]
+
+    # The window ends: the scheduler releases the held email.
+    with db.session() as session:
+        session.execute(
+            update(Delivery)
+            .where(col(Delivery.id) == int(email["id"]))
+            .values(due_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    released = wait_for(
+        lambda: (
+            channels_of(settled(admin, promo) or {"deliveries": []}).get("email", {}).get("status")
+            == "sent"
+        )
+    )
+    assert released
+    assert sorted(str(m["Subject"]) for m in smtp.messages) == ["new sign-in", "sale"]
+
+
+def test_third_promotion_in_an_hour_is_dropped_or_deferred(
+    admin: httpx.Client, pipeline: Processes
+) -> None:
+    cap = [{"count": 2, "per": "1h"}]
+    category(admin, "promo.drop", caps=cap, over_cap="drop", channels=["inapp"])
+    category(admin, "service.defer", kind="service", caps=cap, over_cap="defer", channels=["inapp"])
+    recipient(admin, "u-1")
+    for key, expected in (
+        ("promo.drop", ("suppressed", "capped")),
+        ("service.defer", ("scheduled", "capped")),
+    ):
+        views = [send_and_settle(admin, category=key, to=["u-1"]) for _ in range(3)]
+        states = [
+            (channels_of(v)["inapp"]["status"], channels_of(v)["inapp"]["reason"]) for v in views
+        ]
+        assert states[:2] == [("delivered", None), ("delivered", None)]
+        assert states[2] == expected
+    deferred = channels_of(views[2])["inapp"]
+    assert datetime.fromisoformat(deferred["due_at"]) > datetime.now(UTC)
+
+
+def test_global_cap_counts_every_optional_category(
+    admin: httpx.Client, pipeline: Processes
+) -> None:
+    category(admin, "promo.a", channels=["inapp"])
+    category(admin, "social.b", kind="social", channels=["inapp"])
+    recipient(admin, "u-1")
+    admin.put(
+        "/v1/recipients/u-1/preferences", json={"caps": [{"count": 2, "per": "1d"}]}
+    ).raise_for_status()
+    reasons = [
+        channels_of(send_and_settle(admin, category=k, to=["u-1"]))["inapp"]["reason"]
+        for k in ("promo.a", "social.b", "promo.a")
+    ]
+    assert reasons == [None, None, "capped"]
+
+
+def test_repeated_collapse_key_is_delivered_once(admin: httpx.Client, pipeline: Processes) -> None:
+    category(admin, "order.update", kind="transactional", collapse_window="1h", channels=["inapp"])
+    recipient(admin, "u-1")
+    first = send_and_settle(admin, category="order.update", to=["u-1"], collapse_key="o-9")
+    second = send_and_settle(admin, category="order.update", to=["u-1"], collapse_key="o-9")
+    other = send_and_settle(admin, category="order.update", to=["u-1"], collapse_key="o-10")
+    assert channels_of(first)["inapp"]["status"] == "delivered"
+    assert (channels_of(second)["inapp"]["status"], channels_of(second)["inapp"]["reason"]) == (
+        "suppressed",
+        "duplicate",
+    )
+    assert channels_of(other)["inapp"]["status"] == "delivered"
+    assert admin.get("/v1/recipients/u-1/inbox").json()["unread"] == 2
+
+
+def test_read_in_app_cancels_the_pending_email_and_unread_escalates(
+    admin: httpx.Client, pipeline: Processes, smtp: Mailbox
+) -> None:
+    category(
+        admin,
+        "promo.normal",
+        priority="normal",
+        channels=["inapp", "push", "email"],
+        escalate_after="3s",
+    )
+    recipient(admin, "reader", email="reader@example.com", push_tokens=["tok-r"])
+    recipient(admin, "ignorer", email="ignorer@example.com", push_tokens=["tok-i"])
+    nid = send(admin, category="promo.normal", to=["reader", "ignorer"], data={"t": "deal"})
+    view = wait_for(lambda: settled(admin, nid))
+    reader = channels_of(view, "reader")
+    assert reader["push"]["status"] == "sent"  # the primary interrupting channel goes now
+    assert (reader["email"]["status"], reader["email"]["reason"]) == ("scheduled", "escalation")
+    read = admin.post(f"/v1/deliveries/{reader['inapp']['id']}/events", json={"type": "read"})
+    assert read.json()["cancelled"] == [reader["email"]["id"]]
+
+    def escalated() -> dict[str, Any] | None:
+        current = admin.get(f"/v1/notifications/{nid}").json()
+        return current if channels_of(current, "ignorer")["email"]["status"] == "sent" else None
+
+    final = wait_for(escalated, timeout=20)
+    assert (
+        channels_of(final, "reader")["email"]["status"],
+        channels_of(final, "reader")["email"]["reason"],
+    ) == ("suppressed", "seen_elsewhere")
+    assert [m["To"] for m in smtp.messages] == ["ignorer@example.com"]
+
+
+def test_failing_webhook_retries_then_fails_with_its_error(
+    admin: httpx.Client, pipeline: Processes, sink: tuple[Sink, str]
+) -> None:
+    receiver, url = sink
+    category(admin, "order.hook", kind="transactional", channels=["webhook"])
+    recipient(admin, "flaky", webhook_url=f"{url}/fail/flaky")
+    recipient(admin, "gone", webhook_url=f"{url}/gone/gone")
+    nid = send(
+        admin, category="order.hook", to=["flaky", "gone"], content={"title": "hi", "body": "there"}
+    )
+
+    def finished() -> dict[str, Any] | None:
+        view = admin.get(f"/v1/notifications/{nid}").json()
+        done = view["deliveries"] and all(d["status"] == "failed" for d in view["deliveries"])
+        return view if done else None
+
+    view = wait_for(finished, timeout=30)
+    flaky, gone = channels_of(view, "flaky")["webhook"], channels_of(view, "gone")["webhook"]
+    assert flaky["attempts"] == 3 and "500" in flaky["error"]
+    assert [e["status"] for e in flaky["events"]].count("retrying") == 2
+    assert gone["attempts"] == 1 and "410" in gone["error"]  # permanent: no retry
+    hits = receiver.by_path()
+    assert len(hits["/fail/flaky"]) == 3 and len(hits["/gone/gone"]) == 1
+    assert (
+        len({h["webhook-id"] for h in hits["/fail/flaky"]}) == 1
+    )  # every retry is the same message
+
+
+def test_template_error_fails_that_delivery_not_the_batch(
+    admin: httpx.Client, pipeline: Processes
+) -> None:
+    category(
+        admin,
+        "promo.tpl",
+        channels=["inapp", "email"],
+        templates={
+            "inapp": {"en": {"title": "fine", "body": "fine"}},
+            "email": {"en": {"subject": "{{ data.missing.deeper }}", "text": "x"}},
+        },
+    )
+    recipient(admin, "u-1", email="u1@example.com")
+    recipient(admin, "u-2", email="u2@example.com")
+    view = send_and_settle(admin, category="promo.tpl", to=["u-1", "u-2"])
+    for rid in ("u-1", "u-2"):
+        got = channels_of(view, rid)
+        assert got["inapp"]["status"] == "delivered"
+        assert got["email"]["status"] == "failed" and "template subject" in got["email"]["error"]
+
+
+def test_expired_and_future_notifications(
+    admin: httpx.Client, pipeline: Processes, db: Database
+) -> None:
+    category(admin, "promo.sale", channels=["inapp"])
+    recipient(admin, "u-1")
+    past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+    expired = send_and_settle(admin, category="promo.sale", to=["u-1"], expires_at=past)
+    assert (channels_of(expired)["inapp"]["status"], channels_of(expired)["inapp"]["reason"]) == (
+        "suppressed",
+        "expired",
+    )
+
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    nid = send(admin, category="promo.sale", to=["u-1"], send_at=later)
+    assert admin.get(f"/v1/notifications/{nid}").json()["status"] == "accepted"
+    with db.session() as session:  # an hour passes
+        session.execute(
+            update(Notification)
+            .where(col(Notification.id) == int(nid))
+            .values(send_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    view = wait_for(lambda: settled(admin, nid))
+    assert channels_of(view)["inapp"]["status"] == "delivered"
+
+
+def test_segment_broadcast_reaches_only_the_segment(
+    admin: httpx.Client, pipeline: Processes
+) -> None:
+    category(admin, "promo.sale", channels=["inapp"])
+    recently = datetime.now(UTC).isoformat()
+    recipient(
+        admin, "whale-gamer", annual_spend=9000, last_active_at=recently, tags=["game.mobile"]
+    )
+    recipient(
+        admin, "whale-reader", annual_spend=9000, last_active_at=recently, tags=["video.anime"]
+    )
+    recipient(admin, "minnow-gamer", annual_spend=10, last_active_at=recently, tags=["game.mobile"])
+    segment = {"segment": {"tier": ["whale"], "activity": ["active"], "tags_any": ["game.mobile"]}}
+    view = send_and_settle(admin, category="promo.sale", to=segment)
+    assert [d["recipient"] for d in view["deliveries"]] == ["whale-gamer"]
