@@ -4,7 +4,7 @@ and locale when the templates do not mention the recipient."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +42,7 @@ class Composer:
         category: Category,
         channel: str,
         recipient: Recipient | None,
-        links: Mapping[str, str],
+        links: Callable[[], Mapping[str, str]],
     ) -> Copy:
         """The copy for one delivery; raises `RenderError` if a template fails."""
         data = notification.data or {}
@@ -67,7 +67,7 @@ class Composer:
         context: dict[str, Any] = {
             "data": data,
             "recipient": {"id": recipient.id, "locale": recipient.locale} if recipient else {},
-            "links": links,
+            "links": links() if not shared else {},
         }
         out = render(fields, context)
         copy = Copy(

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import update
@@ -23,6 +24,7 @@ from channels.errors import PermanentError, TransientError
 from engine import bulk
 from engine.content import Composer
 from engine.models import Category, Delivery, Notification, Recipient
+from engine.planning import page_links
 from engine.runtime import Runtime
 from engine.templates import RenderError
 from engine.timeutil import aware, iso, now
@@ -101,9 +103,11 @@ def deliver(rt: Runtime, delivery_ids: Sequence[int]) -> None:
         if recipient is None or (field is not None and not address):
             outcomes.append(Outcome(d.id, "suppressed", "no_address"))
             continue
-        links = _links(rt, recipient, category)
+        links = page_links(rt, recipient, category)
         try:
-            copy = composer.compose(notification, category, d.channel, recipient, links)
+            copy = composer.compose(
+                notification, category, d.channel, recipient, partial(dict, links)
+            )
         except RenderError as exc:
             outcomes.append(Outcome(d.id, "failed", error=str(exc)))
             continue
@@ -144,17 +148,6 @@ def _by_id(session: Session, model: type[Notification], ids: set[int]) -> dict[i
 
 def _queue(notifications: dict[int, Notification]) -> str:
     return next(iter(notifications.values())).queue if notifications else "normal"
-
-
-def _links(rt: Runtime, recipient: Recipient, category: Category) -> dict[str, str]:
-    version = recipient.links_version
-    links = {
-        "preferences": rt.links.url(recipient.id, version, "preferences"),
-        "inbox": rt.links.url(recipient.id, version, "inbox"),
-    }
-    if not category.required:
-        links["unsubscribe"] = rt.links.url(recipient.id, version, "unsubscribe")
-    return links
 
 
 async def _send_all(

@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import update
@@ -19,14 +20,29 @@ from sqlmodel import Session, col, select
 
 from channels.base import ADDRESS_FIELDS
 from engine import bulk, planner
+from engine.content import Composer
 from engine.counters import CapCheck
 from engine.models import Category, Delivery, Notification, PlanChunk, Recipient
 from engine.runtime import Runtime
 from engine.segments import matches_tags, segment_clause
+from engine.templates import RenderError
 from engine.timeutil import aware, now
 from preferences import store
+from preferences.model import EffectivePreferences
 
 log = logging.getLogger("tidings.planning")
+
+
+def page_links(rt: Runtime, recipient: Recipient, category: Category) -> dict[str, str]:
+    """Signed page links for a recipient; no unsubscribe link for a required category."""
+    version = recipient.links_version
+    links = {
+        "preferences": rt.links.url(recipient.id, version, "preferences"),
+        "inbox": rt.links.url(recipient.id, version, "inbox"),
+    }
+    if not category.required:
+        links["unsubscribe"] = rt.links.url(recipient.id, version, "unsubscribe")
+    return links
 
 
 def addressable(recipient: Recipient) -> list[str]:
@@ -175,19 +191,10 @@ def _plan(
     category: Category,
     chunk: PlanChunk,
 ) -> list[tuple[int, str]]:
+    """Plan one chunk; returns the (id, channel) of deliveries to hand to deliver jobs."""
     assert notification.id is not None
     at = now()
-    recipients = _load_recipients(session, notification, chunk)
-    done = set(
-        session.exec(
-            select(Delivery.recipient_id).where(
-                col(Delivery.notification_id) == notification.id,
-                col(Delivery.recipient_id) >= chunk.lo,
-                col(Delivery.recipient_id) <= chunk.hi,
-            )
-        )
-    )
-    todo = [r for r in recipients if r.id not in done]
+    todo = _unplanned(session, notification, chunk)
     prefs = store.load_many(session, todo, settings=rt.settings)
     rules = planner.rules_of(category)
     request = planner.Request(
@@ -198,49 +205,9 @@ def _plan(
     decisions = {
         r.id: planner.decide(rules, request, prefs[r.id], addressable(r), at) for r in todo
     }
-
-    replaced: list[int] = []
-    if notification.collapse_key and rules.collapse_window:
-        previous = _previous(
-            session,
-            notification,
-            [r.id for r in todo],
-            at - timedelta(seconds=rules.collapse_window),
-        )
-        for rid, earlier in previous.items():
-            decisions[rid], gone = planner.collapse(decisions[rid], earlier)
-            replaced += gone
-
-    checks = [
-        CapCheck(rid, limits)
-        for rid, ds in decisions.items()
-        if planner.counts_against_caps(ds) and (limits := planner.cap_limits(rules, prefs[rid]))
-    ]
-    for check, resets_at in zip(checks, rt.counters.admit(checks, at), strict=True):
-        if resets_at is not None:
-            decisions[check.recipient_id] = planner.over_cap(
-                rules, decisions[check.recipient_id], resets_at
-            )
-
-    locales = {r.id: r.locale for r in todo}
-    rows = [
-        {
-            "notification_id": notification.id,
-            "recipient_id": rid,
-            "channel": d.channel,
-            "category": category.key,
-            "status": d.status,
-            "reason": d.reason,
-            "due_at": d.due_at,
-            "collapse_key": notification.collapse_key,
-            "locale": locales[rid],
-            "attempts": 0,
-            "created_at": at,
-            "updated_at": at,
-        }
-        for rid, ds in decisions.items()
-        for d in ds
-    ]
+    replaced = _collapse(session, notification, rules, decisions, at)
+    _cap(rt, rules, prefs, decisions, at)
+    rows = _rows(rt, notification, category, {r.id: r for r in todo}, decisions, at)
     written = bulk.insert_ignore(
         session,
         Delivery,
@@ -248,10 +215,17 @@ def _plan(
         conflict=("notification_id", "recipient_id", "channel"),
         returning=(Delivery.id, Delivery.channel, Delivery.status, Delivery.reason),
     )
-    events = [
-        {"delivery_id": row.id, "status": row.status, "reason": row.reason, "at": at}
-        for row in written
-    ]
+    events = []
+    for row in written:
+        if row.status == "delivered":  # the inbox: stored here, nothing left to send
+            events += [
+                {"delivery_id": row.id, "status": "queued", "reason": None, "at": at},
+                {"delivery_id": row.id, "status": "delivered", "reason": None, "at": at},
+            ]
+        else:
+            events.append(
+                {"delivery_id": row.id, "status": row.status, "reason": row.reason, "at": at}
+            )
     if replaced:
         session.execute(
             update(Delivery)
@@ -264,6 +238,114 @@ def _plan(
         ]
     bulk.add_events(session, events)
     return [(row.id, row.channel) for row in written if row.status == "queued"]
+
+
+def _unplanned(session: Session, notification: Notification, chunk: PlanChunk) -> list[Recipient]:
+    """The chunk's recipients, less those a previous run of this chunk already planned."""
+    recipients = _load_recipients(session, notification, chunk)
+    done = set(
+        session.exec(
+            select(Delivery.recipient_id).where(
+                col(Delivery.notification_id) == notification.id,
+                col(Delivery.recipient_id) >= chunk.lo,
+                col(Delivery.recipient_id) <= chunk.hi,
+            )
+        )
+    )
+    return [r for r in recipients if r.id not in done]
+
+
+def _collapse(
+    session: Session,
+    notification: Notification,
+    rules: planner.Rules,
+    decisions: dict[str, list[planner.Decision]],
+    at: datetime,
+) -> list[int]:
+    """Apply the collapse key; returns earlier pending deliveries this one replaces."""
+    if not (notification.collapse_key and rules.collapse_window):
+        return []
+    replaced: list[int] = []
+    since = at - timedelta(seconds=rules.collapse_window)
+    for rid, earlier in _previous(session, notification, list(decisions), since).items():
+        decisions[rid], gone = planner.collapse(decisions[rid], earlier)
+        replaced += gone
+    return replaced
+
+
+def _cap(
+    rt: Runtime,
+    rules: planner.Rules,
+    prefs: dict[str, EffectivePreferences],
+    decisions: dict[str, list[planner.Decision]],
+    at: datetime,
+) -> None:
+    """Count the chunk against every cap in one Redis call; drop or defer what is over."""
+    checks = [
+        CapCheck(rid, limits)
+        for rid, ds in decisions.items()
+        if planner.counts_against_caps(ds) and (limits := planner.cap_limits(rules, prefs[rid]))
+    ]
+    for check, resets_at in zip(checks, rt.counters.admit(checks, at), strict=True):
+        if resets_at is not None:
+            decisions[check.recipient_id] = planner.over_cap(
+                rules, decisions[check.recipient_id], resets_at
+            )
+
+
+def _rows(
+    rt: Runtime,
+    notification: Notification,
+    category: Category,
+    recipients: dict[str, Recipient],
+    decisions: dict[str, list[planner.Decision]],
+    at: datetime,
+) -> list[dict[str, Any]]:
+    """Delivery rows; inbox deliveries are rendered and stored as delivered right here."""
+    composer = Composer()
+    rows = []
+    for rid, ds in decisions.items():
+        recipient = recipients[rid]
+        for d in ds:
+            row: dict[str, Any] = {
+                "notification_id": notification.id,
+                "recipient_id": rid,
+                "channel": d.channel,
+                "category": category.key,
+                "status": d.status,
+                "reason": d.reason,
+                "due_at": d.due_at,
+                "collapse_key": notification.collapse_key,
+                "locale": recipient.locale,
+                "title": None,
+                "body": None,
+                "action_url": None,
+                "error": None,
+                "attempts": 0,
+                "created_at": at,
+                "updated_at": at,
+            }
+            if d.channel == planner.INBOX and d.status == "queued":
+                try:
+                    copy = composer.compose(
+                        notification,
+                        category,
+                        d.channel,
+                        recipient,
+                        partial(page_links, rt, recipient, category),
+                    )
+                    row.update(
+                        status="delivered",
+                        title=copy.title,
+                        body=copy.body,
+                        action_url=copy.action_url,
+                        locale=copy.locale,
+                        attempts=1,
+                    )
+                except RenderError as exc:
+                    row.update(status="failed", error=str(exc), attempts=1)
+            rows.append(row)
+    return rows
 
 
 def _previous(

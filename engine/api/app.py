@@ -7,12 +7,13 @@ from collections.abc import AsyncIterator
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from engine.api import health, management, notifications, openapi
+from engine.api import health, links, management, notifications, openapi
 from engine.api.context import DB, DISPATCH, KEY_CACHE, REDIS, SETTINGS
 from engine.api.middleware import auth, errors
 from engine.broker import Dispatcher, make_broker
 from engine.db import Database
 from engine.settings import Settings
+from preferences import pages
 
 
 def create_app(settings: Settings, *, database: Database | None = None) -> web.Application:
@@ -24,8 +25,9 @@ def create_app(settings: Settings, *, database: Database | None = None) -> web.A
     app[DISPATCH] = Dispatcher(make_broker(settings))
     app.cleanup_ctx.append(_redis)
     app.on_cleanup.append(_close_db)
-    for module in (health, management, notifications, openapi):
+    for module in (health, links, management, notifications, openapi):
         app.add_routes(module.routes)
+    pages.setup(app)
     return app
 
 
