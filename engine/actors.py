@@ -1,22 +1,31 @@
 """Dramatiq actors: they only wire the broker to planning and delivery.
 
 `tidings worker` points Dramatiq at this module; importing it sets the global
-broker from the process's settings.
+broker from the process's settings. Every job has one actor per queue, with the
+queue's priority, so a worker serving several queues always takes critical work first.
 """
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Callable
 from typing import Any
 
 import dramatiq
 from dramatiq.middleware import Middleware
+from dramatiq.middleware.prometheus import Prometheus
 
 from engine import delivery, planning, runtime
-from engine.broker import DELIVER, PLAN, PLAN_CHUNK, make_broker
+from engine.broker import (
+    DELIVER,
+    DELIVER_EXHAUSTED,
+    PLAN,
+    PLAN_CHUNK,
+    PRIORITIES,
+    actor_name,
+    make_broker,
+)
 from engine.settings import get_settings
 
-log = logging.getLogger("tidings.actors")
 settings = get_settings()
 broker = make_broker(settings)
 dramatiq.set_broker(broker)
@@ -34,33 +43,44 @@ class CloseRuntime(Middleware):
 
 
 broker.add_middleware(CloseRuntime())
+broker.add_middleware(Prometheus())
 
 
-@dramatiq.actor(actor_name=PLAN, queue_name="normal", max_retries=8)
 def plan(notification_id: int) -> None:
     """Cut a notification's audience into chunks and enqueue one job per chunk."""
     planning.plan(_rt(), notification_id)
 
 
-@dramatiq.actor(actor_name=PLAN_CHUNK, queue_name="normal", max_retries=8)
 def plan_chunk(notification_id: int, seq: int) -> None:
     """Plan one chunk of recipients: rules, caps, collapse, deliveries written in bulk."""
     planning.plan_chunk(_rt(), notification_id, seq)
 
 
-@dramatiq.actor(actor_name="tidings.deliver_exhausted", queue_name="normal")
+def deliver(delivery_ids: list[int]) -> None:
+    """Send a batch of deliveries of one channel and record every outcome."""
+    delivery.deliver(_rt(), delivery_ids)
+
+
 def deliver_exhausted(message: dict[str, Any], retry_info: dict[str, Any]) -> None:
     """A deliver job out of retries: its deliveries end `failed`, never silently gone."""
     ids = message["args"][0]
     delivery.fail_exhausted(_rt(), ids, f"gave up after {retry_info.get('retries')} retries")
 
 
-@dramatiq.actor(
-    actor_name=DELIVER,
-    queue_name="normal",
-    max_retries=5,
-    on_retry_exhausted="tidings.deliver_exhausted",
-)
-def deliver(delivery_ids: list[int]) -> None:
-    """Send a batch of deliveries of one channel and record every outcome."""
-    delivery.deliver(_rt(), delivery_ids)
+def _declare(
+    fn: Callable[..., None], name: str, *, exhausted: bool = False, **options: Any
+) -> None:
+    """One actor per queue; `exhausted` routes a job out of retries to its queue's handler."""
+    for queue, priority in PRIORITIES.items():
+        if exhausted:
+            options["on_retry_exhausted"] = actor_name(DELIVER_EXHAUSTED, queue)
+        declare = dramatiq.actor(
+            actor_name=actor_name(name, queue), queue_name=queue, priority=priority, **options
+        )
+        declare(fn)
+
+
+_declare(plan, PLAN, max_retries=8)
+_declare(plan_chunk, PLAN_CHUNK, max_retries=8)
+_declare(deliver_exhausted, DELIVER_EXHAUSTED)
+_declare(deliver, DELIVER, exhausted=True, max_retries=5)

@@ -23,9 +23,17 @@ from dramatiq.middleware import (
 from engine.settings import Settings
 
 QUEUES = ("critical", "normal", "bulk")
+# A worker that consumes several queues takes critical work first (lower runs sooner).
+PRIORITIES = {"critical": 0, "normal": 10, "bulk": 100}
 PLAN = "tidings.plan"
 PLAN_CHUNK = "tidings.plan_chunk"
 DELIVER = "tidings.deliver"
+DELIVER_EXHAUSTED = "tidings.deliver_exhausted"
+
+
+def actor_name(base: str, queue: str) -> str:
+    """Each job has one actor per queue, so its priority follows the queue."""
+    return f"{base}.{queue}"
 
 
 def make_broker(settings: Settings) -> RedisBroker:
@@ -60,7 +68,11 @@ class Dispatcher:
     ) -> None:
         options: dict[str, Any] = {}
         message: dramatiq.Message[Any] = dramatiq.Message(
-            queue_name=queue, actor_name=actor, args=args, kwargs={}, options=options
+            queue_name=queue,
+            actor_name=actor_name(actor, queue),
+            args=args,
+            kwargs={},
+            options=options,
         )
         self.broker.enqueue(message, delay=delay_ms)
 

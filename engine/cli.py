@@ -6,11 +6,14 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from engine.settings import Settings, get_settings
 
@@ -46,6 +49,12 @@ def _worker_env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     # Idle pickup latency: Dramatiq polls an empty queue with backoff up to this.
     env.setdefault("dramatiq_worker_timeout", str(settings.worker_timeout_ms))
+    # Every worker process writes its metrics here; one port serves their sum.
+    metrics_dir = Path(tempfile.gettempdir()) / f"tidings-metrics-{settings.metrics_port}"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    env["PROMETHEUS_MULTIPROC_DIR"] = env["dramatiq_prom_db"] = str(metrics_dir)
+    env["dramatiq_prom_port"] = str(settings.metrics_port)
     return env
 
 

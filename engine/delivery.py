@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -21,7 +21,7 @@ from sqlmodel import Session, col, select
 
 from channels.base import ADDRESS_FIELDS, Message, Sent
 from channels.errors import PermanentError, TransientError
-from engine import bulk
+from engine import bulk, metrics
 from engine.content import Composer
 from engine.models import Category, Delivery, Notification, Recipient
 from engine.planning import page_links
@@ -137,9 +137,30 @@ def deliver(rt: Runtime, delivery_ids: Sequence[int]) -> None:
             )
         )
     attempts = {d.id: d.attempts for d in rows}
+    messages, waiting = throttle(rt, messages, at)
+    outcomes += waiting
     if messages:
         outcomes += rt.run(_send_all(rt, messages, attempts))
     _record(rt, outcomes, copies, attempts, queue=_queue(notifications))
+    _observe(rows, notifications, outcomes)
+
+
+def throttle(
+    rt: Runtime, messages: list[Message], at: datetime
+) -> tuple[list[Message], list[Outcome]]:
+    """Take what the channel's shared rate limit allows now; the rest waits for the next window."""
+    if not messages:
+        return messages, []
+    limit = rt.settings.rate_limit(messages[0].channel)
+    if limit is None:
+        return messages, []
+    count, per = limit
+    granted = rt.counters.take(messages[0].channel, count, per, len(messages), at)
+    next_window = per - at.timestamp() % per + 0.01
+    waiting = [
+        Outcome(m.delivery_id, "throttled", retry_in=next_window) for m in messages[granted:]
+    ]
+    return messages[:granted], waiting
 
 
 def _by_id(session: Session, model: type[Notification], ids: set[int]) -> dict[int, Notification]:
@@ -199,7 +220,11 @@ def _record(
             **copies.get(o.delivery_id, {}),
         }
         tries = attempts.get(o.delivery_id, 0) + 1
-        if o.status == "retry":
+        if o.status == "throttled":  # over the rate limit: waits its turn, not an attempt
+            assert o.retry_in is not None
+            row.update(status="queued", due_at=at + timedelta(seconds=o.retry_in))
+            retries.setdefault(o.retry_in, []).append(o.delivery_id)
+        elif o.status == "retry":
             assert o.retry_in is not None
             row.update(
                 status="queued",
@@ -231,6 +256,21 @@ def _record(
         bulk.add_events(session, events)
     for wait, ids in retries.items():
         rt.dispatch.deliver(ids, queue, delay_ms=int(wait * 1000))
+
+
+def _observe(
+    rows: list[Delivery], notifications: dict[int, Notification], outcomes: list[Outcome]
+) -> None:
+    by_id = {d.id: d for d in rows}
+    final = [o for o in outcomes if o.status not in ("retry", "throttled")]
+    metrics.outcomes((by_id[o.delivery_id].channel, o.status, o.reason) for o in final)
+    done = now()
+    for o in final:
+        if o.status in ("sent", "delivered"):
+            d = by_id[o.delivery_id]
+            accepted = aware(notifications[d.notification_id].created_at)
+            if accepted is not None:
+                metrics.latency(d.channel, accepted, done)
 
 
 def fail_exhausted(rt: Runtime, delivery_ids: Sequence[int], error: str) -> None:

@@ -19,7 +19,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from channels.base import ADDRESS_FIELDS
-from engine import bulk, planner
+from engine import bulk, metrics, planner
 from engine.content import Composer
 from engine.counters import CapCheck
 from engine.models import Category, Delivery, Notification, PlanChunk, Recipient
@@ -237,6 +237,9 @@ def _plan(
             for rid in replaced
         ]
     bulk.add_events(session, events)
+    metrics.outcomes((row.channel, row.status, row.reason) for row in written)
+    if any(row.status == "delivered" for row in written):
+        metrics.latency(planner.INBOX, aware(notification.created_at) or at, at)
     return [(row.id, row.channel) for row in written if row.status == "queued"]
 
 

@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     worker_timeout_ms: int = 100
     delivery_max_attempts: int = 5
     retry_backoff_base: float = 1.0
+    metrics_port: int = 9191
     worker_processes: int = 2
     worker_threads: int = 8
     worker_queues: str = "critical,normal,bulk"

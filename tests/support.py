@@ -6,6 +6,7 @@ import asyncio
 import json
 import socket
 import threading
+import time
 from collections import defaultdict
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -92,6 +93,7 @@ class Sink:
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, dict[str, str], Any]] = []
+        self.arrivals: list[float] = []
         self.lock = threading.Lock()
         self.app = web.Application()
         self.app.router.add_route("*", "/{tail:.*}", self.handle)
@@ -100,11 +102,17 @@ class Sink:
         body = await request.read()
         with self.lock:
             self.requests.append((request.path, dict(request.headers), json.loads(body or b"null")))
+            self.arrivals.append(time.time())
         if request.path.startswith("/fail"):
             return web.Response(status=500, text="upstream is down")
         if request.path.startswith("/gone"):
             return web.Response(status=410, text="endpoint removed")
         return web.Response(text="ok")
+
+    def seconds(self) -> list[float]:
+        """When each request arrived (epoch seconds)."""
+        with self.lock:
+            return list(self.arrivals)
 
     def by_path(self) -> dict[str, list[dict[str, str]]]:
         out: dict[str, list[dict[str, str]]] = defaultdict(list)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import redis
 import redis.asyncio as aioredis
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from engine.api import health, links, management, notifications, openapi
-from engine.api.context import DB, DISPATCH, KEY_CACHE, REDIS, SETTINGS
+from engine.api.context import DB, DISPATCH, KEY_CACHE, METRICS, REDIS, SETTINGS
 from engine.api.middleware import auth, errors
 from engine.broker import Dispatcher, make_broker
 from engine.db import Database
+from engine.metrics import QueueCollector
 from engine.settings import Settings
 from preferences import pages
 
@@ -23,12 +26,20 @@ def create_app(settings: Settings, *, database: Database | None = None) -> web.A
     app[DB] = database or Database(settings)
     app[KEY_CACHE] = {}
     app[DISPATCH] = Dispatcher(make_broker(settings))
+    app[METRICS] = _registry(settings)
     app.cleanup_ctx.append(_redis)
     app.on_cleanup.append(_close_db)
     for module in (health, links, management, notifications, openapi):
         app.add_routes(module.routes)
     pages.setup(app)
     return app
+
+
+def _registry(settings: Settings) -> CollectorRegistry:
+    """Queue depths and dead letters, read from Redis at scrape time."""
+    registry = CollectorRegistry()
+    registry.register(QueueCollector(redis.Redis.from_url(settings.redis_url, socket_timeout=2)))
+    return registry
 
 
 async def _redis(app: web.Application) -> AsyncIterator[None]:

@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from engine.broker import Dispatcher
 from engine.db import Database
@@ -17,6 +18,7 @@ DB = web.AppKey("db", Database)
 REDIS = web.AppKey("redis", aioredis.Redis)
 KEY_CACHE = web.AppKey("key_cache", dict)
 DISPATCH = web.AppKey("dispatch", Dispatcher)
+METRICS = web.AppKey("metrics", CollectorRegistry)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

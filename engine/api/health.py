@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from sqlalchemy import text
 
-from engine.api.context import DB, REDIS
+from engine.api.context import DB, METRICS, REDIS
 
 routes = web.RouteTableDef()
 
@@ -46,8 +46,12 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 @routes.get("/metrics")
-async def metrics(_: web.Request) -> web.Response:
-    """Prometheus exposition of this process's metrics."""
-    response = web.Response(body=generate_latest())
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus exposition: this process's metrics plus queue depths and dead letters."""
+
+    def scrape() -> bytes:
+        return generate_latest(REGISTRY) + generate_latest(request.app[METRICS])
+
+    response = web.Response(body=await request.app[DB].run(scrape))
     response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
     return response

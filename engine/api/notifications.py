@@ -10,7 +10,7 @@ from aiohttp import web
 from pydantic import ValidationError
 from sqlmodel import Session
 
-from engine import notifications, receipts
+from engine import metrics, notifications, receipts
 from engine.api.context import DB, DISPATCH, SETTINGS, scope
 from engine.api.middleware import json_body, validation_error
 from engine.errors import Invalid, NotFound
@@ -82,6 +82,7 @@ async def post_notification(request: web.Request) -> web.Response:
 
     accepted = await request.app[DB].run(accept)
     if not accepted.replayed:
+        metrics.NOTIFICATIONS.labels(accepted.queue).inc()
         await _enqueue(request, [accepted])
     return web.json_response(
         accepted.body(),
@@ -119,6 +120,9 @@ async def post_batch(request: web.Request) -> web.Response:
             ]
 
     accepted = await request.app[DB].run(accept)
+    for result in accepted:
+        if not result.replayed:
+            metrics.NOTIFICATIONS.labels(result.queue).inc()
     await _enqueue(request, [a for a in accepted if not a.replayed])
     return web.json_response({"items": [a.body() for a in accepted]}, status=202)
 

@@ -74,6 +74,7 @@ def env_for(settings: Settings) -> dict[str, str]:
         if value is not None:
             env[f"TIDINGS_{name.upper()}"] = str(value)
     env["dramatiq_worker_timeout"] = str(settings.worker_timeout_ms)
+    env["TIDINGS_METRICS_PORT"] = str(free_port())
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -85,12 +86,14 @@ class Processes:
         self.settings = settings
         self.logs = logs
         self.running: dict[str, subprocess.Popen[bytes]] = {}
+        self.env: dict[str, dict[str, str]] = {}
 
     def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 (closed with the process)
+        self.env[name] = env_for(self.settings)
         process = subprocess.Popen(
             [sys.executable, "-m", "engine.cli", *args],
-            env=env_for(self.settings),
+            env=self.env[name],
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,

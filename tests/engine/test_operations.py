@@ -1,0 +1,90 @@
+"""What ops rely on: metrics from the API and the workers, `tidings status`, rate limits
+shared through Redis, and critical work ahead of a broadcast."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from engine.db import Database
+from engine.settings import Settings
+from tests.engine.conftest import ROOT, Processes, env_for, recipient, send_and_settle, wait_for
+from tests.engine.test_resilience import BLAST, audience
+from tests.support import Sink
+
+ORDER = {
+    "name": "Order",
+    "kind": "transactional",
+    "priority": "critical",
+    "channels": ["inapp"],
+    "templates": {"inapp": {"en": {"title": "Your order", "body": "is here"}}},
+}
+
+
+def test_metrics_from_api_and_workers(admin: httpx.Client, pipeline: Processes) -> None:
+    admin.put("/v1/categories/order.delivered", json=ORDER).raise_for_status()
+    recipient(admin, "u-1")
+    send_and_settle(admin, category="order.delivered", to=["u-1"])
+    api = admin.get("/metrics")
+    assert api.status_code == 200
+    assert 'tidings_notifications_accepted_total{queue="critical"} 1.0' in api.text
+    assert 'tidings_queue_depth{queue="bulk"}' in api.text and "tidings_dead_letters" in api.text
+
+    port = pipeline.env["worker"]["TIDINGS_METRICS_PORT"]
+
+    def scraped() -> str | None:
+        try:
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        except httpx.HTTPError:
+            return None
+        return text if "tidings_deliveries_total" in text else None
+
+    worker = wait_for(scraped, timeout=20)
+    assert 'tidings_deliveries_total{channel="inapp",status="delivered"} 1.0' in worker
+    assert 'tidings_enqueue_to_sent_seconds_count{channel="inapp"} 1.0' in worker
+
+
+def test_status_command_reports_queues_and_deliveries(
+    admin: httpx.Client, settings: Settings, db: Database
+) -> None:
+    admin.put("/v1/categories/order.delivered", json=ORDER).raise_for_status()
+    recipient(admin, "u-1")
+    admin.post("/v1/notifications", json={"category": "order.delivered", "to": ["u-1"]})
+    out = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "status"],
+        env=env_for(settings),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    report = json.loads(out)
+    assert report["queues"]["critical"]["waiting"] == 1  # no worker is running
+    assert set(report["queues"]) == {"critical", "normal", "bulk"}
+    assert "dead" in report["queues"]["bulk"] and "throughput_last_minute" in report
+
+
+def test_channel_rate_limit_makes_work_wait_not_drop(
+    admin: httpx.Client, settings: Settings, db: Database, sink: tuple[Sink, str], tmp_path: Path
+) -> None:
+    receiver, url = sink
+    admin.put("/v1/categories/promo.blast", json=BLAST).raise_for_status()
+    audience(db, url, 20)
+    limited = Processes(settings.model_copy(update={"rate_webhook": "5/s"}), tmp_path)
+    try:
+        limited.worker("a", threads=4)
+        limited.worker("b", threads=4)  # two workers share one limit through Redis
+        limited.scheduler()
+        view = send_and_settle(admin, timeout=60, category="promo.blast", to={"all": True})
+    finally:
+        limited.stop_all()
+    assert view["counts"]["delivered"] == 20
+    seconds = sorted(int(s) for s in receiver.seconds())
+    per_second = {s: seconds.count(s) for s in set(seconds)}
+    assert max(per_second.values()) <= 5, per_second
+    assert len(per_second) >= 4
