@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import shutil
 import signal
@@ -15,6 +14,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from engine.logs import configure
 from engine.settings import Settings, get_settings
 
 
@@ -242,11 +242,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `tidings` console script."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    settings = get_settings()
+    configure(settings.log_level, settings.log_format)
     args = parser().parse_args(argv)
-    code: int = args.run(args, get_settings())
+    code: int = args.run(args, settings)
     return code
 
 

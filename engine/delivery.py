@@ -143,6 +143,17 @@ def deliver(rt: Runtime, delivery_ids: Sequence[int]) -> None:
         outcomes += rt.run(_send_all(rt, messages, attempts))
     _record(rt, outcomes, copies, attempts, queue=_queue(notifications))
     _observe(rows, notifications, outcomes)
+    for o in outcomes:
+        if o.status == "failed":
+            log.warning("delivery failed", extra={"delivery_id": o.delivery_id, "error": o.error})
+    log.info(
+        "delivered batch",
+        extra={
+            "channel": rows[0].channel if rows else None,
+            "deliveries": len(rows),
+            "notification_ids": sorted(notifications),
+        },
+    )
 
 
 def throttle(

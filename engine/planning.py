@@ -237,6 +237,15 @@ def _plan(
             for rid in replaced
         ]
     bulk.add_events(session, events)
+    log.info(
+        "planned chunk",
+        extra={
+            "notification_id": notification.id,
+            "chunk": chunk.seq,
+            "recipients": len(todo),
+            "deliveries": len(written),
+        },
+    )
     metrics.outcomes((row.channel, row.status, row.reason) for row in written)
     if any(row.status == "delivered" for row in written):
         metrics.latency(planner.INBOX, aware(notification.created_at) or at, at)

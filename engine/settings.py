@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     delivery_max_attempts: int = 5
     retry_backoff_base: float = 1.0
     metrics_port: int = 9191
+    log_level: str = "INFO"
+    log_format: str = Field(default="json", pattern="^(json|text)$")
     worker_processes: int = 2
     worker_threads: int = 8
     worker_queues: str = "critical,normal,bulk"
