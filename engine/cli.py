@@ -97,9 +97,15 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
 
         load_demo(settings, port=args.port)
     me = [sys.executable, "-m", "engine.cli"]
-    worker_args = argparse.Namespace(queues=None, processes=args.processes, threads=args.threads)
+    # Critical work gets a worker of its own, so a broadcast never keeps it waiting.
+    critical = argparse.Namespace(queues="critical", processes=1, threads=4)
+    general = argparse.Namespace(
+        queues="normal,bulk", processes=args.processes, threads=args.threads
+    )
+    second_port = settings.model_copy(update={"metrics_port": settings.metrics_port + 1})
     children = [
-        subprocess.Popen(worker_command(worker_args, settings), env=_worker_env(settings)),
+        subprocess.Popen(worker_command(critical, settings), env=_worker_env(settings)),
+        subprocess.Popen(worker_command(general, settings), env=_worker_env(second_port)),
         subprocess.Popen([*me, "scheduler"]),
         subprocess.Popen([*me, "api", "--host", args.host, "--port", str(args.port)]),
     ]
