@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.engine.conftest import Processes, recipient, send, settled, wait_for
 from tests.support import Mailbox
@@ -39,6 +40,9 @@ PROMO: dict[str, Any] = {
 }
 
 
+@pytest.mark.parametrize(
+    "database_url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
 def test_order_reaches_inbox_and_mailbox_with_receipts(
     admin: httpx.Client, pipeline: Processes, smtp: Mailbox
 ) -> None:

@@ -92,6 +92,9 @@ def test_worker_killed_mid_broadcast_loses_nothing(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    "database_url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
 def test_redis_flushed_mid_broadcast_loses_nothing(
     admin: httpx.Client, pipeline: Processes, db: Database, sink: tuple[Sink, str]
 ) -> None:
@@ -145,6 +148,9 @@ def test_accepted_while_redis_is_down_is_sent_once_it_is_back(
     assert view["counts"]["delivered"] == 1
 
 
+@pytest.mark.parametrize(
+    "database_url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
 def test_two_schedulers_release_deferred_work_once(
     admin: httpx.Client, processes: Processes, db: Database, sink: tuple[Sink, str]
 ) -> None:
