@@ -11,7 +11,8 @@ from engine import bulk
 from engine.errors import NotFound
 from engine.models import Delivery, Feedback
 from engine.notifications import deliveries_public
-from engine.timeutil import iso, now
+from engine.timeutil import format_duration, iso, now
+from preferences import store
 
 # How far along a delivery is; an event never moves a delivery backwards.
 PROGRESS = ("queued", "sending", "sent", "delivered", "opened", "read", "clicked", "converted")
@@ -77,7 +78,17 @@ def record_feedback(
     feedback.variant = row.variant
     feedback.created_at = now()
     session.add(feedback)
-    return {"delivery_id": str(delivery_id), "rating": rating, "comment": comment}
+    lowered = None
+    if rating == "down" and (found is None or found.rating != "down"):
+        lowered = store.lower_cap(session, row.recipient_id, row.category)
+    return {
+        "delivery_id": str(delivery_id),
+        "rating": rating,
+        "comment": comment,
+        "cap_lowered_to": (
+            {"count": lowered["count"], "per": format_duration(lowered["per"])} if lowered else None
+        ),
+    }
 
 
 def recipient_deliveries(

@@ -207,6 +207,33 @@ def update(
     return row
 
 
+# After a 👎 a recipient's cap for that category tightens one step at a time.
+CAP_STEPS = ({"count": 3, "per": 604800}, {"count": 1, "per": 604800}, {"count": 1, "per": 2592000})
+
+
+def lower_cap(session: Session, recipient_id: str, category_key: str) -> dict[str, int] | None:
+    """Tighten the recipient's own cap for a category after a 👎; None for required ones.
+
+    Returns the new cap ({"count", "per" seconds}). The preference page then suggests
+    switching the category off altogether.
+    """
+    category = session.get(Category, category_key)
+    if category is None or category.required:
+        return None
+    row = session.get(Preference, recipient_id) or Preference(recipient_id=recipient_id)
+    choices = {key: dict(value) for key, value in (row.categories or {}).items()}
+    current = choices.setdefault(category_key, {})
+    rate = min((c["count"] / c["per"] for c in current.get("caps") or []), default=None)
+    step = next(
+        (s for s in CAP_STEPS if rate is None or s["count"] / s["per"] < rate), CAP_STEPS[-1]
+    )
+    current["caps"] = [dict(step)]
+    row.categories = choices
+    row.updated_at = now()
+    session.add(row)
+    return dict(step)
+
+
 def erase(session: Session, recipient_id: str) -> None:
     """Forget a recipient's preferences."""
     row = session.get(Preference, recipient_id)

@@ -1,0 +1,79 @@
+"""Receipts without the pipeline: events move a delivery forward, feedback feeds back."""
+
+from __future__ import annotations
+
+import httpx
+
+from engine.db import Database
+from engine.models import Delivery
+
+PROMO = {
+    "name": "Flash sales",
+    "kind": "promotional",
+    "priority": "normal",
+    "channels": ["inapp", "email"],
+    "templates": {"inapp": {"en": {"title": "Sale", "body": "today"}}},
+}
+
+
+def _delivered(
+    db: Database, category: str, channel: str = "inapp", status: str = "delivered"
+) -> int:
+    with db.session() as session:
+        row = Delivery(
+            notification_id=1,
+            recipient_id="u-1",
+            channel=channel,
+            category=category,
+            status=status,
+            title="Sale",
+            body="today",
+        )
+        session.add(row)
+        session.flush()
+        assert row.id is not None
+        return row.id
+
+
+def test_thumbs_down_tightens_the_recipients_cap_step_by_step(
+    admin: httpx.Client, db: Database
+) -> None:
+    admin.put("/v1/categories/promo.flash_sale", json=PROMO).raise_for_status()
+    admin.put("/v1/recipients/u-1", json={}).raise_for_status()
+    first, second = (
+        _delivered(db, "promo.flash_sale"),
+        _delivered(db, "promo.flash_sale", "email", "sent"),
+    )
+    answer = admin.post(
+        f"/v1/deliveries/{first}/feedback", json={"rating": "down", "comment": "too many"}
+    )
+    assert answer.json()["cap_lowered_to"] == {"count": 3, "per": "1w"}
+    prefs = admin.get("/v1/recipients/u-1/preferences").json()
+    assert prefs["categories"]["promo.flash_sale"]["caps"] == [{"count": 3, "per": "1w"}]
+    # Rating the same message 👎 again changes nothing; a second 👎 tightens further.
+    again = admin.post(f"/v1/deliveries/{first}/feedback", json={"rating": "down"})
+    assert again.json()["cap_lowered_to"] is None
+    tighter = admin.post(f"/v1/deliveries/{second}/feedback", json={"rating": "down"})
+    assert tighter.json()["cap_lowered_to"] == {"count": 1, "per": "1w"}
+    up = admin.post(f"/v1/deliveries/{first}/feedback", json={"rating": "up"})
+    assert up.json()["cap_lowered_to"] is None
+
+
+def test_events_never_move_a_delivery_backwards(admin: httpx.Client, db: Database) -> None:
+    admin.put("/v1/categories/promo.flash_sale", json=PROMO).raise_for_status()
+    admin.put("/v1/recipients/u-1", json={}).raise_for_status()
+    did = _delivered(db, "promo.flash_sale")
+    assert (
+        admin.post(f"/v1/deliveries/{did}/events", json={"type": "clicked"}).json()["status"]
+        == "clicked"
+    )
+    assert (
+        admin.post(f"/v1/deliveries/{did}/events", json={"type": "opened"}).json()["status"]
+        == "clicked"
+    )
+    bad = admin.post(f"/v1/deliveries/{did}/events", json={"type": "liked"})
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "type"
+    missing = admin.post("/v1/deliveries/999999/events", json={"type": "read"})
+    assert missing.status_code == 404
+    history = admin.get("/v1/recipients/u-1/deliveries").json()["items"][0]["events"]
+    assert [e["status"] for e in history] == ["clicked", "opened"]
