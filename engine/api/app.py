@@ -9,7 +9,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from engine.api import health, links, management, notifications, openapi
+from engine.api import health, links, management, notifications, openapi, stats
 from engine.api.context import DB, DISPATCH, KEY_CACHE, METRICS, REDIS, SETTINGS
 from engine.api.middleware import auth, errors
 from engine.broker import Dispatcher, make_broker
@@ -29,7 +29,7 @@ def create_app(settings: Settings, *, database: Database | None = None) -> web.A
     app[METRICS] = _registry(settings)
     app.cleanup_ctx.append(_redis)
     app.on_cleanup.append(_close_db)
-    for module in (health, links, management, notifications, openapi):
+    for module in (health, links, management, notifications, openapi, stats):
         app.add_routes(module.routes)
     pages.setup(app)
     return app

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+
 import httpx
 
 from engine.db import Database
 from engine.models import Delivery
 
+NOTIFICATION_IDS = itertools.count(1)
 PROMO = {
     "name": "Flash sales",
     "kind": "promotional",
@@ -21,7 +24,7 @@ def _delivered(
 ) -> int:
     with db.session() as session:
         row = Delivery(
-            notification_id=1,
+            notification_id=next(NOTIFICATION_IDS),
             recipient_id="u-1",
             channel=channel,
             category=category,
@@ -77,3 +80,41 @@ def test_events_never_move_a_delivery_backwards(admin: httpx.Client, db: Databas
     assert missing.status_code == 404
     history = admin.get("/v1/recipients/u-1/deliveries").json()["items"][0]["events"]
     assert [e["status"] for e in history] == ["clicked", "opened"]
+
+
+def test_stats_show_rates_and_feedback_per_category_and_channel(
+    admin: httpx.Client, db: Database
+) -> None:
+    admin.put("/v1/categories/promo.flash_sale", json=PROMO).raise_for_status()
+    admin.put("/v1/recipients/u-1", json={}).raise_for_status()
+    ids = [_delivered(db, "promo.flash_sale") for _ in range(4)]
+    _delivered(db, "promo.flash_sale", "email", "suppressed")
+    admin.post(f"/v1/deliveries/{ids[0]}/events", json={"type": "read"}).raise_for_status()
+    admin.post(f"/v1/deliveries/{ids[1]}/events", json={"type": "clicked"}).raise_for_status()
+    admin.post(f"/v1/deliveries/{ids[1]}/events", json={"type": "converted"}).raise_for_status()
+    admin.post(f"/v1/deliveries/{ids[2]}/feedback", json={"rating": "down"}).raise_for_status()
+    by_category = admin.get("/v1/stats").json()["items"]
+    assert by_category == [
+        {
+            "category": "promo.flash_sale",
+            "deliveries": 5,
+            "sent": 4,
+            "opened": 2,
+            "clicked": 1,
+            "converted": 1,
+            "suppressed": 1,
+            "failed": 0,
+            "scheduled": 0,
+            "feedback": {"up": 0, "meh": 0, "down": 1},
+            "open_rate": 0.5,
+            "click_rate": 0.25,
+            "conversion_rate": 0.25,
+            "complaint_rate": 0.25,
+        }
+    ]
+    by_channel = {
+        r["channel"]: r for r in admin.get("/v1/stats", params={"by": "channel"}).json()["items"]
+    }
+    assert by_channel["email"]["sent"] == 0 and by_channel["email"]["open_rate"] is None
+    assert admin.get("/v1/stats", params={"by": "colour"}).json()["error"]["field"] == "by"
+    assert admin.get("/v1/stats", params={"from": "yesterday"}).json()["error"]["field"] == "from"
