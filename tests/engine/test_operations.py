@@ -13,16 +13,8 @@ import httpx
 from engine.db import Database
 from engine.settings import Settings
 from tests.engine.conftest import ROOT, Processes, env_for, recipient, send_and_settle, wait_for
-from tests.engine.test_resilience import BLAST, audience
+from tests.engine.test_resilience import BLAST, ORDER, audience
 from tests.support import Sink
-
-ORDER = {
-    "name": "Order",
-    "kind": "transactional",
-    "priority": "critical",
-    "channels": ["inapp"],
-    "templates": {"inapp": {"en": {"title": "Your order", "body": "is here"}}},
-}
 
 
 def test_metrics_from_api_and_workers(admin: httpx.Client, pipeline: Processes) -> None:

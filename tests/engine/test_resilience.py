@@ -24,6 +24,13 @@ from tests.conftest import BROKER_DB, COUNTERS_DB
 from tests.engine.conftest import Processes, send, settled, wait_for
 from tests.support import Server, Sink
 
+ORDER = {
+    "name": "Order",
+    "kind": "transactional",
+    "priority": "critical",
+    "channels": ["inapp"],
+    "templates": {"inapp": {"en": {"title": "Your order", "body": "is here"}}},
+}
 BLAST = {
     "name": "Blast",
     "kind": "promotional",
@@ -115,16 +122,7 @@ def test_redis_flushed_mid_broadcast_loses_nothing(
 def test_accepted_while_redis_is_down_is_sent_once_it_is_back(
     settings: Settings, db: Database, admin: httpx.Client, processes: Processes
 ) -> None:
-    admin.put(
-        "/v1/categories/order.delivered",
-        json={
-            "name": "Order",
-            "kind": "transactional",
-            "priority": "critical",
-            "channels": ["inapp"],
-            "templates": {"inapp": {"en": {"title": "Your order", "body": "is here"}}},
-        },
-    ).raise_for_status()
+    admin.put("/v1/categories/order.delivered", json=ORDER).raise_for_status()
     admin.put("/v1/recipients/u-1", json={}).raise_for_status()
     down = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
     cut_off = Server(create_app(down)).start()
@@ -189,16 +187,7 @@ def test_two_schedulers_release_deferred_work_once(
 def test_concurrent_requests_with_one_idempotency_key_create_one_notification(
     admin: httpx.Client, db: Database
 ) -> None:
-    admin.put(
-        "/v1/categories/order.delivered",
-        json={
-            "name": "Order",
-            "kind": "transactional",
-            "priority": "critical",
-            "channels": ["inapp"],
-            "templates": {"inapp": {"en": {"title": "Your order", "body": "is here"}}},
-        },
-    ).raise_for_status()
+    admin.put("/v1/categories/order.delivered", json=ORDER).raise_for_status()
     admin.put("/v1/recipients/u-1", json={}).raise_for_status()
     body: dict[str, Any] = {"category": "order.delivered", "to": ["u-1"], "data": {"order": "456"}}
     headers = {"Idempotency-Key": "order-456-delivered"}
