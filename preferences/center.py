@@ -12,13 +12,13 @@ from aiohttp import web
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlmodel import Session, col, select
 
-from engine.models import Feedback
+from engine.models import Category, Feedback
 from engine.schemas import FieldError, PreferencesIn
-from engine.timeutil import format_duration, now
+from engine.timeutil import now
 from preferences import forms, store
 from preferences.forms import Change, FormState, Layout, Problem
 from preferences.i18n import Translator
-from preferences.model import EffectivePreferences
+from preferences.model import WEEKDAYS
 from preferences.web import Visit, page, redirect, render, unread_count
 
 routes = web.RouteTableDef()
@@ -30,7 +30,7 @@ SUGGEST_AFTER = timedelta(days=30)
 class Snapshot:
     """What the page needs from SQL, read in one go."""
 
-    prefs: EffectivePreferences
+    categories: dict[str, Category]
     layout: Layout
     state: FormState
     unread: int
@@ -60,18 +60,11 @@ def _snapshot(session: Session, visit: Visit) -> Snapshot:
             and not categories[key].required
         }
     )
-    return Snapshot(prefs, view, state, unread_count(session, visit.recipient.id), suggest)
+    return Snapshot(categories, view, state, unread_count(session, visit.recipient.id), suggest)
 
 
 def _saved_codec(visit: Visit) -> URLSafeSerializer:
     return URLSafeSerializer(visit.settings.secret_key, salt="tidings.saved")
-
-
-def _cap_text(t: Translator, count: int | None, per: int) -> str:
-    if count is None:
-        return t("cap.none")
-    unit = t(f"per.{per}") if per in forms.PERIODS else format_duration(per)
-    return t("cap.count", count=count, unit=unit)
 
 
 def _quiet_text(t: Translator, state: FormState) -> str:
@@ -82,8 +75,13 @@ def _quiet_text(t: Translator, state: FormState) -> str:
         if len(state.quiet_days) == 7
         else " ".join(t(f"day.{d}") for d in state.quiet_days)
     )
-    return t("quiet.summary", start=state.quiet_start, end=state.quiet_end, days=days,
-             timezone=state.quiet_timezone)  # fmt: skip
+    return t(
+        "quiet.summary",
+        start=state.quiet_start,
+        end=state.quiet_end,
+        days=days,
+        timezone=state.quiet_timezone,
+    )
 
 
 def describe(change: Sequence[Any], t: Translator, snap: Snapshot) -> str:
@@ -99,13 +97,20 @@ def describe(change: Sequence[Any], t: Translator, snap: Snapshot) -> str:
     if kind == "category":
         return t("change.category", name=names.get(args[0], args[0]), state=state(args[1]))
     if kind == "category_channel":
-        return t("change.category_channel", name=names.get(args[0], args[0]),
-                 channel=t(f"channel.{args[1]}"), state=state(args[2]))  # fmt: skip
+        return t(
+            "change.category_channel",
+            name=names.get(args[0], args[0]),
+            channel=t(f"channel.{args[1]}"),
+            state=state(args[2]),
+        )
     if kind == "category_cap":
-        return t("change.category_cap", name=names.get(args[0], args[0]),
-                 cap=_cap_text(t, args[1], args[2]))  # fmt: skip
+        return t(
+            "change.category_cap",
+            name=names.get(args[0], args[0]),
+            cap=t.cap(args[1], args[2]),
+        )
     if kind == "cap":
-        return t("change.cap", cap=_cap_text(t, args[0], args[1]))
+        return t("change.cap", cap=t.cap(args[0], args[1]))
     if kind == "quiet":
         return t("change.quiet", summary=_quiet_text(t, snap.state))
     if kind == "pause":
@@ -147,7 +152,12 @@ def _show(
         "unread": snap.unread,
         "suggest": snap.suggest,
         "names": {row.key: row.name for row in snap.layout.rows()},
-        "cap_text": lambda count, per: _cap_text(t, count, per),
+        "default_caps": {
+            row.key: ", ".join(t.cap(c.count, c.per) for c in row.default_caps)
+            for row in snap.layout.rows()
+        },
+        "per_label": t.period,
+        "weekdays": WEEKDAYS,
         "zones": forms.zone_choices((state or snap.state).quiet_timezone),
         "csrf": visit.csrf(),
         "inbox": visit.link("inbox"),
@@ -196,12 +206,11 @@ async def save_preferences(visit: Visit) -> web.StreamResponse:
                 changes = [("unsubscribed",) if on else ("resubscribed",)]
             elif action == "mute" and fields.get("category") in snap.state.categories:
                 key = fields["category"]
-                changes_in = PreferencesIn.model_validate({"categories": {key: {"enabled": False}}})
+                changes_in = forms.turn_off(key)
                 changes = [("category", key, False)]
             else:
                 return snap, None, {}, []
-            categories = store.load_categories(session)
-            store.update(session, visit.recipient.id, changes_in, categories=categories)
+            store.update(session, visit.recipient.id, changes_in, categories=snap.categories)
             return snap, None, {}, changes
 
     try:

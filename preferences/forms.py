@@ -24,8 +24,17 @@ PERIODS = (3600, 86400, 604800)
 MAX_COUNT = 1000
 MAX_PAUSE_DAYS = 366
 TIME = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
-ZONE_REGIONS = ("Africa", "America", "Antarctica", "Asia", "Atlantic", "Australia", "Europe",
-                "Indian", "Pacific")  # fmt: skip
+ZONE_REGIONS = (
+    "Africa",
+    "America",
+    "Antarctica",
+    "Asia",
+    "Atlantic",
+    "Australia",
+    "Europe",
+    "Indian",
+    "Pacific",
+)
 
 
 @dataclass(frozen=True)
@@ -295,7 +304,7 @@ def difference(before: FormState, after: FormState) -> tuple[PreferencesIn, list
         changes += [("channel", ch, on) for ch, on in switched.items()]
     categories: dict[str, Any] = {}
     for key, new in after.categories.items():
-        old, entry = before.categories[key], {}
+        old, entry = before.categories[key], dict[str, Any]()
         if new.enabled != old.enabled:
             entry["enabled"] = new.enabled
             changes.append(("category", key, new.enabled))
@@ -345,6 +354,11 @@ def difference(before: FormState, after: FormState) -> tuple[PreferencesIn, list
         doc["digest"] = digest
         changes.append(("digest",))
     return PreferencesIn.model_validate(doc), changes
+
+
+def turn_off(category: str) -> PreferencesIn:
+    """The change that switches one category off, as suggested after a 👎."""
+    return PreferencesIn.model_validate({"categories": {category: {"enabled": False}}})
 
 
 @lru_cache(maxsize=1)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from engine.timeutil import format_duration
+
 LOCALES = ("en", "zh-CN")
 LANGUAGE_NAMES = {"en": "English", "zh-CN": "中文"}
 
@@ -15,7 +17,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "nav.inbox": ("Inbox", "消息中心"),
     "footer": (
         "This page was opened from a personal link. Please don't share it.",
-        "这是您的专属链接,请勿转发给他人。",
+        "这是您的专属链接，请勿转发给他人。",
     ),
     # Refusals
     "error.invalid.title": ("This link doesn't work", "链接无效"),
@@ -28,17 +30,17 @@ STRINGS: dict[str, tuple[str, str]] = {
     "error.expired.body": (
         "For your security, links stop working after a while. Every new message from us"
         " carries a fresh one.",
-        "为了您的账户安全,链接会在一段时间后失效。我们发给您的每条新消息都附有新链接。",
+        "为了您的账户安全，链接会在一段时间后失效。我们发给您的每条新消息都附有新链接。",
     ),
     "error.revoked.title": ("This link has been turned off", "链接已停用"),
     "error.revoked.body": (
         "A newer link has replaced it. Please use the link in our latest message.",
-        "它已被新的链接取代,请使用我们最新消息中的链接。",
+        "它已被新的链接取代，请使用我们最新消息中的链接。",
     ),
     "error.csrf.title": ("This form has expired", "表单已过期"),
     "error.csrf.body": (
         "For your security, please reload the page and try again. Nothing was changed.",
-        "为了您的安全,请刷新页面后重试。本次没有做任何修改。",
+        "为了您的安全，请刷新页面后重试。本次没有做任何修改。",
     ),
     "error.not_found.title": ("Message not found", "找不到这条消息"),
     "error.not_found.body": (
@@ -50,12 +52,12 @@ STRINGS: dict[str, tuple[str, str]] = {
     "center.title": ("Notification preferences", "通知偏好设置"),
     "center.lead": (
         "Choose what we send you, where, how often, and when to stay quiet.",
-        "选择接收哪些通知、通过什么渠道、多久一次,以及何时免打扰。",
+        "选择接收哪些通知、通过什么渠道、多久一次，以及何时免打扰。",
     ),
     "channels.title": ("Where we reach you", "接收渠道"),
     "channels.hint": (
         "Turning a channel off stops every optional message on it.",
-        "关闭某个渠道后,该渠道上的所有非必要通知都会停止。",
+        "关闭某个渠道后，该渠道上的所有非必要通知都会停止。",
     ),
     "channel.inapp": ("In-app inbox", "站内信"),
     "channel.email": ("Email", "邮件"),
@@ -72,23 +74,23 @@ STRINGS: dict[str, tuple[str, str]] = {
     "required.transactional": (
         "Receipts for your orders and payments are always sent, so you never miss what you"
         " paid for.",
-        "订单与支付通知会始终发送,确保您不会错过已购买的内容。",
+        "订单与支付通知会始终发送，确保您不会错过已购买的内容。",
     ),
     "required.service": (
         "Security and account notices are always sent to keep your account safe.",
-        "安全与账户通知会始终发送,以保护您的账户。",
+        "安全与账户通知会始终发送，以保护您的账户。",
     ),
     "required.other": (
         "This message is essential and can't be turned off.",
-        "这是必要通知,无法关闭。",
+        "这是必要通知，无法关闭。",
     ),
     "category.enabled": ("Receive “{name}”", "接收「{name}」"),
     "category.channel": ("“{name}” by {channel}", "通过{channel}接收「{name}」"),
     "category.cap": ("At most, for “{name}”", "「{name}」最多"),
-    "category.default_cap": ("We never send more than {caps}.", "平台上限:{caps}。"),
+    "category.default_cap": ("We never send more than {caps}.", "平台上限：{caps}。"),
     "cap.label": ("At most", "最多"),
     "cap.unit": ("Per", "周期"),
-    "cap.count": ("{count} per {unit}", "每{unit}{count}条"),
+    "cap.count": ("{count} per {unit}", "每{unit} {count} 条"),
     "cap.none": ("no limit", "不限"),
     "cap.hint": ("Leave empty for no limit of your own.", "留空表示不设个人上限。"),
     "per.3600": ("hour", "小时"),
@@ -97,6 +99,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "per.option.3600": ("per hour", "每小时"),
     "per.option.86400": ("per day", "每天"),
     "per.option.604800": ("per week", "每周"),
+    "per.2592000": ("30 days", "30 天"),
+    "per.option.2592000": ("per 30 days", "每 30 天"),
     "frequency.title": ("How often", "接收频率"),
     "frequency.overall": ("Across all optional messages", "所有非必要通知合计"),
     "frequency.hint": (
@@ -112,7 +116,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "quiet.hint": (
         "Messages that arrive during quiet hours wait until they end; urgent security alerts"
         " still come through. Over midnight is fine, such as 22:00 until 08:00.",
-        "免打扰时段内的通知会延后到时段结束再发送,紧急安全提醒除外。可以跨越午夜,"
+        "免打扰时段内的通知会延后到时段结束再发送，紧急安全提醒除外。可以跨越午夜，"
         "例如 22:00 至 08:00。",
     ),
     "day.mon": ("Mon", "周一"),
@@ -124,11 +128,11 @@ STRINGS: dict[str, tuple[str, str]] = {
     "day.sun": ("Sun", "周日"),
     "day.every": ("every day", "每天"),
     "pause.title": ("Take a break", "暂停通知"),
-    "pause.label": ("Pause optional messages until", "暂停非必要通知,直到"),
+    "pause.label": ("Pause optional messages until", "暂停非必要通知，直到"),
     "pause.hint": (
-        "Essentials such as receipts and security alerts still arrive. Leave empty to keep"
-        " notifications on.",
-        "订单回执、安全提醒等必要通知仍会送达。留空则不暂停。",
+        "They resume at 00:00 on that day. Essentials such as receipts and security alerts"
+        " still arrive. Leave empty to keep notifications on.",
+        "当天 00:00 起恢复。订单回执、安全提醒等必要通知仍会送达。留空则不暂停。",
     ),
     "pause.banner": ("Optional messages are paused until {date}.", "非必要通知已暂停至 {date}。"),
     "digest.title": ("Daily digest", "每日摘要"),
@@ -138,46 +142,46 @@ STRINGS: dict[str, tuple[str, str]] = {
     ),
     "digest.at": ("Send it at", "发送时间"),
     "save": ("Save preferences", "保存设置"),
-    "saved.title": ("Saved. Here's what changed:", "已保存,以下设置已更新:"),
-    "saved.nothing": ("Saved. Nothing needed changing.", "已保存,没有需要更新的设置。"),
+    "saved.title": ("Saved. Here's what changed:", "已保存，以下设置已更新："),
+    "saved.nothing": ("Saved. Nothing needed changing.", "已保存，没有需要更新的设置。"),
     "saved.more": ("…and {count} more", "……另有 {count} 项"),
     "state.on": ("on", "开启"),
     "state.off": ("off", "关闭"),
-    "change.channel": ("{channel}: {state}", "{channel}:{state}"),
-    "change.category": ("“{name}”: {state}", "「{name}」:{state}"),
-    "change.category_channel": ("“{name}” by {channel}: {state}", "「{name}」{channel}:{state}"),
-    "change.cap": ("Overall limit: {cap}", "总上限:{cap}"),
-    "change.category_cap": ("“{name}” limit: {cap}", "「{name}」上限:{cap}"),
-    "change.quiet": ("Quiet hours: {summary}", "免打扰时段:{summary}"),
+    "change.channel": ("{channel}: {state}", "{channel}：{state}"),
+    "change.category": ("“{name}”: {state}", "「{name}」：{state}"),
+    "change.category_channel": ("“{name}” by {channel}: {state}", "「{name}」{channel}：{state}"),
+    "change.cap": ("Overall limit: {cap}", "总上限：{cap}"),
+    "change.category_cap": ("“{name}” limit: {cap}", "「{name}」上限：{cap}"),
+    "change.quiet": ("Quiet hours: {summary}", "免打扰时段：{summary}"),
     "change.pause": ("Paused until {date}", "暂停至 {date}"),
     "change.unpause": ("Pause lifted", "已取消暂停"),
-    "change.digest": ("Daily digest: {summary}", "每日摘要:{summary}"),
+    "change.digest": ("Daily digest: {summary}", "每日摘要：{summary}"),
     "change.unsubscribed": (
         "Unsubscribed from all optional messages",
         "已退订所有非必要通知",
     ),
     "change.resubscribed": ("Optional messages are back on", "已恢复接收非必要通知"),
-    "quiet.summary": ("{start}–{end}, {days}, {timezone}", "{start}–{end},{days},{timezone}"),
+    "quiet.summary": ("{start}–{end}, {days}, {timezone}", "{start}–{end}，{days}，{timezone}"),
     "digest.summary": ("at {at}", "{at} 发送"),
-    "errors.title": ("Please fix the highlighted fields:", "请修改下列标出的内容:"),
+    "errors.title": ("Please fix the highlighted fields:", "请修改下列标出的内容："),
     "invalid.time": (
         "“{value}” is not a time of day. Use 00:00 to 23:59.",
-        "「{value}」不是有效时间,请填写 00:00 至 23:59 之间的时间。",
+        "「{value}」不是有效时间，请填写 00:00 至 23:59 之间的时间。",
     ),
-    "invalid.time_empty": ("Enter a time such as 22:00.", "请填写时间,例如 22:00。"),
+    "invalid.time_empty": ("Enter a time such as 22:00.", "请填写时间，例如 22:00。"),
     "invalid.same_time": (
         "Start and end can't be the same time.",
         "开始和结束时间不能相同。",
     ),
     "invalid.count": (
         "Enter a whole number from 1 to 1000, or leave it empty.",
-        "请填写 1 至 1000 之间的整数,或留空。",
+        "请填写 1 至 1000 之间的整数，或留空。",
     ),
     "invalid.per": ("Choose hour, day or week.", "请选择每小时、每天或每周。"),
     "invalid.timezone": ("Choose a time zone from the list.", "请从列表中选择时区。"),
     "invalid.days": (
         "Pick at least one day, or turn quiet hours off.",
-        "请至少选择一天,或关闭免打扰。",
+        "请至少选择一天，或关闭免打扰。",
     ),
     "invalid.date": ("Enter a date such as 2026-12-31.", "请按 2026-12-31 的格式填写日期。"),
     "invalid.date_past": ("Pick a date after today.", "请选择今天之后的日期。"),
@@ -191,23 +195,23 @@ STRINGS: dict[str, tuple[str, str]] = {
     "unsubscribed.banner": (
         "You're unsubscribed from all optional messages. Essentials such as receipts and"
         " security alerts still arrive.",
-        "您已退订所有非必要通知,仍会收到订单回执、安全提醒等必要通知。",
+        "您已退订所有非必要通知，仍会收到订单回执、安全提醒等必要通知。",
     ),
     "resubscribe": ("Resubscribe", "重新订阅"),
     "suggest.title": (
         "You rated a “{name}” message 👎. Stop getting these?",
-        "您给一条「{name}」消息点了 👎。要关闭这类通知吗?",
+        "您给一条「{name}」消息点了 👎。要关闭这类通知吗？",
     ),
     "suggest.button": ("Turn off “{name}”", "关闭「{name}」"),
     "muted.banner": (
         "“{name}” is off. You can turn it back on below at any time.",
-        "已关闭「{name}」,随时可以在下方重新开启。",
+        "已关闭「{name}」，随时可以在下方重新开启。",
     ),
     "open_inbox": ("Open your inbox", "打开消息中心"),
     # Inbox
     "inbox.title": ("Inbox", "消息中心"),
     "inbox.unread": ("{count} unread", "{count} 条未读"),
-    "inbox.unread_badge": ("Unread messages: {count}", "未读消息:{count}"),
+    "inbox.unread_badge": ("Unread messages: {count}", "未读消息：{count}"),
     "inbox.all_read": ("You're all caught up.", "消息已全部读完。"),
     "inbox.empty": ("No messages yet.", "还没有消息。"),
     "inbox.unread_mark": ("Unread", "未读"),
@@ -215,20 +219,24 @@ STRINGS: dict[str, tuple[str, str]] = {
     "inbox.action": ("View details", "查看详情"),
     "inbox.older": ("Older messages", "更早的消息"),
     "inbox.newest": ("Back to the newest", "回到最新消息"),
-    "feedback.question": ("Was this useful?", "这条消息有用吗?"),
+    "feedback.question": ("Was this useful?", "这条消息有用吗？"),
     "feedback.up": ("Useful", "有用"),
     "feedback.meh": ("So-so", "一般"),
     "feedback.down": ("Not useful", "没用"),
-    "feedback.thanks": ("Thanks, your feedback was recorded.", "感谢反馈,已记录。"),
+    "feedback.thanks": ("Thanks, your feedback was recorded.", "感谢反馈，已记录。"),
+    "feedback.fewer": (
+        "Thanks. We'll send you fewer of these: at most {cap} from now on.",
+        "感谢反馈。之后这类消息会减少：最多{cap}。",
+    ),
     "feedback.suggest": (
         "Don't want “{name}” messages at all?",
-        "不想再收到「{name}」类消息?",
+        "不想再收到「{name}」类消息？",
     ),
     "inbox.muted": ("You won't get “{name}” any more.", "您将不再收到「{name}」。"),
     "manage": ("Manage preferences", "管理通知设置"),
     # One-click unsubscribe
     "unsubscribe.title": ("Unsubscribe", "退订"),
-    "unsubscribe.question": ("Stop all optional messages?", "停止接收所有非必要通知?"),
+    "unsubscribe.question": ("Stop all optional messages?", "停止接收所有非必要通知？"),
     "unsubscribe.explain": (
         "You'll stop getting promotions and other optional messages on every channel."
         " Order receipts and security alerts will still arrive.",
@@ -239,13 +247,10 @@ STRINGS: dict[str, tuple[str, str]] = {
     "unsubscribe.done_body": (
         "You won't get optional messages from us any more. Changed your mind? You can"
         " resubscribe or pick exactly what you want.",
-        "您将不再收到我们的非必要通知。改变主意了?可以重新订阅,或者只选择您想要的通知。",
+        "您将不再收到我们的非必要通知。改变主意了？可以重新订阅，或者只选择您想要的通知。",
     ),
     "unsubscribe.choose": ("Choose what I get instead", "改为自选通知类型"),
 }
-
-MONTH_DAY = {"en": "%b %-d, %H:%M", "zh-CN": "%-m月%-d日 %H:%M"}
-YEAR_MONTH_DAY = {"en": "%b %-d, %Y, %H:%M", "zh-CN": "%Y年%-m月%-d日 %H:%M"}
 
 
 def normalise(value: str | None) -> str | None:
@@ -295,7 +300,27 @@ class Translator:
         text = STRINGS[key][self._index]
         return text.format(**params) if params else text
 
+    def sentences(self, *parts: str) -> str:
+        """Sentences run together as the language writes them (Chinese needs no spaces)."""
+        return ("" if self.locale == "zh-CN" else " ").join(p for p in parts if p)
+
+    def cap(self, count: int | None, per: int) -> str:
+        """A cap said in words: `3 per week`, `每周 3 条`, or `no limit`."""
+        if count is None:
+            return self("cap.none")
+        unit = self(f"per.{per}") if f"per.{per}" in STRINGS else format_duration(per)
+        return self("cap.count", count=count, unit=unit)
+
+    def period(self, per: int) -> str:
+        """A cap's period as the picker lists it: `per day`, `每天`."""
+        key = f"per.option.{per}"
+        return self(key) if key in STRINGS else "/ " + format_duration(per)
+
     def stamp(self, value: datetime, *, today: datetime) -> str:
         """A local date and time, with the year only when it is not this year."""
-        formats = MONTH_DAY if value.year == today.year else YEAR_MONTH_DAY
-        return value.strftime(formats[self.locale])
+        other_year = value.year != today.year
+        if self.locale == "zh-CN":
+            year = f"{value.year}年" if other_year else ""
+            return f"{year}{value.month}月{value.day}日 {value:%H:%M}"
+        year = f", {value.year}" if other_year else ""
+        return f"{value:%b} {value.day}{year}, {value:%H:%M}"

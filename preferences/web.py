@@ -14,8 +14,10 @@ from zoneinfo import ZoneInfo
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
+from multidict import MultiDictProxy
 from sqlalchemy import func
 from sqlmodel import Session, col, select
+from yarl import URL
 
 from engine.api.context import DB, SETTINGS
 from engine.db import Database
@@ -43,16 +45,23 @@ PAGE_HEADERS = {
     "X-Robots-Tag": "noindex, nofollow",
 }
 # Why a page was refused -> HTTP status.
-REFUSALS = {"invalid": 403, "wrong_page": 403, "csrf": 403, "expired": 410, "revoked": 410,
-            "not_found": 404}  # fmt: skip
+REFUSALS = {
+    "invalid": 403,
+    "wrong_page": 403,
+    "csrf": 403,
+    "expired": 410,
+    "revoked": 410,
+    "not_found": 404,
+}
 CONTENT_TYPES = {".css": "text/css", ".svg": "image/svg+xml"}
 
 
 class Refused(Exception):
     """A page that must not be shown: a bad link, a stale form, a message that is not there."""
 
-    def __init__(self, reason: str, *, recipient: Recipient | None = None,
-                 recipient_id: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, reason: str, *, recipient: Recipient | None = None, recipient_id: str | None = None
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.recipient = recipient
@@ -100,7 +109,7 @@ class Visit:
     def here(self, suffix: str = "", **query: str) -> str:
         """This page's path (plus `suffix`), keeping the language."""
         base = self.request.path.split("/")[:3]
-        url = web.URL("/".join(base) + suffix).with_query({"lang": self.lang, **query})
+        url = URL("/".join(base) + suffix).with_query({"lang": self.lang, **query})
         return str(url)
 
 
@@ -136,7 +145,7 @@ async def open_visit(request: web.Request, purposes: tuple[str, ...]) -> Visit:
     return Visit(request, token, recipient, language(request, recipient.locale))
 
 
-async def check_form(visit: Visit) -> web.MultiDictProxy[Any]:
+async def check_form(visit: Visit) -> MultiDictProxy[Any]:
     """The posted form, if it carries this page's CSRF token and came from our pages."""
     request = visit.request
     form = await request.post()
@@ -197,7 +206,9 @@ async def refusal(request: web.Request, exc: Refused) -> web.Response:
         recipient = await request.app[DB].run(load)
     t = language(request, recipient.locale if recipient else None)
     reason = "invalid" if exc.reason == "wrong_page" else exc.reason
-    context = {"reason": reason, "retry": request.path if reason == "csrf" else None}
+    back = "/".join(request.path.split("/")[:3]) + f"?lang={t.locale}"
+    retry = {"csrf": "error.reload", "not_found": "open_inbox"}.get(reason)
+    context = {"reason": reason, "retry": (back, retry) if retry else None}
     return render(request, "refused.html", context, t=t, status=REFUSALS.get(exc.reason, 403))
 
 

@@ -1,0 +1,162 @@
+"""Signed page links: minted by the API, checked for tampering, age, page and revocation."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from itsdangerous import TimestampSigner
+
+from engine.db import Database
+from engine.models import Recipient
+from engine.settings import Settings
+from engine.timeutil import now
+from preferences import csrf
+from preferences.links import LinkError, Links
+
+
+@pytest.fixture
+def links() -> Links:
+    return Links(Settings(secret_key="links-secret", public_url="https://notify.example.com/"))
+
+
+def test_a_token_names_its_recipient_version_and_page(links: Links) -> None:
+    claims = links.check(links.token("u-1", 3, "inbox"), purposes=("inbox",))
+    assert (claims.recipient_id, claims.version, claims.purpose) == ("u-1", 3, "inbox")
+    assert links.url("u-1", 0, "unsubscribe").startswith("https://notify.example.com/u/")
+    with pytest.raises(ValueError):
+        links.token("u-1", 0, "admin")
+
+
+def test_tampered_foreign_and_misdirected_tokens_are_refused(links: Links) -> None:
+    token = links.token("u-1", 0, "preferences")
+    _, stamp, signature = token.split(".")
+    other = Links(Settings(secret_key="another-secret")).token("u-1", 0, "preferences")
+    flipped = token[:-5] + ("A" if token[-5] != "A" else "B") + token[-4:]
+    swapped = f"{links.token('u-2', 0, 'preferences').split('.')[0]}.{stamp}.{signature}"
+    for bad in (flipped, other, "garbage", swapped):
+        with pytest.raises(LinkError) as refused:
+            links.check(bad, purposes=("preferences",))
+        assert refused.value.reason == "invalid" and refused.value.recipient_id is None
+    with pytest.raises(LinkError) as wrong:
+        links.check(token, purposes=("inbox",))
+    assert wrong.value.reason == "wrong_page"
+
+
+def test_an_expired_token_still_says_whose_it_was(
+    links: Links, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = TimestampSigner.get_timestamp
+    monkeypatch.setattr(
+        TimestampSigner, "get_timestamp", lambda self: real(self) - links.settings.link_ttl - 1
+    )
+    token = links.token("u-1", 0, "preferences")
+    monkeypatch.undo()
+    with pytest.raises(LinkError) as expired:
+        links.check(token, purposes=("preferences",))
+    assert (expired.value.reason, expired.value.recipient_id) == ("expired", "u-1")
+    assert links.check(token, purposes=("preferences",), max_age=10 * links.settings.link_ttl)
+
+
+def test_csrf_tokens_are_bound_to_their_page() -> None:
+    token = csrf.issue("secret", "page-a")
+    assert csrf.valid("secret", "page-a", token)
+    assert not csrf.valid("secret", "page-b", token)
+    assert not csrf.valid("other", "page-a", token)
+    assert not csrf.valid("secret", "page-a", None)
+    assert not csrf.valid("secret", "page-a", token, max_age=-1)
+
+
+@pytest.mark.parametrize(
+    ("origin", "site", "ok"),
+    [
+        (None, None, True),  # a browser that sends neither; the token decides
+        ("null", "same-origin", True),  # what Referrer-Policy: no-referrer makes browsers send
+        ("https://notify.example.com", "same-origin", True),
+        ("https://evil.example", None, False),
+        ("null", "cross-site", False),
+        (None, "same-site", False),
+    ],
+)
+def test_browsers_cross_site_posts_are_refused(
+    origin: str | None, site: str | None, ok: bool
+) -> None:
+    assert (
+        csrf.same_origin(
+            origin=origin,
+            fetch_site=site,
+            host="127.0.0.1:8080",
+            public_url="https://notify.example.com",
+        )
+        is ok
+    )
+
+
+def _recipient(db: Database, rid: str = "u-1") -> None:
+    with db.session() as session:
+        session.add(Recipient(id=rid, email=f"{rid}@example.com", locale="en"))
+
+
+def test_the_api_mints_all_three_links_with_their_expiry(
+    admin: httpx.Client, api_keys: dict[str, str], db: Database, settings: Settings
+) -> None:
+    _recipient(db)
+    minted = httpx.post(
+        f"{admin.base_url}/v1/recipients/u-1/links",
+        headers={"Authorization": f"Bearer {api_keys['send']}"},
+        timeout=30,
+    )
+    assert minted.status_code == 200, minted.text
+    body = minted.json()
+    assert set(body) == {"preferences", "inbox", "unsubscribe", "expires_at"}
+    for purpose, prefix in (("preferences", "/p/"), ("inbox", "/inbox/"), ("unsubscribe", "/u/")):
+        url = urlsplit(body[purpose])
+        assert body[purpose].startswith(settings.public_url) and url.path.startswith(prefix)
+        token = url.path.removeprefix(prefix)
+        assert Links(settings).check(token, purposes=(purpose,)).recipient_id == "u-1"
+    expires = datetime.fromisoformat(body["expires_at"])
+    assert abs(expires - (now() + timedelta(seconds=settings.link_ttl))) < timedelta(minutes=1)
+    # The page answers at the minted path.
+    page = admin.get(urlsplit(body["preferences"]).path)
+    assert page.status_code == 200 and page.headers["Cache-Control"] == "no-store"
+
+
+def test_minting_needs_a_known_recipient_and_a_send_key(
+    admin: httpx.Client, api_keys: dict[str, str]
+) -> None:
+    assert admin.post("/v1/recipients/nobody/links").status_code == 404
+    read_only = httpx.post(
+        f"{admin.base_url}/v1/recipients/nobody/links",
+        headers={"Authorization": f"Bearer {api_keys['read']}"},
+        timeout=30,
+    )
+    assert read_only.status_code == 403
+    assert httpx.post(f"{admin.base_url}/v1/recipients/nobody/links", timeout=30).status_code == 401
+
+
+def test_revoking_turns_off_every_link_minted_before(
+    admin: httpx.Client, api_keys: dict[str, str], db: Database
+) -> None:
+    _recipient(db)
+    old = urlsplit(admin.post("/v1/recipients/u-1/links").json()["inbox"]).path
+    assert admin.get(old).status_code == 200
+    sender = httpx.post(
+        f"{admin.base_url}/v1/recipients/u-1/links/revoke",
+        headers={"Authorization": f"Bearer {api_keys['send']}"},
+        timeout=30,
+    )
+    assert sender.status_code == 403  # revoking is for admins
+    revoked = admin.post("/v1/recipients/u-1/links/revoke")
+    assert revoked.json() == {"id": "u-1", "revoked": True, "links_version": 1}
+    assert admin.get(old).status_code == 410
+    fresh = urlsplit(admin.post("/v1/recipients/u-1/links").json()["inbox"]).path
+    assert admin.get(fresh).status_code == 200
+    assert admin.post("/v1/recipients/nobody/links/revoke").status_code == 404
+
+
+def test_the_link_routes_are_in_the_openapi_document(admin: httpx.Client) -> None:
+    paths = admin.get("/v1/openapi.json").json()["paths"]
+    assert "security" in paths["/v1/recipients/{id}/links"]["post"]
+    assert "admin" in paths["/v1/recipients/{id}/links/revoke"]["post"]["description"]
