@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -13,6 +14,7 @@ from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from engine.db import Database
 from engine.errors import Invalid, NotFound
 from engine.models import Category, Delivery, DeliveryEvent, Notification, Recipient
 from engine.schemas import EveryoneAudience, NotificationIn, SegmentAudience
@@ -119,17 +121,37 @@ def accept(
         created_at=at,
         updated_at=at,
     )
-    try:
-        with session.begin_nested():
-            session.add(row)
-            session.flush()
-    except IntegrityError:
-        if spec.idempotency_key and (found := _by_key(session, spec.idempotency_key)) is not None:
-            return _replay(found, digest, field_prefix)
-        raise
+    session.add(row)
+    session.flush()  # a concurrent twin with the same key makes this an IntegrityError
     assert row.id is not None
     due = spec.send_at is None or spec.send_at <= at
     return Accepted(row.id, row.recipients if "ids" in audience else None, row.queue, due)
+
+
+def accept_all(
+    database: Database, specs: Sequence[NotificationIn], *, settings: Settings, batch: bool
+) -> list[Accepted]:
+    """Accept notifications in one transaction: all of them, or none.
+
+    Two requests racing with one idempotency key: the loser's insert fails on the unique
+    index, its transaction rolls back, and the retry finds the winner's notification.
+    """
+    for attempt in (1, 2):
+        try:
+            with database.session() as session:
+                return [
+                    accept(
+                        session,
+                        spec,
+                        settings=settings,
+                        field_prefix=f"notifications.{i}." if batch else "",
+                    )
+                    for i, spec in enumerate(specs)
+                ]
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _by_key(session: Session, key: str) -> Notification | None:

@@ -76,11 +76,9 @@ async def post_notification(request: web.Request) -> web.Response:
     spec = NotificationIn.model_validate(body)
     settings = request.app[SETTINGS]
 
-    def accept() -> Accepted:
-        with request.app[DB].session() as session:
-            return notifications.accept(session, spec, settings=settings)
-
-    accepted = await request.app[DB].run(accept)
+    (accepted,) = await request.app[DB].run(
+        notifications.accept_all, request.app[DB], [spec], settings=settings, batch=False
+    )
     if not accepted.replayed:
         metrics.NOTIFICATIONS.labels(accepted.queue).inc()
         await _enqueue(request, [accepted])
@@ -110,16 +108,9 @@ async def post_batch(request: web.Request) -> web.Response:
             error.field = f"notifications.{index}.{error.field}"
             raise error from None
 
-    def accept() -> list[Accepted]:
-        with request.app[DB].session() as session:
-            return [
-                notifications.accept(
-                    session, spec, settings=settings, field_prefix=f"notifications.{i}."
-                )
-                for i, spec in enumerate(specs)
-            ]
-
-    accepted = await request.app[DB].run(accept)
+    accepted = await request.app[DB].run(
+        notifications.accept_all, request.app[DB], specs, settings=settings, batch=True
+    )
     for result in accepted:
         if not result.replayed:
             metrics.NOTIFICATIONS.labels(result.queue).inc()

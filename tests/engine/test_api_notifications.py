@@ -1,0 +1,104 @@
+"""The sending API refuses bad input with a 4xx naming the field, and stores nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func
+from sqlmodel import select
+
+from engine.db import Database
+from engine.models import Notification
+
+PROMO = {
+    "name": "Flash sales",
+    "kind": "promotional",
+    "priority": "normal",
+    "channels": ["inapp", "email"],
+    "templates": {"inapp": {"en": {"title": "Sale", "body": "today"}}},
+}
+GOOD: dict[str, Any] = {"category": "promo.sale", "to": ["u-1"]}
+
+
+@pytest.fixture
+def ready(admin: httpx.Client) -> httpx.Client:
+    admin.put("/v1/categories/promo.sale", json=PROMO).raise_for_status()
+    admin.put("/v1/categories/bare", json={**PROMO, "templates": {}}).raise_for_status()
+    admin.put("/v1/recipients/u-1", json={}).raise_for_status()
+    return admin
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"category": None}, "category"),
+        ({"category": "no.such"}, "category"),
+        ({"to": []}, "to"),
+        ({"to": "u-1"}, "to"),
+        ({"to": ["u-1", "ghost"]}, "to"),
+        ({"to": {"segment": {"tier": ["kraken"]}}}, "to"),
+        ({"to": {"all": False}}, "to"),
+        ({"channels": ["fax"]}, "channels.0"),
+        ({"channels": ["push"]}, "channels.0"),
+        ({"send_at": "2026-11-22T10:00:00"}, "send_at"),
+        ({"send_at": "tomorrow"}, "send_at"),
+        (
+            {"send_at": "2026-11-22T10:00:00+00:00", "expires_at": "2026-11-22T09:00:00+00:00"},
+            "expires_at",
+        ),
+        ({"content": {"body": "no title"}}, "content.title"),
+        ({"content": {"title": "x", "action_url": "javascript:alert(1)"}}, "content.action_url"),
+        ({"colour": "red"}, "colour"),
+        ({"category": "bare"}, "content"),
+    ],
+)
+def test_bad_notifications_are_refused_naming_the_field(
+    ready: httpx.Client, db: Database, change: dict[str, Any], field: str
+) -> None:
+    body = {**GOOD, **change}
+    body = {k: v for k, v in body.items() if v is not None}
+    answer = ready.post("/v1/notifications", json=body)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"]["field"].startswith(field), answer.json()
+    with db.session() as session:
+        assert session.exec(select(func.count()).select_from(Notification)).one() == 0
+
+
+def test_batch_is_all_or_nothing(ready: httpx.Client, db: Database) -> None:
+    bad = ready.post(
+        "/v1/notifications/batch", json={"notifications": [GOOD, {**GOOD, "to": ["ghost"]}]}
+    )
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "notifications.1.to"
+    with db.session() as session:
+        assert session.exec(select(func.count()).select_from(Notification)).one() == 0
+    too_many = ready.post("/v1/notifications/batch", json={"notifications": [GOOD] * 101})
+    assert too_many.status_code == 422 and too_many.json()["error"]["field"] == "notifications"
+    good = ready.post("/v1/notifications/batch", json={"notifications": [GOOD, GOOD]})
+    assert good.status_code == 202 and len({i["id"] for i in good.json()["items"]}) == 2
+
+
+def test_reading_back_validates_ids_and_paging(ready: httpx.Client) -> None:
+    accepted = ready.post("/v1/notifications", json=GOOD).json()
+    assert accepted == {"id": accepted["id"], "status": "accepted", "recipients": 1}
+    assert ready.get("/v1/notifications/abc").status_code == 404
+    assert ready.get("/v1/notifications/999999").status_code == 404
+    limit = ready.get(f"/v1/notifications/{accepted['id']}", params={"limit": "lots"})
+    assert limit.status_code == 422 and limit.json()["error"]["field"] == "limit"
+    mismatch = ready.post(
+        "/v1/notifications", json={**GOOD, "idempotency_key": "a"}, headers={"Idempotency-Key": "b"}
+    )
+    assert mismatch.status_code == 422 and mismatch.json()["error"]["field"] == "idempotency_key"
+    assert ready.get("/v1/recipients/ghost/inbox").status_code == 404
+
+
+def test_send_scope_can_send_but_not_define(
+    server: Any, api_keys: dict[str, str], ready: httpx.Client
+) -> None:
+    with httpx.Client(
+        base_url=server.url, headers={"Authorization": f"Bearer {api_keys['send']}"}
+    ) as sender:
+        assert sender.post("/v1/notifications", json=GOOD).status_code == 202
+        assert sender.put("/v1/categories/x", json=PROMO).status_code == 403
+        assert sender.get("/v1/notifications/1").status_code == 403
