@@ -21,7 +21,8 @@ IN_FLIGHT = frozenset(
 )
 PENDING = frozenset({"scheduled"})
 SEEN = frozenset({"opened", "read", "clicked", "converted"})
-QUIET_EXEMPT_KINDS = frozenset({"transactional", "service"})
+# During a pause these kinds wait for its end; promotional and social ones are dropped.
+HELD_DURING_PAUSE = frozenset({"transactional", "service"})
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,7 @@ def hold(rules: Rules, prefs: EffectivePreferences, decision: Decision, at: date
     if rules.priority == "critical" or decision.channel == INBOX:
         return decision
     if (paused := prefs.paused_at(at)) is not None:
-        if rules.kind in QUIET_EXEMPT_KINDS or rules.required:
+        if rules.kind in HELD_DURING_PAUSE or rules.required:
             return replace(decision, status="scheduled", reason="paused", due_at=paused)
         return replace(decision, status="suppressed", reason="paused", due_at=None)
     if (quiet_end := prefs.quiet_hours.ends_at(at)) is not None:

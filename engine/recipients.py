@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, update
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from engine.models import Delivery, Feedback, Recipient
@@ -90,8 +90,3 @@ def erase(session: Session, recipient_id: str) -> bool:
         update(Feedback).where(col(Feedback.recipient_id) == recipient_id).values(comment=None)
     )
     return True
-
-
-def purge(session: Session, recipient_id: str) -> None:
-    """Delete a recipient row outright (tests and tooling)."""
-    session.exec(delete(Recipient).where(col(Recipient.id) == recipient_id))
