@@ -1,0 +1,148 @@
+"""The planning rules as pure functions: no Redis, no SQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+
+from engine import planner
+from engine.planner import Decision, Previous, Request, Rules
+from engine.settings import Settings
+from preferences.model import Cap, CategoryPreference, Digest, EffectivePreferences
+from preferences.store import resolve
+
+NOON = datetime(2026, 11, 20, 4, 0, tzinfo=UTC)  # 12:00 in Asia/Shanghai
+NIGHT = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)  # 23:00 in Asia/Shanghai
+EVERYWHERE = ("inapp", "push", "email", "sms")
+
+
+def prefs(**changes: object) -> EffectivePreferences:
+    base = resolve(
+        None, None, settings=Settings(default_timezone="Asia/Shanghai"), recipient_id="u-1"
+    )
+    return base.__class__(**{**base.__dict__, **changes})
+
+
+def rules(**changes: object) -> Rules:
+    spec: dict[str, object] = {
+        "key": "promo",
+        "kind": "promotional",
+        "priority": "high",
+        "channels": ("inapp", "push", "email"),
+    }
+    spec.update(changes)
+    return Rules(**spec)  # type: ignore[arg-type]
+
+
+def by_channel(decisions: list[Decision]) -> dict[str, tuple[str, str | None]]:
+    return {d.channel: (d.status, d.reason) for d in decisions}
+
+
+def test_high_priority_goes_everywhere_at_once() -> None:
+    got = by_channel(planner.decide(rules(), Request(), prefs(), EVERYWHERE, NOON))
+    assert got == {"inapp": ("queued", None), "push": ("queued", None), "email": ("queued", None)}
+
+
+def test_normal_priority_sends_the_primary_and_escalates_the_rest() -> None:
+    decisions = planner.decide(
+        rules(priority="normal", escalate_after=1800), Request(), prefs(), EVERYWHERE, NOON
+    )
+    got = {d.channel: d for d in decisions}
+    assert got["push"].status == "queued" and got["inapp"].status == "queued"
+    assert (got["email"].status, got["email"].reason) == ("scheduled", "escalation")
+    assert got["email"].due_at == NOON + timedelta(minutes=30)
+
+
+def test_low_priority_goes_to_the_inbox_or_the_digest() -> None:
+    low = rules(priority="low")
+    assert by_channel(planner.decide(low, Request(), prefs(), EVERYWHERE, NOON)) == {
+        "inapp": ("queued", None)
+    }
+    digest = prefs(digest=Digest(enabled=True, at=time(20, 0)))
+    decisions = {d.channel: d for d in planner.decide(low, Request(), digest, EVERYWHERE, NOON)}
+    assert (decisions["push"].status, decisions["push"].reason) == ("scheduled", "digest")
+    assert decisions["push"].due_at == datetime(2026, 11, 20, 12, 0, tzinfo=UTC)  # 20:00 Shanghai
+
+
+def test_opt_outs_addresses_and_expiry() -> None:
+    chosen = prefs(
+        channels={"email": False},
+        categories={"promo": CategoryPreference(channels={"push": False})},
+    )
+    got = by_channel(planner.decide(rules(), Request(), chosen, ("inapp", "push"), NOON))
+    assert got == {
+        "email": ("suppressed", "opted_out"),
+        "push": ("suppressed", "opted_out"),
+        "inapp": ("queued", None),
+    }
+    assert by_channel(planner.decide(rules(), Request(), prefs(), ("inapp",), NOON))["email"] == (
+        "suppressed",
+        "no_address",
+    )
+    gone = planner.decide(rules(), Request(expires_at=NOON), prefs(), EVERYWHERE, NOON)
+    assert {d.reason for d in gone} == {"expired"}
+    unsubscribed = planner.decide(rules(), Request(), prefs(unsubscribed=True), EVERYWHERE, NOON)
+    assert {d.reason for d in unsubscribed} == {"unsubscribed"}
+    required = planner.decide(
+        rules(required=True), Request(), prefs(unsubscribed=True), EVERYWHERE, NOON
+    )
+    assert {d.status for d in required} == {"queued"}
+
+
+def test_quiet_hours_and_pause_hold_interruptions_but_not_the_inbox_or_critical() -> None:
+    got = {d.channel: d for d in planner.decide(rules(), Request(), prefs(), EVERYWHERE, NIGHT)}
+    assert got["inapp"].status == "queued"
+    assert (got["push"].status, got["push"].reason) == ("scheduled", "quiet_hours")
+    assert got["push"].due_at == datetime(2026, 11, 21, 0, 0, tzinfo=UTC)  # 08:00 Shanghai
+    critical = planner.decide(rules(priority="critical"), Request(), prefs(), EVERYWHERE, NIGHT)
+    assert {d.status for d in critical} == {"queued"}
+    paused = prefs(paused_until=NOON + timedelta(days=2))
+    promo = by_channel(planner.decide(rules(), Request(), paused, EVERYWHERE, NOON))
+    assert promo["push"] == ("suppressed", "paused") and promo["inapp"] == ("queued", None)
+    service = by_channel(planner.decide(rules(kind="service"), Request(), paused, EVERYWHERE, NOON))
+    assert service["push"] == ("scheduled", "paused")
+
+
+def test_collapse_replaces_pending_and_suppresses_after_sent() -> None:
+    fresh = [Decision("inapp", "queued"), Decision("email", "suppressed", "opted_out")]
+    after_sent, replaced = planner.collapse(fresh, [Previous(7, "delivered")])
+    assert by_channel(after_sent) == {
+        "inapp": ("suppressed", "duplicate"),
+        "email": ("suppressed", "opted_out"),
+    }
+    assert replaced == []
+    kept, replaced = planner.collapse(fresh, [Previous(8, "scheduled"), Previous(9, "suppressed")])
+    assert kept == fresh and replaced == [8]
+
+
+def test_caps_apply_per_category_recipient_and_globally_but_spare_required_and_critical() -> None:
+    chosen = prefs(categories={"promo": CategoryPreference(caps=(Cap(1, 86400),))})
+    limits = planner.cap_limits(rules(caps=(Cap(2, 3600),)), chosen)
+    assert [name for name, _ in limits] == ["c:promo", "r:promo", "g"]
+    assert [
+        name for name, _ in planner.cap_limits(rules(required=True, caps=(Cap(2, 3600),)), chosen)
+    ] == ["c:promo"]
+    assert planner.cap_limits(rules(priority="critical"), chosen) == []
+    resets = NOON + timedelta(hours=1)
+    decisions = [
+        Decision("inapp", "queued"),
+        Decision("push", "scheduled", "quiet_hours", NOON + timedelta(hours=3)),
+    ]
+    dropped = planner.over_cap(rules(over_cap="drop"), decisions, resets)
+    assert {d.reason for d in dropped} == {"capped"} and {d.status for d in dropped} == {
+        "suppressed"
+    }
+    deferred = planner.over_cap(rules(over_cap="defer"), decisions, resets)
+    assert [d.due_at for d in deferred] == [resets, NOON + timedelta(hours=3)]
+
+
+def test_fixed_windows_and_release_collapse() -> None:
+    index, resets = planner.window(Cap(2, 3600), NOON + timedelta(minutes=20))
+    assert resets == NOON + timedelta(hours=1) and index == int(NOON.timestamp()) // 3600
+    rows = [
+        (1, "u-1", "push", "key:a"),
+        (2, "u-1", "push", "key:a"),
+        (3, "u-1", "email", "key:a"),
+        (4, "u-2", "push", "key:a"),
+        (5, "u-1", "push", None),
+    ]
+    assert planner.release_collapse(rows) == {1}
