@@ -103,11 +103,10 @@ def deliver(rt: Runtime, delivery_ids: Sequence[int]) -> None:
         if recipient is None or (field is not None and not address):
             outcomes.append(Outcome(d.id, "suppressed", "no_address"))
             continue
-        links = page_links(rt, recipient, category)
+        # Signing links costs; only email headers and templates that mention them need them.
+        links = partial(page_links, rt, recipient, category)
         try:
-            copy = composer.compose(
-                notification, category, d.channel, recipient, partial(dict, links)
-            )
+            copy = composer.compose(notification, category, d.channel, recipient, links)
         except RenderError as exc:
             outcomes.append(Outcome(d.id, "failed", error=str(exc)))
             continue
@@ -131,8 +130,7 @@ def deliver(rt: Runtime, delivery_ids: Sequence[int]) -> None:
                 html=copy.html,
                 action_url=copy.action_url,
                 data=notification.data or {},
-                unsubscribe_url=links.get("unsubscribe"),
-                preferences_url=links.get("preferences"),
+                unsubscribe_url=links().get("unsubscribe") if d.channel == "email" else None,
                 created_at=iso(d.created_at),
             )
         )
