@@ -125,7 +125,7 @@ class PlanChunk(SQLModel, table=True):
     lo: str = Field(max_length=200)
     hi: str = Field(max_length=200)
     size: int = 0
-    # pending → done
+    # pending → planning (claimed by a job) → done
     status: str = Field(default="pending", max_length=10, index=True)
     updated_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
 

@@ -122,11 +122,27 @@ def _chunk(notification_id: int, seq: int, ids: list[str]) -> dict[str, Any]:
 
 
 def plan_chunk(rt: Runtime, notification_id: int, seq: int) -> None:
-    """Decide every recipient of one chunk and write the deliveries in bulk."""
+    """Decide every recipient of one chunk and write the deliveries in bulk.
+
+    The chunk is claimed first (`pending` → `planning`), so a duplicate message for it
+    (a re-enqueued plan, two schedulers) finds nothing to do and counts no caps twice.
+    """
+    with rt.db.session() as session:
+        claimed = session.execute(
+            update(PlanChunk)
+            .where(
+                col(PlanChunk.notification_id) == notification_id,
+                col(PlanChunk.seq) == seq,
+                col(PlanChunk.status) == "pending",
+            )
+            .values(status="planning", updated_at=now())
+        )
+        if getattr(claimed, "rowcount", 0) != 1:
+            return
     with rt.db.session() as session:
         chunk = session.get(PlanChunk, (notification_id, seq))
         notification = session.get(Notification, notification_id)
-        if chunk is None or chunk.status == "done" or notification is None:
+        if chunk is None or notification is None:
             return
         category = session.get(Category, notification.category)
         queued = _plan(rt, session, notification, category, chunk) if category else []
@@ -135,11 +151,11 @@ def plan_chunk(rt: Runtime, notification_id: int, seq: int) -> None:
             .where(
                 col(PlanChunk.notification_id) == notification_id,
                 col(PlanChunk.seq) == seq,
-                col(PlanChunk.status) == "pending",
+                col(PlanChunk.status) == "planning",
             )
             .values(status="done", updated_at=now())
         )
-        if getattr(finished, "rowcount", 0) != 1:  # another job finished this chunk first
+        if getattr(finished, "rowcount", 0) != 1:  # reclaimed as stalled and finished elsewhere
             session.rollback()
             return
         session.execute(
@@ -213,7 +229,7 @@ def _plan(
         Delivery,
         rows,
         conflict=("notification_id", "recipient_id", "channel"),
-        returning=(Delivery.id, Delivery.channel, Delivery.status, Delivery.reason),
+        returning=("id", "channel", "status", "reason"),
     )
     events = []
     for row in written:

@@ -23,8 +23,6 @@ from preferences import store
 
 log = logging.getLogger("tidings.scheduler")
 BATCH = 2000
-# A just-accepted notification is the API's to enqueue; the scheduler steps in after this.
-GRACE = timedelta(seconds=2)
 
 
 def tick(rt: Runtime, at: datetime | None = None) -> dict[str, int]:
@@ -41,6 +39,7 @@ def tick(rt: Runtime, at: datetime | None = None) -> dict[str, int]:
 def release_notifications(rt: Runtime, at: datetime) -> int:
     """Enqueue plan jobs for notifications that are due (send_at) or stalled before planning."""
     stale = at - timedelta(seconds=rt.settings.stall_after)
+    grace = timedelta(seconds=rt.settings.enqueue_grace)
     due = and_(
         col(Notification.status).in_(("accepted", "planning")),
         or_(
@@ -50,7 +49,7 @@ def release_notifications(rt: Runtime, at: datetime) -> int:
                     col(Notification.send_at) <= at,
                     and_(
                         col(Notification.send_at).is_(None),
-                        col(Notification.created_at) <= at - GRACE,
+                        col(Notification.created_at) <= at - grace,
                     ),
                 ),
             ),
@@ -73,13 +72,16 @@ def release_notifications(rt: Runtime, at: datetime) -> int:
 
 
 def retry_chunks(rt: Runtime, at: datetime) -> int:
-    """Re-enqueue plan chunks that have waited too long (their message was lost)."""
+    """Re-enqueue plan chunks that waited or ran too long (message lost, worker died)."""
     stale = at - timedelta(seconds=rt.settings.stall_after)
     with rt.db.session() as session:
         claimed = session.execute(
             update(PlanChunk)
-            .where(col(PlanChunk.status) == "pending", col(PlanChunk.updated_at) <= stale)
-            .values(updated_at=at)
+            .where(
+                col(PlanChunk.status).in_(("pending", "planning")),
+                col(PlanChunk.updated_at) <= stale,
+            )
+            .values(status="pending", updated_at=at)
             .returning(col(PlanChunk.notification_id), col(PlanChunk.seq))
         ).all()
         queues = _queues(session, {n for n, _ in claimed})

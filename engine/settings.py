@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     deliver_chunk_size: int = 500
     link_ttl: int = Field(default=30 * 86400, description="seconds a signed page link stays valid")
     stall_after: int = 300
+    # A just-accepted notification is the API's to enqueue; the scheduler steps in after this.
+    enqueue_grace: int = 10
     scheduler_interval: float = 1.0
     worker_timeout_ms: int = 100
     delivery_max_attempts: int = 5

@@ -61,6 +61,7 @@ def settings(settings: Settings, mailbox: tuple[Mailbox, int], sink: tuple[Sink,
             "retry_backoff_base": 0.2,
             "delivery_max_attempts": 3,
             "stall_after": 5,
+            "enqueue_grace": 1,
             "scheduler_interval": 0.2,
             "worker_timeout_ms": 20,
         }
