@@ -1,0 +1,50 @@
+"""The stores a run owns: two Redis database numbers, and a PostgreSQL database if asked.
+
+Redis databases 12 (the broker's) and 13 (Tidings' counters) are flushed before and
+after a run; the PostgreSQL database is created for the run and dropped after it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+import redis
+
+POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+REDIS_HOST = "127.0.0.1"
+REDIS_PORT = 6379
+BROKER_DB = 12
+COUNTERS_DB = 13
+
+
+def flush_redis() -> None:
+    """Empty the two Redis databases the benchmark owns."""
+    for number in (BROKER_DB, COUNTERS_DB):
+        with redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=number) as client:
+            client.flushdb()
+
+
+@contextmanager
+def flushed_redis() -> Iterator[None]:
+    """The benchmark's Redis databases, empty before and after."""
+    flush_redis()
+    try:
+        yield
+    finally:
+        flush_redis()
+
+
+@contextmanager
+def fresh_postgres(admin_url: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database, dropped afterwards."""
+    name = f"tidings_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{admin_url.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
