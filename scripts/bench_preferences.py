@@ -20,7 +20,6 @@ import random
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -29,7 +28,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import psycopg
 from sqlalchemy import insert
 from sqlmodel import col, select
 
@@ -37,6 +35,7 @@ from engine.db import Database, migrate
 from engine.models import Category, Preference, Recipient
 from engine.settings import Settings
 from preferences import store
+from scripts.benchkit.stores import fresh_postgres
 
 POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 ZONES = [
@@ -144,19 +143,6 @@ def measure(database: Database, settings: Settings, repeat: int) -> tuple[int, f
             best = min(best, time.perf_counter() - started)
         assert len(loaded) == len(recipients)
     return len(recipients), best
-
-
-@contextmanager
-def fresh_postgres(admin_url: str) -> Iterator[str]:
-    """A new, empty PostgreSQL database, dropped afterwards."""
-    name = f"tidings_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{admin_url.rsplit('/', 1)[0]}/{name}"
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @contextmanager
