@@ -67,6 +67,7 @@ from scripts.benchkit.stores import (
     POSTGRES_ADMIN,
     REDIS_HOST,
     REDIS_PORT,
+    exclusive,
     flushed_redis,
     fresh_postgres,
 )
@@ -127,6 +128,7 @@ def run(args: argparse.Namespace, url: str, logs: Path, result: dict[str, Any]) 
     counters.close()
     me = [sys.executable, "-m", "engine.cli"]
     with ExitStack() as stack:
+        stack.enter_context(exclusive())
         stack.enter_context(flushed_redis())
         migrate(settings)
         db = Database(settings)

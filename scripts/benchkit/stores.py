@@ -1,14 +1,18 @@
 """The stores a run owns: two Redis database numbers, and a PostgreSQL database if asked.
 
 Redis databases 12 (the broker's) and 13 (Tidings' counters) are flushed before and
-after a run; the PostgreSQL database is created for the run and dropped after it.
+after a run, so only one run may use them at a time: `exclusive` holds a lock file for
+the whole run. The PostgreSQL database is created for the run and dropped after it.
 """
 
 from __future__ import annotations
 
+import fcntl
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import psycopg
 import redis
@@ -18,6 +22,27 @@ REDIS_HOST = "127.0.0.1"
 REDIS_PORT = 6379
 BROKER_DB = 12
 COUNTERS_DB = 13
+
+
+@contextmanager
+def exclusive() -> Iterator[None]:
+    """Hold the benchmark's lock on this machine; RuntimeError if another run holds it.
+
+    Two runs at once would flush each other's queues and counters mid-broadcast.
+    """
+    path = Path(tempfile.gettempdir()) / f"tidings-bench-redis-{REDIS_PORT}.lock"
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(
+                f"another benchmark is running here (it holds {path.name}); "
+                f"it owns Redis databases {BROKER_DB} and {COUNTERS_DB}: wait for it"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def flush_redis() -> None:
