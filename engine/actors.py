@@ -72,19 +72,22 @@ def deliver_exhausted(message: dict[str, Any], retry_info: dict[str, Any]) -> No
 
 
 def _declare(
-    fn: Callable[..., None], name: str, *, exhausted: bool = False, **options: Any
+    fn: Callable[..., None], name: str, *, later: int = 0, exhausted: bool = False, **options: Any
 ) -> None:
-    """One actor per queue; `exhausted` routes a job out of retries to its queue's handler."""
-    for queue, priority in PRIORITIES.items():
+    """One actor per queue at the queue's priority plus `later`; `exhausted` routes a job
+    out of retries to its queue's handler."""
+    for queue, base in PRIORITIES.items():
         if exhausted:
             options["on_retry_exhausted"] = actor_name(DELIVER_EXHAUSTED, queue)
         declare = dramatiq.actor(
-            actor_name=actor_name(name, queue), queue_name=queue, priority=priority, **options
+            actor_name=actor_name(name, queue), queue_name=queue, priority=base + later, **options
         )
         declare(fn)
 
 
-_declare(plan, PLAN, max_retries=8)
-_declare(plan_chunk, PLAN_CHUNK, max_retries=8)
+# Within a queue, sending what is planned goes before planning more, so a broadcast's
+# first messages go out while the rest of its audience is still being planned.
+_declare(plan, PLAN, later=5, max_retries=8)
+_declare(plan_chunk, PLAN_CHUNK, later=5, max_retries=8)
 _declare(deliver_exhausted, DELIVER_EXHAUSTED)
 _declare(deliver, DELIVER, exhausted=True, max_retries=5)
