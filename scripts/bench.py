@@ -176,8 +176,10 @@ def run(args: argparse.Namespace, url: str, logs: Path, result: dict[str, Any]) 
                 fleet.start_dramatiq("critical_worker", [*critical, "--threads", "2"], 1, own)
             fleet.start_dramatiq("workers", worker, args.processes)
             fleet.start("scheduler", [*me, "scheduler"])
-            result["broadcast"], result["latency"] = broadcast(
-                args, settings, db, api, sink, fleet, audience["probe"]
+            cast: dict[str, Any] = {}
+            result["broadcast"] = cast
+            result["latency"] = broadcast(
+                args, settings, db, api, sink, fleet, audience["probe"], cast
             )
             log(f"broadcast settled in {result['broadcast']['seconds']}s")
             for name in ("workers", "critical_worker", "scheduler", "api"):
@@ -200,7 +202,7 @@ def run(args: argparse.Namespace, url: str, logs: Path, result: dict[str, Any]) 
 def targets(result: dict[str, Any]) -> dict[str, Any]:
     """The issue's targets for this machine, met or not, where this run measured them."""
     out: dict[str, Any] = {}
-    if cast := result.get("broadcast"):
+    if (cast := result.get("broadcast")) and cast.get("completed"):
         per_million = cast["seconds"] * 1_000_000 / result["recipients"]
         out["million_recipients_under_60s"] = {
             "value_s": round(per_million, 1),

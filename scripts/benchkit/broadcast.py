@@ -75,14 +75,20 @@ def outcomes(db: Database, notification_id: int) -> dict[str, dict[str, int]]:
 
 
 def watch(
-    db: Database, notification_id: int, sink: Api, timeout: float, patience: float
-) -> dict[str, float]:
-    """Poll SQL every 0.5 s until planned with nothing in flight; seconds seen for each.
+    db: Database,
+    notification_id: int,
+    sink: Api,
+    *,
+    timeout: float,
+    patience: float,
+    seen: dict[str, Any],
+) -> None:
+    """Poll SQL every 0.5 s until planned with nothing in flight, noting in `seen` when
+    each happened and the last progress (what a run that is cut short reports).
 
     Gives up after `timeout`, or after `patience` seconds without any progress.
     """
     started = time.monotonic()
-    seen: dict[str, float] = {}
     last_report = started
     last_state: tuple[Any, ...] = ()
     last_change = started
@@ -109,8 +115,15 @@ def watch(
         elapsed = time.monotonic() - started
         if busy == 0:
             seen["settled"] = elapsed
-            return seen
+            return
         current = (state, done, busy, sink_count(sink))
+        seen["last"] = {
+            "after_s": round(elapsed, 1),
+            "status": state,
+            "chunks": f"{done}/{total}",
+            "in_flight": busy,
+            "webhooks_received": current[3],
+        }
         if current != last_state:
             last_state, last_change = current, time.monotonic()
         if time.monotonic() - last_report >= 5:
@@ -160,8 +173,13 @@ def broadcast(
     sink: Api,
     fleet: Fleet,
     probe: str,
-) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """One notification to everyone, timed until settled; the latency probe runs meanwhile."""
+    out: dict[str, Any],
+) -> dict[str, Any] | None:
+    """One notification to everyone, timed until settled, its figures written into `out`;
+    returns the latency probe's figures (None if skipped).
+
+    A run cut short (a timeout, Ctrl-C) leaves in `out` how far it got.
+    """
     sampler = Sampler(
         {role: process.pid for role, process in fleet.running.items()},
         {"redis": "redis-server", "postgres": "postgres"},
@@ -171,20 +189,22 @@ def broadcast(
     received = sink_count(sink)
     profile = Path(args.profile).resolve() if args.profile else None
     body = {"category": BROADCAST, "to": {"all": True}, "data": OFFER}
+    seen: dict[str, Any] = {}
     try:
         with profiled(fleet.pid("workers"), profile, gil=args.profile_gil):
             sampler.start()
             if prober:
                 prober.start()
             notification_id = int(api.ok("POST", "/v1/notifications", body)["id"])
+            out["notification"] = notification_id
             log(f"broadcast {notification_id} accepted; waiting for every delivery to settle")
             # Stalled work is the scheduler's to recover (after `stall_after`): wait that out.
             patience = max(120.0, settings.stall_after + 60.0)
-            seen = watch(db, notification_id, sink, args.timeout, patience)
+            watch(db, notification_id, sink, timeout=args.timeout, patience=patience, seen=seen)
     except BaseException:
         if prober:
             prober.abort()
-        sampler.finish()
+        out.update(completed=False, progress=seen.get("last"), usage=sampler.finish())
         raise
     if prober:
         prober.finish()
@@ -194,20 +214,22 @@ def broadcast(
     deliveries = sum(sum(v.values()) for v in results.values())
     webhooks = sink_count(sink) - received
     total = timings["total"]
-    result = {
-        "notification": notification_id,
-        "seconds": round(total, 2),
-        "plan_seconds": round(timings["plan"], 2),
-        "deliver_tail_seconds": round(total - timings["plan"], 2),
-        "observed_seconds": {k: round(v, 1) for k, v in seen.items()},
-        "recipients_per_s": round(args.recipients / total),
-        "deliveries": deliveries,
-        "deliveries_per_s": round(deliveries / total),
-        "webhooks_received": webhooks,
-        "webhooks_per_s": round(webhooks / total),
-        "outcomes": results,
-        "peak_worker_rss_mb": usage["workers"]["peak_rss_mb"],
-        "peak_worker_pss_mb": usage["workers"]["peak_pss_mb"],
-        "usage": usage,
-    }
-    return result, (latency(db, prober) if prober else None)
+    out.update(
+        {
+            "completed": True,
+            "seconds": round(total, 2),
+            "plan_seconds": round(timings["plan"], 2),
+            "deliver_tail_seconds": round(total - timings["plan"], 2),
+            "observed_seconds": {k: round(seen[k], 1) for k in ("planned", "settled") if k in seen},
+            "recipients_per_s": round(args.recipients / total),
+            "deliveries": deliveries,
+            "deliveries_per_s": round(deliveries / total),
+            "webhooks_received": webhooks,
+            "webhooks_per_s": round(webhooks / total),
+            "outcomes": results,
+            "peak_worker_rss_mb": usage["workers"]["peak_rss_mb"],
+            "peak_worker_pss_mb": usage["workers"]["peak_pss_mb"],
+            "usage": usage,
+        }
+    )
+    return latency(db, prober) if prober else None
