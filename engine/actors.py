@@ -7,6 +7,7 @@ queue's priority, so a worker serving several queues always takes critical work 
 
 from __future__ import annotations
 
+import functools
 import gc
 from collections.abc import Callable
 from typing import Any
@@ -15,8 +16,9 @@ import dramatiq
 from dramatiq.middleware import Middleware
 from dramatiq.middleware.prometheus import Prometheus
 
-from engine import delivery, planning, runtime
+from engine import delivery, planning, runtime, sqlite
 from engine.broker import (
+    CRITICAL,
     DELIVER,
     DELIVER_EXHAUSTED,
     PLAN,
@@ -82,7 +84,18 @@ def _declare(
         declare = dramatiq.actor(
             actor_name=actor_name(name, queue), queue_name=queue, priority=base + later, **options
         )
-        declare(fn)
+        declare(fn if queue == CRITICAL else _giving_way(fn))
+
+
+def _giving_way(fn: Callable[..., None]) -> Callable[..., None]:
+    """`fn` with its SQLite writes giving way to critical work and the API."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> None:
+        with sqlite.background():
+            fn(*args, **kwargs)
+
+    return run
 
 
 # Within a queue, sending what is planned goes before planning more, so a broadcast's

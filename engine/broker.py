@@ -22,7 +22,8 @@ from dramatiq.middleware import (
 
 from engine.settings import Settings
 
-QUEUES = ("critical", "normal", "bulk")
+CRITICAL = "critical"
+QUEUES = (CRITICAL, "normal", "bulk")
 # A worker that consumes several queues takes critical work first (lower runs sooner).
 PRIORITIES = {"critical": 0, "normal": 10, "bulk": 100}
 PLAN = "tidings.plan"

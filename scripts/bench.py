@@ -24,6 +24,7 @@ The phases live in `scripts/benchkit/`; progress goes to stderr.
     python scripts/bench.py --channels inapp --postgres
     python scripts/bench.py --critical-worker                 # critical queue on its own worker
     python scripts/bench.py --profile workers.txt             # py-spy stacks of the workers
+                                                              # (pip install --group bench)
 """
 
 from __future__ import annotations

@@ -1,0 +1,140 @@
+"""SQLite connections whose writers queue on a file lock, critical work first.
+
+SQLite lets one writer in at a time; the others wait in its busy handler, which
+sleeps and polls (naps of up to 100 ms). With a dozen writers busy on a broadcast the
+lock sits free between naps, and an order notification's write can lose the race for
+seconds. Here a connection that is about to write first takes an exclusive `flock` on
+a file beside the database and keeps it until its transaction ends: the kernel hands
+the lock over the moment it is released, so writers queue instead of polling.
+
+Background writers (bulk and normal jobs, inside `background()`) also pass a gate of
+their own first, so at most one of them competes with foreground work (the API, the
+scheduler, critical jobs) for the next turn.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+
+
+class _Thread(threading.local):
+    background = False  # inside `background()`
+    writing = False  # holds a writing turn, through any connection
+
+
+_local = _Thread()
+
+
+@contextmanager
+def background() -> Iterator[None]:
+    """Writes in this block give way to foreground writes."""
+    before = _local.background
+    _local.background = True
+    try:
+        yield
+    finally:
+        _local.background = before
+
+
+def _is_write(sql: str) -> bool:
+    return sql.lstrip()[:7].upper().startswith(_WRITES)
+
+
+class _Turn:
+    """The file locks one connection holds while it writes."""
+
+    def __init__(self, database: str) -> None:
+        self.paths = (f"{database}-writer.lock", f"{database}-background.lock")
+        self.held: list[int] = []
+
+    def take(self) -> None:
+        if self.held or _local.writing:
+            return  # this thread already has the turn (through another connection)
+        paths = self.paths if _local.background else self.paths[:1]
+        for path in reversed(paths):  # the gate first, then the writers' lock
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            self.held.append(fd)
+            fcntl.flock(fd, fcntl.LOCK_EX)  # releases the GIL while it waits
+        _local.writing = True
+
+    def give_back(self) -> None:
+        if not self.held:
+            return
+        for fd in reversed(self.held):
+            os.close(fd)  # closing the descriptor releases its lock
+        self.held = []
+        _local.writing = False
+
+
+class Cursor(sqlite3.Cursor):
+    """Takes the connection's writing turn before the first write of a transaction."""
+
+    def execute(self, sql: str, parameters: Any = (), /) -> Cursor:
+        connection = self.connection
+        assert isinstance(connection, Connection)
+        connection.before(sql)
+        try:
+            super().execute(sql, parameters)
+        finally:
+            connection.after()
+        return self
+
+    def executemany(self, sql: str, parameters: Iterable[Any], /) -> Cursor:
+        connection = self.connection
+        assert isinstance(connection, Connection)
+        connection.before(sql)
+        try:
+            super().executemany(sql, parameters)
+        finally:
+            connection.after()
+        return self
+
+
+class Connection(sqlite3.Connection):
+    """A `sqlite3` connection (pass as `factory=`) whose writes take turns across processes."""
+
+    def __init__(self, database: str, *args: Any, **kwargs: Any) -> None:
+        super().__init__(database, *args, **kwargs)
+        memory = database in ("", ":memory:") or database.startswith("file:")
+        self._turn = None if memory else _Turn(os.path.abspath(database))
+
+    def cursor(self, factory: Any = None) -> Any:
+        return super().cursor(factory or Cursor)
+
+    def before(self, sql: str) -> None:
+        if self._turn is not None and not self._turn.held and _is_write(sql):
+            self._turn.take()
+
+    def after(self) -> None:
+        # A write outside a transaction (autocommit, or one that failed) ends here.
+        if self._turn is not None and not self.in_transaction:
+            self._turn.give_back()
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            if self._turn is not None:
+                self._turn.give_back()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            if self._turn is not None:
+                self._turn.give_back()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            if self._turn is not None:
+                self._turn.give_back()
