@@ -109,6 +109,13 @@ class Connection(sqlite3.Connection):
     def cursor(self, factory: Any = None) -> Any:
         return super().cursor(factory or Cursor)
 
+    # The shortcuts would run the statement in C, past `Cursor`: route them through it.
+    def execute(self, sql: str, parameters: Any = (), /) -> Any:
+        return self.cursor().execute(sql, parameters)
+
+    def executemany(self, sql: str, parameters: Iterable[Any], /) -> Any:
+        return self.cursor().executemany(sql, parameters)
+
     def before(self, sql: str) -> None:
         if self._turn is not None and not self._turn.held and _is_write(sql):
             self._turn.take()
