@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -32,6 +33,10 @@ from engine.settings import get_settings
 # A planned chunk allocates a few hundred thousand short-lived objects; a higher
 # first-generation threshold stops the cyclic collector running dozens of times a chunk.
 gc.set_threshold(50_000, 20, 20)
+# SQLite and the sockets release the GIL on every row and every read; at the default 5 ms
+# switch interval a thread holding the database's write lock then waits behind the busy
+# threads for each row it writes (a convoy), and every other writer waits for it.
+sys.setswitchinterval(0.0005)
 settings = get_settings()
 broker = make_broker(settings)
 dramatiq.set_broker(broker)

@@ -68,7 +68,12 @@ def _audience_ids(session: Session, notification: Notification, rt: Runtime) -> 
 
 
 def plan(rt: Runtime, notification_id: int) -> None:
-    """Cut the audience into chunks (recorded in SQL) and enqueue a job per chunk."""
+    """Cut the audience into chunks (recorded in SQL) and enqueue a job per chunk.
+
+    An audience that fits in one chunk (an order notification to one person) is planned
+    right here, in the same transaction: no second job, no second write.
+    """
+    queued: list[tuple[int, str]] = []
     with rt.db.session() as session:
         notification = session.get(Notification, notification_id)
         if notification is None or notification.status in ("planned", "done"):
@@ -90,12 +95,21 @@ def plan(rt: Runtime, notification_id: int) -> None:
             if batch:
                 chunks.append(_chunk(notification_id, len(chunks), batch))
                 total += len(batch)
+            inline = len(chunks) == 1
+            if inline:
+                chunks[0]["status"] = "planning"  # claimed by this job
             bulk.insert_ignore(session, PlanChunk, chunks, conflict=("notification_id", "seq"))
             notification.chunks_total = len(chunks)
             notification.recipients = total
             notification.status = "planning" if chunks else "planned"
-        notification.updated_at = now()
-        session.add(notification)
+            notification.updated_at = now()
+            session.add(notification)
+            if inline:
+                session.flush()
+                queued = _plan_claimed(rt, session, notification_id, 0)
+        else:
+            notification.updated_at = now()
+            session.add(notification)
         pending = list(
             session.exec(
                 select(PlanChunk.seq).where(
@@ -105,6 +119,7 @@ def plan(rt: Runtime, notification_id: int) -> None:
             )
         )
         queue = notification.queue
+    enqueue_deliveries(rt, queued, queue)
     for seq in pending:
         rt.dispatch.plan_chunk(notification_id, seq, queue)
 
@@ -140,39 +155,49 @@ def plan_chunk(rt: Runtime, notification_id: int, seq: int) -> None:
         if getattr(claimed, "rowcount", 0) != 1:
             return
     with rt.db.session() as session:
-        chunk = session.get(PlanChunk, (notification_id, seq))
+        queued = _plan_claimed(rt, session, notification_id, seq)
         notification = session.get(Notification, notification_id)
-        if chunk is None or notification is None:
-            return
-        category = session.get(Category, notification.category)
-        queued = _plan(rt, session, notification, category, chunk) if category else []
-        finished = session.execute(
-            update(PlanChunk)
-            .where(
-                col(PlanChunk.notification_id) == notification_id,
-                col(PlanChunk.seq) == seq,
-                col(PlanChunk.status) == "planning",
-            )
-            .values(status="done", updated_at=now())
-        )
-        if getattr(finished, "rowcount", 0) != 1:  # reclaimed as stalled and finished elsewhere
-            session.rollback()
-            return
-        session.execute(
-            update(Notification)
-            .where(col(Notification.id) == notification_id)
-            .values(chunks_done=Notification.chunks_done + 1, updated_at=now())
-        )
-        session.execute(
-            update(Notification)
-            .where(
-                col(Notification.id) == notification_id,
-                col(Notification.chunks_done) >= col(Notification.chunks_total),
-            )
-            .values(status="planned")
-        )
-        queue = notification.queue
+        queue = notification.queue if notification else "normal"
     enqueue_deliveries(rt, queued, queue)
+
+
+def _plan_claimed(
+    rt: Runtime, session: Session, notification_id: int, seq: int
+) -> list[tuple[int, str]]:
+    """Plan a chunk this job has claimed and mark it done, in `session`'s transaction;
+    returns the deliveries to hand to deliver jobs (none if the chunk was finished elsewhere)."""
+    chunk = session.get(PlanChunk, (notification_id, seq))
+    notification = session.get(Notification, notification_id)
+    if chunk is None or notification is None:
+        return []
+    category = session.get(Category, notification.category)
+    queued = _plan(rt, session, notification, category, chunk) if category else []
+    finished = session.execute(
+        update(PlanChunk)
+        .where(
+            col(PlanChunk.notification_id) == notification_id,
+            col(PlanChunk.seq) == seq,
+            col(PlanChunk.status) == "planning",
+        )
+        .values(status="done", updated_at=now())
+    )
+    if getattr(finished, "rowcount", 0) != 1:  # reclaimed as stalled and finished elsewhere
+        session.rollback()
+        return []
+    session.execute(
+        update(Notification)
+        .where(col(Notification.id) == notification_id)
+        .values(chunks_done=Notification.chunks_done + 1, updated_at=now())
+    )
+    session.execute(
+        update(Notification)
+        .where(
+            col(Notification.id) == notification_id,
+            col(Notification.chunks_done) >= col(Notification.chunks_total),
+        )
+        .values(status="planned")
+    )
+    return queued
 
 
 def enqueue_deliveries(rt: Runtime, rows: list[tuple[int, str]], queue: str) -> None:

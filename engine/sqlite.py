@@ -7,9 +7,8 @@ seconds. Here a connection that is about to write first takes an exclusive `floc
 a file beside the database and keeps it until its transaction ends: the kernel hands
 the lock over the moment it is released, so writers queue instead of polling.
 
-Background writers (bulk and normal jobs, inside `background()`) also pass a gate of
-their own first, so at most one of them competes with foreground work (the API, the
-scheduler, critical jobs) for the next turn.
+Foreground writers (the API, the scheduler, critical jobs) go first: a background writer
+(bulk and normal jobs, inside `background()`) takes a turn only while none of them waits.
 """
 
 from __future__ import annotations
@@ -49,20 +48,48 @@ def _is_write(sql: str) -> bool:
 
 
 class _Turn:
-    """The file locks one connection holds while it writes."""
+    """The file locks one connection holds while it writes.
+
+    `writer.lock` is the turn itself. A foreground writer holds `waiting.lock` shared
+    while it waits for its turn; a background writer that gets the turn while anyone
+    holds it hands the turn straight back and waits for them, so foreground work waits
+    for at most the one transaction already under way. `background.lock` lets one
+    background writer at a time compete at all.
+    """
 
     def __init__(self, database: str) -> None:
-        self.paths = (f"{database}-writer.lock", f"{database}-background.lock")
+        self.database = database
         self.held: list[int] = []
+
+    def _lock(self, name: str, how: int) -> int:
+        fd = os.open(f"{self.database}-{name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, how)  # releases the GIL while it waits
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def take(self) -> None:
         if self.held or _local.writing:
             return  # this thread already has the turn (through another connection)
-        paths = self.paths if _local.background else self.paths[:1]
-        for path in reversed(paths):  # the gate first, then the writers' lock
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-            self.held.append(fd)
-            fcntl.flock(fd, fcntl.LOCK_EX)  # releases the GIL while it waits
+        if _local.background:
+            self.held.append(self._lock("background", fcntl.LOCK_EX))
+            while True:
+                writer = self._lock("writer", fcntl.LOCK_EX)
+                try:
+                    os.close(self._lock("waiting", fcntl.LOCK_EX | fcntl.LOCK_NB))
+                    break  # nobody in the foreground is waiting
+                except BlockingIOError:
+                    os.close(writer)
+                    os.close(self._lock("waiting", fcntl.LOCK_EX))
+            self.held.append(writer)
+        else:
+            waiting = self._lock("waiting", fcntl.LOCK_SH)
+            try:
+                self.held.append(self._lock("writer", fcntl.LOCK_EX))
+            finally:
+                os.close(waiting)
         _local.writing = True
 
     def give_back(self) -> None:

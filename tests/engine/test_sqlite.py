@@ -92,3 +92,32 @@ def test_a_background_writer_waits_for_the_foreground_transaction(path: Path) ->
     rows = foreground.execute("SELECT who FROM t ORDER BY k").fetchall()
     assert rows == [("order",), ("broadcast",)]
     foreground.close()
+
+
+def test_a_waiting_foreground_writer_goes_before_a_waiting_background_writer(path: Path) -> None:
+    holder = connect(path)
+    holder.execute("INSERT INTO t (who) VALUES ('holder')")  # holds the turn
+
+    def write(who: str, in_background: bool) -> None:
+        connection = connect(path)
+        if in_background:
+            with background():
+                connection.execute("INSERT INTO t (who) VALUES (?)", (who,))
+                connection.commit()
+        else:
+            connection.execute("INSERT INTO t (who) VALUES (?)", (who,))
+            connection.commit()
+        connection.close()
+
+    bulk = threading.Thread(target=write, args=("broadcast", True))
+    bulk.start()
+    time.sleep(0.2)  # the broadcast is queued first…
+    order = threading.Thread(target=write, args=("order", False))
+    order.start()
+    time.sleep(0.2)
+    holder.commit()  # …but the order notification gets the next turn
+    for thread in (bulk, order):
+        thread.join(5)
+    rows = holder.execute("SELECT who FROM t ORDER BY k").fetchall()
+    assert rows == [("holder",), ("order",), ("broadcast",)]
+    holder.close()
