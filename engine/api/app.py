@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import redis
@@ -10,7 +11,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from engine.api import health, links, management, notifications, openapi, stats
-from engine.api.context import DB, DISPATCH, KEY_CACHE, METRICS, REDIS, SETTINGS
+from engine.api.context import AFTERWARDS, DB, DISPATCH, KEY_CACHE, METRICS, REDIS, SETTINGS
 from engine.api.middleware import auth, errors
 from engine.broker import Dispatcher, make_broker
 from engine.db import Database
@@ -27,6 +28,7 @@ def create_app(settings: Settings, *, database: Database | None = None) -> web.A
     app[KEY_CACHE] = {}
     app[DISPATCH] = Dispatcher(make_broker(settings))
     app[METRICS] = _registry(settings)
+    app[AFTERWARDS] = set()
     app.cleanup_ctx.append(_redis)
     app.on_cleanup.append(_close_db)
     for module in (health, links, management, notifications, openapi, stats):
@@ -50,4 +52,6 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _close_db(app: web.Application) -> None:
+    if app[AFTERWARDS]:
+        await asyncio.gather(*app[AFTERWARDS], return_exceptions=True)
     app[DB].close()

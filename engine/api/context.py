@@ -19,6 +19,8 @@ REDIS = web.AppKey("redis", aioredis.Redis)
 KEY_CACHE = web.AppKey("key_cache", dict)
 DISPATCH = web.AppKey("dispatch", Dispatcher)
 METRICS = web.AppKey("metrics", CollectorRegistry)
+# Bookkeeping writes that run after the answer has gone out; awaited on shutdown.
+AFTERWARDS = web.AppKey("afterwards", set)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

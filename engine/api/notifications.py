@@ -3,15 +3,17 @@ and read a recipient's receipts and inbox."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
 from sqlmodel import Session
 
-from engine import metrics, notifications, receipts
-from engine.api.context import DB, DISPATCH, SETTINGS, scope
+from engine import metrics, notifications, receipts, sqlite
+from engine.api.context import AFTERWARDS, DB, DISPATCH, SETTINGS, scope
 from engine.api.middleware import json_body, validation_error
 from engine.errors import Invalid, NotFound
 from engine.models import Recipient
@@ -43,7 +45,11 @@ def _paging(request: web.Request, cursor: str) -> tuple[int | None, int]:
 
 async def _enqueue(request: web.Request, accepted: list[Accepted]) -> None:
     """Hand due notifications to the broker; if Redis is down they stay accepted in SQL
-    and the scheduler enqueues them later."""
+    and the scheduler enqueues them later.
+
+    Noting when they were enqueued is bookkeeping for that recovery: it is written after
+    the answer, giving way to the writes that deliver (the worker planning them).
+    """
     due = [a for a in accepted if a.due]
     if not due:
         return
@@ -53,14 +59,31 @@ async def _enqueue(request: web.Request, accepted: list[Accepted]) -> None:
     def send() -> None:
         for item in due:
             dispatch.plan(item.id, item.queue)
-        with db.session() as session:
-            notifications.mark_enqueued(session, [a.id for a in due], now())
+
+    def mark(at: datetime) -> None:
+        with sqlite.background(), db.session() as session:
+            notifications.mark_enqueued(session, [a.id for a in due], at)
 
     try:
         await db.run(send)
     except Exception as exc:
         log.warning(
             "could not enqueue %d notifications now (%s); the scheduler will", len(due), exc
+        )
+        return
+    afterwards = request.app[AFTERWARDS]
+    task = asyncio.ensure_future(db.run(mark, now()))
+    afterwards.add(task)
+    task.add_done_callback(_finished)
+    task.add_done_callback(afterwards.discard)
+
+
+def _finished(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.warning(
+            "could not note notifications as enqueued (%s); the scheduler will enqueue them "
+            "again, and planning twice changes nothing",
+            exc,
         )
 
 
