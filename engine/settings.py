@@ -60,7 +60,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: str = Field(default="json", pattern="^(json|text)$")
     worker_processes: int = 2
-    worker_threads: int = 8
+    # Jobs are CPU-bound Python sharing one GIL per process: more threads than this only
+    # lengthen every job (and the SQLite write turns they hold) and raise memory.
+    worker_threads: int = 4
     worker_queues: str = "critical,normal,bulk"
 
     # Channels
