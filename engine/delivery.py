@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -47,27 +47,39 @@ def backoff(attempt: int, base: float) -> float:
     return float(min(base * 4 ** (attempt - 1), 600))
 
 
-def claim(session: Session, ids: Sequence[int]) -> list[int]:
-    """Mark queued deliveries as being sent; returns the ids this job now owns."""
+@dataclass(frozen=True)
+class Claimed:
+    """What sending needs of a delivery this job has claimed."""
+
+    id: int
+    notification_id: int
+    recipient_id: str
+    channel: str
+    category: str
+    attempts: int
+    created_at: datetime
+
+
+def claim(session: Session, ids: Sequence[int]) -> list[Claimed]:
+    """Mark queued deliveries as being sent; returns those this job now owns."""
     if not ids:
         return []
     result = session.execute(
         update(Delivery)
         .where(col(Delivery.id).in_(list(ids)), col(Delivery.status) == "queued")
         .values(status="sending", updated_at=now())
-        .returning(col(Delivery.id))
+        .returning(*(col(getattr(Delivery, f.name)) for f in fields(Claimed)))
     )
-    return [row[0] for row in result]
+    return sorted((Claimed(*row) for row in result), key=lambda d: d.id)
 
 
 def deliver(rt: Runtime, delivery_ids: Sequence[int]) -> None:
     """Send one batch of deliveries (all of one channel) and record the outcomes."""
     with rt.db.session() as session:
-        owned = claim(session, delivery_ids)
-    if not owned:
+        rows = claim(session, delivery_ids)
+    if not rows:
         return
     with rt.db.session() as session:
-        rows = list(session.exec(select(Delivery).where(col(Delivery.id).in_(owned))))
         notifications = _by_id(session, Notification, {d.notification_id for d in rows})
         categories = {
             c.key: c
@@ -87,7 +99,6 @@ def deliver(rt: Runtime, delivery_ids: Sequence[int]) -> None:
     outcomes: list[Outcome] = []
     copies: dict[int, dict[str, Any]] = {}
     for d in rows:
-        assert d.id is not None
         notification = notifications.get(d.notification_id)
         category = categories.get(d.category)
         recipient = recipients.get(d.recipient_id)
@@ -181,7 +192,7 @@ def _queue(notifications: dict[int, Notification]) -> str:
 
 
 async def _send_all(
-    rt: Runtime, messages: list[Message], attempts: dict[int | None, int]
+    rt: Runtime, messages: list[Message], attempts: dict[int, int]
 ) -> list[Outcome]:
     gate = asyncio.Semaphore(CONCURRENCY)
 
@@ -214,7 +225,7 @@ def _record(
     rt: Runtime,
     outcomes: list[Outcome],
     copies: dict[int, dict[str, Any]],
-    attempts: dict[int | None, int],
+    attempts: dict[int, int],
     *,
     queue: str,
 ) -> None:
@@ -268,7 +279,7 @@ def _record(
 
 
 def _observe(
-    rows: list[Delivery], notifications: dict[int, Notification], outcomes: list[Outcome]
+    rows: list[Claimed], notifications: dict[int, Notification], outcomes: list[Outcome]
 ) -> None:
     by_id = {d.id: d for d in rows}
     final = [o for o in outcomes if o.status not in ("retry", "throttled")]
