@@ -68,7 +68,8 @@ def _audience_ids(session: Session, notification: Notification, rt: Runtime) -> 
 
 
 def plan(rt: Runtime, notification_id: int) -> None:
-    """Cut the audience into chunks (recorded in SQL) and enqueue a job per chunk.
+    """Cut the audience into chunks (recorded in SQL) and enqueue the first `plan_ahead`
+    of them; each finished chunk enqueues the next.
 
     An audience that fits in one chunk (an order notification to one person) is planned
     right here, in the same transaction: no second job, no second write.
@@ -120,7 +121,7 @@ def plan(rt: Runtime, notification_id: int) -> None:
         )
         queue = notification.queue
     enqueue_deliveries(rt, queued, queue)
-    for seq in pending:
+    for seq in pending[: rt.settings.plan_ahead]:
         rt.dispatch.plan_chunk(notification_id, seq, queue)
 
 
@@ -157,8 +158,13 @@ def plan_chunk(rt: Runtime, notification_id: int, seq: int) -> None:
     with rt.db.session() as session:
         queued = _plan_claimed(rt, session, notification_id, seq)
         notification = session.get(Notification, notification_id)
-        queue = notification.queue if notification else "normal"
-    enqueue_deliveries(rt, queued, queue)
+        if notification is None:
+            return
+        following = seq + rt.settings.plan_ahead
+        more = following < (notification.chunks_total or 0)
+    enqueue_deliveries(rt, queued, notification.queue)
+    if more:  # the next chunk goes behind this one's deliveries
+        rt.dispatch.plan_chunk(notification_id, following, notification.queue)
 
 
 def _plan_claimed(

@@ -72,14 +72,24 @@ def release_notifications(rt: Runtime, at: datetime) -> int:
 
 
 def retry_chunks(rt: Runtime, at: datetime) -> int:
-    """Re-enqueue plan chunks that waited or ran too long (message lost, worker died)."""
+    """Re-enqueue plan chunks that ran too long (a worker died), and the waiting chunks of
+    a notification whose planning made no progress for as long (a message was lost)."""
     stale = at - timedelta(seconds=rt.settings.stall_after)
+    idle = select(Notification.id).where(
+        col(Notification.status) == "planning", col(Notification.updated_at) <= stale
+    )
     with rt.db.session() as session:
         claimed = session.execute(
             update(PlanChunk)
             .where(
-                col(PlanChunk.status).in_(("pending", "planning")),
                 col(PlanChunk.updated_at) <= stale,
+                or_(
+                    col(PlanChunk.status) == "planning",
+                    and_(
+                        col(PlanChunk.status) == "pending",
+                        col(PlanChunk.notification_id).in_(idle),
+                    ),
+                ),
             )
             .values(status="pending", updated_at=at)
             .returning(col(PlanChunk.notification_id), col(PlanChunk.seq))

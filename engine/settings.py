@@ -47,6 +47,9 @@ class Settings(BaseSettings):
 
     # Pipeline
     plan_chunk_size: int = 1000
+    # Chunks of one notification queued at a time: each finished chunk queues the next,
+    # so its deliveries go out between chunks instead of behind the whole audience.
+    plan_ahead: int = Field(default=8, ge=1)
     deliver_chunk_size: int = 500
     link_ttl: int = Field(default=30 * 86400, description="seconds a signed page link stays valid")
     stall_after: int = 300
@@ -60,9 +63,10 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: str = Field(default="json", pattern="^(json|text)$")
     worker_processes: int = 2
-    # Jobs are CPU-bound Python sharing one GIL per process: more threads than this only
-    # lengthen every job (and the SQLite write turns they hold) and raise memory.
-    worker_threads: int = 4
+    # Jobs are mostly CPU-bound Python under one GIL per process: a second thread lets one
+    # job wait on a slow provider while another computes; more only lengthen every job
+    # (and the SQLite write turns they hold) and raise memory. Measured in the README.
+    worker_threads: int = 2
     worker_queues: str = "critical,normal,bulk"
 
     # Channels

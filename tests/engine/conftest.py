@@ -181,5 +181,5 @@ def send_and_settle(client: httpx.Client, timeout: float = 30, **body: Any) -> d
 def settled(client: httpx.Client, notification_id: str) -> dict[str, Any] | None:
     """The notification once planned with nothing queued or in flight, else None."""
     view = client.get(f"/v1/notifications/{notification_id}", params={"limit": 1000}).json()
-    busy = any(d["status"] in ("queued", "sending") for d in view["deliveries"])
+    busy = view["counts"].get("queued", 0) + view["counts"].get("sending", 0)
     return view if view["status"] in ("planned", "done") and not busy else None

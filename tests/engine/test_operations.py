@@ -1,5 +1,6 @@
 """What ops rely on: metrics from the API and the workers, `tidings status`, rate limits
-shared through Redis, and critical work ahead of a broadcast."""
+shared through Redis, critical work ahead of a broadcast, and a broadcast that starts
+sending while the rest of its audience is still being planned."""
 
 from __future__ import annotations
 
@@ -11,8 +12,17 @@ from pathlib import Path
 import httpx
 
 from engine.db import Database
+from engine.models import Notification
 from engine.settings import Settings
-from tests.engine.conftest import ROOT, Processes, env_for, recipient, send_and_settle, wait_for
+from tests.engine.conftest import (
+    ROOT,
+    Processes,
+    env_for,
+    recipient,
+    send_and_settle,
+    settled,
+    wait_for,
+)
 from tests.engine.test_resilience import BLAST, ORDER, audience
 from tests.support import Sink
 
@@ -83,3 +93,31 @@ def test_channel_rate_limit_makes_work_wait_not_drop(
         sum(1 for a in arrivals if int(a) == second) for second in {int(a) for a in arrivals}
     ]
     assert max(per_window) <= 6, per_window  # 5 a window, one of slack for network jitter
+
+
+def test_a_broadcast_starts_sending_before_its_audience_is_planned(
+    admin: httpx.Client, settings: Settings, db: Database, sink: tuple[Sink, str], tmp_path: Path
+) -> None:
+    receiver, url = sink
+    admin.put("/v1/categories/promo.blast", json=BLAST).raise_for_status()
+    audience(db, url, 3000)
+    staged = Processes(
+        settings.model_copy(update={"plan_chunk_size": 300, "plan_ahead": 1}), tmp_path
+    )
+    try:
+        staged.worker(threads=1)
+        response = admin.post(
+            "/v1/notifications", json={"category": "promo.blast", "to": {"all": True}}
+        )
+        nid = response.json()["id"]
+        wait_for(lambda: receiver.requests, timeout=60, every=0.01)
+        with db.session() as session:
+            notification = session.get(Notification, int(nid))
+            assert notification is not None and notification.chunks_total == 10
+            planned_at_first_message = notification.chunks_done
+        view = wait_for(lambda: settled(admin, nid), timeout=120)
+    finally:
+        staged.stop_all()
+    # Each chunk's messages go out before the next chunk is planned, not after all ten.
+    assert planned_at_first_message <= 3
+    assert view["counts"]["delivered"] == 3000
