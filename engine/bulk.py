@@ -1,4 +1,7 @@
-"""Bulk writes that work the same on SQLite and PostgreSQL.
+"""Bulk reads and writes that work the same on SQLite and PostgreSQL.
+
+Reads that only look return plain rows instead of ORM objects: a row answers the same
+attribute names, at a fraction of the cost of building and instrumenting an object.
 
 They send the driver multi-row statements (`INSERT … VALUES (…), (…), …`) built once
 per batch, with each value converted by the column type's own bind processor. SQLAlchemy's
@@ -13,9 +16,9 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from itertools import chain
 from operator import itemgetter
-from typing import Any
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Connection, Dialect, Row, Table
+from sqlalchemy import ColumnElement, Connection, Dialect, Row, Table, select
 from sqlmodel import Session, SQLModel
 
 from engine.models import DeliveryEvent
@@ -25,12 +28,23 @@ MAX_PARAMS = 30_000
 MAX_ROWS = 1_000
 
 Convert = Callable[[Any], Any] | None
+M = TypeVar("M", bound=SQLModel)
 
 
 def _table(model: type[SQLModel]) -> Table:
     table = model.__table__  # type: ignore[attr-defined]
     assert isinstance(table, Table)
     return table
+
+
+def read(session: Session, model: type[M], *where: ColumnElement[bool]) -> list[M]:
+    """The rows of `model` matching `where`, as read-only rows shaped like the model.
+
+    For bulk reads that change nothing: the rows are not in the session, and assigning to
+    them fails.
+    """
+    rows = session.execute(select(*_table(model).columns).where(*where)).all()
+    return cast(list[M], rows)
 
 
 @functools.cache

@@ -89,8 +89,8 @@ def deliver(rt: Runtime, delivery_ids: Sequence[int]) -> None:
         }
         recipients = {
             r.id: r
-            for r in session.exec(
-                select(Recipient).where(col(Recipient.id).in_({d.recipient_id for d in rows}))
+            for r in bulk.read(
+                session, Recipient, col(Recipient.id).in_({d.recipient_id for d in rows})
             )
         }
     at = now()

@@ -220,12 +220,13 @@ def enqueue_deliveries(rt: Runtime, rows: list[tuple[int, str]], queue: str) -> 
 def _load_recipients(
     session: Session, notification: Notification, chunk: PlanChunk
 ) -> list[Recipient]:
-    query = select(Recipient).where(col(Recipient.id) >= chunk.lo, col(Recipient.id) <= chunk.hi)
+    rows = bulk.read(
+        session, Recipient, col(Recipient.id) >= chunk.lo, col(Recipient.id) <= chunk.hi
+    )
     audience = notification.audience
     if "ids" in audience:
         wanted = set(audience["ids"])
-        return [r for r in session.exec(query) if r.id in wanted]
-    rows = list(session.exec(query))
+        return [r for r in rows if r.id in wanted]
     if "segment" in audience:
         return [r for r in rows if matches_tags(r.tags, audience["segment"])]
     return rows

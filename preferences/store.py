@@ -13,6 +13,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from channels.base import CHANNEL_NAMES
+from engine import bulk
 from engine.models import Category, Preference, Recipient
 from engine.schemas import CapIn, FieldError, PreferencesIn
 from engine.settings import Settings
@@ -90,8 +91,8 @@ def load_many(
     ids = [r.id for r in recipients]
     stored: dict[str, Preference] = {}
     for start in range(0, len(ids), 10_000):
-        rows = session.exec(
-            select(Preference).where(col(Preference.recipient_id).in_(ids[start : start + 10_000]))
+        rows = bulk.read(
+            session, Preference, col(Preference.recipient_id).in_(ids[start : start + 10_000])
         )
         stored.update((p.recipient_id, p) for p in rows)
     return {r.id: resolve(r, stored.get(r.id), settings=settings) for r in recipients}
