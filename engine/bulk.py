@@ -100,15 +100,33 @@ def _insert(
     values = _tuples(table, names, rows, dialect)
     group = "(" + ", ".join([_marker(dialect)] * len(names)) + ")"
     head = f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) VALUES "
-    per = max(1, min(MAX_ROWS, MAX_PARAMS // len(names)))
+    largest = min(MAX_ROWS, MAX_PARAMS // len(names))
     out: list[Row[Any]] = []
-    for start in range(0, len(values), per):
-        batch = values[start : start + per]
-        sql = head + ", ".join([group] * len(batch)) + tail
+    start = 0
+    for size in _batches(len(values), largest):
+        batch = values[start : start + size]
+        start += size
+        sql = head + ", ".join([group] * size) + tail
         result = connection.exec_driver_sql(sql, tuple(chain.from_iterable(batch)))
         if result.returns_rows:
             out += result.all()
     return out
+
+
+def _batches(count: int, largest: int) -> list[int]:
+    """Batch sizes for `count` rows: powers of two, none above `largest`.
+
+    Drivers keep each distinct statement prepared (a multi-row INSERT is a large one);
+    sizes from a short fixed list keep that cache from filling with one-off statements.
+    """
+    top = 1 << max(0, largest.bit_length() - 1)
+    sizes = [top] * (count // top)
+    rest = count % top
+    while rest:
+        size = 1 << (rest.bit_length() - 1)
+        sizes.append(size)
+        rest -= size
+    return sizes
 
 
 def insert_ignore(

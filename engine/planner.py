@@ -6,6 +6,7 @@ functions, and writes their answers in bulk; nothing here touches Redis or SQL.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, time, timedelta
@@ -208,8 +209,10 @@ def over_cap(rules: Rules, decisions: Sequence[Decision], resets_at: datetime) -
     return out
 
 
+@functools.lru_cache(maxsize=256)
 def window(cap: Cap, at: datetime) -> tuple[int, datetime]:
-    """The fixed window a cap counts in at `at`: its index and when it resets."""
+    """The fixed window a cap counts in at `at`: its index and when it resets (a chunk asks
+    the same question for each of its recipients)."""
     stamp = int(at.timestamp())
     index = stamp // cap.per
     return index, datetime.fromtimestamp((index + 1) * cap.per, tz=at.tzinfo)
