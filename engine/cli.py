@@ -28,9 +28,13 @@ def _api(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _queues(args: argparse.Namespace, settings: Settings) -> list[str]:
+    return (args.queues or settings.worker_queues).replace(",", " ").split()
+
+
 def worker_command(args: argparse.Namespace, settings: Settings) -> list[str]:
     """The Dramatiq command line for a worker with these flags."""
-    queues = (args.queues or settings.worker_queues).replace(",", " ").split()
+    queues = _queues(args, settings)
     return [
         sys.executable,
         "-m",
@@ -45,10 +49,15 @@ def worker_command(args: argparse.Namespace, settings: Settings) -> list[str]:
     ]
 
 
-def _worker_env(settings: Settings) -> dict[str, str]:
+def worker_env(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
+    """The environment for a worker with these flags."""
+    from engine.broker import CRITICAL
+
     env = dict(os.environ)
     # Idle pickup latency: Dramatiq polls an empty queue with backoff up to this.
-    env.setdefault("dramatiq_worker_timeout", str(settings.worker_timeout_ms))
+    critical = CRITICAL in _queues(args, settings)
+    timeout = settings.critical_timeout_ms if critical else settings.worker_timeout_ms
+    env.setdefault("dramatiq_worker_timeout", str(timeout))
     # Every worker process writes its metrics here; one port serves their sum.
     metrics_dir = Path(tempfile.gettempdir()) / f"tidings-metrics-{settings.metrics_port}"
     shutil.rmtree(metrics_dir, ignore_errors=True)
@@ -60,7 +69,7 @@ def _worker_env(settings: Settings) -> dict[str, str]:
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     command = worker_command(args, settings)
-    os.execve(sys.executable, command, _worker_env(settings))
+    os.execve(sys.executable, command, worker_env(args, settings))
     return 0  # pragma: no cover (execve does not return)
 
 
@@ -104,8 +113,8 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
     )
     second_port = settings.model_copy(update={"metrics_port": settings.metrics_port + 1})
     children = [
-        subprocess.Popen(worker_command(critical, settings), env=_worker_env(settings)),
-        subprocess.Popen(worker_command(general, settings), env=_worker_env(second_port)),
+        subprocess.Popen(worker_command(critical, settings), env=worker_env(critical, settings)),
+        subprocess.Popen(worker_command(general, settings), env=worker_env(general, second_port)),
         subprocess.Popen([*me, "scheduler"]),
         subprocess.Popen([*me, "api", "--host", args.host, "--port", str(args.port)]),
     ]

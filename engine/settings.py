@@ -56,7 +56,12 @@ class Settings(BaseSettings):
     # A just-accepted notification is the API's to enqueue; the scheduler steps in after this.
     enqueue_grace: int = 10
     scheduler_interval: float = 1.0
-    worker_timeout_ms: int = 100
+    # Dramatiq polls an empty queue with backoff up to this many ms: the longest a job
+    # waits to be picked up by an idle worker. A worker that serves the critical queue
+    # uses `critical_timeout_ms` instead, so an order notification is not kept waiting
+    # (at the cost of ~100 cheap Redis calls a second per idle queue).
+    worker_timeout_ms: int = Field(default=100, ge=1)
+    critical_timeout_ms: int = Field(default=10, ge=1)
     delivery_max_attempts: int = 5
     retry_backoff_base: float = 1.0
     metrics_port: int = 9191

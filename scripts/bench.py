@@ -82,7 +82,6 @@ def env_for(settings: Settings) -> dict[str, str]:
     for name, value in settings.model_dump().items():
         if value is not None:
             env[f"TIDINGS_{name.upper()}"] = str(value)
-    env["dramatiq_worker_timeout"] = str(settings.worker_timeout_ms)
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -238,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--worker-timeout-ms",
         type=int,
-        help="Dramatiq's idle poll backoff cap (default: Tidings' setting)",
+        help="idle poll backoff cap of workers off the critical queue (default: the setting)",
     )
     parser.add_argument(
         "--critical-worker",

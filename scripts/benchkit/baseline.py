@@ -63,7 +63,8 @@ def baseline(
         notification_id = row.id
     argv = [sys.executable, "-m", "dramatiq", "scripts.baseline_actors"]
     argv += ["--processes", str(args.processes), "--threads", str(args.threads)]
-    fleet.start_dramatiq("baseline", [*argv, "--queues", QUEUE], args.processes)
+    poll = {"dramatiq_worker_timeout": str(settings.worker_timeout_ms)}
+    fleet.start_dramatiq("baseline", [*argv, "--queues", QUEUE], args.processes, poll)
     sampler = Sampler(
         {"workers": fleet.pid("baseline")}, {"redis": "redis-server"}, pss=("workers",)
     )

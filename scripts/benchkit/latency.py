@@ -139,6 +139,28 @@ def latency(db: Database, prober: Prober) -> dict[str, Any]:
         "from_request_p99_ms": ms(percentile(requested, 99)),
         "api_accept_p50_ms": ms(percentile(prober.accept_ms, 50)),
         "api_accept_p99_ms": ms(percentile(prober.accept_ms, 99)),
+        "stages_p50_ms": stages(db, ids),
         "errors": dict(prober.errors),
         "late_sends": prober.late,
+    }
+
+
+def stages(db: Database, ids: list[int]) -> dict[str, float | None]:
+    """Median ms from accept to each receipt event of the probes: where the time goes."""
+    with db.session() as session:
+        rows = session.execute(
+            select(col(Notification.created_at), col(DeliveryEvent.status), col(DeliveryEvent.at))
+            .join(Delivery, col(Delivery.notification_id) == col(Notification.id))
+            .join(DeliveryEvent, col(DeliveryEvent.delivery_id) == col(Delivery.id))
+            .where(col(Notification.id).in_(ids))
+        ).all()
+    by_status: dict[str, list[float]] = {}
+    for created, status, at in rows:
+        elapsed = (aware(at) - aware(created)).total_seconds() * 1000  # type: ignore[operator]
+        by_status.setdefault(status, []).append(elapsed)
+    medians = {status: percentile(values, 50) for status, values in by_status.items()}
+    return {
+        status: round(value, 1)
+        for status, value in sorted(medians.items(), key=lambda item: item[1] or 0)
+        if value is not None
     }

@@ -24,7 +24,7 @@ from tests.engine.conftest import (
     wait_for,
 )
 from tests.engine.test_resilience import BLAST, ORDER, audience
-from tests.support import Sink
+from tests.support import Sink, free_port
 
 
 def test_metrics_from_api_and_workers(admin: httpx.Client, pipeline: Processes) -> None:
@@ -121,3 +121,18 @@ def test_a_broadcast_starts_sending_before_its_audience_is_planned(
     # Each chunk's messages go out before the next chunk is planned, not after all ten.
     assert planned_at_first_message <= 3
     assert view["counts"]["delivered"] == 3000
+
+
+def test_a_worker_serving_the_critical_queue_picks_up_work_sooner_when_idle() -> None:
+    # Dramatiq backs off polling an empty queue up to `dramatiq_worker_timeout` ms: that is
+    # how long an order notification can wait for an idle worker to notice it.
+    from argparse import Namespace
+
+    from engine.cli import worker_env
+
+    settings = Settings(worker_timeout_ms=100, critical_timeout_ms=10, metrics_port=free_port())
+    polls = {
+        queues: worker_env(Namespace(queues=queues), settings)["dramatiq_worker_timeout"]
+        for queues in ("critical", "critical,normal,bulk", "normal,bulk")
+    }
+    assert polls == {"critical": "10", "critical,normal,bulk": "10", "normal,bulk": "100"}
