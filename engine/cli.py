@@ -107,7 +107,8 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
         load_demo(settings, port=args.port)
     me = [sys.executable, "-m", "engine.cli"]
     # Critical work gets a worker of its own, so a broadcast never keeps it waiting.
-    critical = argparse.Namespace(queues="critical", processes=1, threads=4)
+    # Two threads: an order notification gets through while another waits on a provider.
+    critical = argparse.Namespace(queues="critical", processes=1, threads=2)
     general = argparse.Namespace(
         queues="normal,bulk", processes=args.processes, threads=args.threads
     )

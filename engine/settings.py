@@ -68,10 +68,12 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: str = Field(default="json", pattern="^(json|text)$")
     worker_processes: int = 2
-    # Jobs are mostly CPU-bound Python under one GIL per process: a second thread lets one
-    # job wait on a slow provider while another computes; more only lengthen every job
-    # (and the SQLite write turns they hold) and raise memory. Measured in the README.
-    worker_threads: int = 2
+    # Jobs are CPU-bound Python under one GIL per process, and a deliver job already sends
+    # its batch concurrently: a second thread overlaps one job's provider waits with
+    # another's work (+25% with webhooks), but halves the CPU a job holding the SQLite write
+    # turn gets, which doubles how long critical writes wait for it. Scale with processes.
+    # Measured in the README.
+    worker_threads: int = 1
     worker_queues: str = "critical,normal,bulk"
 
     # Channels

@@ -233,7 +233,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-n", "--recipients", type=int, default=100_000)
     parser.add_argument("--channels", default="inapp,webhook", help="of the broadcast category")
     parser.add_argument("--processes", type=int, default=2, help="worker processes")
-    parser.add_argument("--threads", type=int, default=2, help="threads per worker process")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=Settings.model_fields["worker_threads"].default,
+        help="threads per worker process (default: the setting)",
+    )
     parser.add_argument(
         "--worker-timeout-ms",
         type=int,
