@@ -18,29 +18,31 @@ from preferences.model import Cap
 
 # For each group (one recipient's caps), check every counter is under its limit and,
 # only if all are, increment them all. Returns, per group, 0 when admitted or the
-# 1-based position of the first counter that was full.
+# 1-based position of the first counter that was full. A chunk's thousands of counters
+# travel as three strings (group sizes; key names; limit and TTL pairs) rather than as
+# thousands of arguments, which the client would pack one by one. The counters live in a
+# standalone Redis database of their own, so the keys need not be declared in KEYS.
 CHECK_AND_COUNT = """
+local sizes, keys, numbers = {}, {}, {}
+for n in string.gmatch(ARGV[1], '%d+') do sizes[#sizes + 1] = tonumber(n) end
+for key in string.gmatch(ARGV[2], '[^\\n]+') do keys[#keys + 1] = key end
+for n in string.gmatch(ARGV[3], '%d+') do numbers[#numbers + 1] = tonumber(n) end
 local results = {}
 local k = 1
-local groups = tonumber(ARGV[1])
-local a = 2
-for g = 1, groups do
-  local n = tonumber(ARGV[a]); a = a + 1
+for g, n in ipairs(sizes) do
   local full = 0
   for i = 0, n - 1 do
-    local limit = tonumber(ARGV[a + i * 2])
-    local current = tonumber(redis.call('GET', KEYS[k + i]) or '0')
-    if full == 0 and current >= limit then full = i + 1 end
+    local current = tonumber(redis.call('GET', keys[k + i]) or '0')
+    if full == 0 and current >= numbers[(k + i) * 2 - 1] then full = i + 1 end
   end
   if full == 0 then
     for i = 0, n - 1 do
-      redis.call('INCR', KEYS[k + i])
-      redis.call('EXPIRE', KEYS[k + i], tonumber(ARGV[a + i * 2 + 1]))
+      redis.call('INCR', keys[k + i])
+      redis.call('EXPIRE', keys[k + i], numbers[(k + i) * 2])
     end
   end
   results[g] = full
   k = k + n
-  a = a + n * 2
 end
 return results
 """
@@ -83,19 +85,21 @@ class Counters:
         """For each check, None if admitted (and counted), else when the full window resets."""
         if not checks:
             return []
+        sizes: list[str] = []
         keys: list[str] = []
-        args: list[int] = [len(checks)]
+        numbers: list[str] = []
         resets: list[list[datetime]] = []
         for check in checks:
-            args.append(len(check.limits))
+            sizes.append(str(len(check.limits)))
             group_resets = []
             for name, cap in check.limits:
                 index, resets_at = window(cap, at)
                 keys.append(f"tidings:cap:{check.recipient_id}:{name}:{cap.per}:{index}")
-                args += [cap.count, cap.per + 60]
+                numbers += [str(cap.count), str(cap.per + 60)]
                 group_resets.append(resets_at)
             resets.append(group_resets)
-        results = self._check(keys=keys, args=args)
+        args = [",".join(sizes), "\n".join(keys), ",".join(numbers)]
+        results = self._check(keys=[], args=args)
         return [None if full == 0 else resets[i][int(full) - 1] for i, full in enumerate(results)]
 
     def take(self, channel: str, count: int, per: int, want: int, at: datetime) -> int:

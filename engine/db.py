@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlmodel import Session
 
@@ -21,6 +22,15 @@ from engine.settings import Settings
 
 T = TypeVar("T")
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+# JSON columns (recipients' tags, stored preferences, …) are decoded for every row a chunk
+# reads: orjson does it several times faster than the standard library.
+JSON = {"json_serializer": _dumps, "json_deserializer": orjson.loads}
 
 
 def make_engine(settings: Settings) -> Engine:
@@ -33,6 +43,7 @@ def make_engine(settings: Settings) -> Engine:
         engine = create_engine(
             url,
             connect_args={"timeout": 30, "check_same_thread": False, "factory": sqlite.Connection},
+            **JSON,
         )
 
         @event.listens_for(engine, "connect")
@@ -44,7 +55,7 @@ def make_engine(settings: Settings) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **JSON)
 
 
 class Database:

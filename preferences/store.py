@@ -6,8 +6,10 @@ changes a default changes it for everyone who did not choose otherwise.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -44,22 +46,32 @@ def resolve(
 ) -> EffectivePreferences:
     """Effective preferences from what was stored plus the platform defaults."""
     rid = recipient.id if recipient else recipient_id or ""
+    if stored is None:  # most recipients: the defaults, shared (they are read-only)
+        home = (recipient.timezone if recipient else None) or settings.default_timezone
+        parts = _default_parts(
+            home,
+            settings.global_cap_per_day,
+            settings.default_quiet_start,
+            settings.default_quiet_end,
+            settings.digest_at,
+        )
+        return EffectivePreferences(rid, *parts)
     channels = dict.fromkeys(CHANNEL_NAMES, True)
-    channels.update(stored.channels or {} if stored else {})
+    channels.update(stored.channels or {})
     categories = {
         key: CategoryPreference(
             enabled=bool(value.get("enabled", True)),
             channels=dict(value.get("channels") or {}),
             caps=_caps(value.get("caps")),
         )
-        for key, value in ((stored.categories or {}) if stored else {}).items()
+        for key, value in (stored.categories or {}).items()
     }
     caps = (
         _caps(stored.caps)
-        if stored and stored.caps is not None
+        if stored.caps is not None
         else (Cap(settings.global_cap_per_day, 86400),)
     )
-    quiet = (stored.quiet_hours or {}) if stored else {}
+    quiet = stored.quiet_hours or {}
     zone = quiet.get("timezone") or (recipient.timezone if recipient else None)
     quiet_hours = QuietHours(
         enabled=quiet.get("enabled") is not False,  # null is the default: on
@@ -68,19 +80,35 @@ def resolve(
         timezone=zone or settings.default_timezone,
         days=frozenset(quiet.get("days") or WEEKDAYS),
     )
-    digest = (stored.digest or {}) if stored else {}
+    digest = stored.digest or {}
     return EffectivePreferences(
         recipient_id=rid,
         channels=channels,
         categories=categories,
         caps=caps,
         quiet_hours=quiet_hours,
-        paused_until=aware(stored.paused_until) if stored else None,
+        paused_until=aware(stored.paused_until),
         digest=Digest(
             enabled=bool(digest.get("enabled", False)),
             at=parse_hhmm(digest.get("at") or settings.digest_at),
         ),
-        unsubscribed=bool(stored.unsubscribed) if stored else False,
+        unsubscribed=bool(stored.unsubscribed),
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _default_parts(
+    zone: str, cap_per_day: int, quiet_start: str, quiet_end: str, digest_at: str
+) -> tuple[Any, ...]:
+    """The fields after `recipient_id` of a recipient who stored nothing, in `zone`."""
+    return (
+        MappingProxyType(dict.fromkeys(CHANNEL_NAMES, True)),
+        MappingProxyType({}),
+        (Cap(cap_per_day, 86400),),
+        QuietHours(True, parse_hhmm(quiet_start), parse_hhmm(quiet_end), zone),
+        None,
+        Digest(enabled=False, at=parse_hhmm(digest_at)),
+        False,
     )
 
 
