@@ -10,6 +10,7 @@ import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from engine.models import Category
@@ -99,6 +100,40 @@ def decide(
     if INBOX in usable:
         out.append(Decision(INBOX, "queued"))
     out.extend(_route(rules, prefs, interrupting, has_inbox=INBOX in usable, at=at))
+    return out
+
+
+def decide_many(
+    rules: Rules,
+    request: Request,
+    recipients: Iterable[tuple[str, EffectivePreferences, Sequence[str]]],
+    at: datetime,
+) -> dict[str, list[Decision]]:
+    """`decide` for many (recipient id, preferences, addressable channels), computed once
+    per distinct situation.
+
+    Recipients who stored no preferences share the default mappings (the same objects),
+    so those with the same addresses get the same decisions. The key holds the identity
+    of the preference mappings — every one stays alive for the call, so no identity is
+    reused — and the hashable rest.
+    """
+    seen: dict[tuple[Any, ...], list[Decision]] = {}
+    out: dict[str, list[Decision]] = {}
+    for rid, prefs, channels in recipients:
+        key = (
+            id(prefs.channels),
+            id(prefs.categories),
+            prefs.caps,
+            prefs.quiet_hours,
+            prefs.paused_until,
+            prefs.digest,
+            prefs.unsubscribed,
+            tuple(channels),
+        )
+        found = seen.get(key)
+        if found is None:
+            found = seen[key] = decide(rules, request, prefs, channels, at)
+        out[rid] = list(found)
     return out
 
 

@@ -250,9 +250,9 @@ def _plan(
         expires_at=aware(notification.expires_at),
         collapse_key=notification.collapse_key,
     )
-    decisions = {
-        r.id: planner.decide(rules, request, prefs[r.id], addressable(r), at) for r in todo
-    }
+    decisions = planner.decide_many(
+        rules, request, ((r.id, prefs[r.id], addressable(r)) for r in todo), at
+    )
     replaced = _collapse(session, notification, rules, decisions, at)
     _cap(rt, rules, prefs, decisions, at)
     rows = _rows(rt, notification, category, {r.id: r for r in todo}, decisions, at)

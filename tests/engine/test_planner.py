@@ -146,3 +146,30 @@ def test_fixed_windows_and_release_collapse() -> None:
         (5, "u-1", "push", None),
     ]
     assert planner.release_collapse(rows) == {1}
+
+
+def test_deciding_a_chunk_at_once_gives_each_recipient_their_own_fate() -> None:
+    # Recipients on the shared defaults are decided once per situation; whoever differs
+    # (other addresses, a stored choice, another time zone) must not inherit their fate.
+    settings = Settings(default_timezone="Asia/Shanghai")
+
+    def default(rid: str, zone: str | None = None) -> EffectivePreferences:
+        if zone is None:
+            return resolve(None, None, settings=settings, recipient_id=rid)
+        shifted = settings.model_copy(update={"default_timezone": zone})
+        return resolve(None, None, settings=shifted, recipient_id=rid)
+
+    no_email = prefs(channels={"email": False})
+    chunk = [
+        ("a", default("a"), EVERYWHERE),
+        ("b", default("b"), ("inapp",)),
+        ("c", default("c"), EVERYWHERE),
+        ("d", no_email, EVERYWHERE),
+        ("e", default("e", "America/New_York"), EVERYWHERE),  # 23:00 at NIGHT in Shanghai
+    ]
+    got = planner.decide_many(rules(), Request(), chunk, NIGHT)
+    assert got == {rid: planner.decide(rules(), Request(), p, ch, NIGHT) for rid, p, ch in chunk}
+    assert by_channel(got["a"])["email"] == ("scheduled", "quiet_hours")
+    assert "email" not in {d.channel for d in got["b"] if d.status != "suppressed"}
+    assert by_channel(got["d"])["email"] == ("suppressed", "opted_out")
+    assert by_channel(got["e"])["email"] == ("queued", None)  # 10:00 in New York
