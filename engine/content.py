@@ -35,6 +35,8 @@ class Composer:
 
     def __init__(self) -> None:
         self._shared: dict[tuple[int, str, str], Copy] = {}
+        # by the locale asked for, not the one picked: the cache hit costs one lookup
+        self._asked: dict[tuple[int, str, str], Copy] = {}
 
     def compose(
         self,
@@ -45,8 +47,12 @@ class Composer:
         links: Callable[[], Mapping[str, str]],
     ) -> Copy:
         """The copy for one delivery; raises `RenderError` if a template fails."""
-        data = notification.data or {}
         locale_wanted = (recipient.locale if recipient else None) or category.default_locale
+        assert notification.id is not None
+        asked = (notification.id, channel, locale_wanted)
+        if (found := self._asked.get(asked)) is not None:
+            return found
+        data = notification.data or {}
         if notification.content:
             content = notification.content
             return Copy(
@@ -60,9 +66,9 @@ class Composer:
         locale = pick_locale(by_locale, locale_wanted, category.default_locale) or locale_wanted
         fields = by_locale.get(locale, {})
         shared = not uses_recipient(fields)
-        assert notification.id is not None
         key = (notification.id, channel, locale)
         if shared and key in self._shared:
+            self._asked[asked] = self._shared[key]
             return self._shared[key]
         context: dict[str, Any] = {
             "data": data,
@@ -78,5 +84,5 @@ class Composer:
             locale=locale,
         )
         if shared:
-            self._shared[key] = copy
+            self._shared[key] = self._asked[asked] = copy
         return copy

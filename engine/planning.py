@@ -363,28 +363,29 @@ def _rows(
 ) -> list[dict[str, Any]]:
     """Delivery rows; inbox deliveries are rendered and stored as delivered right here."""
     composer = Composer()
+    shared: dict[str, Any] = {  # what every row of the chunk has in common
+        "notification_id": notification.id,
+        "category": category.key,
+        "collapse_key": notification.collapse_key,
+        "title": None,
+        "body": None,
+        "action_url": None,
+        "error": None,
+        "attempts": 0,
+        "created_at": at,
+        "updated_at": at,
+    }
     rows = []
     for rid, ds in decisions.items():
         recipient = recipients[rid]
         for d in ds:
-            row: dict[str, Any] = {
-                "notification_id": notification.id,
-                "recipient_id": rid,
-                "channel": d.channel,
-                "category": category.key,
-                "status": d.status,
-                "reason": d.reason,
-                "due_at": d.due_at,
-                "collapse_key": notification.collapse_key,
-                "locale": recipient.locale,
-                "title": None,
-                "body": None,
-                "action_url": None,
-                "error": None,
-                "attempts": 0,
-                "created_at": at,
-                "updated_at": at,
-            }
+            row = shared.copy()
+            row["recipient_id"] = rid
+            row["channel"] = d.channel
+            row["status"] = d.status
+            row["reason"] = d.reason
+            row["due_at"] = d.due_at
+            row["locale"] = recipient.locale
             if d.channel == planner.INBOX and d.status == "queued":
                 try:
                     copy = composer.compose(
