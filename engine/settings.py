@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     worker_processes: int = 2
     # Jobs are CPU-bound Python under one GIL per process, and a deliver job already sends
     # its batch concurrently: a second thread overlaps one job's provider waits with
-    # another's work (+25% with webhooks), but halves the CPU a job holding the SQLite write
+    # another's work (~20% more webhooks), but halves the CPU a job holding the SQLite write
     # turn gets, which doubles how long critical writes wait for it. Scale with processes.
     # Measured in the README.
     worker_threads: int = 1
