@@ -30,7 +30,7 @@ def _dumps(value: Any) -> str:
 
 # JSON columns (recipients' tags, stored preferences, …) are decoded for every row a chunk
 # reads: orjson does it several times faster than the standard library.
-JSON = {"json_serializer": _dumps, "json_deserializer": orjson.loads}
+JSON_CODEC = {"json_serializer": _dumps, "json_deserializer": orjson.loads}
 
 
 def make_engine(settings: Settings) -> Engine:
@@ -43,7 +43,7 @@ def make_engine(settings: Settings) -> Engine:
         engine = create_engine(
             url,
             connect_args={"timeout": 30, "check_same_thread": False, "factory": sqlite.Connection},
-            **JSON,
+            **JSON_CODEC,
         )
 
         @event.listens_for(engine, "connect")
@@ -55,7 +55,7 @@ def make_engine(settings: Settings) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **JSON)
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **JSON_CODEC)
 
 
 class Database:
