@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -103,6 +103,10 @@ def decide(
     return out
 
 
+# What `decide` reads of a recipient's preferences: all of them but whose they are.
+_SITUATION = tuple(f.name for f in fields(EffectivePreferences) if f.name != "recipient_id")
+
+
 def decide_many(
     rules: Rules,
     request: Request,
@@ -112,24 +116,15 @@ def decide_many(
     """`decide` for many (recipient id, preferences, addressable channels), computed once
     per distinct situation.
 
-    Recipients who stored no preferences share the default mappings (the same objects),
-    so those with the same addresses get the same decisions. The key holds the identity
-    of the preference mappings — every one stays alive for the call, so no identity is
-    reused — and the hashable rest.
+    Recipients who stored no preferences share the same default objects, so those with
+    the same addresses get the same decisions. The key is the identity of every
+    preference field — all stay alive for the call, so no identity is reused — and the
+    addresses.
     """
     seen: dict[tuple[Any, ...], list[Decision]] = {}
     out: dict[str, list[Decision]] = {}
     for rid, prefs, channels in recipients:
-        key = (
-            id(prefs.channels),
-            id(prefs.categories),
-            prefs.caps,
-            prefs.quiet_hours,
-            prefs.paused_until,
-            prefs.digest,
-            prefs.unsubscribed,
-            tuple(channels),
-        )
+        key = (*(id(getattr(prefs, name)) for name in _SITUATION), *channels)
         found = seen.get(key)
         if found is None:
             found = seen[key] = decide(rules, request, prefs, channels, at)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any
@@ -48,14 +49,14 @@ def resolve(
     rid = recipient.id if recipient else recipient_id or ""
     if stored is None:  # most recipients: the defaults, shared (they are read-only)
         home = (recipient.timezone if recipient else None) or settings.default_timezone
-        parts = _default_parts(
+        defaults = _defaults(
             home,
             settings.global_cap_per_day,
             settings.default_quiet_start,
             settings.default_quiet_end,
             settings.digest_at,
         )
-        return EffectivePreferences(rid, *parts)
+        return replace(defaults, recipient_id=rid)
     channels = dict.fromkeys(CHANNEL_NAMES, True)
     channels.update(stored.channels or {})
     categories = {
@@ -97,18 +98,19 @@ def resolve(
 
 
 @functools.lru_cache(maxsize=256)
-def _default_parts(
+def _defaults(
     zone: str, cap_per_day: int, quiet_start: str, quiet_end: str, digest_at: str
-) -> tuple[Any, ...]:
-    """The fields after `recipient_id` of a recipient who stored nothing, in `zone`."""
-    return (
-        MappingProxyType(dict.fromkeys(CHANNEL_NAMES, True)),
-        MappingProxyType({}),
-        (Cap(cap_per_day, 86400),),
-        QuietHours(True, parse_hhmm(quiet_start), parse_hhmm(quiet_end), zone),
-        None,
-        Digest(enabled=False, at=parse_hhmm(digest_at)),
-        False,
+) -> EffectivePreferences:
+    """The preferences of a recipient in `zone` who stored nothing (for no one in particular)."""
+    return EffectivePreferences(
+        recipient_id="",
+        channels=MappingProxyType(dict.fromkeys(CHANNEL_NAMES, True)),
+        categories=MappingProxyType({}),
+        caps=(Cap(cap_per_day, 86400),),
+        quiet_hours=QuietHours(True, parse_hhmm(quiet_start), parse_hhmm(quiet_end), zone),
+        paused_until=None,
+        digest=Digest(enabled=False, at=parse_hhmm(digest_at)),
+        unsubscribed=False,
     )
 
 
