@@ -232,11 +232,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", "--recipients", type=int, default=100_000)
     parser.add_argument("--channels", default="inapp,webhook", help="of the broadcast category")
-    parser.add_argument("--processes", type=int, default=2, help="worker processes")
+    defaults = Settings.model_fields
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=defaults["worker_processes"].default,
+        help="worker processes (default: the setting)",
+    )
     parser.add_argument(
         "--threads",
         type=int,
-        default=Settings.model_fields["worker_threads"].default,
+        default=defaults["worker_threads"].default,
         help="threads per worker process (default: the setting)",
     )
     parser.add_argument(

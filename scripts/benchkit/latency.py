@@ -3,6 +3,7 @@ measured from the receipts in SQL."""
 
 from __future__ import annotations
 
+import statistics
 import threading
 import time
 from collections import Counter
@@ -145,7 +146,7 @@ def latency(db: Database, prober: Prober) -> dict[str, Any]:
     }
 
 
-def stages(db: Database, ids: list[int]) -> dict[str, float | None]:
+def stages(db: Database, ids: list[int]) -> dict[str, float]:
     """Median ms from accept to each receipt event of the probes: where the time goes."""
     with db.session() as session:
         rows = session.execute(
@@ -158,9 +159,6 @@ def stages(db: Database, ids: list[int]) -> dict[str, float | None]:
     for created, status, at in rows:
         elapsed = (aware(at) - aware(created)).total_seconds() * 1000  # type: ignore[operator]
         by_status.setdefault(status, []).append(elapsed)
-    medians = {status: percentile(values, 50) for status, values in by_status.items()}
-    return {
-        status: round(value, 1)
-        for status, value in sorted(medians.items(), key=lambda item: item[1] or 0)
-        if value is not None
-    }
+    medians = {status: statistics.median(values) for status, values in by_status.items()}
+    in_order = sorted(medians.items(), key=lambda item: item[1])
+    return {status: round(median, 1) for status, median in in_order}
