@@ -23,8 +23,11 @@ POSTGRES_ADMIN = os.environ.get(
     "TIDINGS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 # Tests own two Redis database numbers and flush them; production defaults use 0 and 1.
-BROKER_DB = 14
-COUNTERS_DB = 15
+# TIDINGS_TEST_REDIS_DB moves the pair (N, N+1) and TIDINGS_TEST_REDIS_PORT the server, so
+# two checkouts can run their suites at once.
+REDIS_PORT = int(os.environ.get("TIDINGS_TEST_REDIS_PORT", "6379"))
+BROKER_DB = int(os.environ.get("TIDINGS_TEST_REDIS_DB", "14"))
+COUNTERS_DB = BROKER_DB + 1
 
 
 @pytest.fixture(scope="session")
@@ -61,13 +64,13 @@ def _reset_postgres(url: str) -> None:
 @pytest.fixture
 def redis_client() -> Iterator[redis.Redis]:
     """The test broker database of a real Redis, flushed before and after."""
-    client = redis.Redis(host="127.0.0.1", port=6379, db=BROKER_DB)
+    client = redis.Redis(host="127.0.0.1", port=REDIS_PORT, db=BROKER_DB)
     try:
         client.ping()
     except redis.ConnectionError as exc:
-        pytest.fail(f"Redis is not answering on 127.0.0.1:6379: {exc}")
+        pytest.fail(f"Redis is not answering on 127.0.0.1:{REDIS_PORT}: {exc}")
     client.flushdb()
-    counters = redis.Redis(host="127.0.0.1", port=6379, db=COUNTERS_DB)
+    counters = redis.Redis(host="127.0.0.1", port=REDIS_PORT, db=COUNTERS_DB)
     counters.flushdb()
     yield client
     client.flushdb()
@@ -80,7 +83,7 @@ def redis_client() -> Iterator[redis.Redis]:
 def settings(database_url: str, redis_client: redis.Redis) -> Settings:
     return Settings(
         database_url=database_url,
-        redis_url=f"redis://127.0.0.1:6379/{BROKER_DB}",
+        redis_url=f"redis://127.0.0.1:{REDIS_PORT}/{BROKER_DB}",
         counters_redis_db=COUNTERS_DB,
         secret_key="test-secret",
         max_bulk_recipients=50,
