@@ -8,7 +8,7 @@ from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
 from engine import bulk
-from engine.errors import NotFound
+from engine.errors import Conflict, NotFound
 from engine.models import Delivery, Feedback
 from engine.notifications import deliveries_public
 from engine.timeutil import format_duration, iso, now
@@ -16,15 +16,30 @@ from preferences import store
 
 # How far along a delivery is; an event never moves a delivery backwards.
 PROGRESS = ("queued", "sending", "sent", "delivered", "opened", "read", "clicked", "converted")
+# A delivery in one of these reached its recipient (a channel took it, or it is in the
+# inbox): the only ones a recipient can rate, and the only ratings statistics count.
+REACHED = PROGRESS[PROGRESS.index("sent") :]
+# Events may also arrive for a delivery still being sent: the channel can answer first.
+ENGAGEABLE = frozenset(PROGRESS)
 CANCELS_OTHERS = frozenset({"opened", "read", "clicked", "converted"})
 
 
 def record_event(session: Session, delivery_id: int, kind: str) -> dict[str, Any]:
     """Record opened/read/clicked/converted; a seen notification cancels its pending
-    deliveries on the other channels (`seen_elsewhere`)."""
+    deliveries on the other channels (`seen_elsewhere`).
+
+    Raises `NotFound` for an unknown delivery and `Conflict` (409, naming the status) for
+    one that never went out (scheduled, suppressed, failed).
+    """
     row = session.get(Delivery, delivery_id)
     if row is None:
         raise NotFound(f"no delivery {delivery_id}", field="id")
+    if row.status not in ENGAGEABLE:
+        raise Conflict(
+            f"delivery {delivery_id} is {row.status}: it never reached its recipient",
+            field="id",
+            code="not_delivered",
+        )
     at = now()
     if row.status in PROGRESS and PROGRESS.index(kind) > PROGRESS.index(row.status):
         row.status = kind
@@ -65,10 +80,22 @@ def record_feedback(
     *,
     recipient_id: str | None = None,
 ) -> dict[str, Any]:
-    """Record 👍 / 😕 / 👎 on a delivery; rating again replaces the earlier rating."""
+    """Record 👍 / 😕 / 👎 on a delivery; rating again replaces the earlier rating.
+
+    Raises `NotFound` for an unknown delivery (or another recipient's), and `Conflict`
+    (409, naming the status) for one that never reached its recipient: a suppressed,
+    failed, scheduled or queued message cannot have been liked or disliked.
+    """
     row = session.get(Delivery, delivery_id)
     if row is None or (recipient_id is not None and row.recipient_id != recipient_id):
         raise NotFound(f"no delivery {delivery_id}", field="id")
+    if row.status not in REACHED:
+        raise Conflict(
+            f"delivery {delivery_id} is {row.status}, not delivered: only a delivered "
+            "message can be rated",
+            field="id",
+            code="not_delivered",
+        )
     found = session.exec(select(Feedback).where(col(Feedback.delivery_id) == delivery_id)).first()
     feedback = found or Feedback(
         delivery_id=delivery_id, recipient_id=row.recipient_id, category=row.category, rating=rating

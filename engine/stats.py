@@ -11,8 +11,8 @@ from sqlalchemy import case, func
 from sqlmodel import Session, col, select
 
 from engine.models import Delivery, Feedback
+from engine.receipts import REACHED
 
-REACHED = ("sent", "delivered", "opened", "read", "clicked", "converted")
 OPENED = ("opened", "read", "clicked", "converted")
 CLICKED = ("clicked", "converted")
 GROUPS = {"category": Delivery.category, "channel": Delivery.channel, "variant": Delivery.variant}
@@ -43,7 +43,7 @@ def rates(session: Session, *, by: str, since: datetime, until: datetime) -> lis
     ratings = (
         select(key, Feedback.rating, func.count())
         .join(Feedback, col(Feedback.delivery_id) == col(Delivery.id))
-        .where(*window)
+        .where(*window, col(Delivery.status).in_(REACHED))
         .group_by(key, col(Feedback.rating))
     )
     for group, rating, total in session.exec(ratings):

@@ -10,6 +10,7 @@ from sqlmodel import Session
 
 from engine import receipts
 from engine.models import Delivery
+from engine.receipts import INBOX_VISIBLE
 from engine.timeutil import aware, now
 from preferences import forms, store
 from preferences.web import Refused, Visit, check_form, page, redirect, render
@@ -27,7 +28,12 @@ def _own(session: Session, visit: Visit) -> Delivery:
     """The delivery in the path, if it is this recipient's inbox message."""
     did = _number(visit.request.match_info.get("delivery_id"))
     row = session.get(Delivery, did) if did is not None else None
-    if row is None or row.recipient_id != visit.recipient.id or row.channel != "inapp":
+    if (
+        row is None
+        or row.recipient_id != visit.recipient.id
+        or row.channel != "inapp"
+        or row.status not in INBOX_VISIBLE
+    ):
         raise Refused("not_found", recipient=visit.recipient)
     return row
 

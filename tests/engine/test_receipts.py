@@ -5,9 +5,11 @@ from __future__ import annotations
 import itertools
 
 import httpx
+import pytest
+from sqlmodel import select
 
 from engine.db import Database
-from engine.models import Delivery
+from engine.models import Delivery, Feedback
 
 NOTIFICATION_IDS = itertools.count(1)
 PROMO = {
@@ -118,3 +120,57 @@ def test_stats_show_rates_and_feedback_per_category_and_channel(
     assert by_channel["email"]["sent"] == 0 and by_channel["email"]["open_rate"] is None
     assert admin.get("/v1/stats", params={"by": "colour"}).json()["error"]["field"] == "by"
     assert admin.get("/v1/stats", params={"from": "yesterday"}).json()["error"]["field"] == "from"
+
+
+@pytest.mark.parametrize("status", ["suppressed", "failed", "scheduled", "queued"])
+def test_feedback_on_a_message_that_never_arrived_is_a_conflict_naming_its_status(
+    admin: httpx.Client, db: Database, status: str
+) -> None:
+    admin.put("/v1/categories/promo.flash_sale", json=PROMO).raise_for_status()
+    admin.put("/v1/recipients/u-1", json={}).raise_for_status()
+    did = _delivered(db, "promo.flash_sale", "email", status)
+    answer = admin.post(f"/v1/deliveries/{did}/feedback", json={"rating": "down"})
+    assert answer.status_code == 409, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "not_delivered" and f"is {status}" in error["message"]
+    # Nothing was recorded, and the recipient's cap was not tightened by it.
+    with db.session() as session:
+        assert session.exec(select(Feedback)).first() is None
+    prefs = admin.get("/v1/recipients/u-1/preferences").json()
+    assert prefs["categories"]["promo.flash_sale"]["caps"] == []
+    stats = admin.get("/v1/stats").json()["items"][0]
+    assert stats["feedback"] == {"up": 0, "meh": 0, "down": 0}
+
+
+@pytest.mark.parametrize("status", ["suppressed", "failed", "scheduled"])
+def test_engagement_on_a_message_that_never_went_out_is_a_conflict(
+    admin: httpx.Client, db: Database, status: str
+) -> None:
+    admin.put("/v1/categories/promo.flash_sale", json=PROMO).raise_for_status()
+    admin.put("/v1/recipients/u-1", json={}).raise_for_status()
+    did = _delivered(db, "promo.flash_sale", "email", status)
+    answer = admin.post(f"/v1/deliveries/{did}/events", json={"type": "opened"})
+    assert answer.status_code == 409 and f"is {status}" in answer.json()["error"]["message"]
+    stats = admin.get("/v1/stats").json()["items"][0]
+    assert stats["opened"] == 0 and stats["sent"] == 0
+
+
+def test_stats_count_feedback_only_on_delivered_messages(admin: httpx.Client, db: Database) -> None:
+    admin.put("/v1/categories/promo.flash_sale", json=PROMO).raise_for_status()
+    admin.put("/v1/recipients/u-1", json={}).raise_for_status()
+    delivered = _delivered(db, "promo.flash_sale")
+    suppressed = _delivered(db, "promo.flash_sale", "email", "suppressed")
+    admin.post(f"/v1/deliveries/{delivered}/feedback", json={"rating": "up"}).raise_for_status()
+    # A rating stored before the rule existed, on a message that was never sent.
+    with db.session() as session:
+        session.add(
+            Feedback(
+                delivery_id=suppressed,
+                recipient_id="u-1",
+                category="promo.flash_sale",
+                rating="down",
+            )
+        )
+    stats = admin.get("/v1/stats").json()["items"][0]
+    assert stats["feedback"] == {"up": 1, "meh": 0, "down": 0}
+    assert stats["complaint_rate"] == 0.0

@@ -79,6 +79,7 @@ def message(
     title: str = "Flash sale",
     notification_id: int = 1,
     action_url: str | None = None,
+    status: str = "delivered",
 ) -> int:
     """An in-app message in the recipient's inbox, as the pipeline stores it."""
     with db.session() as session:
@@ -87,7 +88,7 @@ def message(
             recipient_id=rid,
             channel="inapp",
             category=category,
-            status="delivered",
+            status=status,
             title=title,
             body="Tonight only",
             action_url=action_url,
@@ -511,6 +512,25 @@ def test_inbox_refuses_messages_of_someone_else(
     assert answer.status_code == 404 and "Message not found" in text(answer)
     with db.session() as session:
         assert session.exec(select(Feedback)).first() is None
+
+
+def test_inbox_refuses_to_rate_or_open_a_message_that_never_arrived(
+    web: httpx.Client, settings: Settings, server: Server, db: Database
+) -> None:
+    message(db, title="Arrived")
+    held = message(db, title="Suppressed", notification_id=2, status="suppressed")
+    page = web.get(link(settings, server, "inbox"))
+    assert "Suppressed" not in text(page)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert token is not None
+    url = link(settings, server, "inbox") + f"/{held}"
+    rated = web.post(url + "/feedback", data={"csrf_token": token[1], "rating": "down"})
+    assert rated.status_code == 404 and "Message not found" in text(rated)
+    opened = web.post(url + "/read", data={"csrf_token": token[1]})
+    assert opened.status_code == 404
+    with db.session() as session:
+        assert session.exec(select(Feedback)).first() is None
+        assert session.get(Delivery, held).read_at is None  # type: ignore[union-attr]
 
 
 def test_following_an_action_link_records_the_click(
