@@ -7,6 +7,7 @@ from typing import Any
 from sqlmodel import Session
 
 from engine.models import Category
+from engine.planner import OPTIONAL_KINDS
 from engine.schemas import CategoryIn
 from engine.timeutil import format_duration, iso, now
 
@@ -29,6 +30,7 @@ def upsert(session: Session, key: str, spec: CategoryIn) -> Category:
     row.over_cap = spec.over_cap or "drop"
     row.collapse_window = spec.collapse_window
     row.escalate_after = spec.escalate_after
+    row.global_cap = spec.global_cap
     row.default_locale = spec.default_locale
     row.templates = {ch: dict(locales) for ch, locales in spec.templates.items()}
     row.updated_at = now()
@@ -53,6 +55,11 @@ def public(category: Category) -> dict[str, Any]:
         "over_cap": category.over_cap,
         "collapse_window": _duration(category.collapse_window),
         "escalate_after": _duration(category.escalate_after),
+        "global_cap": (
+            category.global_cap
+            if category.global_cap is not None
+            else category.kind in OPTIONAL_KINDS
+        ),
         "default_locale": category.default_locale,
         "templates": category.templates,
         "created_at": iso(category.created_at),

@@ -63,6 +63,8 @@ class Category(SQLModel, table=True):
     over_cap: str = Field(default="drop", max_length=10)
     collapse_window: int | None = None
     escalate_after: int | None = None
+    # Whether the recipient's global cap counts this category; None: only optional kinds.
+    global_cap: bool | None = None
     default_locale: str = Field(default="en", max_length=16)
     templates: dict[str, dict[str, dict[str, str]]] = Field(default_factory=dict, sa_type=JSON)
     created_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))

@@ -23,8 +23,12 @@ IN_FLIGHT = frozenset(
 )
 PENDING = frozenset({"scheduled"})
 SEEN = frozenset({"opened", "read", "clicked", "converted"})
-# During a pause these kinds wait for its end; promotional and social ones are dropped.
-HELD_DURING_PAUSE = frozenset({"transactional", "service"})
+# The optional kinds: a pause drops them and the recipient's global cap counts them,
+# unless a category says otherwise.
+OPTIONAL_KINDS = frozenset({"promotional", "social"})
+# During a pause service notices wait for its end; the optional kinds are dropped, and
+# the essentials (transactional kinds, required categories) are not paused at all.
+HELD_DURING_PAUSE = frozenset({"service"})
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,20 @@ class Rules:
     over_cap: str = "drop"
     collapse_window: int | None = None
     escalate_after: int | None = None
+    global_cap: bool | None = None
+
+    @property
+    def essential(self) -> bool:
+        """Required categories and transactional kinds: a pause never holds them."""
+        return self.required or self.kind == "transactional"
+
+    @property
+    def under_global_cap(self) -> bool:
+        """Whether the recipient's global cap counts and limits this category: as the
+        category says, else only the optional kinds (promotional, social)."""
+        if self.global_cap is not None:
+            return self.global_cap
+        return self.kind in OPTIONAL_KINDS
 
 
 @dataclass(frozen=True)
@@ -163,11 +181,15 @@ def _route(
 
 
 def hold(rules: Rules, prefs: EffectivePreferences, decision: Decision, at: datetime) -> Decision:
-    """Apply pause and quiet hours to an interrupting delivery about to go out at `at`."""
+    """Apply pause and quiet hours to an interrupting delivery about to go out at `at`.
+
+    A pause holds service notices until it ends and drops the optional kinds (reason
+    `paused`); essentials (required, transactional) and critical ones are not paused.
+    """
     if rules.priority == "critical" or decision.channel == INBOX:
         return decision
-    if (paused := prefs.paused_at(at)) is not None:
-        if rules.kind in HELD_DURING_PAUSE or rules.required:
+    if not rules.essential and (paused := prefs.paused_at(at)) is not None:
+        if rules.kind in HELD_DURING_PAUSE:
             return replace(decision, status="scheduled", reason="paused", due_at=paused)
         return replace(decision, status="suppressed", reason="paused", due_at=None)
     if (quiet_end := prefs.quiet_hours.ends_at(at)) is not None:
@@ -209,14 +231,17 @@ def cap_limits(rules: Rules, prefs: EffectivePreferences) -> list[tuple[str, Cap
     """Every cap that applies, each with the name of the counter it draws on.
 
     The category's own caps always apply; a required category is exempt from the
-    recipient's caps and the global cap, so an order receipt is never held back.
+    recipient's caps and the global cap, so an order receipt is never held back. The
+    global cap applies only to categories `Rules.under_global_cap` (by default the
+    optional kinds), so a marketing cap never holds a transactional message.
     """
     if not capped_scope(rules):
         return []
     limits = [(f"c:{rules.key}", cap) for cap in rules.caps]
     if not rules.required:
         limits += [(f"r:{rules.key}", cap) for cap in prefs.category(rules.key).caps]
-        limits += [("g", cap) for cap in prefs.caps]
+        if rules.under_global_cap:
+            limits += [("g", cap) for cap in prefs.caps]
     return limits
 
 
@@ -274,4 +299,5 @@ def rules_of(category: Category) -> Rules:
         over_cap=category.over_cap,
         collapse_window=category.collapse_window,
         escalate_after=category.escalate_after,
+        global_cap=category.global_cap,
     )

@@ -114,6 +114,7 @@ class CategoryIn(Strict):
     over_cap: Literal["drop", "defer"] | None = None
     collapse_window: Duration | None = None
     escalate_after: Duration | None = None
+    global_cap: bool | None = None
     default_locale: Locale = "en"
     templates: dict[ChannelName, dict[Locale, dict[str, str]]] = Field(default_factory=dict)
 

@@ -282,3 +282,64 @@ def test_segment_broadcast_reaches_only_the_segment(
     segment = {"segment": {"tier": ["whale"], "activity": ["active"], "tags_any": ["game.mobile"]}}
     view = send_and_settle(admin, category="promo.sale", to=segment)
     assert [d["recipient"] for d in view["deliveries"]] == ["whale-gamer"]
+
+
+def test_a_pause_holds_optional_messages_only(
+    admin: httpx.Client, pipeline: Processes, smtp: Mailbox
+) -> None:
+    category(
+        admin, "order.receipt", kind="transactional", required=True, channels=["inapp", "email"]
+    )
+    category(admin, "order.shipped", kind="transactional", priority="normal", channels=["email"])
+    category(admin, "promo.sale", channels=["inapp", "email"])
+    category(admin, "service.notice", kind="service", channels=["email"])
+    recipient(admin, "u-1", email="u1@example.com")
+    until = (datetime.now(UTC) + timedelta(days=14)).isoformat()
+    admin.put(
+        "/v1/recipients/u-1/preferences",
+        json={"paused_until": until, "caps": [{"count": 1, "per": "1d"}]},
+    ).raise_for_status()
+    receipt = send_and_settle(admin, category="order.receipt", to=["u-1"], data={"t": "receipt"})
+    shipped = send_and_settle(admin, category="order.shipped", to=["u-1"], data={"t": "shipped"})
+    assert channels_of(receipt)["email"]["status"] == "sent"
+    assert channels_of(shipped)["email"]["status"] == "sent"
+    # The recipient's one-a-day cap is spent by the first promotion's inbox copy; the
+    # second promotion's email still reports the pause, not the cap.
+    promos = [send_and_settle(admin, category="promo.sale", to=["u-1"]) for _ in range(2)]
+    for view in promos:
+        email = channels_of(view)["email"]
+        assert (email["status"], email["reason"]) == ("suppressed", "paused")
+    notice = channels_of(send_and_settle(admin, category="service.notice", to=["u-1"]))["email"]
+    assert (notice["status"], notice["reason"]) == ("scheduled", "paused")
+    assert datetime.fromisoformat(notice["due_at"]) == datetime.fromisoformat(until)
+    assert sorted(str(m["Subject"]) for m in smtp.messages) == ["receipt", "shipped"]
+
+
+def test_the_global_cap_never_holds_a_transactional_message(
+    admin: httpx.Client, pipeline: Processes, smtp: Mailbox
+) -> None:
+    category(admin, "promo.a", channels=["email"])
+    category(admin, "order.shipped", kind="transactional", priority="normal", channels=["email"])
+    category(admin, "service.digest", kind="service", channels=["email"], global_cap=True)
+    category(admin, "social.quiet", kind="social", channels=["email"], global_cap=False)
+    assert admin.get("/v1/categories/order.shipped").json()["global_cap"] is False
+    assert admin.get("/v1/categories/promo.a").json()["global_cap"] is True
+    recipient(admin, "u-1", email="u1@example.com")
+    admin.put(
+        "/v1/recipients/u-1/preferences", json={"caps": [{"count": 1, "per": "1d"}]}
+    ).raise_for_status()
+
+    def fate(key: str) -> tuple[str, str | None]:
+        email = channels_of(send_and_settle(admin, category=key, to=["u-1"], data={"t": key}))
+        return email["email"]["status"], email["email"]["reason"]
+
+    assert fate("promo.a") == ("sent", None)
+    assert fate("promo.a") == ("suppressed", "capped")
+    assert fate("order.shipped") == ("sent", None)  # not held to the next day
+    assert fate("social.quiet") == ("sent", None)  # this category opted out of the global cap
+    assert fate("service.digest") == ("scheduled", "capped")  # ...and this one opted in
+    assert sorted(str(m["Subject"]) for m in smtp.messages) == [
+        "order.shipped",
+        "promo.a",
+        "social.quiet",
+    ]

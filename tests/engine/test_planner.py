@@ -102,6 +102,26 @@ def test_quiet_hours_and_pause_hold_interruptions_but_not_the_inbox_or_critical(
     assert service["push"] == ("scheduled", "paused")
 
 
+def test_a_pause_holds_or_drops_only_optional_messages() -> None:
+    paused = prefs(paused_until=NOON + timedelta(days=14))
+    for essential in (rules(kind="transactional"), rules(kind="service", required=True)):
+        got = by_channel(planner.decide(essential, Request(), paused, EVERYWHERE, NOON))
+        assert got == {
+            "inapp": ("queued", None),
+            "push": ("queued", None),
+            "email": ("queued", None),
+        }
+    for optional in ("promotional", "social"):
+        got = by_channel(planner.decide(rules(kind=optional), Request(), paused, EVERYWHERE, NOON))
+        assert got["email"] == ("suppressed", "paused") and got["push"] == ("suppressed", "paused")
+    # An essential in quiet hours still waits for the window's end, as without a pause.
+    night = prefs(paused_until=NIGHT + timedelta(days=14))
+    held = by_channel(
+        planner.decide(rules(kind="transactional"), Request(), night, EVERYWHERE, NIGHT)
+    )
+    assert held["email"] == ("scheduled", "quiet_hours")
+
+
 def test_collapse_replaces_pending_and_suppresses_after_sent() -> None:
     fresh = [Decision("inapp", "queued"), Decision("email", "suppressed", "opted_out")]
     after_sent, replaced = planner.collapse(fresh, [Previous(7, "delivered")])
@@ -122,6 +142,18 @@ def test_caps_apply_per_category_recipient_and_globally_but_spare_required_and_c
         name for name, _ in planner.cap_limits(rules(required=True, caps=(Cap(2, 3600),)), chosen)
     ] == ["c:promo"]
     assert planner.cap_limits(rules(priority="critical"), chosen) == []
+    # The global cap is a marketing cap: the optional kinds only, unless a category says so.
+    for kind, expected in (
+        ("promotional", ["r:promo", "g"]),
+        ("social", ["r:promo", "g"]),
+        ("service", ["r:promo"]),
+        ("transactional", ["r:promo"]),
+    ):
+        assert [name for name, _ in planner.cap_limits(rules(kind=kind), chosen)] == expected
+    assert [
+        name for name, _ in planner.cap_limits(rules(kind="service", global_cap=True), chosen)
+    ] == ["r:promo", "g"]
+    assert [name for name, _ in planner.cap_limits(rules(global_cap=False), chosen)] == ["r:promo"]
     resets = NOON + timedelta(hours=1)
     decisions = [
         Decision("inapp", "queued"),

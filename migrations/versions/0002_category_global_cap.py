@@ -1,0 +1,27 @@
+"""categories.global_cap: whether the recipient's global cap counts a category
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-11-30
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+
+revision = '0002'
+down_revision = '0001'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('categories') as batch:
+        batch.add_column(sa.Column('global_cap', sa.Boolean(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('categories') as batch:
+        batch.drop_column('global_cap')
