@@ -11,9 +11,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from engine.models import Category
+from preferences import wallclock
 from preferences.model import Cap, EffectivePreferences
 
 INBOX = "inapp"
@@ -198,12 +198,14 @@ def hold(rules: Rules, prefs: EffectivePreferences, decision: Decision, at: date
 
 
 def next_local(prefs: EffectivePreferences, at_time: time, at: datetime) -> datetime:
-    """The next moment it is `at_time` in the recipient's time zone, after `at`."""
-    zone = ZoneInfo(prefs.quiet_hours.timezone)
-    local = at.astimezone(zone)
-    candidate = datetime.combine(local.date(), at_time, zone)
-    if candidate <= local:
-        candidate = datetime.combine(local.date() + timedelta(days=1), at_time, zone)
+    """The next moment it is `at_time` in the recipient's time zone, after `at` (the first
+    occurrence of a repeated time; the end of the gap for a skipped one)."""
+    zone = prefs.quiet_hours.timezone
+    day = wallclock.local_date(at, zone)
+    candidate = wallclock.earliest(day, at_time, zone)
+    while candidate <= at:
+        day += timedelta(days=1)
+        candidate = wallclock.earliest(day, at_time, zone)
     return candidate.astimezone(at.tzinfo)
 
 

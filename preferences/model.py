@@ -9,8 +9,9 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from datetime import date, datetime, time, timedelta
+
+from preferences import wallclock
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -33,30 +34,31 @@ class QuietHours:
     timezone: str
     days: frozenset[str] = frozenset(WEEKDAYS)
 
-    def _window_around(self, local: datetime) -> tuple[datetime, datetime] | None:
-        """The quiet window containing `local`, if any; it may have begun the day before."""
-        for offset in (0, -1):
-            day = local.date() + timedelta(days=offset)
-            if WEEKDAYS[day.weekday()] not in self.days:
-                continue
-            begin = datetime.combine(day, self.start, local.tzinfo)
-            end_day = day if self.end > self.start else day + timedelta(days=1)
-            end = datetime.combine(end_day, self.end, local.tzinfo)
-            if begin <= local < end:
-                return begin, end
-        return None
+    def window(self, day: date) -> tuple[datetime, datetime] | None:
+        """The quiet window beginning on local `day`, as UTC instants [begin, end), or None.
+
+        Defined in wall-clock time: it begins the first time the clock shows `start` and
+        ends once the clock no longer shows a time before `end`, so both occurrences of a
+        repeated time (clocks going back) are inside; a time skipped that day (clocks
+        going forward) stands for the first instant after the gap.
+        """
+        if not self.enabled or self.start == self.end or WEEKDAYS[day.weekday()] not in self.days:
+            return None
+        begin = wallclock.earliest(day, self.start, self.timezone)
+        end_day = day if self.end > self.start else day + timedelta(days=1)
+        end = wallclock.until(end_day, self.end, self.timezone)
+        return (begin, end) if begin < end else None
 
     def ends_at(self, at: datetime) -> datetime | None:
         """When the quiet window around `at` ends (UTC), or None if `at` is not quiet."""
         if not self.enabled or self.start == self.end:
             return None
-        local = at.astimezone(ZoneInfo(self.timezone))
-        window = self._window_around(local)
-        if window is None:
-            return None
-        # Re-resolve the wall-clock end in the zone so DST shifts land on the right instant.
-        end = window[1].replace(tzinfo=None).replace(tzinfo=ZoneInfo(self.timezone))
-        return end.astimezone(UTC)
+        today = wallclock.local_date(at, self.timezone)
+        for offset in (-1, 0):
+            window = self.window(today + timedelta(days=offset))
+            if window is not None and window[0] <= at < window[1]:
+                return window[1]
+        return None
 
 
 @dataclass(frozen=True)
