@@ -261,7 +261,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = get_settings()
     configure(settings.log_level, settings.log_format)
     args = parser().parse_args(argv)
-    code: int = args.run(args, settings)
+    from engine.installation import NoSecret
+
+    try:
+        code: int = args.run(args, settings)
+    except NoSecret as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return code
 
 

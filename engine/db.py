@@ -91,11 +91,19 @@ class Database:
 
 
 def migrate(settings: Settings, revision: str = "head") -> None:
-    """Bring the schema to `revision` with Alembic."""
+    """Bring the schema to `revision` with Alembic, and give a new installation its secret."""
     from alembic import command
     from alembic.config import Config
+
+    from engine import installation
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", settings.database_url)
     command.upgrade(config, revision)
+    if revision == "head":
+        database = Database(settings)
+        try:
+            installation.ensure(database)
+        finally:
+            database.close()

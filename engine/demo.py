@@ -3,10 +3,11 @@ a few recipients across tiers and interests, and links to see the product at onc
 
 from __future__ import annotations
 
+import functools
 from datetime import timedelta
 from typing import Any
 
-from engine import categories, keys, recipients
+from engine import categories, installation, keys, recipients
 from engine.db import Database
 from engine.schemas import CategoryIn, RecipientIn
 from engine.settings import Settings
@@ -167,7 +168,8 @@ RECIPIENTS: dict[str, dict[str, Any]] = {
 def load(settings: Settings, *, port: int) -> None:
     """Upsert the demo catalog and recipients, then print their page links and an API key."""
     database = Database(settings)
-    links = Links(settings.model_copy(update={"public_url": f"http://127.0.0.1:{port}"}))
+    bound = installation.bind(settings, database)
+    links = Links(bound.model_copy(update={"public_url": f"http://127.0.0.1:{port}"}))
     try:
         with database.session() as session:
             for key, spec in CATALOG.items():
@@ -185,15 +187,18 @@ def load(settings: Settings, *, port: int) -> None:
                 body["default_locale"] = "zh-CN"
                 categories.upsert(session, key, CategoryIn.model_validate(body))
             seen = now() - timedelta(days=2)
-            for rid, fields in RECIPIENTS.items():
+            rows = [
                 recipients.upsert(
                     session, rid, RecipientIn.model_validate({**fields, "last_active_at": seen})
                 )
+                for rid, fields in RECIPIENTS.items()
+            ]
             _, key = keys.create(session, name="demo", scopes=["send", "read", "admin"])
         print("\nTidings demo is loaded. Open a recipient's pages:")
-        for rid in RECIPIENTS:
-            print(f"  {rid}: preferences {links.url(rid, 0, 'preferences')}")
-            print(f"  {' ' * len(rid)}  inbox       {links.url(rid, 0, 'inbox')}")
+        for row in rows:
+            url = functools.partial(links.url, row.id, row.links_version, salt=row.links_salt)
+            print(f"  {row.id}: preferences {url('preferences')}")
+            print(f"  {' ' * len(row.id)}  inbox       {url('inbox')}")
         print("\nSend one with the demo API key:")
         print(
             f"  curl -s -X POST http://127.0.0.1:{port}/v1/notifications "

@@ -7,6 +7,7 @@ joins on is a real column with an index.
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 from typing import Any
 
@@ -44,6 +45,9 @@ class Recipient(SQLModel, table=True):
     tags: list[str] | None = _json()
     # Bumped to revoke every signed page link minted before.
     links_version: int = Field(default=0)
+    # Random per row and carried in every link: a recipient erased and created again under
+    # the same id never honours the links of the one before (None: rows from before salts).
+    links_salt: str | None = Field(default_factory=lambda: secrets.token_hex(8), max_length=32)
     created_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
     updated_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
 
@@ -202,4 +206,15 @@ class ApiKey(SQLModel, table=True):
     key_hash: str = Field(max_length=64, unique=True)
     scopes: list[str] = Field(sa_type=JSON)
     created_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
+    last_used_at: datetime | None = _stamp()
     revoked_at: datetime | None = _stamp()
+
+
+class Installation(SQLModel, table=True):
+    """This installation's own signing secret, generated once by `tidings migrate`."""
+
+    __tablename__ = "installation"
+
+    id: int = Field(default=1, primary_key=True)
+    secret_key: str = Field(max_length=200)
+    created_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))

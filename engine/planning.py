@@ -35,13 +35,13 @@ log = logging.getLogger("tidings.planning")
 
 def page_links(rt: Runtime, recipient: Recipient, category: Category) -> dict[str, str]:
     """Signed page links for a recipient; no unsubscribe link for a required category."""
-    version = recipient.links_version
+    version, salt = recipient.links_version, recipient.links_salt
     links = {
-        "preferences": rt.links.url(recipient.id, version, "preferences"),
-        "inbox": rt.links.url(recipient.id, version, "inbox"),
+        "preferences": rt.links.url(recipient.id, version, "preferences", salt),
+        "inbox": rt.links.url(recipient.id, version, "inbox", salt),
     }
     if not category.required:
-        links["unsubscribe"] = rt.links.url(recipient.id, version, "unsubscribe")
+        links["unsubscribe"] = rt.links.url(recipient.id, version, "unsubscribe", salt)
     return links
 
 

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import dramatiq
 
 from channels.registry import Channels
+from engine import installation
 from engine.broker import Dispatcher
 from engine.counters import Counters
 from engine.db import Database
@@ -24,8 +25,8 @@ class Runtime:
     """Per-process resources for the pipeline, built once and shared by worker threads."""
 
     def __init__(self, settings: Settings, broker: dramatiq.Broker) -> None:
-        self.settings = settings
         self.db = Database(settings)
+        self.settings = settings = installation.bind(settings, self.db)
         self.counters = Counters.from_settings(settings)
         self.dispatch = Dispatcher(broker)
         self.links = Links(settings)

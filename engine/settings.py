@@ -22,7 +22,11 @@ class Settings(BaseSettings):
     # Tidings' own keys (caps, dedupe, rate limits) live in another database number than
     # Dramatiq's, whose maintenance runs KEYS over its whole database.
     counters_redis_db: int = 1
-    secret_key: str = "change-me-in-production"
+    # Signs page links and forms. Unset: the installation's own random secret, generated
+    # by `tidings migrate` and kept in the database. To rotate, set the new one here and
+    # the old ones in `secret_key_previous` (comma-separated): links they signed still open.
+    secret_key: str | None = None
+    secret_key_previous: str = ""
     public_url: str = "http://127.0.0.1:8080"
 
     # API limits
@@ -110,6 +114,14 @@ class Settings(BaseSettings):
         match = RATE.match(value)
         assert match is not None
         return int(match.group(1)), RATE_SECONDS[match.group(2)]
+
+    @property
+    def signing_keys(self) -> list[str]:
+        """Keys that verify signed links, oldest first; the last one signs new ones."""
+        if not self.secret_key:
+            raise RuntimeError("no secret key: run `tidings migrate` or set TIDINGS_SECRET_KEY")
+        previous = [k.strip() for k in self.secret_key_previous.split(",") if k.strip()]
+        return [*previous, self.secret_key]
 
     @property
     def is_sqlite(self) -> bool:

@@ -64,7 +64,7 @@ def _snapshot(session: Session, visit: Visit) -> Snapshot:
 
 
 def _saved_codec(visit: Visit) -> URLSafeSerializer:
-    return URLSafeSerializer(visit.settings.secret_key, salt="tidings.saved")
+    return URLSafeSerializer(visit.settings.signing_keys, salt="tidings.saved")
 
 
 def _quiet_text(t: Translator, state: FormState) -> str:

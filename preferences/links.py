@@ -1,5 +1,6 @@
-"""Signed per-recipient page links: they expire, and bumping a recipient's
-`links_version` revokes every link minted before."""
+"""Signed per-recipient page links: they expire, bumping a recipient's `links_version`
+revokes every link minted before, and each carries the recipient row's random
+`links_salt`, so erasing a recipient voids its links even if the id comes back."""
 
 from __future__ import annotations
 
@@ -33,6 +34,11 @@ class Claims:
     recipient_id: str
     version: int
     purpose: str
+    salt: str | None = None
+
+    def revoked(self, version: int, salt: str | None) -> bool:
+        """Whether a recipient now at `version` with `salt` no longer honours this link."""
+        return self.version != version or self.salt != salt
 
 
 class Links:
@@ -40,19 +46,25 @@ class Links:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._serializer = URLSafeTimedSerializer(settings.secret_key, salt="tidings.links")
+        # Every key verifies (a rotation keeps old links working); the last one signs.
+        self._serializer = URLSafeTimedSerializer(settings.signing_keys, salt="tidings.links")
 
-    def token(self, recipient_id: str, version: int, purpose: str) -> str:
+    def token(self, recipient_id: str, version: int, purpose: str, salt: str | None = None) -> str:
+        """A token for one page of a recipient at links `version` with its row's `salt`."""
         if purpose not in PURPOSES:
             raise ValueError(f"unknown link purpose {purpose!r}")
-        return self._serializer.dumps([recipient_id, version, purpose])
+        payload: list[object] = [recipient_id, version, purpose]
+        if salt is not None:
+            payload.append(salt)
+        return self._serializer.dumps(payload)
 
-    def path(self, recipient_id: str, version: int, purpose: str) -> str:
+    def path(self, recipient_id: str, version: int, purpose: str, salt: str | None = None) -> str:
         """The page's path with a fresh token, for links between a recipient's own pages."""
-        return PATHS[purpose].format(token=self.token(recipient_id, version, purpose))
+        return PATHS[purpose].format(token=self.token(recipient_id, version, purpose, salt))
 
-    def url(self, recipient_id: str, version: int, purpose: str) -> str:
-        return self.settings.public_url.rstrip("/") + self.path(recipient_id, version, purpose)
+    def url(self, recipient_id: str, version: int, purpose: str, salt: str | None = None) -> str:
+        base = self.settings.public_url.rstrip("/")
+        return base + self.path(recipient_id, version, purpose, salt)
 
     def expires_at(self, minted: datetime | None = None) -> datetime:
         """When a link minted at `minted` (default now) stops working."""
@@ -69,12 +81,12 @@ class Links:
             raise LinkError("expired", recipient_id=self._owner(exc.payload)) from None
         except BadSignature:
             raise LinkError("invalid") from None
-        if not (isinstance(raw, list) and len(raw) == 3):
+        if not (isinstance(raw, list) and len(raw) in (3, 4)):
             raise LinkError("invalid")
-        recipient_id, version, purpose = raw
+        recipient_id, version, purpose, *salt = raw
         if purpose not in purposes:
             raise LinkError("wrong_page", recipient_id=str(recipient_id))
-        return Claims(str(recipient_id), int(version), str(purpose))
+        return Claims(str(recipient_id), int(version), str(purpose), str(salt[0]) if salt else None)
 
     def _owner(self, payload: object) -> str | None:
         """The recipient named by a genuinely signed but expired payload."""
@@ -84,4 +96,4 @@ class Links:
             raw = self._serializer.load_payload(payload)
         except BadSignature:
             return None
-        return str(raw[0]) if isinstance(raw, list) and len(raw) == 3 else None
+        return str(raw[0]) if isinstance(raw, list) and len(raw) in (3, 4) else None

@@ -94,7 +94,7 @@ class Visit:
         return ZoneInfo(self.recipient.timezone or self.settings.default_timezone)
 
     def csrf(self) -> str:
-        return csrf.issue(self.settings.secret_key, self.token)
+        return csrf.issue(self.settings.signing_keys[-1], self.token)
 
     def link(self, purpose: str) -> str:
         """A fresh link to another page of this recipient, in the same language."""
@@ -102,9 +102,12 @@ class Visit:
 
     def form_target(self, purpose: str) -> tuple[str, str]:
         """A fresh link to another page of this recipient, and a CSRF token for posting there."""
-        token = Links(self.settings).token(self.recipient.id, self.recipient.links_version, purpose)
+        recipient = self.recipient
+        token = Links(self.settings).token(
+            recipient.id, recipient.links_version, purpose, recipient.links_salt
+        )
         path = PATHS[purpose].format(token=token)
-        return f"{path}?lang={self.lang}", csrf.issue(self.settings.secret_key, token)
+        return f"{path}?lang={self.lang}", csrf.issue(self.settings.signing_keys[-1], token)
 
     def here(self, suffix: str = "", **query: str) -> str:
         """This page's path (plus `suffix`), keeping the language."""
@@ -140,7 +143,7 @@ async def open_visit(request: web.Request, purposes: tuple[str, ...]) -> Visit:
     recipient = await request.app[DB].run(load)
     if recipient is None:  # erased since the link was minted
         raise Refused("revoked")
-    if recipient.links_version != claims.version:
+    if claims.revoked(recipient.links_version, recipient.links_salt):
         raise Refused("revoked", recipient=recipient)
     return Visit(request, token, recipient, language(request, recipient.locale))
 
@@ -151,7 +154,7 @@ async def check_form(visit: Visit) -> MultiDictProxy[Any]:
     form = await request.post()
     token = form.get(csrf.FIELD)
     fresh = csrf.valid(
-        visit.settings.secret_key, visit.token, token if isinstance(token, str) else None
+        visit.settings.signing_keys[-1], visit.token, token if isinstance(token, str) else None
     )
     same = csrf.same_origin(
         origin=request.headers.get("Origin"),

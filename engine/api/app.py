@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from engine import installation
 from engine.api import health, links, management, notifications, openapi, stats
 from engine.api.context import AFTERWARDS, DB, DISPATCH, KEY_CACHE, METRICS, REDIS, SETTINGS
 from engine.api.middleware import auth, errors
@@ -23,8 +24,8 @@ from preferences import pages
 def create_app(settings: Settings, *, database: Database | None = None) -> web.Application:
     """Build the application; resources open on startup and close on cleanup."""
     app = web.Application(middlewares=[errors, auth], client_max_size=settings.max_body_bytes)
-    app[SETTINGS] = settings
     app[DB] = database or Database(settings)
+    app[SETTINGS] = settings = installation.bind(settings, app[DB])
     app[KEY_CACHE] = {}
     app[DISPATCH] = Dispatcher(make_broker(settings))
     app[METRICS] = _registry(settings)

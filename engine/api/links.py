@@ -28,15 +28,16 @@ async def mint_links(request: web.Request) -> web.Response:
     rid = request.match_info["id"]
     links = Links(request.app[SETTINGS])
 
-    def read() -> int | None:
+    def read() -> tuple[int, str | None] | None:
         with request.app[DB].session() as session:
             row = session.get(Recipient, rid)
-            return row.links_version if row else None
+            return (row.links_version, row.links_salt) if row else None
 
-    version = await request.app[DB].run(read)
-    if version is None:
+    found = await request.app[DB].run(read)
+    if found is None:
         raise NotFound(f"no recipient {rid!r}", field="id")
-    body: dict[str, Any] = {purpose: links.url(rid, version, purpose) for purpose in PURPOSES}
+    version, salt = found
+    body: dict[str, Any] = {purpose: links.url(rid, version, purpose, salt) for purpose in PURPOSES}
     body["expires_at"] = iso(links.expires_at())
     return web.json_response(body)
 

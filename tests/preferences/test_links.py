@@ -7,6 +7,9 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from itsdangerous import TimestampSigner
 
 from engine.db import Database
@@ -15,6 +18,12 @@ from engine.settings import Settings
 from engine.timeutil import now
 from preferences import csrf
 from preferences.links import LinkError, Links
+
+settings_for_hypothesis = hypothesis_settings(
+    deadline=None,
+    max_examples=15,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 
 
 @pytest.fixture
@@ -160,3 +169,54 @@ def test_the_link_routes_are_in_the_openapi_document(admin: httpx.Client) -> Non
     paths = admin.get("/v1/openapi.json").json()["paths"]
     assert "security" in paths["/v1/recipients/{id}/links"]["post"]
     assert "admin" in paths["/v1/recipients/{id}/links/revoke"]["post"]["description"]
+
+
+@settings_for_hypothesis
+@given(steps=st.lists(st.sampled_from(["mint", "revoke", "erase", "recreate"]), max_size=8))
+def test_a_link_opens_only_while_nothing_revoked_or_erased_its_recipient(
+    admin: httpx.Client, steps: list[str]
+) -> None:
+    """Revoking, or erasing the recipient (even if the same id comes back), voids every
+    link minted before; links_version restarting at 0 after an erasure changes nothing."""
+    admin.delete("/v1/recipients/vR")
+    assert admin.put("/v1/recipients/vR", json={}).status_code == 200
+    live: list[str] = []
+    dead: list[str] = []
+    exists = True
+    for step in steps:
+        if step == "mint" and exists:
+            live.append(urlsplit(admin.post("/v1/recipients/vR/links").json()["preferences"]).path)
+        elif step == "revoke" and exists:
+            assert admin.post("/v1/recipients/vR/links/revoke").status_code == 200
+            dead += live
+            live = []
+        elif step == "erase" and exists:
+            assert admin.delete("/v1/recipients/vR").status_code == 200
+            dead += live
+            live, exists = [], False
+        elif step == "recreate" and not exists:
+            assert admin.put("/v1/recipients/vR", json={}).status_code == 200
+            exists = True
+    for path in live:
+        assert admin.get(path).status_code == 200, steps
+    for path in dead:
+        assert admin.get(path).status_code in (403, 410), steps
+
+
+def test_revoke_erase_and_recreate_never_brings_a_link_back(admin: httpx.Client) -> None:
+    """The reported sequence: mint, revoke (410), DELETE, PUT the same id again."""
+    assert admin.put("/v1/recipients/vR", json={}).status_code == 200
+    old = urlsplit(admin.post("/v1/recipients/vR/links").json()["inbox"]).path
+    assert admin.post("/v1/recipients/vR/links/revoke").status_code == 200
+    assert admin.get(old).status_code == 410
+    assert admin.delete("/v1/recipients/vR").status_code == 200
+    assert admin.put("/v1/recipients/vR", json={}).status_code == 200
+    assert admin.get(old).status_code == 410
+    bulk = admin.post("/v1/recipients/bulk", json={"recipients": [{"id": "vB"}]})
+    assert bulk.status_code == 200
+    gone = urlsplit(admin.post("/v1/recipients/vB/links").json()["inbox"]).path
+    admin.delete("/v1/recipients/vB")
+    admin.post("/v1/recipients/bulk", json={"recipients": [{"id": "vB"}]})
+    assert admin.get(gone).status_code == 410
+    fresh = urlsplit(admin.post("/v1/recipients/vR/links").json()["inbox"]).path
+    assert admin.get(fresh).status_code == 200

@@ -101,8 +101,15 @@ def message(
 def link(
     settings: Settings, server: Server, purpose: str, rid: str = "u-1", version: int = 0
 ) -> str:
-    """A signed page link pointing at the test server."""
-    return server.url + urlsplit(Links(settings).url(rid, version, purpose)).path
+    """A signed page link pointing at the test server, carrying the recipient row's salt."""
+    database = Database(settings)
+    try:
+        with database.session() as session:
+            row = session.get(Recipient, rid)
+            salt = row.links_salt if row else None
+    finally:
+        database.close()
+    return server.url + urlsplit(Links(settings).url(rid, version, purpose, salt)).path
 
 
 def tamper(url: str) -> str:
