@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from engine.logs import configure
 from engine.settings import Settings, get_settings
+from engine.supervisor import Spec, Supervisor
+
+log = logging.getLogger("tidings.cli")
 
 
 def _api(args: argparse.Namespace, settings: Settings) -> int:
@@ -32,45 +33,76 @@ def _queues(args: argparse.Namespace, settings: Settings) -> list[str]:
     return (args.queues or settings.worker_queues).replace(",", " ").split()
 
 
-def worker_command(args: argparse.Namespace, settings: Settings) -> list[str]:
-    """The Dramatiq command line for a worker with these flags."""
-    queues = _queues(args, settings)
-    return [
-        sys.executable,
-        "-m",
-        "dramatiq",
-        "engine.actors",
-        "--processes",
-        str(args.processes or settings.worker_processes),
-        "--threads",
-        str(args.threads or settings.worker_threads),
-        "--queues",
-        *queues,
-    ]
-
-
-def worker_env(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
-    """The environment for a worker with these flags."""
+def poll_timeout_ms(queues: Sequence[str], settings: Settings) -> int:
+    """How long an idle worker on these queues may take to notice new work (ms)."""
     from engine.broker import CRITICAL
 
+    return settings.critical_timeout_ms if CRITICAL in queues else settings.worker_timeout_ms
+
+
+def worker_specs(
+    args: argparse.Namespace, settings: Settings, env: dict[str, str], name: str = "worker"
+) -> list[Spec]:
+    """One supervised `engine.worker` process per `--processes`, for these flags."""
+    queues = _queues(args, settings)
+    argv = [
+        sys.executable,
+        "-m",
+        "engine.worker",
+        "--queues",
+        *queues,
+        "--threads",
+        str(args.threads or settings.worker_threads),
+        "--timeout-ms",
+        str(poll_timeout_ms(queues, settings)),
+    ]
+    processes = args.processes or settings.worker_processes
+    return [Spec(f"{name}-{i}", argv, env) for i in range(processes)]
+
+
+def metrics_dir(settings: Settings) -> Path:
+    """Where every worker process writes its metrics; one port serves their sum."""
+    return Path(tempfile.gettempdir()) / f"tidings-metrics-{settings.metrics_port}"
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    """The environment of worker processes: where their metrics go."""
     env = dict(os.environ)
-    # Idle pickup latency: Dramatiq polls an empty queue with backoff up to this.
-    critical = CRITICAL in _queues(args, settings)
-    timeout = settings.critical_timeout_ms if critical else settings.worker_timeout_ms
-    env.setdefault("dramatiq_worker_timeout", str(timeout))
-    # Every worker process writes its metrics here; one port serves their sum.
-    metrics_dir = Path(tempfile.gettempdir()) / f"tidings-metrics-{settings.metrics_port}"
-    shutil.rmtree(metrics_dir, ignore_errors=True)
-    metrics_dir.mkdir(parents=True)
-    env["PROMETHEUS_MULTIPROC_DIR"] = env["dramatiq_prom_db"] = str(metrics_dir)
-    env["dramatiq_prom_port"] = str(settings.metrics_port)
+    path = metrics_dir(settings)
+    env["PROMETHEUS_MULTIPROC_DIR"] = env["dramatiq_prom_db"] = str(path)
     return env
 
 
+def _supervise(specs: list[Spec], role: str, settings: Settings) -> int:
+    """Run `specs` under a supervisor that restarts any that die, serving the workers'
+    metrics on `metrics_port`."""
+    import redis
+    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+    path = metrics_dir(settings)
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=str(path))  # type: ignore[no-untyped-call]
+    try:
+        start_http_server(settings.metrics_port, registry=registry)
+    except OSError as exc:
+        log.warning("worker metrics not served on port %d: %s", settings.metrics_port, exc)
+    client = redis.Redis.from_url(
+        settings.redis_url, db=settings.counters_redis_db, socket_timeout=2
+    )
+
+    def dead(pid: int) -> None:
+        multiprocess.mark_process_dead(pid, str(path))  # type: ignore[no-untyped-call]
+
+    try:
+        return Supervisor(specs, role=role, client=client, on_exit=dead).run()
+    finally:
+        client.close()
+
+
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
-    command = worker_command(args, settings)
-    os.execve(sys.executable, command, worker_env(args, settings))
-    return 0  # pragma: no cover (execve does not return)
+    return _supervise(worker_specs(args, settings, worker_env(settings)), "worker", settings)
 
 
 def _scheduler(_: argparse.Namespace, settings: Settings) -> int:
@@ -97,7 +129,8 @@ def _migrate(_: argparse.Namespace, settings: Settings) -> int:
 
 
 def _up(args: argparse.Namespace, settings: Settings) -> int:
-    """API, worker and scheduler on one machine, stopped together."""
+    """API, workers and scheduler on one machine, each restarted if it dies, stopped
+    together."""
     from engine.db import migrate
 
     migrate(settings)
@@ -112,33 +145,14 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
     general = argparse.Namespace(
         queues="normal,bulk", processes=args.processes, threads=args.threads
     )
-    second_port = settings.model_copy(update={"metrics_port": settings.metrics_port + 1})
-    children = [
-        subprocess.Popen(worker_command(critical, settings), env=worker_env(critical, settings)),
-        subprocess.Popen(worker_command(general, settings), env=worker_env(general, second_port)),
-        subprocess.Popen([*me, "scheduler"]),
-        subprocess.Popen([*me, "api", "--host", args.host, "--port", str(args.port)]),
+    env = worker_env(settings)
+    specs = [
+        *worker_specs(critical, settings, env, name="worker-critical"),
+        *worker_specs(general, settings, env),
+        Spec("scheduler", [*me, "scheduler"]),
+        Spec("api", [*me, "api", "--host", args.host, "--port", str(args.port)]),
     ]
-
-    def stop(*_: object) -> None:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        while all(child.poll() is None for child in children):
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        stop()
-        for child in children:
-            try:
-                child.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                child.kill()
-    return 0
+    return _supervise(specs, "up", settings)
 
 
 def _keys_create(args: argparse.Namespace, settings: Settings) -> int:

@@ -1,5 +1,5 @@
 """What ops see with `tidings status`: queue depths, in flight, delayed, dead letters,
-and recent throughput from the receipts."""
+recent throughput from the receipts, and the supervised processes with their restarts."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import redis
 from sqlalchemy import func
 from sqlmodel import col, select
 
+from engine import supervisor
 from engine.broker import QUEUES
 from engine.db import Database
 from engine.models import Delivery, DeliveryEvent
@@ -38,14 +39,20 @@ def queues(client: redis.Redis) -> dict[str, dict[str, int]]:
 
 
 def snapshot(settings: Settings) -> dict[str, Any]:
-    """Queues from Redis and delivery states and throughput from SQL."""
+    """Queues and processes from Redis, delivery states and throughput from SQL."""
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
+    own = redis.Redis.from_url(settings.redis_url, db=settings.counters_redis_db, socket_timeout=5)
     database = Database(settings)
     try:
         try:
             queue_state: dict[str, Any] = queues(client)
         except redis.RedisError as exc:
             queue_state = {"error": str(exc)}
+        try:
+            views = supervisor.read(own)
+            processes: dict[str, Any] = {**supervisor.summary(views), "detail": views}
+        except redis.RedisError as exc:
+            processes = {"error": str(exc)}
         since = now() - timedelta(minutes=1)
         with database.session() as session:
             by_status = dict(
@@ -68,7 +75,9 @@ def snapshot(settings: Settings) -> dict[str, Any]:
                 "sent_or_delivered": recent,
                 "per_second": round(recent / 60, 1),
             },
+            "processes": processes,
         }
     finally:
+        own.close()
         client.close()
         database.close()

@@ -46,7 +46,11 @@ def _registry(settings: Settings) -> CollectorRegistry:
 
 
 async def _redis(app: web.Application) -> AsyncIterator[None]:
-    client = aioredis.Redis.from_url(app[SETTINGS].redis_url, socket_timeout=5)
+    """Tidings' own Redis database (counters, supervisors' heartbeats)."""
+    settings = app[SETTINGS]
+    client = aioredis.Redis.from_url(
+        settings.redis_url, db=settings.counters_redis_db, socket_timeout=5
+    )
     app[REDIS] = client
     yield
     await client.aclose()

@@ -1,13 +1,18 @@
-"""Liveness, readiness (SQL and Redis answer) and Prometheus metrics."""
+"""Liveness, readiness (SQL and Redis answer; which worker processes run and when one
+last restarted) and Prometheus metrics."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+from typing import Any
 
+import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from sqlalchemy import text
 
+from engine import supervisor
 from engine.api.context import DB, METRICS, REDIS
 
 routes = web.RouteTableDef()
@@ -21,7 +26,12 @@ async def healthz(_: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
-    """Ready when both SQL and Redis answer; 503 naming what does not."""
+    """Ready when both SQL and Redis answer; 503 naming what does not.
+
+    `processes` tells what the supervisors (`tidings worker`, `tidings up`) run: how many
+    processes, how many restarts, and the last one (which, when, how it ended). It is
+    information, not a condition: the API accepts work while a worker restarts.
+    """
     checks: dict[str, str] = {}
 
     def sql() -> None:
@@ -39,10 +49,22 @@ async def readyz(request: web.Request) -> web.Response:
     except Exception as exc:
         checks["redis"] = f"error: {type(exc).__name__}"
     ready = all(v == "ok" for v in checks.values())
-    return web.json_response(
-        {"status": "ready" if ready else "unavailable", "checks": checks},
-        status=200 if ready else 503,
-    )
+    body: dict[str, Any] = {"status": "ready" if ready else "unavailable", "checks": checks}
+    if checks["redis"] == "ok":
+        try:
+            body["processes"] = await asyncio.wait_for(_processes(request.app[REDIS]), 3)
+        except Exception as exc:
+            body["processes"] = {"error": type(exc).__name__}
+    return web.json_response(body, status=200 if ready else 503)
+
+
+async def _processes(client: aioredis.Redis) -> dict[str, Any]:
+    views = []
+    async for key in client.scan_iter(f"{supervisor.KEY_PREFIX}*", count=1000):
+        raw = await client.get(key)
+        if raw:
+            views.append(json.loads(raw))
+    return supervisor.summary(views)
 
 
 @routes.get("/metrics")

@@ -599,6 +599,14 @@ def test_health_readiness_and_openapi(server: Server) -> None:
         assert ok(anonymous.get("/readyz")) == {
             "status": "ready",
             "checks": {"sql": "ok", "redis": "ok"},
+            # no `tidings worker` or `tidings up` is running beside this API
+            "processes": {
+                "supervisors": 0,
+                "running": 0,
+                "expected": 0,
+                "restarts": 0,
+                "last_restart": None,
+            },
         }
         document = ok(anonymous.get("/v1/openapi.json"))
     assert document["openapi"].startswith("3.")

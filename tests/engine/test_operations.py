@@ -124,15 +124,16 @@ def test_a_broadcast_starts_sending_before_its_audience_is_planned(
 
 
 def test_a_worker_serving_the_critical_queue_picks_up_work_sooner_when_idle() -> None:
-    # Dramatiq backs off polling an empty queue up to `dramatiq_worker_timeout` ms: that is
-    # how long an order notification can wait for an idle worker to notice it.
+    # Dramatiq backs off polling an empty queue up to the worker's timeout: that is how
+    # long an order notification can wait for an idle worker to notice it.
     from argparse import Namespace
 
-    from engine.cli import worker_env
+    from engine.cli import worker_specs
 
     settings = Settings(worker_timeout_ms=100, critical_timeout_ms=10, metrics_port=free_port())
-    polls = {
-        queues: worker_env(Namespace(queues=queues), settings)["dramatiq_worker_timeout"]
-        for queues in ("critical", "critical,normal,bulk", "normal,bulk")
-    }
+    polls = {}
+    for queues in ("critical", "critical,normal,bulk", "normal,bulk"):
+        args = Namespace(queues=queues, processes=1, threads=1)
+        (spec,) = worker_specs(args, settings, {})
+        polls[queues] = spec.argv[spec.argv.index("--timeout-ms") + 1]
     assert polls == {"critical": "10", "critical,normal,bulk": "10", "normal,bulk": "100"}
