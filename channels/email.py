@@ -1,14 +1,24 @@
-"""The email channel: text and HTML mail over SMTP, with one-click unsubscribe."""
+"""The email channel: text and HTML mail over SMTP, with one-click unsubscribe.
+
+Tidings hands the SMTP client finished bytes (`wire`), headers written by
+`channels.headers`, so what a mail provider reads is what Tidings meant, whatever
+policy the client would have folded them with.
+"""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from email.generator import BytesGenerator
 from email.message import EmailMessage
-from email.utils import formatdate, parseaddr
+from email.utils import format_datetime, parseaddr
+from io import BytesIO
 
 import aiosmtplib
 
+from channels import headers
 from channels.base import Channel, Message, Sent
 from channels.errors import DeliveryError, PermanentError, TransientError
+from channels.headers import WIRE
 from engine.settings import Settings
 
 DEFAULT_DOMAIN = "tidings.local"
@@ -25,19 +35,24 @@ def message_id(delivery_id: int, email_from: str) -> str:
     return f"<delivery-{delivery_id}@{domain if at and domain else DEFAULT_DOMAIN}>"
 
 
+def wire(mail: EmailMessage) -> bytes:
+    """The message as it goes on the wire: CRLF lines, 7-bit headers."""
+    out = BytesIO()
+    BytesGenerator(out, policy=WIRE).flatten(mail)
+    return out.getvalue()
+
+
 def compose(message: Message, settings: Settings) -> EmailMessage:
     """The MIME message for one delivery: text, plus an HTML alternative when there is one."""
     address = message.address
     if not isinstance(address, str) or "@" not in parseaddr(address)[1]:
         raise PermanentError("email: the recipient has no valid email address")
-    mail = EmailMessage()
-    try:
-        mail["Subject"] = message.title
-        mail["From"] = settings.email_from
-        mail["To"] = address
-    except (ValueError, TypeError) as exc:  # e.g. a line break smuggled into a header
-        raise PermanentError(f"email: invalid header: {exc}") from exc
-    mail["Date"] = formatdate(usegmt=True)
+    mail = EmailMessage(policy=WIRE)
+    mail["Subject"] = headers.text("Subject", message.title)
+    mail["From"] = headers.mailbox("From", settings.email_from)
+    mail["To"] = headers.mailbox("To", address)
+    # `+0000`, not the obsolete `GMT` zone RFC 5322 (4.3) says not to generate.
+    mail["Date"] = format_datetime(datetime.now(UTC))
     mail["Message-ID"] = message_id(message.delivery_id, settings.email_from)
     if message.unsubscribe_url:
         # RFC 8058 one-click unsubscribe; the relay's DKIM signature must cover both.
@@ -71,7 +86,7 @@ class EmailChannel(Channel):
         mail = compose(message, settings)
         try:
             await aiosmtplib.send(
-                mail,
+                wire(mail),
                 sender=sender_address(settings.email_from),
                 recipients=[str(message.address)],
                 hostname=settings.smtp_host,
@@ -93,4 +108,4 @@ class EmailChannel(Channel):
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             reason = str(exc) or "timed out"
             raise TransientError(f"email: {type(exc).__name__}: {reason}") from exc
-        return Sent(delivered=False, provider_id=mail["Message-ID"])
+        return Sent(delivered=False, provider_id=str(mail["Message-ID"]))

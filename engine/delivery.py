@@ -40,6 +40,7 @@ class Outcome:
     reason: str | None = None
     error: str | None = None
     retry_in: float | None = None
+    provider_id: str | None = None
 
 
 def backoff(attempt: int, base: float) -> float:
@@ -216,7 +217,8 @@ async def _send_all(
                     "channel %s crashed on delivery %s", message.channel, message.delivery_id
                 )
                 return Outcome(message.delivery_id, "failed", error=f"{type(exc).__name__}: {exc}")
-            return Outcome(message.delivery_id, "delivered" if sent.delivered else "sent")
+            status = "delivered" if sent.delivered else "sent"
+            return Outcome(message.delivery_id, status, provider_id=sent.provider_id)
 
     return list(await asyncio.gather(*(one(m) for m in messages)))
 
@@ -257,7 +259,14 @@ def _record(
             )
             retries.setdefault(o.retry_in, []).append(o.delivery_id)
         else:
-            row.update(status=o.status, reason=o.reason, error=o.error, attempts=tries, due_at=None)
+            row.update(
+                status=o.status,
+                reason=o.reason,
+                error=o.error,
+                attempts=tries,
+                due_at=None,
+                provider_id=o.provider_id,
+            )
             if o.status == "delivered":
                 # A delivered message was also sent: keep both steps in its history.
                 events.append({"delivery_id": o.delivery_id, "status": "sent", "at": at})

@@ -163,6 +163,9 @@ class Delivery(SQLModel, table=True):
     action_url: str | None = None
     attempts: int = 0
     error: str | None = None
+    # What the provider knows the sent message by: the email's Message-ID, which
+    # bounces and replies quote.
+    provider_id: str | None = Field(default=None, max_length=255)
     read_at: datetime | None = _stamp()
     created_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
     updated_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
+import re
 import socket
 import threading
 import time
@@ -60,12 +63,15 @@ class Mailbox:
 
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
+        # The DATA exactly as received, before any parsing.
+        self.raw: list[bytes] = []
         self.envelopes: list[tuple[str, list[str]]] = []
         # address -> the reply its RCPT TO gets instead of 250
         self.reject: dict[str, str] = {}
 
     def reset(self) -> None:
         self.messages.clear()
+        self.raw.clear()
         self.envelopes.clear()
         self.reject.clear()
 
@@ -79,10 +85,59 @@ class Mailbox:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+        self.raw.append(bytes(envelope.original_content))
         mail = message_from_bytes(envelope.content, policy=policy.default)
         assert isinstance(mail, EmailMessage)
         self.messages.append(mail)
         return "250 Message accepted for delivery"
+
+
+def raw_header_block(raw: bytes) -> bytes:
+    """The header section of a message as received, CRLF line ends kept."""
+    head, sep, _ = raw.partition(b"\r\n\r\n")
+    assert sep, "no blank line after the headers"
+    return head + b"\r\n"
+
+
+def raw_headers(raw: bytes) -> list[tuple[str, str]]:
+    """(name, unfolded value) for each top-level header, read by hand from the octets:
+    RFC 5322 unfolding only removes a CRLF that precedes whitespace."""
+    text = raw_header_block(raw).decode("ascii")
+    unfolded = re.sub(r"\r\n(?=[ \t])", "", text)
+    out = []
+    for line in unfolded.split("\r\n")[:-1]:
+        name, colon, value = line.partition(":")
+        assert colon and re.fullmatch(r"[\x21-\x39\x3b-\x7e]+", name), line
+        out.append((name, value.strip()))
+    return out
+
+
+ENCODED_WORD = re.compile(r"=\?([^?]+)\?([bBqQ])\?([^?]*)\?=")
+
+
+def decode_encoded_words(value: str) -> str:
+    """An RFC 2047 header text decoded by hand: whitespace between two encoded-words
+    is dropped, each word is at most 75 characters and decodes on its own."""
+    parts: list[str] = []
+    last_was_word = False
+    for token in re.split(r"(\s+)", value):
+        match = ENCODED_WORD.fullmatch(token)
+        if match:
+            assert len(token) <= 75, f"encoded-word longer than 75: {token}"
+            charset, kind, text = match.groups()
+            if kind in "bB":
+                data = base64.b64decode(text)
+            else:
+                data = binascii.a2b_qp(text.replace("_", " "))
+            if last_was_word and parts and parts[-1].isspace():
+                parts.pop()
+            parts.append(data.decode(charset))
+            last_was_word = True
+        elif token:
+            assert "=?" not in token, f"a malformed encoded-word: {token}"
+            parts.append(token)
+            last_was_word = last_was_word and token.isspace()
+    return "".join(parts)
 
 
 class Sink:

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
+from email.utils import formataddr, parseaddr
+
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from channels.email import EmailChannel, message_id
 from channels.errors import PermanentError, TransientError
 from engine.settings import Settings
+from tests.support import decode_encoded_words, raw_header_block, raw_headers
 
 UNSUBSCRIBE = "https://tidings.example/u/one-click?t=signed"
 
@@ -118,3 +125,126 @@ def test_a_header_injection_attempt_is_refused(run, smtp, channel, make_message)
     with pytest.raises(PermanentError):
         run(channel.send(make_message(address="a@example.com\r\nBcc: b@example.com")))
     assert smtp.mailbox.messages == []
+
+
+# --- the octets the SMTP server received ------------------------------------------------
+
+# RFC 5322 3.3 date-time as Tidings writes it, e.g. "Mon, 30 Nov 2026 12:09:54 +0000".
+DATE = re.compile(
+    r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} [+-]\d{4}"
+)
+# RFC 5322 3.6.4 msg-id with dot-atom-text on both sides.
+ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+MSG_ID = re.compile(rf"<{ATEXT}(\.{ATEXT})*@{ATEXT}(\.{ATEXT})*>")
+LONG_LINK = "https://notify.shop.example/u/" + "WyJ1LTEwMDEiLCJ1bnN1YnNjcmliZSJd." * 6 + "sig"
+
+
+def _wire(smtp) -> tuple[bytes, dict[str, str]]:
+    [raw] = smtp.mailbox.raw
+    return raw, dict(raw_headers(raw))
+
+
+def _lines_are_short_and_7bit(raw: bytes) -> None:
+    assert raw.isascii(), "8-bit octets on the wire"
+    head = raw_header_block(raw)
+    assert re.fullmatch(rb"([\x20-\x7e\t]*\r\n)+", head), "a control character in a header"
+    for line in raw.split(b"\r\n"):
+        assert len(line) <= 998, f"line of {len(line)} octets"
+        assert b"\r" not in line and b"\n" not in line, "a bare CR or LF"
+
+
+def test_list_unsubscribe_is_a_plain_ascii_link_on_the_wire(run, smtp, channel, make_message):
+    run(channel.send(make_message(unsubscribe_url=LONG_LINK)))
+
+    raw, headers = _wire(smtp)
+    head = raw_header_block(raw)
+    assert f"\r\nList-Unsubscribe: <{LONG_LINK}>\r\n".encode() in head
+    assert b"\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n" in head
+    assert b"=?" not in head.split(b"List-Unsubscribe:")[1].split(b"\r\n")[0]
+    assert headers["List-Unsubscribe"] == f"<{LONG_LINK}>"
+    _lines_are_short_and_7bit(raw)
+
+
+def test_structured_headers_on_the_wire(run, smtp, channel, make_message):
+    sent = run(channel.send(make_message(delivery_id=9001, unsubscribe_url=UNSUBSCRIBE)))
+
+    raw, headers = _wire(smtp)
+    _lines_are_short_and_7bit(raw)
+    assert headers["Message-ID"] == "<delivery-9001@shop.example>"
+    assert MSG_ID.fullmatch(headers["Message-ID"])
+    assert sent.provider_id == headers["Message-ID"]
+    assert DATE.fullmatch(headers["Date"]), headers["Date"]
+    stamped = datetime.strptime(headers["Date"], "%a, %d %b %Y %H:%M:%S %z")
+    assert abs((datetime.now(UTC) - stamped).total_seconds()) < 60
+    assert headers["From"] == "Tidings <noreply@shop.example>"
+    assert headers["To"] == "a@example.com"
+    assert headers["Subject"] == "Your card is here"
+    assert headers["MIME-Version"] == "1.0"
+    names = [name for name, _ in raw_headers(raw)]
+    for single in ("From", "To", "Subject", "Date", "Message-ID", "List-Unsubscribe"):
+        assert names.count(single) == 1, single
+
+
+def test_non_ascii_subject_and_names_are_rfc_2047_encoded_words(run, smtp, make_message):
+    channel = EmailChannel(
+        Settings(
+            smtp_host="127.0.0.1", smtp_port=smtp.port, email_from="卡卡商城 <noreply@shop.example>"
+        )
+    )
+    title = "限时优惠:原神月卡今晚 8 点开抢,先到先得 — 卡卡 says hi to everyone reading this"
+    run(
+        channel.send(make_message(title=title, address="小明 <ming@example.com>", body="今晚 8 点"))
+    )
+
+    raw, headers = _wire(smtp)
+    _lines_are_short_and_7bit(raw)
+    assert decode_encoded_words(headers["Subject"]) == title
+    name, address = headers["From"].rsplit(" ", 1)
+    assert (decode_encoded_words(name), address) == ("卡卡商城", "<noreply@shop.example>")
+    name, address = headers["To"].rsplit(" ", 1)
+    assert (decode_encoded_words(name), address) == ("小明", "<ming@example.com>")
+    assert smtp.mailbox.envelopes == [("noreply@shop.example", ["ming@example.com"])]
+
+
+_TEXT = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"), max_size=300
+)
+_TOKEN = st.text(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.", min_size=1, max_size=900
+)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(title=_TEXT, name=_TEXT, token=_TOKEN)
+def test_any_subject_name_and_link_arrive_readable(
+    run, smtp_controller, make_message, title, name, token
+):
+    smtp_controller.mailbox.reset()
+    sender = formataddr((name, "noreply@shop.example"))
+    channel = EmailChannel(
+        Settings(smtp_host="127.0.0.1", smtp_port=smtp_controller.port, email_from=sender)
+    )
+    link = f"https://notify.example/u/{token}"
+    run(channel.send(make_message(title=title, unsubscribe_url=link)))
+
+    [raw] = smtp_controller.mailbox.raw
+    headers = dict(raw_headers(raw))
+    _lines_are_short_and_7bit(raw)
+    assert decode_encoded_words(headers["Subject"]) == title
+    assert headers["List-Unsubscribe"] == f"<{link}>"
+    shown, address = (
+        headers["From"].rpartition(" ")[::2] if " <" in headers["From"] else ("", headers["From"])
+    )
+    assert address.strip("<>") == "noreply@shop.example"
+    assert _unquote(decode_encoded_words(shown)) == parseaddr(sender)[0]
+
+
+def _unquote(display: str) -> str:
+    """An RFC 5322 quoted-string's content, by hand."""
+    if len(display) >= 2 and display[0] == display[-1] == '"':
+        return re.sub(r"\\(.)", r"\1", display[1:-1])
+    return display

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.engine.conftest import Processes, recipient, send, settled, wait_for
-from tests.support import Mailbox
+from tests.support import Mailbox, raw_headers
 
 ORDER = {
     "name": "Order delivered",
@@ -63,6 +64,11 @@ def test_order_reaches_inbox_and_mailbox_with_receipts(
     assert mail["To"] == "u1@example.com"
     assert mail["Subject"] == "Your 原神月卡 is here"  # no zh-CN email template: falls back to en
     assert "List-Unsubscribe" not in mail  # a required category offers no unsubscribe
+    # The receipt keeps the Message-ID the mail went out with, as the relay received it.
+    wire = dict(raw_headers(smtp.raw[0]))
+    assert by_channel["email"]["provider_id"] == wire["Message-ID"]
+    assert wire["Message-ID"] == f"<delivery-{by_channel['email']['id']}@tidings.local>"
+    assert by_channel["inapp"]["provider_id"] is None
 
     inbox = admin.get("/v1/recipients/u-1/inbox").json()
     assert inbox["unread"] == 1
@@ -74,8 +80,9 @@ def test_order_reaches_inbox_and_mailbox_with_receipts(
 
     # A promotion carries the RFC 8058 one-click unsubscribe headers.
     send(admin, category="promo.flash_sale", to=["u-1"], data={"card": "Steam"})
-    promo = wait_for(lambda: [m for m in smtp.messages if "Sale" in str(m["Subject"])])[0]
-    assert promo["List-Unsubscribe"].startswith("<http")
+    wait_for(lambda: len(smtp.raw) == 2)
+    promo = dict(raw_headers(smtp.raw[1]))
+    assert re.fullmatch(r"<http://127\.0\.0\.1:8080/u/[A-Za-z0-9._-]+>", promo["List-Unsubscribe"])
     assert promo["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
     feedback = admin.post(
