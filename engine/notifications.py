@@ -18,6 +18,7 @@ from engine.db import Database
 from engine.errors import Invalid, NotFound
 from engine.models import Category, Delivery, DeliveryEvent, Notification, Recipient
 from engine.schemas import EveryoneAudience, NotificationIn, SegmentAudience
+from engine.segments import audience_filter
 from engine.settings import Settings
 from engine.timeutil import aware, iso, now
 
@@ -29,7 +30,7 @@ class Accepted:
     """What the API answers for an accepted notification."""
 
     id: int
-    recipients: int | None
+    recipients: int
     queue: str
     due: bool
     replayed: bool = False
@@ -83,6 +84,16 @@ def validate(session: Session, spec: NotificationIn, *, field_prefix: str = "") 
     return category
 
 
+def audience_size(
+    session: Session, audience: dict[str, Any], at: datetime, settings: Settings
+) -> int:
+    """How many recipients the audience selects (`segments.audience_filter`) as of `at`."""
+    if "ids" in audience:  # `validate` checked that each one exists
+        return len(audience["ids"])
+    where = audience_filter(audience, at, settings)
+    return session.exec(select(func.count()).select_from(Recipient).where(*where)).one()
+
+
 def _audience(spec: NotificationIn) -> dict[str, Any]:
     if isinstance(spec.to, SegmentAudience):
         return {"segment": spec.to.segment.model_dump(exclude_none=True)}
@@ -117,7 +128,7 @@ def accept(
         idempotency_key=spec.idempotency_key,
         request_hash=digest,
         queue=queue_for(category, audience, settings),
-        recipients=len(audience["ids"]) if "ids" in audience else 0,
+        recipients=audience_size(session, audience, spec.send_at or at, settings),
         created_at=at,
         updated_at=at,
     )
@@ -125,7 +136,7 @@ def accept(
     session.flush()  # a concurrent twin with the same key makes this an IntegrityError
     assert row.id is not None
     due = spec.send_at is None or spec.send_at <= at
-    return Accepted(row.id, row.recipients if "ids" in audience else None, row.queue, due)
+    return Accepted(row.id, row.recipients, row.queue, due)
 
 
 def accept_all(
@@ -168,8 +179,7 @@ def _replay(found: Notification, digest: str, field_prefix: str) -> Accepted:
             code="idempotency_mismatch",
         )
     assert found.id is not None
-    recipients = found.recipients if "ids" in found.audience else None
-    return Accepted(found.id, recipients, found.queue, due=False, replayed=True)
+    return Accepted(found.id, found.recipients, found.queue, due=False, replayed=True)
 
 
 def mark_enqueued(session: Session, notification_ids: list[int], at: datetime) -> None:

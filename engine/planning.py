@@ -24,7 +24,8 @@ from engine.content import Composer
 from engine.counters import CapCheck
 from engine.models import Category, Delivery, Notification, PlanChunk, Recipient
 from engine.runtime import Runtime
-from engine.segments import matches_tags, segment_clause
+from engine.segments import audience_filter, segment_at
+from engine.settings import Settings
 from engine.templates import RenderError
 from engine.timeutil import aware, now
 from preferences import store
@@ -55,15 +56,9 @@ def addressable(recipient: Recipient) -> list[str]:
 
 
 def _audience_ids(session: Session, notification: Notification, rt: Runtime) -> Iterator[str]:
-    audience = notification.audience
-    if "ids" in audience:
-        yield from audience["ids"]
-        return
-    query = select(Recipient.id).order_by(col(Recipient.id))
-    if "segment" in audience:
-        clause = segment_clause(audience["segment"], now(), rt.settings)
-        if clause is not None:
-            query = query.where(clause)
+    """The audience's recipient ids in id order, selected by `segments.audience_filter`."""
+    where = audience_filter(notification.audience, segment_at(notification), rt.settings)
+    query = select(Recipient.id).where(*where).order_by(col(Recipient.id))
     yield from session.exec(query.execution_options(yield_per=10_000))
 
 
@@ -218,18 +213,14 @@ def enqueue_deliveries(rt: Runtime, rows: list[tuple[int, str]], queue: str) -> 
 
 
 def _load_recipients(
-    session: Session, notification: Notification, chunk: PlanChunk
+    session: Session, notification: Notification, chunk: PlanChunk, settings: Settings
 ) -> list[Recipient]:
-    rows = bulk.read(
-        session, Recipient, col(Recipient.id) >= chunk.lo, col(Recipient.id) <= chunk.hi
+    """The chunk's recipients: its id range, selected by the same `audience_filter` that
+    cut it, so a recipient in the range but outside the audience is never planned."""
+    where = audience_filter(notification.audience, segment_at(notification), settings)
+    return bulk.read(
+        session, Recipient, col(Recipient.id) >= chunk.lo, col(Recipient.id) <= chunk.hi, *where
     )
-    audience = notification.audience
-    if "ids" in audience:
-        wanted = set(audience["ids"])
-        return [r for r in rows if r.id in wanted]
-    if "segment" in audience:
-        return [r for r in rows if matches_tags(r.tags, audience["segment"])]
-    return rows
 
 
 def _plan(
@@ -242,7 +233,7 @@ def _plan(
     """Plan one chunk; returns the (id, channel) of deliveries to hand to deliver jobs."""
     assert notification.id is not None
     at = now()
-    todo = _unplanned(session, notification, chunk)
+    todo = _unplanned(session, notification, chunk, rt.settings)
     prefs = store.load_many(session, todo, settings=rt.settings)
     rules = planner.rules_of(category)
     request = planner.Request(
@@ -300,9 +291,11 @@ def _plan(
     return [(row.id, row.channel) for row in written if row.status == "queued"]
 
 
-def _unplanned(session: Session, notification: Notification, chunk: PlanChunk) -> list[Recipient]:
+def _unplanned(
+    session: Session, notification: Notification, chunk: PlanChunk, settings: Settings
+) -> list[Recipient]:
     """The chunk's recipients, less those a previous run of this chunk already planned."""
-    recipients = _load_recipients(session, notification, chunk)
+    recipients = _load_recipients(session, notification, chunk, settings)
     done = set(
         session.exec(
             select(Delivery.recipient_id).where(

@@ -18,7 +18,9 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     model_validator,
 )
 
@@ -207,13 +209,33 @@ class FieldError(ValueError):
         self.message = message
 
 
-class SegmentIn(Strict):
-    """A segment filter: spend tier, activity and interest tags."""
+InterestTag = Annotated[str, Field(min_length=1, max_length=100)]
 
-    tier: list[Literal["whale", "dolphin", "minnow"]] | None = None
-    activity: list[Literal["active", "sleeping", "churned"]] | None = None
-    tags_any: list[Annotated[str, Field(max_length=100)]] | None = None
-    tags_all: list[Annotated[str, Field(max_length=100)]] | None = None
+
+class SegmentIn(Strict):
+    """A segment: recipients matching every condition given (`engine.segments`).
+
+    `tier` and `activity` list the values any of which will do; `tags_any` needs one of
+    its tags, `tags_all` all of them. Each list has at least one entry, and a segment at
+    least one condition: everyone is `{"all": true}`, not an empty segment.
+    """
+
+    tier: list[Literal["whale", "dolphin", "minnow"]] | None = Field(default=None, min_length=1)
+    activity: list[Literal["active", "sleeping", "churned"]] | None = Field(
+        default=None, min_length=1
+    )
+    tags_any: list[InterestTag] | None = Field(default=None, min_length=1, max_length=100)
+    tags_all: list[InterestTag] | None = Field(default=None, min_length=1, max_length=100)
+
+    @model_validator(mode="after")
+    def _check(self) -> SegmentIn:
+        if not self.model_dump(exclude_none=True):
+            raise FieldError(
+                "to.segment",
+                "a segment needs at least one condition (tier, activity, tags_any, "
+                'tags_all); to reach everyone send to {"all": true}',
+            )
+        return self
 
 
 class SegmentAudience(Strict):
@@ -222,6 +244,32 @@ class SegmentAudience(Strict):
 
 class EveryoneAudience(Strict):
     all: Literal[True]
+
+
+def _audience_kind(value: Any) -> str | None:
+    # Which form of `to` this is, so an error names the field inside that form.
+    if isinstance(value, list):
+        return "@ids"
+    if isinstance(value, SegmentAudience) or (isinstance(value, dict) and "segment" in value):
+        return "@segment"
+    if isinstance(value, EveryoneAudience) or (isinstance(value, dict) and "all" in value):
+        return "@all"
+    return None
+
+
+RecipientIds = Annotated[list[Key], AfterValidator(_unique), Field(min_length=1, max_length=10_000)]
+# Locations inside `to` carry the form's tag (`@ids`, `@segment`, `@all`); the API's error
+# names leave it out (`to.segment.tier.0`).
+Audience = Annotated[
+    Annotated[RecipientIds, Tag("@ids")]
+    | Annotated[SegmentAudience, Tag("@segment")]
+    | Annotated[EveryoneAudience, Tag("@all")],
+    Discriminator(
+        _audience_kind,
+        custom_error_type="audience",
+        custom_error_message=('to is a list of recipient ids, {"segment": {...}} or {"all": true}'),
+    ),
+]
 
 
 class ContentIn(Strict):
@@ -237,11 +285,7 @@ class NotificationIn(Strict):
     """`POST /v1/notifications`."""
 
     category: Key
-    to: (
-        Annotated[list[Key], AfterValidator(_unique), Field(min_length=1, max_length=10_000)]
-        | SegmentAudience
-        | EveryoneAudience
-    )
+    to: Audience
     data: dict[str, Any] = Field(default_factory=dict)
     content: ContentIn | None = None
     channels: Annotated[list[ChannelName], AfterValidator(_unique)] | None = Field(

@@ -32,7 +32,9 @@ def validation_error(exc: ValidationError) -> ApiError:
     if isinstance(original, FieldError):
         return Invalid(original.message, field=original.field)
     # A bad dict key is reported at `...key.[key]`: name the key itself.
-    path = ".".join(str(part) for part in first["loc"] if part != "[key]") or "body"
+    # A tagged union's location names the form taken (`to.@segment.segment.tier`): skip it.
+    parts = (str(part) for part in first["loc"] if part != "[key]")
+    path = ".".join(p for p in parts if not p.startswith("@")) or "body"
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         message = "unknown field"
