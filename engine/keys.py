@@ -1,4 +1,8 @@
-"""API keys: minted once, stored as a SHA-256, scoped to `send`, `read` and `admin`."""
+"""API keys: minted once, stored as a SHA-256, scoped to `send`, `read`, `links` and `admin`.
+
+`links` mints a recipient's page links, which open their inbox and write their
+preferences: more than sending a notification, so not part of `send`.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from sqlmodel import Session, col, select
 
 from engine.models import ApiKey
 
-SCOPES = ("send", "read", "admin")
+SCOPES = ("send", "read", "links", "admin")
 
 
 def digest(key: str) -> str:

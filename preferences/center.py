@@ -12,14 +12,15 @@ from aiohttp import web
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlmodel import Session, col, select
 
+from engine.api.context import REDIS
 from engine.models import Category, Feedback
 from engine.schemas import FieldError, PreferencesIn
 from engine.timeutil import now
-from preferences import forms, store
+from preferences import forms, linkmail, store
 from preferences.forms import Change, FormState, Layout, Problem
 from preferences.i18n import Translator
 from preferences.model import WEEKDAYS
-from preferences.web import Visit, page, redirect, render, unread_count
+from preferences.web import Visit, check_form, page, redirect, render, unread_count
 
 routes = web.RouteTableDef()
 SHOWN_CHANGES = 12
@@ -224,17 +225,21 @@ async def save_preferences(visit: Visit) -> web.StreamResponse:
 
 
 async def _unsubscribe_page(visit: Visit, *, done: bool) -> web.Response:
+    """The unsubscribe page. It links nowhere else: this token opens only this page."""
+
     def read() -> bool:
         with visit.db.session() as session:
             return store.load_one(session, visit.recipient, settings=visit.settings).unsubscribed
 
     already = await visit.db.run(read)
-    preferences, token = visit.form_target("preferences")
+    query = visit.request.query
     context = {
         "done": done or already,
         "action": visit.here(),
-        "preferences": preferences,
-        "preferences_csrf": token,
+        "csrf": visit.csrf(),
+        "send_link": visit.here("/link"),
+        "link_sent": query.get("sent") == "1",
+        "resubscribed": query.get("saved") == "resubscribed" and not already,
     }
     return render(visit.request, "unsubscribe.html", context, t=visit.t)
 
@@ -249,16 +254,38 @@ async def unsubscribe_confirm(visit: Visit) -> web.StreamResponse:
 @routes.post("/u/{token}")
 @page("unsubscribe")
 async def unsubscribe(visit: Visit) -> web.StreamResponse:
-    """One-click unsubscribe (RFC 8058): a POST unsubscribes, with no cookie or CSRF token."""
+    """One-click unsubscribe (RFC 8058): a POST unsubscribes, with no cookie or CSRF token.
+
+    Undoing it (`action=resubscribe`) is a form of this page and needs its CSRF token.
+    """
+    form = await visit.request.post()
+    on = form.get("action") != "resubscribe"
+    if not on:
+        await check_form(visit)
 
     def write() -> None:
         with visit.db.session() as session:
             store.update(
                 session,
                 visit.recipient.id,
-                PreferencesIn(unsubscribed=True),
+                PreferencesIn(unsubscribed=on),
                 categories=store.load_categories(session),
             )
 
     await visit.db.run(write)
+    if not on:
+        return redirect(visit.here(saved="resubscribed") + "#saved")
     return await _unsubscribe_page(visit, done=True)
+
+
+@routes.post("/u/{token}/link")
+@page("unsubscribe", form=True)
+async def email_preferences_link(visit: Visit) -> web.StreamResponse:
+    """Email the recipient a link to their preference center, which this page never opens.
+
+    The answer is the same whether or not an email went out.
+    """
+    await linkmail.send_preferences_link(
+        visit.recipient, visit.settings, visit.request.app[REDIS], visit.t
+    )
+    return redirect(visit.here(sent="1") + "#sent")

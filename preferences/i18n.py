@@ -250,6 +250,23 @@ STRINGS: dict[str, tuple[str, str]] = {
         "您将不再收到我们的非必要通知。改变主意了？可以重新订阅，或者只选择您想要的通知。",
     ),
     "unsubscribe.choose": ("Choose what I get instead", "改为自选通知类型"),
+    "unsubscribe.send_link": ("Email me a link to choose what I get", "把设置链接发到我的邮箱"),
+    "unsubscribe.link_why": (
+        "This page can only unsubscribe: whoever a message is forwarded to can open it."
+        " Your preferences and inbox open with a link of their own.",
+        "此页面只能退订：邮件被转发后，任何人都能打开它。通知设置和收件箱需要专属链接。",
+    ),
+    "unsubscribe.link_sent": (
+        "If we have an email address for you, a link to your preferences is on its way.",
+        "如果我们有您的邮箱地址，设置链接已发往该邮箱。",
+    ),
+    "linkmail.subject": ("Your notification preferences", "您的通知设置"),
+    "linkmail.body": (
+        "Here is your link to choose which messages you get:\n\n{url}\n\n"
+        "It works for {days} days. Did not ask for it? You can ignore this email.",
+        "这是您的通知设置链接，可以选择接收哪些通知：\n\n{url}\n\n"
+        "链接 {days} 天内有效。如果不是您本人申请，请忽略此邮件。",
+    ),
 }
 
 

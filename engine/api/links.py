@@ -18,12 +18,13 @@ routes = web.RouteTableDef()
 
 
 @routes.post("/v1/recipients/{id}/links")
-@scope("send")
+@scope("links")
 async def mint_links(request: web.Request) -> web.Response:
     """Mint signed links to a recipient's preference center, inbox and one-click unsubscribe.
 
-    The `send` scope suffices: a backend that writes its own messages needs these
-    links in them. They expire after `TIDINGS_LINK_TTL` seconds.
+    Needs the `links` scope (or `admin`), not `send`: a preference or inbox link reads the
+    recipient's messages and writes their preferences. They expire after
+    `TIDINGS_LINK_TTL` seconds.
     """
     rid = request.match_info["id"]
     links = Links(request.app[SETTINGS])

@@ -114,7 +114,7 @@ def test_the_api_mints_all_three_links_with_their_expiry(
     _recipient(db)
     minted = httpx.post(
         f"{admin.base_url}/v1/recipients/u-1/links",
-        headers={"Authorization": f"Bearer {api_keys['send']}"},
+        headers={"Authorization": f"Bearer {api_keys['links']}"},
         timeout=30,
     )
     assert minted.status_code == 200, minted.text
@@ -132,16 +132,26 @@ def test_the_api_mints_all_three_links_with_their_expiry(
     assert page.status_code == 200 and page.headers["Cache-Control"] == "no-store"
 
 
-def test_minting_needs_a_known_recipient_and_a_send_key(
+def test_minting_needs_a_known_recipient_and_a_links_key(
     admin: httpx.Client, api_keys: dict[str, str]
 ) -> None:
+    """A page link reads the inbox and writes preferences: `send` and `read` cannot mint one."""
+    assert admin.put("/v1/recipients/u-1", json={}).status_code == 200
     assert admin.post("/v1/recipients/nobody/links").status_code == 404
-    read_only = httpx.post(
-        f"{admin.base_url}/v1/recipients/nobody/links",
-        headers={"Authorization": f"Bearer {api_keys['read']}"},
+    for scope in ("read", "send"):
+        refused = httpx.post(
+            f"{admin.base_url}/v1/recipients/u-1/links",
+            headers={"Authorization": f"Bearer {api_keys[scope]}"},
+            timeout=30,
+        )
+        assert refused.status_code == 403, scope
+        assert "links" in refused.json()["error"]["message"]
+    minted = httpx.post(
+        f"{admin.base_url}/v1/recipients/u-1/links",
+        headers={"Authorization": f"Bearer {api_keys['links']}"},
         timeout=30,
     )
-    assert read_only.status_code == 403
+    assert minted.status_code == 200 and minted.json()["inbox"]
     assert httpx.post(f"{admin.base_url}/v1/recipients/nobody/links", timeout=30).status_code == 401
 
 
