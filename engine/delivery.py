@@ -24,6 +24,7 @@ from channels.errors import PermanentError, TransientError
 from engine import bulk, metrics
 from engine.content import Composer
 from engine.models import Category, Delivery, Notification, Recipient
+from engine.outages import is_outage
 from engine.planning import page_links
 from engine.runtime import Runtime
 from engine.templates import RenderError
@@ -75,11 +76,42 @@ def claim(session: Session, ids: Sequence[int]) -> list[Claimed]:
 
 
 def deliver(rt: Runtime, delivery_ids: Sequence[int]) -> None:
-    """Send one batch of deliveries (all of one channel) and record the outcomes."""
+    """Send one batch of deliveries (all of one channel) and record the outcomes.
+
+    One delivery that cannot be rendered or sent ends `failed` on its own; the rest of
+    the batch goes on. If the job itself fails before sending (its data cannot be read),
+    the claimed deliveries go back to `queued` for the job's retry, each attempt counted
+    unless the cause was an outage, so a batch that keeps failing ends `failed`.
+    """
     with rt.db.session() as session:
         rows = claim(session, delivery_ids)
     if not rows:
         return
+    try:
+        notifications, outcomes, copies = _send(rt, rows)
+    except BaseException as exc:
+        release(rt, rows, exc)
+        raise
+    attempts = {d.id: d.attempts for d in rows}
+    _record(rt, outcomes, copies, attempts, queue=_queue(notifications))
+    _observe(rows, notifications, outcomes)
+    for o in outcomes:
+        if o.status == "failed":
+            log.warning("delivery failed", extra={"delivery_id": o.delivery_id, "error": o.error})
+    log.info(
+        "delivered batch",
+        extra={
+            "channel": rows[0].channel if rows else None,
+            "deliveries": len(rows),
+            "notification_ids": sorted(notifications),
+        },
+    )
+
+
+def _send(
+    rt: Runtime, rows: list[Claimed]
+) -> tuple[dict[int, Notification], list[Outcome], dict[int, dict[str, Any]]]:
+    """Render and send claimed deliveries; returns their notifications, outcomes and copies."""
     with rt.db.session() as session:
         notifications = _by_id(session, Notification, {d.notification_id for d in rows})
         categories = {
@@ -100,70 +132,113 @@ def deliver(rt: Runtime, delivery_ids: Sequence[int]) -> None:
     outcomes: list[Outcome] = []
     copies: dict[int, dict[str, Any]] = {}
     for d in rows:
-        notification = notifications.get(d.notification_id)
-        category = categories.get(d.category)
-        recipient = recipients.get(d.recipient_id)
-        if notification is None or category is None:
-            outcomes.append(Outcome(d.id, "failed", error="notification or category is gone"))
-            continue
-        expires = aware(notification.expires_at)
-        if expires is not None and at >= expires:
-            outcomes.append(Outcome(d.id, "suppressed", "expired"))
-            continue
-        field = ADDRESS_FIELDS.get(d.channel)
-        address = getattr(recipient, field, None) if recipient and field else None
-        if recipient is None or (field is not None and not address):
-            outcomes.append(Outcome(d.id, "suppressed", "no_address"))
-            continue
-        # Signing links costs; only email headers and templates that mention them need them.
-        links = partial(page_links, rt, recipient, category)
         try:
-            copy = composer.compose(notification, category, d.channel, recipient, links)
-        except RenderError as exc:
-            outcomes.append(Outcome(d.id, "failed", error=str(exc)))
-            continue
-        copies[d.id] = {
-            "title": copy.title,
-            "body": copy.body,
-            "action_url": copy.action_url,
-            "locale": copy.locale,
-        }
-        messages.append(
-            Message(
-                delivery_id=d.id,
-                notification_id=d.notification_id,
-                recipient_id=d.recipient_id,
-                category=d.category,
-                channel=d.channel,
-                address=tuple(address) if isinstance(address, list) else address,
-                locale=copy.locale,
-                title=copy.title,
-                body=copy.body,
-                html=copy.html,
-                action_url=copy.action_url,
-                data=notification.data or {},
-                unsubscribe_url=links().get("unsubscribe") if d.channel == "email" else None,
-                created_at=iso(d.created_at),
+            ready = _message(
+                rt,
+                composer,
+                d,
+                notifications.get(d.notification_id),
+                categories.get(d.category),
+                recipients.get(d.recipient_id),
+                at,
             )
-        )
-    attempts = {d.id: d.attempts for d in rows}
+        except RenderError as exc:
+            ready = Outcome(d.id, "failed", error=str(exc))
+        except Exception as exc:  # one delivery's bug must not hold up the batch
+            log.exception("preparing delivery %s failed", d.id)
+            ready = Outcome(d.id, "failed", error=f"{type(exc).__name__}: {exc}")
+        if isinstance(ready, Outcome):
+            outcomes.append(ready)
+            continue
+        messages.append(ready)
+        copies[d.id] = {
+            "title": ready.title,
+            "body": ready.body,
+            "action_url": ready.action_url,
+            "locale": ready.locale,
+        }
     messages, waiting = throttle(rt, messages, at)
     outcomes += waiting
     if messages:
+        attempts = {d.id: d.attempts for d in rows}
         outcomes += rt.run(_send_all(rt, messages, attempts))
-    _record(rt, outcomes, copies, attempts, queue=_queue(notifications))
-    _observe(rows, notifications, outcomes)
-    for o in outcomes:
-        if o.status == "failed":
-            log.warning("delivery failed", extra={"delivery_id": o.delivery_id, "error": o.error})
-    log.info(
-        "delivered batch",
-        extra={
-            "channel": rows[0].channel if rows else None,
-            "deliveries": len(rows),
-            "notification_ids": sorted(notifications),
-        },
+    return notifications, outcomes, copies
+
+
+def _message(
+    rt: Runtime,
+    composer: Composer,
+    d: Claimed,
+    notification: Notification | None,
+    category: Category | None,
+    recipient: Recipient | None,
+    at: datetime,
+) -> Message | Outcome:
+    """The message to send for one delivery, or the outcome that ends it unsent."""
+    if notification is None or category is None:
+        return Outcome(d.id, "failed", error="notification or category is gone")
+    expires = aware(notification.expires_at)
+    if expires is not None and at >= expires:
+        return Outcome(d.id, "suppressed", "expired")
+    field = ADDRESS_FIELDS.get(d.channel)
+    address = getattr(recipient, field, None) if recipient and field else None
+    if recipient is None or (field is not None and not address):
+        return Outcome(d.id, "suppressed", "no_address")
+    # Signing links costs; only email headers and templates that mention them need them.
+    links = partial(page_links, rt, recipient, category)
+    copy = composer.compose(notification, category, d.channel, recipient, links)
+    return Message(
+        delivery_id=d.id,
+        notification_id=d.notification_id,
+        recipient_id=d.recipient_id,
+        category=d.category,
+        channel=d.channel,
+        address=tuple(address) if isinstance(address, list) else address,
+        locale=copy.locale,
+        title=copy.title,
+        body=copy.body,
+        html=copy.html,
+        action_url=copy.action_url,
+        data=notification.data or {},
+        unsubscribe_url=links().get("unsubscribe") if d.channel == "email" else None,
+        created_at=iso(d.created_at),
     )
+
+
+def release(rt: Runtime, rows: Sequence[Claimed], error: BaseException) -> None:
+    """Give claimed deliveries back after the job failed before sending them.
+
+    They return to `queued` for the job's retry; the attempt counts unless the cause was
+    an outage, and a delivery out of attempts ends `failed` with the error.
+    """
+    detail = f"{type(error).__name__}: {error}"[:2000]
+    counted = not is_outage(error)
+    at = now()
+    ended: list[int] = []
+    try:
+        with rt.db.session() as session:
+            for d in rows:
+                tries = d.attempts + 1 if counted else d.attempts
+                gone = tries >= rt.settings.delivery_max_attempts
+                values: dict[str, Any] = {
+                    "status": "failed" if gone else "queued",
+                    "attempts": tries,
+                    "error": detail,
+                    "updated_at": at,
+                }
+                session.execute(
+                    update(Delivery)
+                    .where(col(Delivery.id) == d.id, col(Delivery.status) == "sending")
+                    .values(**values)
+                )
+                if gone:
+                    ended.append(d.id)
+            bulk.add_events(
+                session,
+                [{"delivery_id": i, "status": "failed", "detail": detail, "at": at} for i in ended],
+            )
+    except Exception:
+        log.exception("could not give back %d claimed deliveries", len(rows))
 
 
 def throttle(

@@ -131,8 +131,10 @@ class PlanChunk(SQLModel, table=True):
     lo: str = Field(max_length=200)
     hi: str = Field(max_length=200)
     size: int = 0
-    # pending → planning (claimed by a job) → done
+    # pending → planning (claimed by a job) → done, or failed after too many attempts
     status: str = Field(default="pending", max_length=10, index=True)
+    attempts: int = 0
+    error: str | None = None
     updated_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
 
 

@@ -23,6 +23,7 @@ from engine import bulk, metrics, planner
 from engine.content import Composer
 from engine.counters import CapCheck
 from engine.models import Category, Delivery, Notification, PlanChunk, Recipient
+from engine.outages import is_outage
 from engine.runtime import Runtime
 from engine.segments import audience_filter, segment_at
 from engine.settings import Settings
@@ -67,8 +68,20 @@ def plan(rt: Runtime, notification_id: int) -> None:
     of them; each finished chunk enqueues the next.
 
     An audience that fits in one chunk (an order notification to one person) is planned
-    right here, in the same transaction: no second job, no second write.
+    right here, in the same transaction: no second job, no second write. If planning it
+    fails (not an outage), the chunk is recorded and left to a chunk job of its own, whose
+    attempts are counted and bounded.
     """
+    try:
+        _cut(rt, notification_id, inline=True)
+    except Exception as exc:
+        if is_outage(exc):
+            raise
+        log.exception("planning notification %s inline failed", notification_id)
+        _cut(rt, notification_id, inline=False)
+
+
+def _cut(rt: Runtime, notification_id: int, *, inline: bool) -> None:
     queued: list[tuple[int, str]] = []
     with rt.db.session() as session:
         notification = session.get(Notification, notification_id)
@@ -91,7 +104,7 @@ def plan(rt: Runtime, notification_id: int) -> None:
             if batch:
                 chunks.append(_chunk(notification_id, len(chunks), batch))
                 total += len(batch)
-            inline = len(chunks) == 1
+            inline = inline and len(chunks) == 1
             if inline:
                 chunks[0]["status"] = "planning"  # claimed by this job
             bulk.insert_ignore(session, PlanChunk, chunks, conflict=("notification_id", "seq"))
@@ -150,16 +163,78 @@ def plan_chunk(rt: Runtime, notification_id: int, seq: int) -> None:
         )
         if getattr(claimed, "rowcount", 0) != 1:
             return
-    with rt.db.session() as session:
-        queued = _plan_claimed(rt, session, notification_id, seq)
-        notification = session.get(Notification, notification_id)
-        if notification is None:
-            return
-        following = seq + rt.settings.plan_ahead
-        more = following < (notification.chunks_total or 0)
+    try:
+        with rt.db.session() as session:
+            queued = _plan_claimed(rt, session, notification_id, seq)
+            notification = session.get(Notification, notification_id)
+            if notification is None:
+                return
+            following = seq + rt.settings.plan_ahead
+            more = following < (notification.chunks_total or 0)
+    except Exception as exc:
+        if not _give_up(rt, notification_id, seq, exc):
+            raise
+        return
     enqueue_deliveries(rt, queued, notification.queue)
     if more:  # the next chunk goes behind this one's deliveries
         rt.dispatch.plan_chunk(notification_id, following, notification.queue)
+
+
+def _give_up(rt: Runtime, notification_id: int, seq: int, error: Exception) -> bool:
+    """Put a chunk whose planning failed back to `pending` for the job's retry, counting
+    the attempt unless the cause was an outage; True when it is out of attempts and ended
+    `failed` (counted as finished, so its notification still completes)."""
+    detail = f"{type(error).__name__}: {error}"[:2000]
+    counted = not is_outage(error)
+    with rt.db.session() as session:
+        chunk = session.get(PlanChunk, (notification_id, seq))
+        if chunk is None or chunk.status != "planning":
+            return False
+        tries = chunk.attempts + 1 if counted else chunk.attempts
+        gone = tries >= rt.settings.plan_max_attempts
+        session.execute(
+            update(PlanChunk)
+            .where(
+                col(PlanChunk.notification_id) == notification_id,
+                col(PlanChunk.seq) == seq,
+                col(PlanChunk.status) == "planning",
+            )
+            .values(
+                status="failed" if gone else "pending",
+                attempts=tries,
+                error=detail,
+                updated_at=now(),
+            )
+        )
+        if gone:
+            _count_finished(session, notification_id)
+    log.error(
+        "planning chunk failed",
+        extra={
+            "notification_id": notification_id,
+            "chunk": seq,
+            "attempts": tries,
+            "given_up": gone,
+            "error": detail,
+        },
+    )
+    return gone
+
+
+def _count_finished(session: Session, notification_id: int) -> None:
+    session.execute(
+        update(Notification)
+        .where(col(Notification.id) == notification_id)
+        .values(chunks_done=Notification.chunks_done + 1, updated_at=now())
+    )
+    session.execute(
+        update(Notification)
+        .where(
+            col(Notification.id) == notification_id,
+            col(Notification.chunks_done) >= col(Notification.chunks_total),
+        )
+        .values(status="planned")
+    )
 
 
 def _plan_claimed(
@@ -185,19 +260,7 @@ def _plan_claimed(
     if getattr(finished, "rowcount", 0) != 1:  # reclaimed as stalled and finished elsewhere
         session.rollback()
         return []
-    session.execute(
-        update(Notification)
-        .where(col(Notification.id) == notification_id)
-        .values(chunks_done=Notification.chunks_done + 1, updated_at=now())
-    )
-    session.execute(
-        update(Notification)
-        .where(
-            col(Notification.id) == notification_id,
-            col(Notification.chunks_done) >= col(Notification.chunks_total),
-        )
-        .values(status="planned")
-    )
+    _count_finished(session, notification_id)
     return queued
 
 

@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     worker_timeout_ms: int = Field(default=100, ge=1)
     critical_timeout_ms: int = Field(default=10, ge=1)
     delivery_max_attempts: int = 5
+    # A plan chunk that fails this many times (not counting outages) is given up: `failed`.
+    plan_max_attempts: int = Field(default=3, ge=1)
     retry_backoff_base: float = 1.0
     metrics_port: int = 9191
     log_level: str = "INFO"

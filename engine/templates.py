@@ -14,7 +14,13 @@ HTML_SANDBOX = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoesca
 
 
 class RenderError(Exception):
-    """A template failed to render; the delivery fails with this message."""
+    """A template failed to render; the delivery fails with this message.
+
+    Any exception a template raises counts, not only Jinja's: `{{ data.a / data.b }}`
+    with `b: 0` raises `ZeroDivisionError`, the sandbox raises `OverflowError` for a
+    too-large range, and arithmetic on mixed types `TypeError`. One bad template or one
+    recipient's odd data fails that delivery, never its neighbours.
+    """
 
 
 @lru_cache(maxsize=4096)
@@ -57,4 +63,6 @@ def render(fields: Mapping[str, str], context: Mapping[str, Any]) -> dict[str, s
             out[name] = _compile(source, name == "html")[0].render(context)
         except TemplateError as exc:
             raise RenderError(f"template {name}: {exc}") from None
+        except Exception as exc:  # the template's own arithmetic or data, see RenderError
+            raise RenderError(f"template {name}: {type(exc).__name__}: {exc}") from None
     return out
