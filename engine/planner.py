@@ -266,13 +266,39 @@ def over_cap(rules: Rules, decisions: Sequence[Decision], resets_at: datetime) -
     return out
 
 
-@functools.lru_cache(maxsize=256)
-def window(cap: Cap, at: datetime) -> tuple[int, datetime]:
-    """The fixed window a cap counts in at `at`: its index and when it resets (a chunk asks
-    the same question for each of its recipients)."""
-    stamp = int(at.timestamp())
-    index = stamp // cap.per
-    return index, datetime.fromtimestamp((index + 1) * cap.per, tz=at.tzinfo)
+DAY = 86400
+WEEK = 7 * DAY
+
+
+@functools.lru_cache(maxsize=4096)
+def cap_window(cap: Cap, zone: str, at: datetime) -> tuple[datetime, bool]:
+    """Where the window a cap counts in at `at` begins, and whether that instant is in it.
+
+    Caps of whole weeks count from local Monday 00:00 (the N-th Monday back for N weeks),
+    caps of whole days from local midnight (N-1 days back), in the recipient's zone
+    `zone`: a daylight-saving day is 23 or 25 hours long. Shorter caps hold for any window
+    of their length, ending now: the window is (at - per, at]. A chunk asks the same
+    question for thousands of recipients, hence the cache.
+    """
+    if cap.per % DAY:
+        return at - timedelta(seconds=cap.per), False
+    today = wallclock.local_date(at, zone)
+    if cap.per % WEEK == 0:
+        first = today - timedelta(days=today.weekday() + WEEK // DAY * (cap.per // WEEK - 1))
+    else:
+        first = today - timedelta(days=cap.per // DAY - 1)
+    return wallclock.earliest(first, time(0), zone), True
+
+
+def cap_frees_at(cap: Cap, zone: str, counted_at: datetime) -> datetime:
+    """When a notification counted at `counted_at` leaves the cap's window: `per` later for
+    a sliding window, else the local midnight (of a Monday, for weeks) ending its days."""
+    if cap.per % DAY:
+        return counted_at + timedelta(seconds=cap.per)
+    day = wallclock.local_date(counted_at, zone)
+    if cap.per % WEEK == 0:
+        day -= timedelta(days=day.weekday())
+    return wallclock.earliest(day + timedelta(days=cap.per // DAY), time(0), zone)
 
 
 def release_collapse(rows: Sequence[tuple[int, str, str, str | None]]) -> set[int]:

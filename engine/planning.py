@@ -19,9 +19,8 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from channels.base import ADDRESS_FIELDS
-from engine import bulk, metrics, planner
+from engine import bulk, caps, metrics, planner
 from engine.content import Composer
-from engine.counters import CapCheck
 from engine.models import Category, Delivery, Notification, PlanChunk, Recipient
 from engine.outages import is_outage
 from engine.runtime import Runtime
@@ -308,7 +307,7 @@ def _plan(
         rules, request, ((r.id, prefs[r.id], addressable(r)) for r in todo), at
     )
     replaced = _collapse(session, notification, rules, decisions, at)
-    _cap(rt, rules, prefs, decisions, at)
+    _cap(rt, notification.id, rules, prefs, decisions, at)
     rows = _rows(rt, notification, category, {r.id: r for r in todo}, decisions, at)
     written = bulk.insert_ignore(
         session,
@@ -391,6 +390,7 @@ def _collapse(
 
 def _cap(
     rt: Runtime,
+    notification_id: int,
     rules: planner.Rules,
     prefs: dict[str, EffectivePreferences],
     decisions: dict[str, list[planner.Decision]],
@@ -398,14 +398,15 @@ def _cap(
 ) -> None:
     """Count the chunk against every cap in one Redis call; drop or defer what is over."""
     checks = [
-        CapCheck(rid, limits)
+        found
         for rid, ds in decisions.items()
-        if planner.counts_against_caps(ds) and (limits := planner.cap_limits(rules, prefs[rid]))
+        if planner.counts_against_caps(ds)
+        and (found := caps.check(rules, prefs[rid], notification_id)) is not None
     ]
-    for check, resets_at in zip(checks, rt.counters.admit(checks, at), strict=True):
-        if resets_at is not None:
+    for check, frees_at in zip(checks, caps.admit(rt, checks, at), strict=True):
+        if frees_at is not None:
             decisions[check.recipient_id] = planner.over_cap(
-                rules, decisions[check.recipient_id], resets_at
+                rules, decisions[check.recipient_id], frees_at
             )
 
 

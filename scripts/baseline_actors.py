@@ -58,6 +58,7 @@ def _resources() -> tuple[Database, Counters, WebhookChannel]:
         if not _state:
             _state["db"] = Database(settings)
             _state["counters"] = Counters.from_settings(settings)
+            _state["counters"].mark_ready(now())  # the baseline never rebuilds from SQL
             _state["webhook"] = WebhookChannel(settings)
         return _state["db"], _state["counters"], _state["webhook"]
 
@@ -137,7 +138,8 @@ def notify(notification_id: int, recipient_id: str, channel: str) -> None:
     request = planner.Request(channels=(channel,))
     decisions = planner.decide(rules, request, prefs, reachable, at)
     if planner.counts_against_caps(decisions) and (limits := planner.cap_limits(rules, prefs)):
-        (resets_at,) = counters.admit([CapCheck(recipient_id, limits)], at)
+        check = CapCheck(recipient_id, str(notification_id), prefs.quiet_hours.timezone, limits)
+        (resets_at,) = counters.admit([check], at)
         if resets_at is not None:
             decisions = planner.over_cap(rules, decisions, resets_at)
     decision = next((d for d in decisions if d.channel == channel), None)

@@ -16,8 +16,7 @@ from zoneinfo import ZoneInfo
 import redis
 from sqlalchemy import insert
 
-from engine import planner
-from engine.counters import Counters
+from engine.counters import Counters, cap_key
 from engine.db import Database
 from engine.models import Preference, Recipient
 from engine.settings import Settings
@@ -147,26 +146,27 @@ def populate(db: Database, count: int, sink_url: str, at: datetime) -> dict[str,
 
 
 def seed_caps(settings: Settings, recipient_ids: list[str], at: datetime) -> None:
-    """Pre-set each recipient's global cap counter to 1: they were already notified today.
+    """Count one notification against each recipient's global cap: they were already
+    notified a minute before `at`.
 
     The key is the one `engine.counters.Counters.admit` counts the global cap ("g") in,
-    written through the engine's own counters client so that it lands in whichever Redis
-    database the workers read; the next window is set too, in case the run crosses
-    midnight UTC.
+    written through the engine's own counters client so that it lands in the database
+    the workers read; the counters are then marked complete.
     """
-    index, _ = planner.window(OWN_CAP, at)
     counters = Counters.from_settings(settings)
     try:
-        _seed(counters.client, recipient_ids, index)
+        _seed(counters.client, recipient_ids, at - timedelta(minutes=1))
+        counters.mark_ready(at)
     finally:
         counters.close()
 
 
-def _seed(client: redis.Redis, recipient_ids: list[str], index: int) -> None:
+def _seed(client: redis.Redis, recipient_ids: list[str], at: datetime) -> None:
+    ttl = OWN_CAP.per + 86400
     for start in range(0, len(recipient_ids), BATCH):
         pipe = client.pipeline(transaction=False)
         for rid in recipient_ids[start : start + BATCH]:
-            for window in (index, index + 1):
-                key = f"tidings:cap:{rid}:g:{OWN_CAP.per}:{window}"
-                pipe.set(key, 1, ex=OWN_CAP.per + 60)
+            key = cap_key(rid, "g")
+            pipe.zadd(key, {"seed": at.timestamp()})
+            pipe.expire(key, ttl)
         pipe.execute()

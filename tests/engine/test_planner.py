@@ -167,9 +167,7 @@ def test_caps_apply_per_category_recipient_and_globally_but_spare_required_and_c
     assert [d.due_at for d in deferred] == [resets, NOON + timedelta(hours=3)]
 
 
-def test_fixed_windows_and_release_collapse() -> None:
-    index, resets = planner.window(Cap(2, 3600), NOON + timedelta(minutes=20))
-    assert resets == NOON + timedelta(hours=1) and index == int(NOON.timestamp()) // 3600
+def test_release_collapse() -> None:
     rows = [
         (1, "u-1", "push", "key:a"),
         (2, "u-1", "push", "key:a"),
