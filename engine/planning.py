@@ -19,7 +19,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from channels.base import ADDRESS_FIELDS
-from engine import bulk, caps, metrics, planner
+from engine import bulk, caps, locks, metrics, planner
 from engine.content import Composer
 from engine.models import Category, Delivery, Notification, PlanChunk, Recipient
 from engine.outages import is_outage
@@ -377,9 +377,15 @@ def _collapse(
     decisions: dict[str, list[planner.Decision]],
     at: datetime,
 ) -> list[int]:
-    """Apply the collapse key; returns earlier pending deliveries this one replaces."""
-    if not (notification.collapse_key and rules.collapse_window):
+    """Apply the collapse key; returns earlier pending deliveries this one replaces.
+
+    Notifications with one collapse key are planned one at a time from here to their
+    commit (`engine.locks`): each sees the deliveries of those planned before it, so
+    concurrent sends to one recipient deliver once.
+    """
+    if not (notification.collapse_key and rules.collapse_window and decisions):
         return []
+    locks.hold(session, f"collapse:{notification.collapse_key}")
     replaced: list[int] = []
     since = at - timedelta(seconds=rules.collapse_window)
     for rid, earlier in _previous(session, notification, list(decisions), since).items():
