@@ -6,6 +6,7 @@ a silently ignored setting.
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, get_args
@@ -37,6 +38,75 @@ EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 PHONE = re.compile(r"^\+[1-9]\d{6,14}$")
 # Durations are stored in 32-bit SQL integers.
 MAX_DURATION = 2**31 - 1
+# Row ids and cursors in URLs: ASCII digits only (`str.isdigit()` also passes '²', which
+# `int()` refuses), and at most 18 of them, so every one fits a signed 64-bit SQL integer.
+ID_PATTERN = r"^[0-9]{1,18}$"
+_ID = re.compile(ID_PATTERN)
+# `data` is stored as JSON and handed to templates and webhooks inside other documents.
+MAX_DATA_DEPTH = 32
+# Beyond this, the JSON codec that stores documents refuses them.
+MAX_BODY_DEPTH = 250
+INT64 = (-(2**63), 2**63 - 1)
+# Template sources; the largest field (html) is itself capped at 200,000 characters.
+MAX_TEMPLATE_CHARS = 200_000
+
+
+def row_id(raw: str | None) -> int | None:
+    """A row id or cursor as given in a URL, or None when it is not one.
+
+    The one parser for ids from paths, query strings and forms: 1 to 18 ASCII digits.
+    """
+    if raw is None or not _ID.fullmatch(raw):
+        return None
+    return int(raw)
+
+
+def json_problem(value: Any, *, max_depth: int, path: str = "") -> tuple[str, str] | None:
+    """Where a parsed JSON value cannot be stored as it is, and why: `(dotted path, reason)`.
+
+    Refused: NUL characters (PostgreSQL text refuses them), lone surrogates (not UTF-8),
+    integers outside signed 64 bits, numbers no double holds, and nesting deeper than
+    `max_depth`.
+    """
+    pending: list[tuple[str, Any, int]] = [(path, value, 0)]
+    while pending:
+        where, item, depth = pending.pop()
+        if isinstance(item, str):
+            if reason := _text_problem(item):
+                return where or "body", reason
+        elif isinstance(item, int) and not isinstance(item, bool):
+            if not INT64[0] <= item <= INT64[1]:
+                return where or "body", "integers are limited to signed 64 bits"
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return where or "body", "numbers are limited to 64-bit floating point"
+        elif isinstance(item, dict | list):
+            if depth >= max_depth:  # named by its outermost field, not a path of `max_depth`
+                outer = path or where.split(".", 1)[0] or "body"
+                return outer, f"nested more than {max_depth} levels deep"
+            pairs = item.items() if isinstance(item, dict) else enumerate(item)
+            for key, child in pairs:
+                here = f"{where}.{key}" if where else str(key)
+                if isinstance(key, str) and (reason := _text_problem(key)):
+                    return here, f"a key: {reason}"
+                pending.append((here, child, depth + 1))
+    return None
+
+
+def _text_problem(text: str) -> str | None:
+    if "\x00" in text:
+        return "text cannot contain NUL characters"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "text cannot contain lone surrogates (\\ud800-\\udfff)"
+    return None
+
+
+def _storable_data(value: dict[str, Any]) -> dict[str, Any]:
+    if problem := json_problem(value, max_depth=MAX_DATA_DEPTH, path="data"):
+        raise FieldError(*problem)
+    return value
 
 
 def _duration(value: Any) -> int:
@@ -118,7 +188,9 @@ class CategoryIn(Strict):
     escalate_after: Duration | None = None
     global_cap: bool | None = None
     default_locale: Locale = "en"
-    templates: dict[ChannelName, dict[Locale, dict[str, str]]] = Field(default_factory=dict)
+    templates: dict[
+        ChannelName, dict[Locale, dict[str, Annotated[str, Field(max_length=MAX_TEMPLATE_CHARS)]]]
+    ] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _check(self) -> CategoryIn:
@@ -134,6 +206,8 @@ class CategoryIn(Strict):
                         SANDBOX.parse(source)
                     except TemplateSyntaxError as exc:
                         raise FieldError(where, f"template error: {exc.message}") from None
+                    except RecursionError:
+                        raise FieldError(where, "the template is nested too deeply") from None
         return self
 
 
@@ -286,7 +360,7 @@ class NotificationIn(Strict):
 
     category: Key
     to: Audience
-    data: dict[str, Any] = Field(default_factory=dict)
+    data: Annotated[dict[str, Any], AfterValidator(_storable_data)] = Field(default_factory=dict)
     content: ContentIn | None = None
     channels: Annotated[list[ChannelName], AfterValidator(_unique)] | None = Field(
         default=None, min_length=1

@@ -11,6 +11,7 @@ from sqlmodel import Session
 from engine import receipts
 from engine.models import Delivery
 from engine.receipts import INBOX_VISIBLE
+from engine.schemas import row_id
 from engine.timeutil import aware, now
 from preferences import forms, store
 from preferences.web import Refused, Visit, check_form, page, redirect, render
@@ -20,13 +21,9 @@ PAGE_SIZE = 30
 RATINGS = (("up", "👍"), ("meh", "😕"), ("down", "👎"))
 
 
-def _number(raw: str | None) -> int | None:
-    return int(raw) if raw and raw.isdigit() and len(raw) <= 18 else None
-
-
 def _own(session: Session, visit: Visit) -> Delivery:
     """The delivery in the path, if it is this recipient's inbox message."""
-    did = _number(visit.request.match_info.get("delivery_id"))
+    did = row_id(visit.request.match_info.get("delivery_id"))
     row = session.get(Delivery, did) if did is not None else None
     if (
         row is None
@@ -43,7 +40,7 @@ def _own(session: Session, visit: Visit) -> Delivery:
 async def inbox(visit: Visit) -> web.StreamResponse:
     """The recipient's in-app messages, newest first, with the unread count."""
     query = visit.request.query
-    before = _number(query.get("before"))
+    before = row_id(query.get("before"))
 
     def read() -> dict[str, Any]:
         with visit.db.session() as session:
@@ -96,7 +93,7 @@ async def inbox(visit: Visit) -> web.StreamResponse:
 def _back(visit: Visit, form: Any, **query: str) -> str:
     """The inbox page the form was posted from, scrolled to the message."""
     before = form.get("before")
-    if isinstance(before, str) and before.isdigit():
+    if isinstance(before, str) and row_id(before) is not None:
         query["before"] = before
     did = visit.request.match_info.get("delivery_id", "")
     return visit.here(**query) + (f"#m-{did}" if did else "")

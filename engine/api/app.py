@@ -20,10 +20,18 @@ from engine.metrics import QueueCollector
 from engine.settings import Settings
 from preferences import pages
 
+MAX_HEADER_BYTES = 65_536
+
 
 def create_app(settings: Settings, *, database: Database | None = None) -> web.Application:
     """Build the application; resources open on startup and close on cleanup."""
-    app = web.Application(middlewares=[errors, auth], client_max_size=settings.max_body_bytes)
+    app = web.Application(
+        middlewares=[errors, auth],
+        client_max_size=settings.max_body_bytes,
+        # Long header values (a 10 KB Idempotency-Key) reach the API and get its error
+        # document; only a header past this is refused by the HTTP parser itself.
+        handler_args={"max_line_size": MAX_HEADER_BYTES, "max_field_size": MAX_HEADER_BYTES},
+    )
     app[DB] = database or Database(settings)
     app[SETTINGS] = settings = installation.bind(settings, app[DB])
     app[KEY_CACHE] = {}

@@ -9,6 +9,7 @@ from sqlalchemy import update
 from sqlmodel import col
 
 from engine.api.context import DB, SETTINGS, scope
+from engine.api.middleware import path_key
 from engine.errors import NotFound
 from engine.models import Recipient
 from engine.timeutil import iso, now
@@ -26,7 +27,7 @@ async def mint_links(request: web.Request) -> web.Response:
     recipient's messages and writes their preferences. They expire after
     `TIDINGS_LINK_TTL` seconds.
     """
-    rid = request.match_info["id"]
+    rid = path_key(request, "id")
     links = Links(request.app[SETTINGS])
 
     def read() -> tuple[int, str | None] | None:
@@ -47,7 +48,7 @@ async def mint_links(request: web.Request) -> web.Response:
 @scope("admin")
 async def revoke_links(request: web.Request) -> web.Response:
     """Revoke every page link minted for a recipient so far (a leaked link, a new owner)."""
-    rid = request.match_info["id"]
+    rid = path_key(request, "id")
 
     def write() -> int | None:
         with request.app[DB].session() as session:

@@ -5,33 +5,25 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
 from engine import categories, recipients
 from engine.api.context import DB, SETTINGS, scope
-from engine.api.middleware import json_body, validation_error
+from engine.api.middleware import json_body, path_key, validation_error
 from engine.errors import Invalid, NotFound
 from engine.models import Category, Recipient
-from engine.schemas import CategoryIn, Key, PreferencesIn, RecipientBulkItem, RecipientIn
+from engine.schemas import CategoryIn, PreferencesIn, RecipientBulkItem, RecipientIn
 from preferences import store
 
 routes = web.RouteTableDef()
-KEY = TypeAdapter(Key)
-
-
-def _path_key(request: web.Request, name: str) -> str:
-    try:
-        return KEY.validate_python(request.match_info[name])
-    except ValidationError as exc:
-        raise Invalid(validation_error(exc).message, field=name) from None
 
 
 @routes.put("/v1/categories/{key}")
 @scope("admin")
 async def put_category(request: web.Request) -> web.Response:
     """Define or replace a category: routing, caps, collapse and templates."""
-    key = _path_key(request, "key")
+    key = path_key(request, "key")
     spec = CategoryIn.model_validate(await json_body(request))
 
     def write() -> dict[str, Any]:
@@ -58,7 +50,7 @@ async def list_categories(request: web.Request) -> web.Response:
 @scope("read")
 async def get_category(request: web.Request) -> web.Response:
     """One category."""
-    key = _path_key(request, "key")
+    key = path_key(request, "key")
 
     def read() -> dict[str, Any] | None:
         with request.app[DB].session() as session:
@@ -75,7 +67,7 @@ async def get_category(request: web.Request) -> web.Response:
 @scope("admin")
 async def put_recipient(request: web.Request) -> web.Response:
     """Create or update a recipient; keys left out keep their value."""
-    rid = _path_key(request, "id")
+    rid = path_key(request, "id")
     changes = RecipientIn.model_validate(await json_body(request))
     settings = request.app[SETTINGS]
 
@@ -132,7 +124,7 @@ def _recipient(session: Session, rid: str) -> Recipient:
 @scope("read")
 async def get_recipient(request: web.Request) -> web.Response:
     """A recipient with derived `tier` and `activity`."""
-    rid = _path_key(request, "id")
+    rid = path_key(request, "id")
     settings = request.app[SETTINGS]
 
     def read() -> dict[str, Any]:
@@ -146,7 +138,7 @@ async def get_recipient(request: web.Request) -> web.Response:
 @scope("admin")
 async def delete_recipient(request: web.Request) -> web.Response:
     """Erase a recipient: contact points, preferences and message copy are removed."""
-    rid = _path_key(request, "id")
+    rid = path_key(request, "id")
 
     def erase() -> bool:
         with request.app[DB].session() as session:
@@ -161,7 +153,7 @@ async def delete_recipient(request: web.Request) -> web.Response:
 @scope("read")
 async def get_preferences(request: web.Request) -> web.Response:
     """A recipient's preferences with every default resolved."""
-    rid = _path_key(request, "id")
+    rid = path_key(request, "id")
     settings = request.app[SETTINGS]
 
     def read() -> dict[str, Any]:
@@ -176,7 +168,7 @@ async def get_preferences(request: web.Request) -> web.Response:
 @scope("admin")
 async def put_preferences(request: web.Request) -> web.Response:
     """Change a recipient's preferences; keys left out keep their value."""
-    rid = _path_key(request, "id")
+    rid = path_key(request, "id")
     changes = PreferencesIn.model_validate(await json_body(request))
     settings = request.app[SETTINGS]
 

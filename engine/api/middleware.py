@@ -2,50 +2,173 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 from aiohttp import web
-from pydantic import ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from engine import keys
 from engine.api.context import DB, KEY_CACHE, scope_of
-from engine.errors import ApiError, Forbidden, Invalid, Unauthorized
-from engine.schemas import FieldError
+from engine.errors import ApiError, Forbidden, Invalid, NotFound, Unauthorized
+from engine.schemas import MAX_BODY_DEPTH, FieldError, Key, Strict, json_problem, row_id
 
 log = logging.getLogger("tidings.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 KEY_CACHE_SECONDS = 30.0
+KEY = TypeAdapter(Key)
 
 
-def error_response(exc: ApiError) -> web.Response:
-    return web.json_response(exc.body(), status=exc.status)
+# Paths of the recipient's pages, which answer errors with pages of their own.
+PAGES = ("/p/", "/u/", "/inbox/", "/assets/")
+
+
+def error_response(exc: ApiError, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response(exc.body(), status=exc.status, headers=headers)
+
+
+def invalid_json(reason: str) -> ApiError:
+    return ApiError(
+        f"the body is not valid JSON: {reason}", status=400, code="invalid_json", field="body"
+    )
 
 
 def validation_error(exc: ValidationError) -> ApiError:
-    """The first pydantic error as an `Invalid` naming its field (dotted path)."""
+    """The first pydantic error as an `Invalid` naming its field as the API does.
+
+    The path leaves out pydantic's own steps (union tags, `[key]`); the message says
+    what is expected there, read from the model's published JSON schema.
+    """
     first = exc.errors()[0]
     original = (first.get("ctx") or {}).get("error")
     if isinstance(original, FieldError):
         return Invalid(original.message, field=original.field)
-    # A bad dict key is reported at `...key.[key]`: name the key itself.
-    # A tagged union's location names the form taken (`to.@segment.segment.tier`): skip it.
-    parts = (str(part) for part in first["loc"] if part != "[key]")
-    path = ".".join(p for p in parts if not p.startswith("@")) or "body"
+    loc = [part for part in first["loc"] if not _internal(part)]
+    path = ".".join(str(part) for part in loc) or "body"
     message = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
-        message = "unknown field"
-    elif first["type"] == "missing":
+    kind = first["type"]
+    model = _MODELS.get(exc.title)
+    if kind == "extra_forbidden":
+        fields = _expected(model, loc[:-1], fields_only=True) if model else None
+        message = f"unknown field; the fields here are {fields}" if fields else "unknown field"
+    elif kind == "missing":
         message = "this field is required"
+    elif (
+        kind not in ("literal_error", "enum", "value_error", "assertion_error", "audience")
+        and model
+        and (expected := _expected(model, loc))
+    ):
+        message = f"{message}; expected {expected}"
     return Invalid(message, field=path)
+
+
+def _internal(part: str | int) -> bool:
+    """A step of pydantic's error path that is not a field: `[key]`, the tag of a union's
+    form (`to.@segment.segment.tier`), a validator's name (`function-after[...]`)."""
+    return isinstance(part, str) and (part.startswith("@") or "[" in part)
+
+
+def _all_models(base: type[BaseModel]) -> dict[str, type[BaseModel]]:
+    found: dict[str, type[BaseModel]] = {}
+    for sub in base.__subclasses__():
+        found[sub.__name__] = sub
+        found.update(_all_models(sub))
+    return found
+
+
+_MODELS = _all_models(Strict)
+
+
+@functools.cache
+def _schema(model: type[BaseModel]) -> dict[str, Any]:
+    return model.model_json_schema()
+
+
+def _expected(
+    model: type[BaseModel], loc: list[str | int], *, fields_only: bool = False
+) -> str | None:
+    """What the published schema expects at `loc`, in a few words."""
+    root = _schema(model)
+    defs = root.get("$defs", {})
+
+    def resolve(node: Any, step: str | int | None = None) -> Any:
+        """Follow `$ref`s; of a union, take the member that fits the next step."""
+        while isinstance(node, dict):
+            if "$ref" in node:
+                node = defs.get(node["$ref"].rsplit("/", 1)[-1])
+                continue
+            options = node.get("anyOf") or node.get("oneOf")
+            if not options:
+                return node
+            members = [o for o in options if o.get("type") != "null"]
+            if len(members) == 1:
+                node = members[0]
+                continue
+            if step is None:
+                return node
+            members = [resolve(m) for m in members]
+            fits = [
+                m
+                for m in members
+                if (isinstance(step, int) and m.get("type") == "array")
+                or (isinstance(step, str) and step in m.get("properties", {}))
+            ]
+            return fits[0] if fits else members[0]
+        return node
+
+    node: Any = root
+    for step in loc:
+        node = resolve(node, step)
+        if not isinstance(node, dict):
+            return None
+        if isinstance(step, int):
+            node = node.get("items")
+        else:
+            node = node.get("properties", {}).get(step) or node.get("additionalProperties")
+    node = resolve(node)
+    if not isinstance(node, dict):
+        return None
+    if fields_only:
+        names = list(node.get("properties", {}))
+        return ", ".join(names) if names else None
+    return _describe(resolve, node)
+
+
+def _describe(resolve: Callable[[Any], Any], node: dict[str, Any]) -> str | None:
+    if "enum" in node:
+        return "one of " + ", ".join(json.dumps(v) for v in node["enum"])
+    if "const" in node:
+        return json.dumps(node["const"])
+    kind = node.get("type")
+    if kind == "array":
+        items = resolve(node.get("items", {}))
+        inner = _describe(resolve, items) if isinstance(items, dict) else None
+        return f"a list of {inner}" if inner else "a list"
+    if kind == "object" and node.get("properties"):
+        return "an object with the fields " + ", ".join(node["properties"])
+    if isinstance(kind, str):
+        return {"string": "text", "integer": "a whole number", "number": "a number"}.get(
+            kind, f"a {kind}"
+        )
+    if options := node.get("anyOf") or node.get("oneOf"):
+        described = [d for o in options if (d := _describe(resolve, resolve(o)))]
+        return " or ".join(described) if described else None
+    return None
 
 
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Answer every failure as JSON; a bug is a 500 that never leaks internals."""
+    """Answer every failure as JSON; a bug is a 500 that never leaks internals.
+
+    The recipient's pages answer with pages of their own; everything else, found or
+    not, answers with the API's error document.
+    """
     try:
         return await handler(request)
     except ApiError as exc:
@@ -58,13 +181,25 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_response(
             ApiError("the request body is too large", status=413, code="too_large", field="body")
         )
-    except web.HTTPException as exc:
-        if exc.status < 400 or not request.path.startswith(("/v1", "/healthz", "/readyz")):
+    except web.HTTPMethodNotAllowed as exc:
+        if request.path.startswith(PAGES):
             raise
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status, "http_error")
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        return error_response(
+            ApiError(
+                f"{request.method} is not allowed here; use {allowed}",
+                status=405,
+                code="method_not_allowed",
+            ),
+            headers={"Allow": allowed},
+        )
+    except web.HTTPException as exc:
+        if exc.status < 400 or request.path.startswith(PAGES):
+            raise
+        code = {404: "not_found"}.get(exc.status, "http_error")
         return error_response(ApiError(exc.reason, status=exc.status, code=code))
     except json.JSONDecodeError as exc:
-        return error_response(Invalid(f"the body is not valid JSON: {exc.msg}", field="body"))
+        return error_response(invalid_json(exc.msg))
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(ApiError("internal error", status=500, code="internal"))
@@ -107,37 +242,59 @@ async def _scopes(app: web.Application, plain: str) -> frozenset[str] | None:
 
 
 async def json_body(request: web.Request) -> Any:
-    """The request's JSON body; an empty or non-JSON body is a 4xx naming `body`."""
+    """The request's JSON body.
+
+    Empty or unparseable (including `NaN` and invalid UTF-8) is `400 invalid_json`;
+    text or numbers no column can store, or nesting past `MAX_BODY_DEPTH`, a 422
+    naming where.
+    """
     raw = await request.read()
     if not raw:
-        raise Invalid("a JSON body is required", field="body")
+        raise invalid_json("a JSON body is required")
+    overflow: list[str] = []
+
+    def number(text: str) -> float:
+        value = float(text)
+        if math.isinf(value):  # 1e400: valid JSON, but no double holds it
+            overflow.append(text)
+        return value
+
     try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise Invalid(f"the body is not valid JSON: {exc}", field="body") from None
+        body = json.loads(raw, parse_constant=_not_json, parse_float=number)
+    except json.JSONDecodeError as exc:
+        raise invalid_json(exc.msg) from None
+    except ValueError as exc:  # invalid UTF-8, NaN / Infinity
+        raise invalid_json(str(exc)) from None
     except RecursionError:
-        raise Invalid("the body is nested too deeply", field="body") from None
-    if b"\\u0000" in raw and (where := _nul_at(body)) is not None:
-        raise Invalid("text cannot contain NUL characters", field=where)
+        raise Invalid(f"nested more than {MAX_BODY_DEPTH} levels deep", field="body") from None
+    # The storing codec checks the whole document at C speed; only a refusal is walked.
+    try:
+        orjson.dumps(body)
+        clean = b"\\u0000" not in raw and not overflow
+    except orjson.JSONEncodeError:
+        clean = False
+    if not clean and (problem := json_problem(body, max_depth=MAX_BODY_DEPTH)):
+        raise Invalid(problem[1], field=problem[0])
     return body
 
 
-def _nul_at(body: Any) -> str | None:
-    """The dotted path of a string (or key) holding a NUL, which SQL text columns refuse."""
-    pending: list[tuple[str, Any]] = [("", body)]
-    while pending:
-        path, value = pending.pop()
-        if isinstance(value, dict):
-            items: Any = value.items()
-        elif isinstance(value, list):
-            items = enumerate(value)
-        else:
-            if isinstance(value, str) and "\x00" in value:
-                return path or "body"
-            continue
-        for key, item in items:
-            here = f"{path}.{key}" if path else str(key)
-            if "\x00" in str(key):
-                return here
-            pending.append((here, item))
-    return None
+def path_key(request: web.Request, name: str) -> str:
+    """A key or recipient id from the path, or a 404 naming the parameter."""
+    raw = request.match_info[name]
+    try:
+        return KEY.validate_python(raw)
+    except ValidationError as exc:
+        raise Invalid(validation_error(exc).message, field=name) from None
+
+
+def path_row_id(request: web.Request, name: str = "id") -> int:
+    """A row id from the path (`schemas.row_id`), or a 404 naming the parameter."""
+    raw = request.match_info[name]
+    parsed = row_id(raw)
+    if parsed is None:
+        raise NotFound(f"no such {name} {raw!r}", field=name)
+    return parsed
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON number")

@@ -14,33 +14,28 @@ from sqlmodel import Session
 
 from engine import metrics, notifications, receipts, sqlite
 from engine.api.context import AFTERWARDS, DB, DISPATCH, SETTINGS, scope
-from engine.api.middleware import json_body, validation_error
+from engine.api.middleware import json_body, path_key, path_row_id, validation_error
 from engine.errors import Invalid, NotFound
 from engine.models import Recipient
 from engine.notifications import Accepted
-from engine.schemas import BatchIn, EventIn, FeedbackIn, NotificationIn
+from engine.schemas import BatchIn, EventIn, FeedbackIn, NotificationIn, row_id
 from engine.timeutil import now
 
 routes = web.RouteTableDef()
 log = logging.getLogger("tidings.api")
 
 
-def _int_id(request: web.Request, name: str = "id") -> int:
-    raw = request.match_info[name]
-    if not raw.isdigit() or len(raw) > 18:
-        raise NotFound(f"no such {name} {raw!r}", field=name)
-    return int(raw)
-
-
 def _paging(request: web.Request, cursor: str) -> tuple[int | None, int]:
     settings = request.app[SETTINGS]
-    raw_limit = request.query.get("limit", str(settings.page_size))
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
-        raise Invalid("limit is a number from 1 to 1000", field="limit")
+    raw_limit = request.query.get("limit")
+    limit = settings.page_size if raw_limit is None else row_id(raw_limit)
+    if limit is None or not 1 <= limit <= 1000:
+        raise Invalid("limit is a whole number from 1 to 1000", field="limit")
     raw_cursor = request.query.get(cursor)
-    if raw_cursor is not None and not raw_cursor.isdigit():
-        raise Invalid(f"{cursor} is a delivery id", field=cursor)
-    return (int(raw_cursor) if raw_cursor else None), int(raw_limit)
+    after = None if raw_cursor is None else row_id(raw_cursor)
+    if raw_cursor is not None and after is None:
+        raise Invalid(f"{cursor} is a delivery id: 1 to 18 digits", field=cursor)
+    return after, limit
 
 
 async def _enqueue(request: web.Request, accepted: list[Accepted]) -> None:
@@ -92,7 +87,10 @@ def _finished(task: asyncio.Future[None]) -> None:
 async def post_notification(request: web.Request) -> web.Response:
     """Accept a notification: stored in SQL before the answer, then planned by workers."""
     body = await json_body(request)
-    if isinstance(body, dict) and (header := request.headers.get("Idempotency-Key")):
+    header = request.headers.get("Idempotency-Key")
+    if header is not None and not 1 <= len(header) <= 200:
+        raise Invalid("an Idempotency-Key is 1 to 200 characters", field="Idempotency-Key")
+    if isinstance(body, dict) and header:
         if body.get("idempotency_key") not in (None, header):
             raise Invalid("the Idempotency-Key header and field differ", field="idempotency_key")
         body = {**body, "idempotency_key": header}
@@ -145,7 +143,7 @@ async def post_batch(request: web.Request) -> web.Response:
 @scope("read")
 async def get_notification(request: web.Request) -> web.Response:
     """Status, counts per delivery status, and deliveries with their history (paged by `after`)."""
-    nid = _int_id(request)
+    nid = path_row_id(request)
     after, limit = _paging(request, "after")
 
     def read() -> dict[str, Any]:
@@ -159,7 +157,7 @@ async def get_notification(request: web.Request) -> web.Response:
 @scope("send")
 async def post_event(request: web.Request) -> web.Response:
     """Record opened, read, clicked or converted; reading cancels pending sends elsewhere."""
-    did = _int_id(request)
+    did = path_row_id(request)
     event = EventIn.model_validate(await json_body(request))
 
     def write() -> dict[str, Any]:
@@ -173,7 +171,7 @@ async def post_event(request: web.Request) -> web.Response:
 @scope("send")
 async def post_feedback(request: web.Request) -> web.Response:
     """Record 👍 / 😕 / 👎 (`up`, `meh`, `down`) with an optional comment."""
-    did = _int_id(request)
+    did = path_row_id(request)
     feedback = FeedbackIn.model_validate(await json_body(request))
 
     def write() -> dict[str, Any]:
@@ -192,7 +190,7 @@ def _known(session: Session, rid: str) -> None:
 @scope("read")
 async def get_recipient_deliveries(request: web.Request) -> web.Response:
     """A recipient's receipts, newest first (paged by `before`)."""
-    rid = request.match_info["id"]
+    rid = path_key(request, "id")
     before, limit = _paging(request, "before")
 
     def read() -> dict[str, Any]:
@@ -207,7 +205,7 @@ async def get_recipient_deliveries(request: web.Request) -> web.Response:
 @scope("read")
 async def get_inbox(request: web.Request) -> web.Response:
     """A recipient's in-app inbox, newest first, with the unread count."""
-    rid = request.match_info["id"]
+    rid = path_key(request, "id")
     before, limit = _paging(request, "before")
 
     def read() -> dict[str, Any]:

@@ -392,7 +392,7 @@ BAD_INPUTS: list[tuple[str, str, Any, int, str]] = [
     ("PUT", "/v1/recipients/u-2", {"annual_spend": -1}, 422, "annual_spend"),
     ("PUT", "/v1/recipients/u-2", {"annual_spend": "lots"}, 422, "annual_spend"),
     ("PUT", "/v1/recipients/u-2", b'{"annual_spend": 1e400}', 422, "annual_spend"),
-    ("PUT", "/v1/recipients/u-2", b'{"annual_spend": Infinity}', 422, "annual_spend"),
+    ("PUT", "/v1/recipients/u-2", b'{"annual_spend": Infinity}', 400, "body"),
     ("PUT", "/v1/recipients/u-2", {"last_active_at": "2026-01-01T00:00:00"}, 422, "last_active_at"),
     (
         "PUT",
@@ -531,7 +531,14 @@ def test_a_body_that_is_not_json_is_rejected(catalog: httpx.Client, content: byt
     response = catalog.put(
         "/v1/categories/c.x", content=content, headers={"Content-Type": "application/json"}
     )
-    assert error(response, 422)["field"] == "body"
+    if content.startswith(b"[["):  # too deep to read to its end: refused for its depth
+        assert error(response, 422)["field"] == "body"
+    else:
+        assert error(response, 400) == {
+            "code": "invalid_json",
+            "message": error(response, 400)["message"],
+            "field": "body",
+        }
 
 
 def test_a_body_over_the_size_limit_is_413(catalog: httpx.Client, settings: Settings) -> None:
