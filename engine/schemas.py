@@ -152,6 +152,8 @@ def _unique(values: list[str]) -> list[str]:
 
 Duration = Annotated[int, BeforeValidator(_duration), AfterValidator(_positive)]
 ChannelName = Literal["inapp", "email", "push", "sms", "webhook", "log"]
+# The channels a recipient switches on and off (the log channel is the platform's own).
+UserChannelName = Literal["inapp", "email", "push", "sms", "webhook"]
 TimeZone = Annotated[str, AfterValidator(_timezone)]
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_utc)]
 TimeOfDay = Annotated[str, AfterValidator(_hhmm)]
@@ -160,6 +162,7 @@ Locale = Annotated[str, Field(pattern=LOCALE, max_length=16)]
 Key = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")]
 
 assert set(get_args(ChannelName)) == set(CHANNEL_NAMES)
+assert set(get_args(UserChannelName)) == set(CHANNEL_NAMES) - {"log"}
 assert set(get_args(Weekday)) == set(WEEKDAYS)
 
 
@@ -263,9 +266,10 @@ class CategoryPreferenceIn(Strict):
 
 
 class PreferencesIn(Strict):
-    """`PUT /v1/recipients/{id}/preferences`; keys left out keep their value."""
+    """`PUT /v1/recipients/{id}/preferences`; keys left out keep their value, a null puts
+    one back to the platform default. What is written reads back as written."""
 
-    channels: dict[ChannelName, bool] | None = None
+    channels: dict[UserChannelName, bool] | None = None
     categories: dict[str, CategoryPreferenceIn] | None = None
     caps: list[CapIn] | None = Field(default=None, max_length=10)
     quiet_hours: QuietHoursIn | None = None

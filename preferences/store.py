@@ -79,7 +79,7 @@ def resolve(
         start=parse_hhmm(quiet.get("start") or settings.default_quiet_start),
         end=parse_hhmm(quiet.get("end") or settings.default_quiet_end),
         timezone=zone or settings.default_timezone,
-        days=frozenset(quiet.get("days") or WEEKDAYS),
+        days=frozenset(WEEKDAYS if quiet.get("days") is None else quiet["days"]),
     )
     digest = stored.digest or {}
     return EffectivePreferences(
@@ -184,58 +184,106 @@ def update(
     categories: Mapping[str, Category],
     at: datetime | None = None,
 ) -> Preference:
-    """Merge `changes` into what the recipient stored; keys left out keep their value.
+    """Merge `changes` into what the recipient stored; keys left out keep their value,
+    and a null puts a field (or a whole section) back to the platform default.
 
-    Raises `FieldError` for an unknown category or an attempt to switch off a
-    required one; nothing is written then.
+    What is stored reads back as written (`document`). Raises `FieldError`, and writes
+    nothing, for an unknown category, an attempt to switch off a required one, and
+    quiet hours that are on but could never be quiet (no day, or start equal to end).
     """
     row = session.get(Preference, recipient_id) or Preference(recipient_id=recipient_id)
     given = changes.model_fields_set
-    if "channels" in given and changes.channels is not None:
-        row.channels = {**(row.channels or {}), **{str(k): v for k, v in changes.channels.items()}}
-    if "categories" in given and changes.categories is not None:
-        merged = {key: dict(value) for key, value in (row.categories or {}).items()}
-        for key, choice in changes.categories.items():
-            category = categories.get(key)
-            if category is None:
-                raise FieldError(f"categories.{key}", f"no category {key!r}")
-            current = merged.setdefault(key, {})
-            if choice.enabled is not None:
-                if category.required and not choice.enabled:
-                    raise FieldError(
-                        f"categories.{key}.enabled", "a required category cannot be switched off"
-                    )
-                current["enabled"] = choice.enabled
-            if choice.channels is not None:
-                for channel, on in choice.channels.items():
-                    if channel not in category.channels:
-                        raise FieldError(
-                            f"categories.{key}.channels.{channel}",
-                            f"category {key!r} is not sent by {channel}",
-                        )
-                    if category.required and not on:
-                        raise FieldError(
-                            f"categories.{key}.channels.{channel}",
-                            "a required category cannot be switched off",
-                        )
-                current["channels"] = {**current.get("channels", {}), **choice.channels}
-            if "caps" in choice.model_fields_set:
-                current["caps"] = _stored_caps(choice.caps or [])
-        row.categories = merged
+    if "channels" in given:
+        row.channels = (
+            None
+            if changes.channels is None
+            else {**(row.channels or {}), **{str(k): v for k, v in changes.channels.items()}}
+        )
+    if "categories" in given:
+        row.categories = (
+            None
+            if changes.categories is None
+            else _merge_categories(row.categories or {}, changes, categories)
+        )
     if "caps" in given:
         row.caps = None if changes.caps is None else _stored_caps(changes.caps)
-    if "quiet_hours" in given and changes.quiet_hours is not None:
-        quiet = changes.quiet_hours.model_dump(exclude_unset=True)
-        row.quiet_hours = {**(row.quiet_hours or {}), **quiet}
+    if "quiet_hours" in given:
+        row.quiet_hours = (
+            None
+            if changes.quiet_hours is None
+            else _sparse(row.quiet_hours, changes.quiet_hours.model_dump(exclude_unset=True))
+        )
+        _check_quiet(row.quiet_hours or {})
     if "paused_until" in given:
         row.paused_until = changes.paused_until
-    if "digest" in given and changes.digest is not None:
-        row.digest = {**(row.digest or {}), **changes.digest.model_dump(exclude_unset=True)}
-    if "unsubscribed" in given and changes.unsubscribed is not None:
-        row.unsubscribed = changes.unsubscribed
+    if "digest" in given:
+        row.digest = (
+            None
+            if changes.digest is None
+            else _sparse(row.digest, changes.digest.model_dump(exclude_unset=True))
+        )
+    if "unsubscribed" in given:
+        row.unsubscribed = bool(changes.unsubscribed)
     row.updated_at = at or now()
     session.add(row)
     return row
+
+
+def _sparse(stored: Mapping[str, Any] | None, changes: Mapping[str, Any]) -> dict[str, Any]:
+    """`stored` with `changes` applied: a null drops the key, so the default applies."""
+    out = {**(stored or {}), **changes}
+    return {key: value for key, value in out.items() if value is not None}
+
+
+def _merge_categories(
+    stored: Mapping[str, Mapping[str, Any]],
+    changes: PreferencesIn,
+    categories: Mapping[str, Category],
+) -> dict[str, dict[str, Any]]:
+    merged = {key: dict(value) for key, value in stored.items()}
+    for key, choice in (changes.categories or {}).items():
+        category = categories.get(key)
+        if category is None:
+            raise FieldError(f"categories.{key}", f"no category {key!r}")
+        current = merged.setdefault(key, {})
+        given = choice.model_fields_set
+        if "enabled" in given:
+            if category.required and choice.enabled is False:
+                raise FieldError(
+                    f"categories.{key}.enabled", "a required category cannot be switched off"
+                )
+            current["enabled"] = choice.enabled
+        if "channels" in given and choice.channels is not None:
+            for channel, on in choice.channels.items():
+                if channel not in category.channels:
+                    raise FieldError(
+                        f"categories.{key}.channels.{channel}",
+                        f"category {key!r} is not sent by {channel}",
+                    )
+                if category.required and not on:
+                    raise FieldError(
+                        f"categories.{key}.channels.{channel}",
+                        "a required category cannot be switched off",
+                    )
+            current["channels"] = {**current.get("channels", {}), **choice.channels}
+        elif "channels" in given:
+            current["channels"] = None
+        if "caps" in given:
+            current["caps"] = None if choice.caps is None else _stored_caps(choice.caps)
+        merged[key] = {name: value for name, value in current.items() if value is not None}
+    return merged
+
+
+def _check_quiet(quiet: Mapping[str, Any]) -> None:
+    """Quiet hours that are on must be able to be quiet: what is read back is enforced."""
+    if quiet.get("enabled") is False:
+        return
+    if quiet.get("days") == []:
+        raise FieldError(
+            "quiet_hours.days", "pick at least one day, or turn quiet hours off (enabled: false)"
+        )
+    if quiet.get("start") is not None and quiet.get("start") == quiet.get("end"):
+        raise FieldError("quiet_hours.end", "quiet hours cannot start and end at the same time")
 
 
 # After a 👎 a recipient's cap for that category tightens one step at a time.
