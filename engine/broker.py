@@ -20,6 +20,7 @@ from dramatiq.middleware import (
     TimeLimit,
 )
 
+from engine.redis_keys import RedisKeys
 from engine.settings import Settings
 
 CRITICAL = "critical"
@@ -41,6 +42,7 @@ def make_broker(settings: Settings) -> RedisBroker:
     """A Redis broker with the middleware Tidings relies on, its queues declared."""
     broker = RedisBroker(  # type: ignore[no-untyped-call]
         url=settings.redis_url,
+        namespace=RedisKeys.from_settings(settings).dramatiq,
         middleware=[
             AgeLimit(),
             TimeLimit(time_limit=10 * 60 * 1000),

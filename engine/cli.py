@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from engine.logs import configure
+from engine.redis_keys import RedisKeys, counters_url
 from engine.settings import Settings, get_settings
 from engine.supervisor import Spec, Supervisor
 
@@ -88,15 +89,14 @@ def _supervise(specs: list[Spec], role: str, settings: Settings) -> int:
         start_http_server(settings.metrics_port, registry=registry)
     except OSError as exc:
         log.warning("worker metrics not served on port %d: %s", settings.metrics_port, exc)
-    client = redis.Redis.from_url(
-        settings.redis_url, db=settings.counters_redis_db, socket_timeout=2
-    )
+    client = redis.Redis.from_url(counters_url(settings), socket_timeout=2)
 
     def dead(pid: int) -> None:
         multiprocess.mark_process_dead(pid, str(path))  # type: ignore[no-untyped-call]
 
     try:
-        return Supervisor(specs, role=role, client=client, on_exit=dead).run()
+        keys = RedisKeys.from_settings(settings)
+        return Supervisor(specs, role=role, client=client, keys=keys, on_exit=dead).run()
     finally:
         client.close()
 

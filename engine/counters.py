@@ -19,16 +19,13 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 
 from engine.planner import DAY, cap_frees_at, cap_window
+from engine.redis_keys import RedisKeys, counters_url
 from engine.settings import Settings
 from preferences.model import Cap
-
-READY = "tidings:cap:ready"
-REBUILDING = "tidings:cap:rebuilding"
 
 # ARGV: group sizes; one member (notification id) per group; then per counter its key,
 # the lowest score in its window ('(' for exclusive), its limit, the key's TTL and the
@@ -36,11 +33,11 @@ REBUILDING = "tidings:cap:rebuilding"
 # at. Each group is admitted — its member added to every counter that lacks it — only if
 # every counter that lacks it is under its limit. Returns per group '0' when admitted,
 # else '<1-based position of the full counter>:<score of the entry whose leaving frees
-# it>'; or {'lost'} when the sentinel is missing. Thousands of counters travel as a few
-# strings rather than as thousands of arguments; the counters' database is Tidings' own,
-# so the keys need not be declared in KEYS.
+# it>'; or {'lost'} when the sentinel (key ARGV[8]) is missing. Thousands of counters
+# travel as a few strings rather than as thousands of arguments; the counters' database
+# is Tidings' own, so the keys need not be declared in KEYS.
 CHECK_AND_COUNT = """
-if redis.call('EXISTS', 'tidings:cap:ready') == 0 then return {'lost'} end
+if redis.call('EXISTS', ARGV[8]) == 0 then return {'lost'} end
 local function split(s, pattern)
   local out = {}
   for part in string.gmatch(s, pattern) do out[#out + 1] = part end
@@ -121,20 +118,6 @@ class Counted:
     at: datetime
 
 
-def counters_url(redis_url: str, db: int) -> str:
-    """`redis_url` pointing at database `db`: redis-py lets a database named in the URL win
-    over a `db` argument, which would put the counters in the broker's database."""
-    parts = urlsplit(redis_url)
-    if parts.scheme == "unix":
-        query = [(k, v) for k, v in parse_qsl(parts.query) if k != "db"] + [("db", str(db))]
-        return urlunsplit(parts._replace(query=urlencode(query)))
-    return urlunsplit(parts._replace(path=f"/{db}"))
-
-
-def cap_key(recipient_id: str, counter: str) -> str:
-    return f"tidings:cap:{recipient_id}:{counter}"
-
-
 def _ttl(cap: Cap) -> int:
     """Seconds an entry can still matter to `cap`: its length, plus a day for calendar ones."""
     return cap.per + (DAY if cap.per % DAY == 0 else 60)
@@ -147,16 +130,17 @@ def _score(at: datetime) -> str:
 class Counters:
     """Caps and rate limits over a Redis connection."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, keys: RedisKeys) -> None:
         self.client = client
+        self.keys = keys
         self._check = client.register_script(CHECK_AND_COUNT)
         self._take = client.register_script(TAKE)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Counters:
         """Counters on the broker's Redis server, in database `counters_redis_db`."""
-        url = counters_url(settings.redis_url, settings.counters_redis_db)
-        return cls(redis.Redis.from_url(url))
+        client = redis.Redis.from_url(counters_url(settings))
+        return cls(client, RedisKeys.from_settings(settings))
 
     def admit(self, checks: Sequence[CapCheck], at: datetime) -> list[datetime | None]:
         """For each check, None if admitted (and counted at `at`), else when the cap that
@@ -180,7 +164,7 @@ class Counters:
                 oldest[name] = min(since, oldest.get(name, since))
                 longest[name] = max(longest[name], _ttl(cap))
             for (name, cap), (since, inclusive) in zip(check.limits, windows, strict=True):
-                keys.append(cap_key(check.recipient_id, name))
+                keys.append(self.keys.cap(check.recipient_id, name))
                 lows.append(_score(since) if inclusive else "(" + _score(since))
                 numbers += [str(cap.count), str(longest[name])]
                 prunes.append("(" + _score(oldest[name]))
@@ -192,6 +176,7 @@ class Counters:
             ",".join(numbers),
             ",".join(prunes),
             _score(at),
+            self.keys.caps_ready,
         ]
         results = [r.decode() if isinstance(r, bytes) else str(r) for r in self._check(args=args)]
         if results == ["lost"]:
@@ -213,7 +198,7 @@ class Counters:
         written = 0
         pipe = self.client.pipeline(transaction=False)
         for entry in entries:
-            key = cap_key(entry.recipient_id, entry.counter)
+            key = self.keys.cap(entry.recipient_id, entry.counter)
             pipe.zadd(key, {entry.member: float(_score(entry.at))}, nx=True)
             pipe.expire(key, ttl)
             written += 1
@@ -224,22 +209,22 @@ class Counters:
 
     def ready(self) -> bool:
         """Whether the counters are known to be complete."""
-        return bool(self.client.exists(READY))
+        return bool(self.client.exists(self.keys.caps_ready))
 
     def mark_ready(self, at: datetime) -> None:
-        self.client.set(READY, at.isoformat())
+        self.client.set(self.keys.caps_ready, at.isoformat())
 
     def lock_rebuild(self, seconds: int) -> bool:
         """Take the right to rebuild the counters for `seconds`; False if another holds it."""
-        return bool(self.client.set(REBUILDING, "1", nx=True, ex=seconds))
+        return bool(self.client.set(self.keys.caps_rebuilding, "1", nx=True, ex=seconds))
 
     def unlock_rebuild(self) -> None:
-        self.client.delete(REBUILDING)
+        self.client.delete(self.keys.caps_rebuilding)
 
     def take(self, channel: str, count: int, per: int, want: int, at: datetime) -> int:
         """Take up to `want` sends from a channel's rate limit window; returns how many."""
         index = int(at.timestamp()) // per
-        key = f"tidings:rate:{channel}:{per}:{index}"
+        key = self.keys.rate(channel, per, index)
         return int(self._take(keys=[key], args=[count, want, per + 5]))
 
     def close(self) -> None:

@@ -16,6 +16,8 @@ from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from engine.redis_keys import RedisKeys
+
 NOTIFICATIONS = Counter(
     "tidings_notifications_accepted_total", "Notifications accepted by the API", ["queue"]
 )
@@ -49,8 +51,9 @@ def latency(channel: str, accepted_at: datetime, done_at: datetime) -> None:
 class QueueCollector(Collector):
     """Queue depth, delayed messages and dead letters per queue, read from Redis at scrape."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, keys: RedisKeys) -> None:
         self.client = client
+        self.keys = keys
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         from engine.status import queues
@@ -62,7 +65,7 @@ class QueueCollector(Collector):
             "tidings_in_flight", "Messages being worked on", labels=["queue"]
         )
         try:
-            state = queues(self.client)
+            state = queues(self.client, self.keys)
         except redis.RedisError:
             return
         for queue, numbers in state.items():

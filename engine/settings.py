@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     # Tidings' own keys (caps, dedupe, rate limits) live in another database number than
     # Dramatiq's, whose maintenance runs KEYS over its whole database.
     counters_redis_db: int = 1
+    # Every Redis key (and Dramatiq's queues) starts with this; by default one derived
+    # from the database URL, so installations sharing a Redis never share counters.
+    redis_prefix: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,64}$")
     # Signs page links and forms. Unset: the installation's own random secret, generated
     # by `tidings migrate` and kept in the database. To rotate, set the new one here and
     # the old ones in `secret_key_previous` (comma-separated): links they signed still open.

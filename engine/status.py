@@ -14,24 +14,23 @@ from engine import supervisor
 from engine.broker import QUEUES
 from engine.db import Database
 from engine.models import Delivery, DeliveryEvent
+from engine.redis_keys import RedisKeys, counters_url
 from engine.settings import Settings
 from engine.timeutil import now
 
-NAMESPACE = "dramatiq"
 
-
-def queues(client: redis.Redis) -> dict[str, dict[str, int]]:
+def queues(client: redis.Redis, keys: RedisKeys) -> dict[str, dict[str, int]]:
     """Per queue: waiting, delayed, dead letters, and in flight (unacked) messages."""
     in_flight: dict[str, int] = dict.fromkeys(QUEUES, 0)
-    for key in client.scan_iter(f"{NAMESPACE}:__acks__.*", count=1000):
+    for key in client.scan_iter(keys.unacked, count=1000):
         name = key.decode().rsplit(".", 1)[-1]
         if name in in_flight:
             in_flight[name] += int(client.scard(key))
     return {
         q: {
-            "waiting": int(client.llen(f"{NAMESPACE}:{q}")),
-            "delayed": int(client.llen(f"{NAMESPACE}:{q}.DQ")),
-            "dead": int(client.zcard(f"{NAMESPACE}:{q}.XQ")),
+            "waiting": int(client.llen(keys.queue(q))),
+            "delayed": int(client.llen(keys.delayed(q))),
+            "dead": int(client.zcard(keys.dead(q))),
             "in_flight": in_flight[q],
         }
         for q in QUEUES
@@ -41,15 +40,16 @@ def queues(client: redis.Redis) -> dict[str, dict[str, int]]:
 def snapshot(settings: Settings) -> dict[str, Any]:
     """Queues and processes from Redis, delivery states and throughput from SQL."""
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
-    own = redis.Redis.from_url(settings.redis_url, db=settings.counters_redis_db, socket_timeout=5)
+    own = redis.Redis.from_url(counters_url(settings), socket_timeout=5)
     database = Database(settings)
+    keys = RedisKeys.from_settings(settings)
     try:
         try:
-            queue_state: dict[str, Any] = queues(client)
+            queue_state: dict[str, Any] = queues(client, keys)
         except redis.RedisError as exc:
             queue_state = {"error": str(exc)}
         try:
-            views = supervisor.read(own)
+            views = supervisor.read(own, keys)
             processes: dict[str, Any] = {**supervisor.summary(views), "detail": views}
         except redis.RedisError as exc:
             processes = {"error": str(exc)}

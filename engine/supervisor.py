@@ -29,11 +29,11 @@ from typing import Any
 
 import redis
 
+from engine.redis_keys import RedisKeys
 from engine.timeutil import now
 
 log = logging.getLogger("tidings.supervisor")
 
-KEY_PREFIX = "tidings:supervisor:"
 BEAT_SECONDS = 2.0
 BEAT_TTL = 10
 # A child that ran this long before it died is restarted at once; one that dies sooner
@@ -91,7 +91,7 @@ class Supervisor:
     """Starts its children, restarts any that die, stops them all on SIGTERM or SIGINT.
 
     `on_exit(pid)` runs after a child died (e.g. to mark its metrics dead); `client` is
-    the Redis the heartbeat goes to (None: no heartbeat).
+    the Redis the heartbeat goes to (None: no heartbeat), under a key from `keys`.
     """
 
     def __init__(
@@ -100,6 +100,7 @@ class Supervisor:
         *,
         role: str,
         client: redis.Redis | None = None,
+        keys: RedisKeys | None = None,
         on_exit: Callable[[int], None] | None = None,
         grace: float = 20.0,
     ) -> None:
@@ -109,7 +110,9 @@ class Supervisor:
         self.on_exit = on_exit
         self.grace = grace
         self.started_at = now()
-        self.key = f"{KEY_PREFIX}{socket.gethostname()}:{os.getpid()}"
+        if client is not None and keys is None:
+            raise ValueError("a heartbeat needs the installation's Redis keys")
+        self.key = keys.process(socket.gethostname(), os.getpid()) if keys else ""
         self._stopping = False
         self._next_beat = 0.0
 
@@ -221,10 +224,10 @@ class Supervisor:
                 self.client.delete(self.key)
 
 
-def read(client: redis.Redis) -> list[dict[str, Any]]:
+def read(client: redis.Redis, keys: RedisKeys) -> list[dict[str, Any]]:
     """Every live supervisor's last view (those that stopped beating have expired)."""
     views = []
-    for key in client.scan_iter(f"{KEY_PREFIX}*", count=1000):
+    for key in client.scan_iter(keys.processes, count=1000):
         raw = client.get(key)
         if raw:
             views.append(json.loads(raw))

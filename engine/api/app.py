@@ -17,6 +17,7 @@ from engine.api.middleware import auth, errors
 from engine.broker import Dispatcher, make_broker
 from engine.db import Database
 from engine.metrics import QueueCollector
+from engine.redis_keys import RedisKeys, counters_url
 from engine.settings import Settings
 from preferences import pages
 
@@ -49,16 +50,15 @@ def create_app(settings: Settings, *, database: Database | None = None) -> web.A
 def _registry(settings: Settings) -> CollectorRegistry:
     """Queue depths and dead letters, read from Redis at scrape time."""
     registry = CollectorRegistry()
-    registry.register(QueueCollector(redis.Redis.from_url(settings.redis_url, socket_timeout=2)))
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=2)
+    registry.register(QueueCollector(client, RedisKeys.from_settings(settings)))
     return registry
 
 
 async def _redis(app: web.Application) -> AsyncIterator[None]:
     """Tidings' own Redis database (counters, supervisors' heartbeats)."""
     settings = app[SETTINGS]
-    client = aioredis.Redis.from_url(
-        settings.redis_url, db=settings.counters_redis_db, socket_timeout=5
-    )
+    client = aioredis.Redis.from_url(counters_url(settings), socket_timeout=5)
     app[REDIS] = client
     yield
     await client.aclose()

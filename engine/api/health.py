@@ -13,7 +13,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from sqlalchemy import text
 
 from engine import supervisor
-from engine.api.context import DB, METRICS, REDIS
+from engine.api.context import DB, METRICS, REDIS, SETTINGS
+from engine.redis_keys import RedisKeys
 
 routes = web.RouteTableDef()
 
@@ -52,15 +53,16 @@ async def readyz(request: web.Request) -> web.Response:
     body: dict[str, Any] = {"status": "ready" if ready else "unavailable", "checks": checks}
     if checks["redis"] == "ok":
         try:
-            body["processes"] = await asyncio.wait_for(_processes(request.app[REDIS]), 3)
+            keys = RedisKeys.from_settings(request.app[SETTINGS])
+            body["processes"] = await asyncio.wait_for(_processes(request.app[REDIS], keys), 3)
         except Exception as exc:
             body["processes"] = {"error": type(exc).__name__}
     return web.json_response(body, status=200 if ready else 503)
 
 
-async def _processes(client: aioredis.Redis) -> dict[str, Any]:
+async def _processes(client: aioredis.Redis, keys: RedisKeys) -> dict[str, Any]:
     views = []
-    async for key in client.scan_iter(f"{supervisor.KEY_PREFIX}*", count=1000):
+    async for key in client.scan_iter(keys.processes, count=1000):
         raw = await client.get(key)
         if raw:
             views.append(json.loads(raw))

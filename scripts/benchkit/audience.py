@@ -13,10 +13,9 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import redis
 from sqlalchemy import insert
 
-from engine.counters import Counters, cap_key
+from engine.counters import Counters
 from engine.db import Database
 from engine.models import Preference, Recipient
 from engine.settings import Settings
@@ -155,18 +154,18 @@ def seed_caps(settings: Settings, recipient_ids: list[str], at: datetime) -> Non
     """
     counters = Counters.from_settings(settings)
     try:
-        _seed(counters.client, recipient_ids, at - timedelta(minutes=1))
+        _seed(counters, recipient_ids, at - timedelta(minutes=1))
         counters.mark_ready(at)
     finally:
         counters.close()
 
 
-def _seed(client: redis.Redis, recipient_ids: list[str], at: datetime) -> None:
+def _seed(counters: Counters, recipient_ids: list[str], at: datetime) -> None:
     ttl = OWN_CAP.per + 86400
     for start in range(0, len(recipient_ids), BATCH):
-        pipe = client.pipeline(transaction=False)
+        pipe = counters.client.pipeline(transaction=False)
         for rid in recipient_ids[start : start + BATCH]:
-            key = cap_key(rid, "g")
+            key = counters.keys.cap(rid, "g")
             pipe.zadd(key, {"seed": at.timestamp()})
             pipe.expire(key, ttl)
         pipe.execute()

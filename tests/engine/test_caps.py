@@ -21,6 +21,7 @@ from engine.counters import CapCheck, Counters, CountersLost
 from engine.db import Database
 from engine.models import Delivery, PlanChunk
 from engine.planner import cap_frees_at, cap_window
+from engine.redis_keys import RedisKeys
 from engine.runtime import Runtime
 from engine.schemas import CategoryIn, NotificationIn, PreferencesIn, RecipientIn
 from engine.settings import Settings
@@ -62,7 +63,7 @@ def test_day_and_week_caps_follow_the_recipients_calendar() -> None:
 @pytest.fixture
 def counters(redis_client: redis.Redis) -> Iterator[Counters]:
     client = redis.Redis(host="127.0.0.1", port=REDIS_PORT, db=COUNTERS_DB)
-    found = Counters(client)
+    found = Counters(client, RedisKeys("test-caps"))
     found.mark_ready(datetime.now(UTC))
     yield found
     found.close()
@@ -97,7 +98,7 @@ def test_a_notification_counts_once_however_often_it_is_asked(counters: Counters
     assert counters.admit(one("7", daily), at) == [None]
     assert counters.admit(one("7", daily), at + timedelta(minutes=1)) == [None]  # a replay
     assert counters.admit(one("8", daily), at + timedelta(minutes=2)) != [None]
-    assert counters.client.zcard("tidings:cap:u-1:g") == 1
+    assert counters.client.zcard(counters.keys.cap("u-1", "g")) == 1
 
 
 def test_counting_refuses_when_redis_lost_its_data(counters: Counters) -> None:
@@ -184,7 +185,9 @@ def test_a_crash_between_counting_and_writing_counts_nothing_twice(
     second = _promotion(rt)
     planning.plan(rt, second)
     assert _fates(db) == [(first, "delivered", None), (second, "suppressed", "capped")]
-    assert rt.counters.client.zrange("tidings:cap:u-1:g", 0, -1) == [str(first).encode()]
+    assert rt.counters.client.zrange(rt.counters.keys.cap("u-1", "g"), 0, -1) == [
+        str(first).encode()
+    ]
 
 
 def test_counters_lost_are_rebuilt_from_sql(rt: Runtime, db: Database) -> None:
