@@ -174,6 +174,55 @@ def _keys_create(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _keys_list(_: argparse.Namespace, settings: Settings) -> int:
+    from engine import keys
+    from engine.db import Database
+
+    database = Database(settings)
+    try:
+        with database.session() as session:
+            rows = [keys.public(row) for row in keys.listing(session)]
+    finally:
+        database.close()
+    print(f"{'id':>4}  {'name':<20} {'scopes':<24} {'created':<20} {'last used':<20} revoked")
+    for row in rows:
+        print(
+            f"{row['id']:>4}  {row['name']:<20} {','.join(row['scopes']):<24} "
+            f"{_stamp(row['created_at']):<20} {_stamp(row['last_used_at']) or 'never':<20} "
+            f"{_stamp(row['revoked_at']) or '-'}"
+        )
+    return 0
+
+
+def _stamp(value: str | None) -> str:
+    """An ISO timestamp as `2026-11-30 12:00:00` (UTC), or empty."""
+    return value[:19].replace("T", " ") if value else ""
+
+
+def _keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    from engine import keys
+    from engine.db import Database
+
+    database = Database(settings)
+    try:
+        with database.session() as session:
+            row = keys.revoke(session, args.id)
+            name = row.name if row else None
+    finally:
+        database.close()
+    if name is None:
+        print(f"error: no API key with id {args.id}", file=sys.stderr)
+        return 2
+    print(f"revoked key {args.id} ({name!r})")
+    if not keys.announce_revocation(settings.redis_url):
+        print(
+            "warning: Redis did not answer, so running API processes were not told; "
+            "they stop caching keys while Redis is away",
+            file=sys.stderr,
+        )
+    return 0
+
+
 def _send(args: argparse.Namespace, settings: Settings) -> int:
     from pydantic import ValidationError
 
@@ -253,8 +302,15 @@ def parser() -> argparse.ArgumentParser:
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
     create = key_commands.add_parser("create", help="create a key; prints it once, last line")
     create.add_argument("--name", required=True)
-    create.add_argument("--scopes", default="send,read")
+    create.add_argument("--scopes", default="send,read", help="some of send,read,links,admin")
     create.set_defaults(run=_keys_create)
+    listed = key_commands.add_parser(
+        "list", help="every key: id, name, scopes, created, last used, revoked (never the secret)"
+    )
+    listed.set_defaults(run=_keys_list)
+    revoke = key_commands.add_parser("revoke", help="revoke a key; APIs refuse it at once")
+    revoke.add_argument("id", type=int, help="the key's id, from `tidings keys list`")
+    revoke.set_defaults(run=_keys_revoke)
 
     send = commands.add_parser("send", help="send a notification from the command line")
     send.add_argument("--category", required=True)

@@ -3,12 +3,19 @@ a few recipients across tiers and interests, and links to see the product at onc
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
+import hmac
+import itertools
 from datetime import timedelta
 from typing import Any
 
+from sqlmodel import Session, col, select
+
 from engine import categories, installation, keys, recipients
 from engine.db import Database
+from engine.models import ApiKey
 from engine.schemas import CategoryIn, RecipientIn
 from engine.settings import Settings
 from engine.timeutil import now
@@ -165,6 +172,25 @@ RECIPIENTS: dict[str, dict[str, Any]] = {
 }
 
 
+def demo_key(session: Session, settings: Settings) -> str:
+    """The demo's admin key, the same on every `up --demo` of this installation.
+
+    It is derived from the installation's secret (so no one else can know it) and stored
+    like any key; once revoked, the next one in the series takes its place.
+    """
+    secret = settings.signing_keys[-1].encode()
+    for n in itertools.count():
+        mac = hmac.new(secret, f"tidings.demo-key.{n}".encode(), hashlib.sha256).digest()
+        plain = "tk_demo_" + base64.urlsafe_b64encode(mac).decode().rstrip("=")
+        row = session.exec(select(ApiKey).where(col(ApiKey.key_hash) == keys.digest(plain))).first()
+        if row is None:
+            keys.create(session, name="demo", scopes=["send", "read", "admin"], plain=plain)
+            return plain
+        if row.revoked_at is None:
+            return plain
+    raise AssertionError("unreachable")
+
+
 def load(settings: Settings, *, port: int) -> None:
     """Upsert the demo catalog and recipients, then print their page links and an API key."""
     database = Database(settings)
@@ -193,7 +219,7 @@ def load(settings: Settings, *, port: int) -> None:
                 )
                 for rid, fields in RECIPIENTS.items()
             ]
-            _, key = keys.create(session, name="demo", scopes=["send", "read", "admin"])
+            key = demo_key(session, bound)
         print("\nTidings demo is loaded. Open a recipient's pages:")
         for row in rows:
             url = functools.partial(links.url, row.id, row.links_version, salt=row.links_salt)

@@ -11,8 +11,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from engine import installation
-from engine.api import health, links, management, notifications, openapi, stats
+from engine.api import health, keys, links, management, notifications, openapi, stats
 from engine.api.context import AFTERWARDS, DB, DISPATCH, KEY_CACHE, METRICS, REDIS, SETTINGS
+from engine.api.keycache import KeyCache
 from engine.api.middleware import auth, errors
 from engine.broker import Dispatcher, make_broker
 from engine.db import Database
@@ -35,13 +36,13 @@ def create_app(settings: Settings, *, database: Database | None = None) -> web.A
     )
     app[DB] = database or Database(settings)
     app[SETTINGS] = settings = installation.bind(settings, app[DB])
-    app[KEY_CACHE] = {}
+    app[KEY_CACHE] = KeyCache()
     app[DISPATCH] = Dispatcher(make_broker(settings))
     app[METRICS] = _registry(settings)
     app[AFTERWARDS] = set()
     app.cleanup_ctx.append(_redis)
     app.on_cleanup.append(_close_db)
-    for module in (health, links, management, notifications, openapi, stats):
+    for module in (health, keys, links, management, notifications, openapi, stats):
         app.add_routes(module.routes)
     pages.setup(app)
     return app
@@ -67,4 +68,5 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
 async def _close_db(app: web.Application) -> None:
     if app[AFTERWARDS]:
         await asyncio.gather(*app[AFTERWARDS], return_exceptions=True)
+    await app[KEY_CACHE].drain()
     app[DB].close()

@@ -9,6 +9,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from engine.api.keycache import KeyCache
 from engine.broker import Dispatcher
 from engine.db import Database
 from engine.settings import Settings
@@ -16,7 +17,7 @@ from engine.settings import Settings
 SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", Database)
 REDIS = web.AppKey("redis", aioredis.Redis)
-KEY_CACHE = web.AppKey("key_cache", dict)
+KEY_CACHE = web.AppKey("key_cache", KeyCache)
 DISPATCH = web.AppKey("dispatch", Dispatcher)
 METRICS = web.AppKey("metrics", CollectorRegistry)
 # Bookkeeping writes that run after the answer has gone out; awaited on shutdown.

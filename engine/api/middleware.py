@@ -6,7 +6,6 @@ import functools
 import json
 import logging
 import math
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -14,14 +13,12 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from engine import keys
-from engine.api.context import DB, KEY_CACHE, scope_of
+from engine.api.context import DB, KEY_CACHE, REDIS, scope_of
 from engine.errors import ApiError, Forbidden, Invalid, NotFound, Unauthorized
 from engine.schemas import MAX_BODY_DEPTH, FieldError, Key, Strict, json_problem, row_id
 
 log = logging.getLogger("tidings.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-KEY_CACHE_SECONDS = 30.0
 KEY = TypeAdapter(Key)
 
 
@@ -225,20 +222,7 @@ async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 async def _scopes(app: web.Application, plain: str) -> frozenset[str] | None:
-    cache: dict[str, tuple[float, frozenset[str] | None]] = app[KEY_CACHE]
-    digest = keys.digest(plain)
-    hit = cache.get(digest)
-    if hit and hit[0] > time.monotonic():
-        return hit[1]
-
-    def lookup() -> frozenset[str] | None:
-        with app[DB].session() as session:
-            row = keys.find(session, plain)
-            return frozenset(row.scopes) if row else None
-
-    scopes = await app[DB].run(lookup)
-    cache[digest] = (time.monotonic() + KEY_CACHE_SECONDS, scopes)
-    return scopes
+    return await app[KEY_CACHE].scopes(plain, db=app[DB], redis=app[REDIS])
 
 
 async def json_body(request: web.Request) -> Any:

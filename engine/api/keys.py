@@ -1,0 +1,50 @@
+"""Admin API for API keys: list them (never their secret) and revoke one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from engine import keys
+from engine.api.context import DB, KEY_CACHE, REDIS, scope
+from engine.errors import NotFound
+from engine.schemas import row_id
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/v1/keys")
+@scope("admin")
+async def list_keys(request: web.Request) -> web.Response:
+    """Every API key with its name, scopes, when it was created, last used and revoked."""
+
+    def read() -> list[dict[str, Any]]:
+        with request.app[DB].session() as session:
+            return [keys.public(row) for row in keys.listing(session)]
+
+    return web.json_response({"items": await request.app[DB].run(read)})
+
+
+@routes.post("/v1/keys/{id}/revoke")
+@scope("admin")
+async def revoke_key(request: web.Request) -> web.Response:
+    """Revoke a key: every API process refuses it from the very next request."""
+    raw = request.match_info["id"]
+    key_id = row_id(raw)
+    if key_id is None:
+        raise NotFound(f"no API key {raw!r}", field="id")
+
+    def write() -> dict[str, Any] | None:
+        with request.app[DB].session() as session:
+            row = keys.revoke(session, key_id)
+            return keys.public(row) if row else None
+
+    revoked = await request.app[DB].run(write)
+    if revoked is None:
+        raise NotFound(f"no API key {raw!r}", field="id")
+    request.app[KEY_CACHE].clear()
+    # Other API processes drop their caches when this counter moves; if Redis is down,
+    # they do not cache at all, so the revocation holds either way.
+    await request.app[REDIS].incr(keys.REVOKED)
+    return web.json_response(revoked)
