@@ -214,7 +214,7 @@ def _keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
         print(f"error: no API key with id {args.id}", file=sys.stderr)
         return 2
     print(f"revoked key {args.id} ({name!r})")
-    if not keys.announce_revocation(settings.redis_url):
+    if not keys.announce_revocation(settings):
         print(
             "warning: Redis did not answer, so running API processes were not told; "
             "they stop caching keys while Redis is away",

@@ -2,8 +2,9 @@
 
 `links` mints a recipient's page links, which open their inbox and write their
 preferences: more than sending a notification, so not part of `send`. Keys are listed
-(never their secret) and revoked by the CLI and the admin API; a revocation bumps
-`REVOKED` in Redis so every API process drops its cache of live keys at once.
+(never their secret) and revoked by the CLI and the admin API; a revocation bumps a
+counter in Redis (`RedisKeys.keys_revoked`) so every API process drops its cache of live
+keys at once.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ import redis
 from sqlmodel import Session, col, select
 
 from engine.models import ApiKey
+from engine.redis_keys import RedisKeys, counters_url
+from engine.settings import Settings
 from engine.timeutil import iso, now
 
 SCOPES = ("send", "read", "links", "admin")
-# A counter every revocation bumps; API processes compare it before trusting their cache.
-REVOKED = "tidings:keys:revoked"
 
 
 def digest(key: str) -> str:
@@ -77,11 +78,11 @@ def public(row: ApiKey) -> dict[str, Any]:
     }
 
 
-def announce_revocation(redis_url: str) -> bool:
+def announce_revocation(settings: Settings) -> bool:
     """Tell every API process to drop its cached keys; False when Redis did not answer."""
-    client = redis.Redis.from_url(redis_url, socket_timeout=5)
+    client = redis.Redis.from_url(counters_url(settings), socket_timeout=5)
     try:
-        client.incr(REVOKED)
+        client.incr(RedisKeys.from_settings(settings).keys_revoked)
     except redis.RedisError:
         return False
     finally:

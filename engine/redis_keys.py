@@ -89,6 +89,16 @@ class RedisKeys:
         """One supervisor's heartbeat: its processes, restarts and last exit."""
         return f"{self.prefix}:supervisor:{host}:{pid}"
 
+    @property
+    def keys_revoked(self) -> str:
+        """The counter every API key revocation bumps; API processes drop their cache of
+        live keys when it moves (`engine.api.keycache`)."""
+        return f"{self.prefix}:keys:revoked"
+
+    def page_link_sent(self, recipient_id: str) -> str:
+        """Held while a recipient's emailed page link may not be sent again."""
+        return f"{self.prefix}:page-link:{recipient_id}"
+
     def queue(self, queue: str) -> str:
         return f"{self.dramatiq}:{queue}"
 

@@ -17,6 +17,7 @@ import aiosmtplib
 import redis.asyncio as aioredis
 
 from engine.models import Recipient
+from engine.redis_keys import RedisKeys
 from engine.settings import Settings
 from preferences import i18n
 from preferences.links import Links
@@ -48,7 +49,8 @@ async def send_preferences_link(
     address = parseaddr(recipient.email or "")[1]
     if "@" not in address:
         return False
-    if not await redis.set(f"tidings:page-link:{recipient.id}", 1, nx=True, ex=RESEND_AFTER):
+    held = RedisKeys.from_settings(settings).page_link_sent(recipient.id)
+    if not await redis.set(held, 1, nx=True, ex=RESEND_AFTER):
         return False
     url = Links(settings).url(
         recipient.id, recipient.links_version, "preferences", recipient.links_salt

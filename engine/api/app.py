@@ -36,7 +36,7 @@ def create_app(settings: Settings, *, database: Database | None = None) -> web.A
     )
     app[DB] = database or Database(settings)
     app[SETTINGS] = settings = installation.bind(settings, app[DB])
-    app[KEY_CACHE] = KeyCache()
+    app[KEY_CACHE] = KeyCache(RedisKeys.from_settings(settings).keys_revoked)
     app[DISPATCH] = Dispatcher(make_broker(settings))
     app[METRICS] = _registry(settings)
     app[AFTERWARDS] = set()

@@ -2,7 +2,7 @@
 
 Only live keys are remembered (an unknown key costs a SQL lookup and no memory), in an
 LRU of `MAX_KEYS` entries kept at most `TTL` seconds. Before trusting it, every request
-reads the revocation counter in Redis (`engine.keys.REVOKED`), which `tidings keys revoke`
+reads the revocation counter in Redis (`RedisKeys.keys_revoked`), which `tidings keys revoke`
 and the admin API bump after the revocation is committed: when it moved, the whole cache
 is dropped, so a revoked key is refused on the very next request of every API process.
 When Redis does not answer, the cache is not used at all.
@@ -42,7 +42,8 @@ class LiveKey:
 class KeyCache:
     """Live keys by digest for one API process; see the module docstring for the rules."""
 
-    def __init__(self, max_keys: int = MAX_KEYS) -> None:
+    def __init__(self, revoked: str, *, max_keys: int = MAX_KEYS) -> None:
+        self.revoked = revoked  # the Redis counter revocations bump
         self._live: TTLCache[str, LiveKey] = TTLCache(maxsize=max_keys, ttl=TTL)
         self._generation: bytes | str | None = None
         self._pending: set[asyncio.Future[None]] = set()
@@ -53,9 +54,14 @@ class KeyCache:
     def clear(self) -> None:
         self._live.clear()
 
+    async def announce(self, redis: aioredis.Redis) -> None:
+        """After a revocation: drop this process's cache and tell the others to."""
+        self._live.clear()
+        await redis.incr(self.revoked)
+
     async def _usable(self, redis: aioredis.Redis) -> bool:
         try:
-            generation = await redis.get(keys.REVOKED)
+            generation = await redis.get(self.revoked)
         except (aioredis.RedisError, OSError) as exc:
             log.warning("cannot read key revocations from Redis (%s): not caching keys", exc)
             self._live.clear()

@@ -43,8 +43,7 @@ async def revoke_key(request: web.Request) -> web.Response:
     revoked = await request.app[DB].run(write)
     if revoked is None:
         raise NotFound(f"no API key {raw!r}", field="id")
-    request.app[KEY_CACHE].clear()
-    # Other API processes drop their caches when this counter moves; if Redis is down,
+    # Other API processes drop their caches when the counter moves; if Redis is down,
     # they do not cache at all, so the revocation holds either way.
-    await request.app[REDIS].incr(keys.REVOKED)
+    await request.app[KEY_CACHE].announce(request.app[REDIS])
     return web.json_response(revoked)

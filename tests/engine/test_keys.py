@@ -32,6 +32,7 @@ def _tidings(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]
     env.update(
         TIDINGS_DATABASE_URL=settings.database_url,
         TIDINGS_REDIS_URL=settings.redis_url,
+        TIDINGS_COUNTERS_REDIS_DB=str(settings.counters_redis_db),
         TIDINGS_SECRET_KEY=str(settings.secret_key),
     )
     return subprocess.run(
@@ -107,7 +108,7 @@ def test_the_admin_api_lists_and_revokes_keys(
 
 def test_the_key_cache_stays_bounded(settings: Settings, db: Database) -> None:
     app = create_app(settings)
-    app[KEY_CACHE] = KeyCache(max_keys=20)
+    app[KEY_CACHE] = KeyCache(app[KEY_CACHE].revoked, max_keys=20)
     running = Server(app).start()
     try:
         with db.session() as session:
@@ -139,7 +140,7 @@ def test_up_demo_prints_the_same_key_every_time(
         assert [row.name for row in keys.listing(session)].count("demo") == 1
         row = next(r for r in keys.listing(session) if r.key_hash == keys.digest(key))
         keys.revoke(session, int(row.id or 0))
-    assert keys.announce_revocation(settings.redis_url)
+    assert keys.announce_revocation(settings)
     demo.load(settings, port=8080)
     fresh = re.findall(r"Bearer (tk_\S+?)'", capsys.readouterr().out)[0]
     assert fresh != key and _get(server, fresh) == 200 and _get(server, key) == 401
