@@ -28,6 +28,7 @@ from engine.broker import (
     actor_name,
     make_broker,
 )
+from engine.outages import ride_out
 from engine.settings import get_settings
 
 # A planned chunk allocates a few hundred thousand short-lived objects; a higher
@@ -89,7 +90,19 @@ def _declare(
         declare = dramatiq.actor(
             actor_name=actor_name(name, queue), queue_name=queue, priority=base + later, **options
         )
-        declare(fn if queue == CRITICAL else _giving_way(fn))
+        declare(_riding_out(fn if queue == CRITICAL else _giving_way(fn)))
+
+
+def _riding_out(fn: Callable[..., None]) -> Callable[..., None]:
+    """`fn` waiting out a database or Redis that does not answer (backing off, up to
+    `TIDINGS_OUTAGE_WAIT` seconds) instead of spending its bounded retries: every job
+    starts with a conditional claim, so running it again from the start is safe."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> None:
+        ride_out(lambda: fn(*args, **kwargs), wait=settings.outage_wait, what=fn.__name__)
+
+    return run
 
 
 def _giving_way(fn: Callable[..., None]) -> Callable[..., None]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import dramatiq
+import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import (
     AgeLimit,
@@ -43,6 +44,7 @@ def make_broker(settings: Settings) -> RedisBroker:
     broker = RedisBroker(  # type: ignore[no-untyped-call]
         url=settings.redis_url,
         namespace=RedisKeys.from_settings(settings).dramatiq,
+        heartbeat_timeout=int(settings.broker_heartbeat_timeout * 1000),
         middleware=[
             AgeLimit(),
             TimeLimit(time_limit=10 * 60 * 1000),
@@ -55,6 +57,12 @@ def make_broker(settings: Settings) -> RedisBroker:
     for queue in QUEUES:
         broker.declare_queue(queue)
     return broker
+
+
+def redis_of(broker: dramatiq.Broker, fallback: redis.Redis) -> redis.Redis:
+    """The Redis client holding `broker`'s queues, else `fallback`."""
+    client = getattr(broker, "client", None) if isinstance(broker, RedisBroker) else None
+    return client if isinstance(client, redis.Redis) else fallback
 
 
 class Dispatcher:

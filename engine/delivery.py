@@ -2,36 +2,41 @@
 channel concurrently, and record every outcome in bulk.
 
 A delivery is claimed (`queued` → `sending`) in one conditional UPDATE, so two jobs
-for the same ids never both send. A re-send after a crash carries the same ids, so
-the webhook-id and Message-ID stay the same and the receiver can drop the copy.
+for the same ids never both send. The claim is a lease (`engine.leases`): a worker that
+died holding it is noticed in seconds. A re-send after a crash carries the same ids, so
+the webhook-id and Message-ID stay the same and the receiver can drop the copy; a batch
+that was sent is never sent again because its receipts could not be written at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import and_, update
 from sqlmodel import Session, col, select
 
 from channels.base import ADDRESS_FIELDS, Message, Sent
 from channels.errors import PermanentError, TransientError
 from engine import bulk, metrics
 from engine.content import Composer
+from engine.leases import delivery_lease
 from engine.models import Category, Delivery, Notification, Recipient
-from engine.outages import is_outage
+from engine.outages import is_outage, ride_out
 from engine.planning import page_links
 from engine.runtime import Runtime
+from engine.settings import Settings
 from engine.templates import RenderError
 from engine.timeutil import aware, iso, now
 
 log = logging.getLogger("tidings.delivery")
 CONCURRENCY = 64
+DIED = "its worker stopped while sending it"
 
 
 @dataclass(frozen=True)
@@ -62,17 +67,49 @@ class Claimed:
     created_at: datetime
 
 
-def claim(session: Session, ids: Sequence[int]) -> list[Claimed]:
-    """Mark queued deliveries as being sent; returns those this job now owns."""
+def claim(
+    session: Session,
+    ids: Sequence[int],
+    *,
+    holder: str,
+    settings: Settings,
+    gone: Callable[[Iterable[str | None]], set[str]] | None = None,
+) -> list[Claimed]:
+    """Lease queued deliveries to `holder` (`queued` → `sending`); returns those it now owns.
+
+    With `gone` (which holders died), deliveries whose lease ran out while their holder
+    is gone are taken back too (a redelivered message), each counting an attempt.
+    """
     if not ids:
         return []
+    at = now()
+    lease = {"claimed_by": holder, "lease_until": delivery_lease(settings, at), "updated_at": at}
+    returning = tuple(col(getattr(Delivery, f.name)) for f in fields(Claimed))
     result = session.execute(
         update(Delivery)
         .where(col(Delivery.id).in_(list(ids)), col(Delivery.status) == "queued")
-        .values(status="sending", updated_at=now())
-        .returning(*(col(getattr(Delivery, f.name)) for f in fields(Claimed)))
+        .values(status="sending", **lease)
+        .returning(*returning)
     )
-    return sorted((Claimed(*row) for row in result), key=lambda d: d.id)
+    rows = [Claimed(*row) for row in result]
+    rest = set(ids) - {d.id for d in rows}
+    if rest and gone is not None:
+        expired = and_(
+            col(Delivery.id).in_(rest),
+            col(Delivery.status) == "sending",
+            col(Delivery.lease_until) < at,
+        )
+        stale = session.exec(select(Delivery.claimed_by).where(expired).distinct()).all()
+        dead = gone(stale)
+        if dead:
+            result = session.execute(
+                update(Delivery)
+                .where(expired, col(Delivery.claimed_by).in_(dead))
+                .values(attempts=Delivery.attempts + 1, error=DIED, **lease)
+                .returning(*returning)
+            )
+            rows += [Claimed(*row) for row in result]
+    return sorted(rows, key=lambda d: d.id)
 
 
 def deliver(rt: Runtime, delivery_ids: Sequence[int]) -> None:
@@ -83,15 +120,22 @@ def deliver(rt: Runtime, delivery_ids: Sequence[int]) -> None:
     the claimed deliveries go back to `queued` for the job's retry, each attempt counted
     unless the cause was an outage, so a batch that keeps failing ends `failed`.
     """
+    holder = rt.liveness.start()
     with rt.db.session() as session:
-        rows = claim(session, delivery_ids)
+        rows = claim(session, delivery_ids, holder=holder, settings=rt.settings, gone=rt.judge.gone)
     if not rows:
         return
+    sendable, exhausted = _within_attempts(rt, rows)
     try:
-        notifications, outcomes, copies = _send(rt, rows)
+        # Nothing is sent before the data is read and the rate limit taken: an outage
+        # there is waited out with the deliveries still leased to this job.
+        notifications, outcomes, copies = ride_out(
+            lambda: _send(rt, sendable), wait=rt.settings.outage_wait, what="a deliver job"
+        )
     except BaseException as exc:
-        release(rt, rows, exc)
+        release(rt, sendable, exc)
         raise
+    outcomes += exhausted
     attempts = {d.id: d.attempts for d in rows}
     _record(rt, outcomes, copies, attempts, queue=_queue(notifications))
     _observe(rows, notifications, outcomes)
@@ -106,6 +150,17 @@ def deliver(rt: Runtime, delivery_ids: Sequence[int]) -> None:
             "notification_ids": sorted(notifications),
         },
     )
+
+
+def _within_attempts(rt: Runtime, rows: list[Claimed]) -> tuple[list[Claimed], list[Outcome]]:
+    """Split off deliveries taken back from dead workers too many times: they end `failed`."""
+    limit = rt.settings.delivery_max_attempts
+    over = [
+        Outcome(d.id, "failed", error=f"{DIED} ({d.attempts} times)")
+        for d in rows
+        if d.attempts >= limit
+    ]
+    return [d for d in rows if d.attempts < limit], over
 
 
 def _send(
@@ -355,11 +410,22 @@ def _record(
                 }
             )
         updates.append(row)
-    with rt.db.session() as session:
-        bulk.update_by_id(session, Delivery, updates)
-        bulk.add_events(session, events)
-    for wait, ids in retries.items():
-        rt.dispatch.deliver(ids, queue, delay_ms=int(wait * 1000))
+
+    def write() -> None:
+        with rt.db.session() as session:
+            bulk.update_by_id(session, Delivery, updates)
+            bulk.add_events(session, events)
+
+    # The messages are sent: a database that does not answer now is waited out with the
+    # outcomes kept here, never answered by sending them again.
+    ride_out(write, wait=rt.settings.outage_wait, what="a batch's receipts")
+    try:
+        for wait, ids in retries.items():
+            rt.dispatch.deliver(ids, queue, delay_ms=int(wait * 1000))
+    except Exception as exc:  # the scheduler re-enqueues queued work once Redis is back
+        if not is_outage(exc):
+            raise
+        log.warning("could not hand retries to the broker: %s", exc)
 
 
 def _observe(

@@ -135,6 +135,9 @@ class PlanChunk(SQLModel, table=True):
     status: str = Field(default="pending", max_length=10, index=True)
     attempts: int = 0
     error: str | None = None
+    # The lease of the job planning it: which worker process, until when (engine.leases).
+    claimed_by: str | None = Field(default=None, max_length=200)
+    lease_until: datetime | None = _stamp()
     updated_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
 
 
@@ -168,6 +171,9 @@ class Delivery(SQLModel, table=True):
     # What the provider knows the sent message by: the email's Message-ID, which
     # bounces and replies quote.
     provider_id: str | None = Field(default=None, max_length=255)
+    # The lease of the job sending it: which worker process, until when (engine.leases).
+    claimed_by: str | None = Field(default=None, max_length=200)
+    lease_until: datetime | None = _stamp()
     read_at: datetime | None = _stamp()
     created_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
     updated_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))

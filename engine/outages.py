@@ -8,8 +8,16 @@ work that meets a stopped PostgreSQL or Redis resumes by itself once it answers.
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
 import redis
 from sqlalchemy import exc as sql
+
+T = TypeVar("T")
+log = logging.getLogger("tidings.outages")
 
 # SQLite reports a busy database and a missing table alike as OperationalError; only the
 # first is an outage.
@@ -34,3 +42,27 @@ def is_outage(error: BaseException) -> bool:
 def sql_unreachable(error: BaseException) -> bool:
     """Whether `error` means the SQL database did not answer (the API's 503)."""
     return not isinstance(error, redis.RedisError) and is_outage(error)
+
+
+def ride_out(fn: Callable[[], T], *, wait: float, what: str) -> T:
+    """`fn()`, called again while it fails with an outage, backing off from 0.2 s to 5 s,
+    for at most `wait` seconds; any other error, and the outage after that, propagate.
+
+    Only for work that is safe to redo from the start (a claim, a transaction that rolled
+    back): the job waits for the database instead of spending its bounded retries.
+    """
+    deadline = time.monotonic() + wait
+    pause = 0.2
+    while True:
+        try:
+            return fn()
+        except Exception as exc:
+            if not is_outage(exc) or time.monotonic() + pause > deadline:
+                raise
+            log.warning("%s: waiting for %s", what, _service(exc))
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
+
+
+def _service(error: BaseException) -> str:
+    return "Redis" if isinstance(error, redis.RedisError) else "the database"

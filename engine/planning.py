@@ -15,14 +15,15 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import and_, update
 from sqlmodel import Session, col, select
 
 from channels.base import ADDRESS_FIELDS
 from engine import bulk, caps, locks, metrics, planner
 from engine.content import Composer
+from engine.leases import chunk_lease
 from engine.models import Category, Delivery, Notification, PlanChunk, Recipient
-from engine.outages import is_outage
+from engine.outages import is_outage, ride_out
 from engine.runtime import Runtime
 from engine.segments import audience_filter, segment_at
 from engine.settings import Settings
@@ -32,6 +33,7 @@ from preferences import store
 from preferences.model import EffectivePreferences
 
 log = logging.getLogger("tidings.planning")
+DIED = "its worker stopped while planning it"
 
 
 def page_links(rt: Runtime, recipient: Recipient, category: Category) -> dict[str, str]:
@@ -147,36 +149,85 @@ def _chunk(notification_id: int, seq: int, ids: list[str]) -> dict[str, Any]:
 def plan_chunk(rt: Runtime, notification_id: int, seq: int) -> None:
     """Decide every recipient of one chunk and write the deliveries in bulk.
 
-    The chunk is claimed first (`pending` → `planning`), so a duplicate message for it
-    (a re-enqueued plan, two schedulers) finds nothing to do and counts no caps twice.
+    The chunk is leased first (`pending` → `planning`, `engine.leases`), so a duplicate
+    message for it (a re-enqueued plan, two schedulers) finds nothing to do and counts no
+    caps twice; a chunk whose worker died is taken back once its lease ran out.
     """
-    with rt.db.session() as session:
-        claimed = session.execute(
-            update(PlanChunk)
-            .where(
-                col(PlanChunk.notification_id) == notification_id,
-                col(PlanChunk.seq) == seq,
-                col(PlanChunk.status) == "pending",
-            )
-            .values(status="planning", updated_at=now())
-        )
-        if getattr(claimed, "rowcount", 0) != 1:
-            return
-    try:
+    if not _claim_chunk(rt, notification_id, seq):
+        return
+
+    def work() -> tuple[list[tuple[int, str]], Notification | None]:
         with rt.db.session() as session:
-            queued = _plan_claimed(rt, session, notification_id, seq)
-            notification = session.get(Notification, notification_id)
-            if notification is None:
-                return
-            following = seq + rt.settings.plan_ahead
-            more = following < (notification.chunks_total or 0)
+            return _plan_claimed(rt, session, notification_id, seq), session.get(
+                Notification, notification_id
+            )
+
+    try:
+        # The transaction rolled back: an outage is waited out with the chunk still leased.
+        queued, notification = ride_out(work, wait=rt.settings.outage_wait, what="a plan chunk")
     except Exception as exc:
         if not _give_up(rt, notification_id, seq, exc):
             raise
         return
+    if notification is None:
+        return
+    following = seq + rt.settings.plan_ahead
+    more = following < (notification.chunks_total or 0)
     enqueue_deliveries(rt, queued, notification.queue)
     if more:  # the next chunk goes behind this one's deliveries
         rt.dispatch.plan_chunk(notification_id, following, notification.queue)
+
+
+def _claim_chunk(rt: Runtime, notification_id: int, seq: int) -> bool:
+    """Lease a pending chunk to this worker, or take it back from a worker that died
+    holding it (counting an attempt); False when it is not this job's to plan."""
+    holder = rt.liveness.start()
+    at = now()
+    this = and_(col(PlanChunk.notification_id) == notification_id, col(PlanChunk.seq) == seq)
+    lease = {"claimed_by": holder, "lease_until": chunk_lease(rt.settings, at), "updated_at": at}
+    with rt.db.session() as session:
+        claimed = session.execute(
+            update(PlanChunk)
+            .where(this, col(PlanChunk.status) == "pending")
+            .values(status="planning", **lease)
+        )
+        if getattr(claimed, "rowcount", 0) == 1:
+            return True
+        chunk = session.get(PlanChunk, (notification_id, seq))
+        expired = aware(chunk.lease_until) if chunk is not None else None
+        if chunk is None or chunk.status != "planning" or expired is None or expired >= at:
+            return False
+        if not rt.judge.gone([chunk.claimed_by]):
+            return False
+        if chunk.attempts + 1 >= rt.settings.plan_max_attempts:
+            end_chunk(session, notification_id, seq, DIED)
+            return False
+        taken = session.execute(
+            update(PlanChunk)
+            .where(this, col(PlanChunk.status) == "planning", col(PlanChunk.lease_until) < at)
+            .values(attempts=PlanChunk.attempts + 1, error=DIED, **lease)
+        )
+        return getattr(taken, "rowcount", 0) == 1
+
+
+def end_chunk(session: Session, notification_id: int, seq: int, error: str) -> None:
+    """A chunk out of attempts ends `failed` with `error`, counted as finished so its
+    notification still completes."""
+    ended = session.execute(
+        update(PlanChunk)
+        .where(
+            col(PlanChunk.notification_id) == notification_id,
+            col(PlanChunk.seq) == seq,
+            col(PlanChunk.status).in_(("pending", "planning")),
+        )
+        .values(status="failed", error=error, claimed_by=None, lease_until=None, updated_at=now())
+    )
+    if getattr(ended, "rowcount", 0) == 1:
+        _count_finished(session, notification_id)
+        log.error(
+            "gave up planning a chunk",
+            extra={"notification_id": notification_id, "chunk": seq, "error": error},
+        )
 
 
 def _give_up(rt: Runtime, notification_id: int, seq: int, error: Exception) -> bool:
@@ -263,7 +314,9 @@ def _plan_claimed(
     return queued
 
 
-def enqueue_deliveries(rt: Runtime, rows: list[tuple[int, str]], queue: str) -> None:
+def enqueue_deliveries(
+    rt: Runtime, rows: list[tuple[int, str]], queue: str, *, delay_ms: int | None = None
+) -> None:
     """Hand queued deliveries (id, channel) to deliver jobs, one channel per job."""
     by_channel: dict[str, list[int]] = defaultdict(list)
     for delivery_id, channel in rows:
@@ -271,7 +324,7 @@ def enqueue_deliveries(rt: Runtime, rows: list[tuple[int, str]], queue: str) -> 
     size = rt.settings.deliver_chunk_size
     for ids in by_channel.values():
         for start in range(0, len(ids), size):
-            rt.dispatch.deliver(ids[start : start + size], queue)
+            rt.dispatch.deliver(ids[start : start + size], queue, delay_ms=delay_ms)
 
 
 def _load_recipients(

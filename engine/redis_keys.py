@@ -112,3 +112,12 @@ class RedisKeys:
     def unacked(self) -> str:
         """Pattern of the per-worker sets of messages being worked on."""
         return f"{self.dramatiq}:__acks__.*"
+
+    def alive(self, holder: str) -> str:
+        """A worker process's liveness key: its claims' leases hold while it exists."""
+        return f"{self.prefix}:alive:{holder}"
+
+    @property
+    def broker_sentinel(self) -> str:
+        """Kept beside Dramatiq's queues: gone when Redis lost them (`engine.sentinel`)."""
+        return f"{self.prefix}:sentinel"

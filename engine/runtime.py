@@ -12,9 +12,12 @@ import dramatiq
 
 from channels.registry import Channels
 from engine import installation
-from engine.broker import Dispatcher
+from engine.broker import Dispatcher, redis_of
 from engine.counters import Counters
 from engine.db import Database
+from engine.leases import Judge, Liveness
+from engine.redis_keys import RedisKeys
+from engine.sentinel import Sentinel
 from engine.settings import Settings
 from preferences.links import Links
 
@@ -37,12 +40,20 @@ class Runtime:
         self._thread.start()
         self.channels = Channels(settings)
         self.run(self.channels.open())
+        # Liveness, the judge of gone holders and the sentinel share the broker's Redis
+        # database: a Redis that restarts empty loses all three together.
+        signals = redis_of(broker, self.counters.client)
+        keys = RedisKeys.from_settings(settings)
+        self.liveness = Liveness(settings, signals, keys)
+        self.judge = Judge(settings, signals, keys)
+        self.sentinel = Sentinel(signals, keys.broker_sentinel)
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run a coroutine on this process's I/O loop and wait for its result."""
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     def close(self) -> None:
+        self.liveness.stop()
         self.run(self.channels.close())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)

@@ -1,7 +1,11 @@
-"""The scheduler: moves due work from SQL to Dramatiq, and re-enqueues work that stalled.
+"""The scheduler: moves due work from SQL to Dramatiq, and recovers work that stopped.
 
 Due work lives in SQL, so a restart loses nothing. Every hand-over is a conditional
 UPDATE … RETURNING, so two schedulers running at once never release the same row twice.
+Recovery takes seconds: the claims of a worker that died are taken back once their
+lease ran out (`engine.leases`), and a broker that lost its messages is noticed by its
+sentinel (`engine.sentinel`) and handed everything in flight again. The stall timer
+(`TIDINGS_STALL_AFTER`) stays the last resort.
 """
 
 from __future__ import annotations
@@ -9,16 +13,20 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from datetime import datetime, timedelta
+from math import ceil
 from typing import Any
 
+import redis
 from sqlalchemy import and_, func, or_, update
 from sqlmodel import Session, col, select
 
-from engine import bulk, planner
+from engine import bulk, planner, planning
+from engine.delivery import DIED
 from engine.models import Category, Delivery, Notification, PlanChunk, Recipient
+from engine.outages import is_outage
 from engine.planning import enqueue_deliveries
 from engine.runtime import Runtime
-from engine.timeutil import now
+from engine.timeutil import aware, now
 from preferences import store
 
 log = logging.getLogger("tidings.scheduler")
@@ -28,12 +36,142 @@ BATCH = 2000
 def tick(rt: Runtime, at: datetime | None = None) -> dict[str, int]:
     """One pass over everything due; returns how many of each kind were handed over."""
     at = at or now()
+    try:
+        lost = rt.sentinel.lost()
+    except redis.RedisError:
+        rt.judge.reset()  # liveness keys may be missing once it is back
+        raise
+    if lost:
+        rt.judge.reset()
     return {
+        "requeued": requeue_in_flight(rt, at) if lost else 0,
         "notifications": release_notifications(rt, at),
+        "taken_back": take_back(rt, at),
         "chunks": retry_chunks(rt, at),
         "deliveries": release_deliveries(rt, at),
         "stalled": retry_stalled(rt, at),
     }
+
+
+def requeue_in_flight(rt: Runtime, at: datetime) -> int:
+    """Hand the broker again everything SQL says is waiting for a job: queued deliveries
+    (a retry keeps its delay), pending plan chunks, notifications waiting for their plan.
+
+    Called when the broker may have lost its messages (Redis restarted empty, flushed, or
+    did not answer). Every job claims its rows first, so a message that survived as well
+    finds nothing left to do.
+    """
+    with rt.db.session() as session:
+        queued = session.exec(
+            select(Delivery.id, Delivery.channel, Delivery.notification_id, Delivery.due_at)
+            .where(col(Delivery.status) == "queued")
+            .order_by(col(Delivery.id))
+        ).all()
+        chunks = session.exec(
+            select(PlanChunk.notification_id, PlanChunk.seq)
+            .where(col(PlanChunk.status) == "pending")
+            .order_by(col(PlanChunk.notification_id), col(PlanChunk.seq))
+        ).all()
+        waiting = session.exec(
+            select(Notification.id, Notification.queue).where(
+                col(Notification.status) == "accepted", col(Notification.enqueued_at).is_not(None)
+            )
+        ).all()
+        queues = _queues(session, {n for _, _, n, _ in queued} | {n for n, _ in chunks})
+    later: dict[int, list[tuple[int, str, int]]] = defaultdict(list)
+    for delivery_id, channel, notification_id, due_at in queued:
+        assert delivery_id is not None
+        due = aware(due_at)
+        wait = max(0, ceil((due - at).total_seconds())) if due is not None else 0
+        later[wait].append((delivery_id, channel, notification_id))
+    for wait, rows in later.items():
+        _enqueue(rt, rows, queues, delay_ms=wait * 1000 if wait else None)
+    ahead: dict[int, int] = defaultdict(int)
+    for notification_id, seq in chunks:  # the chunk chain goes on from the first pending ones
+        if ahead[notification_id] < rt.settings.plan_ahead:
+            ahead[notification_id] += 1
+            rt.dispatch.plan_chunk(notification_id, seq, queues.get(notification_id, "normal"))
+    for planned, queue in waiting:
+        assert planned is not None
+        rt.dispatch.plan(planned, queue)
+    count = len(queued) + sum(ahead.values()) + len(waiting)
+    log.warning(
+        "the broker may have lost its messages; re-enqueued what is in flight",
+        extra={"deliveries": len(queued), "chunks": sum(ahead.values()), "plans": len(waiting)},
+    )
+    return count
+
+
+def take_back(rt: Runtime, at: datetime) -> int:
+    """Deliveries and plan chunks whose lease ran out while their worker is gone go back
+    on the queue, each counting an attempt; one out of attempts ends `failed`."""
+    with rt.db.session() as session:
+        holders = list(
+            session.exec(
+                select(Delivery.claimed_by)
+                .where(col(Delivery.status) == "sending", col(Delivery.lease_until) < at)
+                .distinct()
+            )
+        )
+        holders += session.exec(
+            select(PlanChunk.claimed_by)
+            .where(col(PlanChunk.status) == "planning", col(PlanChunk.lease_until) < at)
+            .distinct()
+        ).all()
+    gone = rt.judge.gone(holders)
+    if not gone:
+        return 0
+    leased = and_(
+        col(Delivery.status) == "sending",
+        col(Delivery.lease_until) < at,
+        col(Delivery.claimed_by).in_(gone),
+    )
+    free = {"claimed_by": None, "lease_until": None, "updated_at": at}
+    limit = rt.settings.delivery_max_attempts
+    with rt.db.session() as session:
+        ended = session.execute(
+            update(Delivery)
+            .where(leased, col(Delivery.attempts) >= limit - 1)
+            .values(status="failed", attempts=Delivery.attempts + 1, error=DIED, **free)
+            .returning(col(Delivery.id))
+        ).all()
+        bulk.add_events(
+            session,
+            [{"delivery_id": i, "status": "failed", "detail": DIED, "at": at} for (i,) in ended],
+        )
+        back = session.execute(
+            update(Delivery)
+            .where(leased)
+            .values(status="queued", attempts=Delivery.attempts + 1, error=DIED, **free)
+            .returning(col(Delivery.id), col(Delivery.channel), col(Delivery.notification_id))
+        ).all()
+        chunks = session.execute(
+            update(PlanChunk)
+            .where(
+                col(PlanChunk.status) == "planning",
+                col(PlanChunk.lease_until) < at,
+                col(PlanChunk.claimed_by).in_(gone),
+            )
+            .values(status="pending", attempts=PlanChunk.attempts + 1, error=DIED, **free)
+            .returning(col(PlanChunk.notification_id), col(PlanChunk.seq), col(PlanChunk.attempts))
+        ).all()
+        for notification_id, seq, attempts in chunks:
+            if attempts >= rt.settings.plan_max_attempts:
+                planning.end_chunk(session, notification_id, seq, DIED)
+        queues = _queues(session, {n for _, _, n in back} | {n for n, _, _ in chunks})
+    _enqueue(rt, [(i, c, n) for i, c, n in back], queues)
+    for notification_id, seq, attempts in chunks:
+        if attempts < rt.settings.plan_max_attempts:
+            rt.dispatch.plan_chunk(notification_id, seq, queues.get(notification_id, "normal"))
+    log.warning(
+        "took back the claims of stopped workers",
+        extra={
+            "workers": sorted(gone),
+            "deliveries": len(back) + len(ended),
+            "chunks": len(chunks),
+        },
+    )
+    return len(back) + len(ended) + len(chunks)
 
 
 def release_notifications(rt: Runtime, at: datetime) -> int:
@@ -66,8 +204,23 @@ def release_notifications(rt: Runtime, at: datetime) -> int:
             .values(enqueued_at=at, updated_at=at)
             .returning(col(Notification.id), col(Notification.queue))
         ).all()
-    for notification_id, queue in claimed:
-        rt.dispatch.plan(notification_id, queue)
+    sent = 0
+    try:
+        for notification_id, queue in claimed:
+            rt.dispatch.plan(notification_id, queue)
+            sent += 1
+    except Exception:
+        # The mark stands only for a dispatch that succeeded: the rest are due again at once.
+        with rt.db.session() as session:
+            session.execute(
+                update(Notification)
+                .where(
+                    col(Notification.id).in_([n for n, _ in claimed[sent:]]),
+                    col(Notification.enqueued_at) == at,
+                )
+                .values(enqueued_at=None)
+            )
+        raise
     return len(claimed)
 
 
@@ -267,12 +420,17 @@ def _queues(session: Session, notification_ids: set[int]) -> dict[int, str]:
     }
 
 
-def _enqueue(rt: Runtime, rows: list[tuple[int, str, int]], queues: dict[int, str]) -> None:
+def _enqueue(
+    rt: Runtime,
+    rows: list[tuple[int, str, int]],
+    queues: dict[int, str],
+    delay_ms: int | None = None,
+) -> None:
     by_queue: dict[str, list[tuple[int, str]]] = defaultdict(list)
     for delivery_id, channel, notification_id in rows:
         by_queue[queues.get(notification_id, "normal")].append((delivery_id, channel))
     for queue, items in by_queue.items():
-        enqueue_deliveries(rt, items, queue)
+        enqueue_deliveries(rt, items, queue, delay_ms=delay_ms)
 
 
 def run(rt: Runtime) -> None:
@@ -286,8 +444,14 @@ def run(rt: Runtime) -> None:
             counts = tick(rt)
             if any(counts.values()):
                 log.info("released %s", counts)
-        except Exception:
-            log.exception("scheduler tick failed; retrying on the next one")
+        except Exception as exc:
+            if is_outage(exc):
+                if isinstance(exc, redis.RedisError):
+                    rt.sentinel.failed = True  # what was handed over meanwhile may be lost
+                    rt.judge.reset()
+                log.warning("scheduler tick waits for %s: %s", type(exc).__name__, exc)
+            else:
+                log.exception("scheduler tick failed; retrying on the next one")
 
     scheduler.add_job(
         job,

@@ -69,6 +69,23 @@ class Settings(BaseSettings):
     # (at the cost of ~100 cheap Redis calls a second per idle queue).
     worker_timeout_ms: int = Field(default=100, ge=1)
     critical_timeout_ms: int = Field(default=10, ge=1)
+    # Recovery. A claim is a lease: the channel's timeout (`http_timeout`) plus
+    # `lease_margin` seconds for a delivery, `chunk_lease` seconds for a plan chunk. Every
+    # worker process renews a liveness key in Redis every `heartbeat_interval` seconds,
+    # kept for `liveness_ttl`; a row whose lease ran out and whose holder's key is gone
+    # (the process died) is taken back at once. `stall_after` stays the last resort.
+    lease_margin: float = Field(default=5.0, ge=0)
+    chunk_lease: float = Field(default=20.0, gt=0)
+    heartbeat_interval: float = Field(default=2.0, gt=0)
+    liveness_ttl: float = Field(default=10.0, gt=0)
+    # Dramatiq puts a worker's unacknowledged messages back on their queue once the worker
+    # has been silent this many seconds (Dramatiq's own default is 60).
+    broker_heartbeat_timeout: float = Field(default=15.0, gt=0)
+    # While SQL or Redis does not answer, a job (or a batch's receipts) waits, backing off
+    # up to 5 s, for at most this many seconds instead of spending its retries.
+    outage_wait: float = Field(default=300.0, ge=0)
+    # Seconds to wait for a PostgreSQL connection before calling the database unreachable.
+    sql_connect_timeout: int = Field(default=5, ge=1)
     delivery_max_attempts: int = 5
     # A plan chunk that fails this many times (not counting outages) is given up: `failed`.
     plan_max_attempts: int = Field(default=3, ge=1)
