@@ -14,12 +14,14 @@ from aiohttp import web
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from engine.api.context import DB, KEY_CACHE, REDIS, scope_of
-from engine.errors import ApiError, Forbidden, Invalid, NotFound, Unauthorized
+from engine.errors import ApiError, Forbidden, Invalid, NotFound, Unauthorized, Unavailable
+from engine.outages import sql_unreachable
 from engine.schemas import MAX_BODY_DEPTH, FieldError, Key, Strict, json_problem, row_id
 
 log = logging.getLogger("tidings.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 KEY = TypeAdapter(Key)
+RETRY_AFTER = 5  # seconds a client waits before retrying while the database is down
 
 
 # Paths of the recipient's pages, which answer errors with pages of their own.
@@ -197,7 +199,13 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_response(ApiError(exc.reason, status=exc.status, code=code))
     except json.JSONDecodeError as exc:
         return error_response(invalid_json(exc.msg))
-    except Exception:
+    except Exception as exc:
+        if sql_unreachable(exc):  # a client retries; what it sent before is not lost
+            log.warning("the database is not answering on %s %s", request.method, request.path)
+            return error_response(
+                Unavailable("the database is not answering; retry shortly"),
+                headers={"Retry-After": str(RETRY_AFTER)},
+            )
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(ApiError("internal error", status=500, code="internal"))
 
