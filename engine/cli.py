@@ -6,12 +6,10 @@ import argparse
 import json
 import logging
 import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 
+from engine import exporter
 from engine.logs import configure
 from engine.redis_keys import RedisKeys, counters_url
 from engine.settings import Settings, get_settings
@@ -20,12 +18,37 @@ from engine.supervisor import Spec, Supervisor
 log = logging.getLogger("tidings.cli")
 
 
+def listening_url(host: str, port: int) -> str:
+    """The base URL of an API listening on `host`:`port`; a wildcard host (all
+    interfaces) is reached on this machine as 127.0.0.1."""
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def with_public_url(settings: Settings, host: str, port: int) -> Settings:
+    """`settings` whose links start with TIDINGS_PUBLIC_URL or, when it is not set, with
+    the address the API listens on."""
+    if "public_url" in settings.model_fields_set:
+        return settings
+    return settings.model_copy(update={"public_url": listening_url(host, port)})
+
+
 def _api(args: argparse.Namespace, settings: Settings) -> int:
     from aiohttp import web
 
     from engine.api.app import create_app
 
-    print(f"Tidings API on http://{args.host}:{args.port}", flush=True)
+    settings = with_public_url(settings, args.host, args.port)
+    listening = listening_url(args.host, args.port)
+    log.info(
+        "Tidings API on %s (listening on %s:%d); links use %s",
+        listening,
+        args.host,
+        args.port,
+        settings.public_url,
+        extra={"serves": "api", "url": listening, "public_url": settings.public_url},
+    )
     web.run_app(create_app(settings), host=args.host, port=args.port, print=None)
     return 0
 
@@ -61,38 +84,40 @@ def worker_specs(
     return [Spec(f"{name}-{i}", argv, env) for i in range(processes)]
 
 
-def metrics_dir(settings: Settings) -> Path:
-    """Where every worker process writes its metrics; one port serves their sum."""
-    return Path(tempfile.gettempdir()) / f"tidings-metrics-{settings.metrics_port}"
+def link_env(settings: Settings) -> dict[str, str]:
+    """TIDINGS_PUBLIC_URL for a child process, when this one has decided it."""
+    if "public_url" in settings.model_fields_set:
+        return {"TIDINGS_PUBLIC_URL": settings.public_url}
+    return {}
 
 
 def worker_env(settings: Settings) -> dict[str, str]:
-    """The environment of worker processes: where their metrics go."""
-    env = dict(os.environ)
-    path = metrics_dir(settings)
+    """The environment of worker processes: where their metrics go, and where links point."""
+    env = {**os.environ, **link_env(settings)}
+    path = exporter.group_dir()
     env["PROMETHEUS_MULTIPROC_DIR"] = env["dramatiq_prom_db"] = str(path)
     return env
 
 
 def _supervise(specs: list[Spec], role: str, settings: Settings) -> int:
     """Run `specs` under a supervisor that restarts any that die, serving the workers'
-    metrics on `metrics_port`."""
+    metrics on `metrics_host`:`metrics_port` (or the next free port)."""
     import redis
-    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
 
-    path = metrics_dir(settings)
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True)
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=str(path))  # type: ignore[no-untyped-call]
-    try:
-        start_http_server(settings.metrics_port, registry=registry)
-    except OSError as exc:
-        log.warning("worker metrics not served on port %d: %s", settings.metrics_port, exc)
+    path = exporter.prepare_group_dir()
+    url = exporter.serve_group(path, settings.metrics_host, settings.metrics_port)
+    log.info(
+        "Tidings %s: %d processes, metrics on %s, links use %s",
+        role,
+        len(specs),
+        url or "(not served)",
+        settings.public_url,
+        extra={"serves": role, "metrics": url, "public_url": settings.public_url},
+    )
     client = redis.Redis.from_url(counters_url(settings), socket_timeout=2)
 
     def dead(pid: int) -> None:
-        multiprocess.mark_process_dead(pid, str(path))  # type: ignore[no-untyped-call]
+        exporter.mark_dead(path, pid)
 
     try:
         keys = RedisKeys.from_settings(settings)
@@ -134,6 +159,9 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
     from engine.db import migrate
 
     migrate(settings)
+    # Links minted anywhere (the API, the workers' List-Unsubscribe) start where the API
+    # listens unless TIDINGS_PUBLIC_URL says otherwise.
+    settings = with_public_url(settings, args.host, args.port)
     if args.demo:
         from engine.demo import load as load_demo
 
@@ -149,7 +177,7 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
     specs = [
         *worker_specs(critical, settings, env, name="worker-critical"),
         *worker_specs(general, settings, env),
-        Spec("scheduler", [*me, "scheduler"]),
+        Spec("scheduler", [*me, "scheduler"], {**os.environ, **link_env(settings)}),
         Spec("api", [*me, "api", "--host", args.host, "--port", str(args.port)]),
     ]
     return _supervise(specs, "up", settings)

@@ -195,7 +195,7 @@ def load(settings: Settings, *, port: int) -> None:
     """Upsert the demo catalog and recipients, then print their page links and an API key."""
     database = Database(settings)
     bound = installation.bind(settings, database)
-    links = Links(bound.model_copy(update={"public_url": f"http://127.0.0.1:{port}"}))
+    links = Links(bound)
     try:
         with database.session() as session:
             for key, spec in CATALOG.items():

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     # the old ones in `secret_key_previous` (comma-separated): links they signed still open.
     secret_key: str | None = None
     secret_key_previous: str = ""
+    # Where links in messages and pages point. When unset, `tidings api`/`up` use the
+    # address they listen on (and pass it to their workers); a worker started on its own
+    # assumes the API's default address.
     public_url: str = "http://127.0.0.1:8080"
 
     # API limits
@@ -90,7 +93,10 @@ class Settings(BaseSettings):
     # A plan chunk that fails this many times (not counting outages) is given up: `failed`.
     plan_max_attempts: int = Field(default=3, ge=1)
     retry_backoff_base: float = 1.0
-    metrics_port: int = 9191
+    # Each worker group serves its processes' metrics on metrics_host:metrics_port, or the
+    # next free port when another group on the host has it.
+    metrics_port: int = Field(default=9191, ge=1, le=65535)
+    metrics_host: str = "127.0.0.1"
     log_level: str = "INFO"
     log_format: str = Field(default="json", pattern="^(json|text)$")
     worker_processes: int = 2

@@ -89,9 +89,11 @@ class Processes:
         self.running: dict[str, subprocess.Popen[bytes]] = {}
         self.env: dict[str, dict[str, str]] = {}
 
-    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+    def start(
+        self, name: str, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 (closed with the process)
-        self.env[name] = env_for(self.settings)
+        self.env[name] = {**env_for(self.settings), **(env or {})}
         process = subprocess.Popen(
             [sys.executable, "-m", "engine.cli", *args],
             env=self.env[name],
