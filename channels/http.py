@@ -12,6 +12,7 @@ import aiohttp
 
 from channels.base import Channel
 from channels.errors import PermanentError, TransientError
+from engine.outbound import REFUSED, outbound_policy
 
 USER_AGENT = "Tidings"
 # How much of an error response is read, and how much of it ends up in the error.
@@ -89,9 +90,12 @@ class HttpChannel(Channel):
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
+            # Every connection, to a resolved name or an address literal, passes the policy.
+            factory = outbound_policy(self.settings).socket_factory()
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.settings.http_timeout),
                 headers={"User-Agent": USER_AGENT},
+                connector=aiohttp.TCPConnector(socket_factory=factory),
             )
         return self._session
 
@@ -99,6 +103,8 @@ class HttpChannel(Channel):
         """POST a JSON body, raising a delivery error for anything but a 2xx."""
         what = self.name
         headers = {**headers, "Content-Type": "application/json"}
+        if reason := outbound_policy(self.settings).refusal(url):
+            raise PermanentError(f"{what}: {reason}")
         try:
             async with self._client().post(
                 url, data=payload.encode(), headers=headers, allow_redirects=False
@@ -108,6 +114,10 @@ class HttpChannel(Channel):
         except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError) as exc:
             # The URL itself may carry a secret, so it stays out of the message.
             raise PermanentError(f"{what}: invalid URL") from exc
+        except aiohttp.ClientConnectorError as exc:
+            if REFUSED in str(exc.os_error):
+                raise PermanentError(f"{what}: {exc.os_error}") from exc
+            raise TransientError(f"{what}: {type(exc).__name__}: {exc}") from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
             reason = str(exc) or "timed out"
             raise TransientError(f"{what}: {type(exc).__name__}: {reason}") from exc

@@ -356,7 +356,16 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `tidings` console script."""
-    settings = get_settings()
+    from pydantic import ValidationError
+
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"])
+            name = f"TIDINGS_{where.upper()}: " if where else ""
+            print(f"error: {name}{error['msg'].removeprefix('Value error, ')}", file=sys.stderr)
+        return 2
     configure(settings.log_level, settings.log_format)
     args = parser().parse_args(argv)
     from engine.installation import NoSecret

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 RATE = re.compile(r"^\s*(\d+)\s*/\s*(s|m|h)\s*$")
@@ -120,6 +120,9 @@ class Settings(BaseSettings):
     push_gateway_url: str | None = None
     gateway_token: str | None = None
     http_timeout: float = 10.0
+    # Webhooks and gateways reach only public addresses, plus these comma-separated
+    # addresses or CIDR networks (`engine.outbound`), e.g. 10.1.0.0/16 for an internal gateway.
+    outbound_allow: str = ""
 
     # Per-channel rate limits, e.g. TIDINGS_RATE_SMS=100/s
     rate_email: str | None = None
@@ -133,6 +136,20 @@ class Settings(BaseSettings):
         if value is not None and not RATE.match(value):
             raise ValueError("a rate looks like 100/s, 600/m or 1000/h")
         return value
+
+    @model_validator(mode="after")
+    def _outbound(self) -> Settings:
+        from engine.outbound import OutboundPolicy
+
+        try:
+            policy = OutboundPolicy(self.outbound_allow)
+        except ValueError as exc:
+            raise ValueError(f"outbound_allow: {exc}") from None
+        for name in ("sms_gateway_url", "push_gateway_url"):
+            url = getattr(self, name)
+            if url and (reason := policy.refusal(url)):
+                raise ValueError(f"TIDINGS_{name.upper()}: {reason}")
+        return self
 
     def rate_limit(self, channel: str) -> tuple[int, int] | None:
         """(count, window seconds) for a channel, or None when unlimited."""

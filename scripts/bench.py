@@ -110,6 +110,8 @@ def bench_settings(url: str, api_port: int, args: argparse.Namespace) -> Setting
         "counters_redis_db": COUNTERS_DB,
         "secret_key": "bench-secret",
         "public_url": f"http://127.0.0.1:{api_port}",
+        # The benchmark's webhook sink listens on this machine.
+        "outbound_allow": "127.0.0.0/8",
         "metrics_port": free_port(),
     }
     if args.worker_timeout_ms is not None:

@@ -86,6 +86,8 @@ def settings(database_url: str, redis_client: redis.Redis) -> Settings:
         redis_url=f"redis://127.0.0.1:{REDIS_PORT}/{BROKER_DB}",
         counters_redis_db=COUNTERS_DB,
         secret_key="test-secret",
+        # The tests' sinks (SMTP, webhooks, gateways) listen on this machine.
+        outbound_allow="127.0.0.0/8,::1",
         max_bulk_recipients=50,
         max_body_bytes=64 * 1024,
     )

@@ -13,7 +13,9 @@ from engine.api.context import DB, SETTINGS, scope
 from engine.api.middleware import json_body, path_key, validation_error
 from engine.errors import Invalid, NotFound
 from engine.models import Category, Recipient
+from engine.outbound import outbound_policy
 from engine.schemas import CategoryIn, PreferencesIn, RecipientBulkItem, RecipientIn
+from engine.settings import Settings
 from preferences import store
 
 routes = web.RouteTableDef()
@@ -70,6 +72,7 @@ async def put_recipient(request: web.Request) -> web.Response:
     rid = path_key(request, "id")
     changes = RecipientIn.model_validate(await json_body(request))
     settings = request.app[SETTINGS]
+    _check_outbound(changes, settings, "webhook_url")
 
     def write() -> dict[str, Any]:
         with request.app[DB].session() as session:
@@ -101,6 +104,7 @@ async def bulk_recipients(request: web.Request) -> web.Response:
             whole = error.field in (None, "body")  # the entry itself is not an object
             error.field = f"recipients.{index}" if whole else f"recipients.{index}.{error.field}"
             raise error from None
+        _check_outbound(entry, settings, f"recipients.{index}.webhook_url")
         if entry.id in seen:
             raise Invalid(f"recipient {entry.id!r} is listed twice", field=f"recipients.{index}.id")
         seen.add(entry.id)
@@ -111,6 +115,12 @@ async def bulk_recipients(request: web.Request) -> web.Response:
             return len(recipients.upsert_many(session, parsed))
 
     return web.json_response({"upserted": await request.app[DB].run(write)})
+
+
+def _check_outbound(changes: RecipientIn, settings: Settings, field: str) -> None:
+    """Refuse a webhook URL into the private network unless the operator allowed it."""
+    if changes.webhook_url and (reason := outbound_policy(settings).refusal(changes.webhook_url)):
+        raise Invalid(f"webhook_url is not reachable: {reason}", field=field)
 
 
 def _recipient(session: Session, rid: str) -> Recipient:

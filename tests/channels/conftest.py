@@ -178,5 +178,8 @@ def secret() -> str:
 
 @pytest.fixture
 def settings() -> Settings:
-    """Channel settings with a known webhook secret and no gateway token."""
-    return Settings(webhook_secret=SECRET, http_timeout=2.0, gateway_token=None)
+    """Channel settings with a known webhook secret and no gateway token; the receivers
+    listen on this machine, so loopback is allowed."""
+    return Settings(
+        webhook_secret=SECRET, http_timeout=2.0, gateway_token=None, outbound_allow="127.0.0.0/8"
+    )

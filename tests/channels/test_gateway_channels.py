@@ -15,6 +15,7 @@ def gateway_settings(receiver, token="gw-token"):
         push_gateway_url=f"{receiver.url}/push",
         gateway_token=token,
         http_timeout=2.0,
+        outbound_allow="127.0.0.0/8",  # the receiver listens on this machine
     )
 
 
