@@ -3,11 +3,18 @@
 Work is routed by urgency: `critical` carries transactional and critical
 notifications, `normal` everyday ones, `bulk` segment broadcasts, so that a
 million-recipient broadcast never sits in front of an "order delivered".
+
+The queues live in Redis by default, or in RabbitMQ when `TIDINGS_BROKER_URL` is an
+`amqp://` URL: durable queues whose messages survive a broker restart, a delay queue
+and a dead-letter queue beside each (Dramatiq's `RabbitmqBroker`), and publisher
+confirms, so a message counts as enqueued only once RabbitMQ has taken it. Redis then
+keeps only Tidings' counters.
 """
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import dramatiq
 import redis
@@ -39,21 +46,39 @@ def actor_name(base: str, queue: str) -> str:
     return f"{base}.{queue}"
 
 
-def make_broker(settings: Settings) -> RedisBroker:
-    """A Redis broker with the middleware Tidings relies on, its queues declared."""
-    broker = RedisBroker(  # type: ignore[no-untyped-call]
-        url=settings.redis_url,
-        namespace=RedisKeys.from_settings(settings).dramatiq,
-        heartbeat_timeout=int(settings.broker_heartbeat_timeout * 1000),
-        middleware=[
-            AgeLimit(),
-            TimeLimit(time_limit=10 * 60 * 1000),
-            ShutdownNotifications(),
-            Callbacks(),
-            Pipelines(),
-            Retries(max_retries=8, min_backoff=500, max_backoff=60_000),
-        ],
-    )
+def broker_url(settings: Settings) -> str:
+    """Where the queues live: `TIDINGS_BROKER_URL`, else Tidings' Redis."""
+    return settings.broker_url or settings.redis_url
+
+
+def is_rabbitmq(url: str) -> bool:
+    return urlsplit(url).scheme in ("amqp", "amqps")
+
+
+def make_broker(settings: Settings) -> dramatiq.Broker:
+    """The broker for `broker_url(settings)` with the middleware Tidings relies on, its
+    queues declared."""
+    stack = [
+        AgeLimit(),
+        TimeLimit(time_limit=10 * 60 * 1000),
+        ShutdownNotifications(),
+        Callbacks(),
+        Pipelines(),
+        Retries(max_retries=8, min_backoff=500, max_backoff=60_000),
+    ]
+    url = broker_url(settings)
+    broker: dramatiq.Broker
+    if is_rabbitmq(url):
+        from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+        broker = RabbitmqBroker(url=url, middleware=stack, confirm_delivery=True)
+    else:
+        broker = RedisBroker(  # type: ignore[no-untyped-call]
+            url=url,
+            namespace=RedisKeys.from_settings(settings).dramatiq,
+            heartbeat_timeout=int(settings.broker_heartbeat_timeout * 1000),
+            middleware=stack,
+        )
     for queue in QUEUES:
         broker.declare_queue(queue)
     return broker

@@ -2,21 +2,18 @@
 
 Workers run in Prometheus multiprocess mode (`tidings worker` sets the directory), so
 every process's counts add up on the worker's exposition port; the API serves its own
-plus queue depths and dead letters read from Redis at scrape time.
+plus queue depths and dead letters read from the broker at scrape time.
 """
 
 from __future__ import annotations
 
 from collections import Counter as Tally
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 
-import redis
 from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-
-from engine.redis_keys import RedisKeys
 
 NOTIFICATIONS = Counter(
     "tidings_notifications_accepted_total", "Notifications accepted by the API", ["queue"]
@@ -49,14 +46,14 @@ def latency(channel: str, accepted_at: datetime, done_at: datetime) -> None:
 
 
 class QueueCollector(Collector):
-    """Queue depth, delayed messages and dead letters per queue, read from Redis at scrape."""
+    """Queue depth, delayed messages and dead letters per queue, read from the broker
+    at scrape."""
 
-    def __init__(self, client: redis.Redis, keys: RedisKeys) -> None:
-        self.client = client
-        self.keys = keys
+    def __init__(self, read: Callable[[], dict[str, dict[str, int | None]]]) -> None:
+        self.read = read
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        from engine.status import queues
+        from engine.status import BROKER_ERRORS
 
         waiting = GaugeMetricFamily("tidings_queue_depth", "Messages waiting", labels=["queue"])
         delayed = GaugeMetricFamily("tidings_queue_delayed", "Delayed messages", labels=["queue"])
@@ -65,12 +62,17 @@ class QueueCollector(Collector):
             "tidings_in_flight", "Messages being worked on", labels=["queue"]
         )
         try:
-            state = queues(self.client, self.keys)
-        except redis.RedisError:
+            state = self.read()
+        except BROKER_ERRORS:
             return
         for queue, numbers in state.items():
-            waiting.add_metric([queue], numbers["waiting"])
-            delayed.add_metric([queue], numbers["delayed"])
-            dead.add_metric([queue], numbers["dead"])
-            flight.add_metric([queue], numbers["in_flight"])
+            for family, name in (
+                (waiting, "waiting"),
+                (delayed, "delayed"),
+                (dead, "dead"),
+                (flight, "in_flight"),
+            ):
+                value = numbers[name]
+                if value is not None:
+                    family.add_metric([queue], value)
         yield from (waiting, delayed, dead, flight)

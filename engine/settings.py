@@ -19,6 +19,9 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///tidings.db"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Where the queues live: unset, they are in Redis at `redis_url`; `amqp://user:pass@host/vhost`
+    # puts them in RabbitMQ (durable, they survive a broker restart) and leaves Redis the counters.
+    broker_url: str | None = None
     # Tidings' own keys (caps, dedupe, rate limits) live in another database number than
     # Dramatiq's, whose maintenance runs KEYS over its whole database.
     counters_redis_db: int = 1
@@ -129,6 +132,13 @@ class Settings(BaseSettings):
     rate_sms: str | None = None
     rate_push: str | None = None
     rate_webhook: str | None = None
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("redis://", "rediss://", "amqp://", "amqps://")):
+            raise ValueError("a broker URL starts with redis://, rediss://, amqp:// or amqps://")
+        return value or None
 
     @field_validator("rate_email", "rate_sms", "rate_push", "rate_webhook")
     @classmethod

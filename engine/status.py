@@ -1,26 +1,36 @@
 """What ops see with `tidings status`: queue depths, in flight, delayed, dead letters,
-recent throughput from the receipts, and the supervised processes with their restarts."""
+recent throughput from the receipts, and the supervised processes with their restarts.
+
+Queue depths come from the broker: Redis keys, or RabbitMQ's own message counts (which
+do not include messages a worker holds unacknowledged, so `in_flight` is null there).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import redis
+from dramatiq.errors import DramatiqError
+from pika.exceptions import AMQPError
 from sqlalchemy import func
 from sqlmodel import col, select
 
 from engine import supervisor
-from engine.broker import QUEUES
+from engine.broker import QUEUES, broker_url, is_rabbitmq
 from engine.db import Database
 from engine.models import Delivery, DeliveryEvent
 from engine.redis_keys import RedisKeys, counters_url
 from engine.settings import Settings
 from engine.timeutil import now
 
+Depths = dict[str, dict[str, int | None]]
 
-def queues(client: redis.Redis, keys: RedisKeys) -> dict[str, dict[str, int]]:
-    """Per queue: waiting, delayed, dead letters, and in flight (unacked) messages."""
+
+def queues(client: redis.Redis, keys: RedisKeys) -> Depths:
+    """Per queue on a Redis broker: waiting, delayed, dead letters, and in flight
+    (unacked) messages."""
     in_flight: dict[str, int] = dict.fromkeys(QUEUES, 0)
     for key in client.scan_iter(keys.unacked, count=1000):
         name = key.decode().rsplit(".", 1)[-1]
@@ -37,16 +47,45 @@ def queues(client: redis.Redis, keys: RedisKeys) -> dict[str, dict[str, int]]:
     }
 
 
+def rabbitmq_queues(settings: Settings) -> Depths:
+    """Per queue on RabbitMQ: waiting, delayed and dead-lettered messages."""
+    from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+    broker = RabbitmqBroker(url=broker_url(settings), middleware=[])
+    try:
+        counts = {q: broker.get_queue_message_counts(q) for q in QUEUES}
+    finally:
+        broker.close()
+    return {
+        q: {"waiting": main, "delayed": delayed, "dead": dead, "in_flight": None}
+        for q, (main, delayed, dead) in counts.items()
+    }
+
+
+# What reading the broker's queues can raise when it is down.
+BROKER_ERRORS = (redis.RedisError, DramatiqError, AMQPError, OSError)
+
+
+def queue_reader(settings: Settings) -> tuple[Callable[[], Depths], Callable[[], None]]:
+    """(read, close) for the depths of the broker's queues."""
+    if is_rabbitmq(broker_url(settings)):
+        return (lambda: rabbitmq_queues(settings)), (lambda: None)
+    client = redis.Redis.from_url(broker_url(settings), socket_timeout=5)
+    keys = RedisKeys.from_settings(settings)
+    return (lambda: queues(client, keys)), client.close
+
+
 def snapshot(settings: Settings) -> dict[str, Any]:
-    """Queues and processes from Redis, delivery states and throughput from SQL."""
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
+    """Queues from the broker, processes from Redis, delivery states and throughput
+    from SQL."""
+    read, close = queue_reader(settings)
     own = redis.Redis.from_url(counters_url(settings), socket_timeout=5)
     database = Database(settings)
     keys = RedisKeys.from_settings(settings)
     try:
         try:
-            queue_state: dict[str, Any] = queues(client, keys)
-        except redis.RedisError as exc:
+            queue_state: dict[str, Any] = read()
+        except BROKER_ERRORS as exc:
             queue_state = {"error": str(exc)}
         try:
             views = supervisor.read(own, keys)
@@ -79,5 +118,5 @@ def snapshot(settings: Settings) -> dict[str, Any]:
         }
     finally:
         own.close()
-        client.close()
+        close()
         database.close()

@@ -47,6 +47,14 @@ postgres_up() {  # the local PostgreSQL cluster, for the tests that are about Po
   fi
 }
 
+rabbitmq_up() {  # a local RabbitMQ, for the tests that run the queues on RabbitMQ
+  if ! command -v rabbitmq-server >/dev/null; then need_apt rabbitmq-server; fi
+  if ! (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; then
+    rabbitmq-server -detached
+    for _ in $(seq 120); do (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null && break; sleep 0.5; done
+  fi
+}
+
 browser() {  # Debian's Chromium for the page tests (Playwright drives it, never downloads one)
   [ -x /usr/bin/chromium ] || need_apt chromium
 }

@@ -1,9 +1,10 @@
 """Shared fixtures: a migrated database (SQLite, or PostgreSQL where asked), a real Redis,
-the API served over real HTTP on a free port, and API keys."""
+a real RabbitMQ where asked, the API served over real HTTP on a free port, and API keys."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,8 @@ POSTGRES_ADMIN = os.environ.get(
 REDIS_PORT = int(os.environ.get("TIDINGS_TEST_REDIS_PORT", "6379"))
 BROKER_DB = int(os.environ.get("TIDINGS_TEST_REDIS_DB", "14"))
 COUNTERS_DB = BROKER_DB + 1
+# Tests that run on RabbitMQ get a virtual host of their session's own on this server.
+RABBITMQ_URL = os.environ.get("TIDINGS_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672")
 
 
 @pytest.fixture(scope="session")
@@ -61,6 +64,46 @@ def _reset_postgres(url: str) -> None:
         conn.execute("CREATE SCHEMA public")
 
 
+def _rabbitmqctl(*args: str) -> None:
+    try:
+        subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as exc:
+        detail = getattr(exc, "stderr", b"") or b""
+        pytest.fail(f"rabbitmqctl {' '.join(args)} failed: {exc} {detail.decode()[-500:]}")
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_vhost() -> Iterator[str]:
+    """A RabbitMQ virtual host for this test session, deleted afterwards: its URL."""
+    name = f"tidings_test_{uuid.uuid4().hex[:8]}"
+    _rabbitmqctl("add_vhost", name)
+    user = RABBITMQ_URL.split("//", 1)[1].split(":", 1)[0]
+    _rabbitmqctl("set_permissions", "-p", name, user, ".*", ".*", ".*")
+    yield f"{RABBITMQ_URL}/{name}"
+    _rabbitmqctl("delete_vhost", name)
+
+
+@pytest.fixture(params=["redis"])
+def broker_url(request: pytest.FixtureRequest) -> str | None:
+    """Where the queues live: Redis by default; tests parametrize this with "rabbitmq"
+    to run on both."""
+    if request.param != "rabbitmq":
+        return None
+    url: str = request.getfixturevalue("rabbitmq_vhost")
+    from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+    from engine.broker import QUEUES
+
+    broker = RabbitmqBroker(url=url, middleware=[])
+    try:
+        for queue in QUEUES:  # nothing left over from an earlier test
+            broker.get_queue_message_counts(queue)
+            broker.flush(queue)
+    finally:
+        broker.close()
+    return url
+
+
 @pytest.fixture
 def redis_client() -> Iterator[redis.Redis]:
     """The test broker database of a real Redis, flushed before and after."""
@@ -80,9 +123,10 @@ def redis_client() -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
-def settings(database_url: str, redis_client: redis.Redis) -> Settings:
+def settings(database_url: str, broker_url: str | None, redis_client: redis.Redis) -> Settings:
     return Settings(
         database_url=database_url,
+        broker_url=broker_url,
         redis_url=f"redis://127.0.0.1:{REDIS_PORT}/{BROKER_DB}",
         counters_redis_db=COUNTERS_DB,
         secret_key="test-secret",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-import redis
 import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -20,6 +19,7 @@ from engine.db import Database
 from engine.metrics import QueueCollector
 from engine.redis_keys import RedisKeys, counters_url
 from engine.settings import Settings
+from engine.status import queue_reader
 from preferences import pages
 
 MAX_HEADER_BYTES = 65_536
@@ -49,10 +49,10 @@ def create_app(settings: Settings, *, database: Database | None = None) -> web.A
 
 
 def _registry(settings: Settings) -> CollectorRegistry:
-    """Queue depths and dead letters, read from Redis at scrape time."""
+    """Queue depths and dead letters, read from the broker at scrape time."""
     registry = CollectorRegistry()
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=2)
-    registry.register(QueueCollector(client, RedisKeys.from_settings(settings)))
+    read, _ = queue_reader(settings)
+    registry.register(QueueCollector(read))
     return registry
 
 

@@ -7,6 +7,7 @@ import asyncio
 import json
 from typing import Any
 
+import pika
 import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
@@ -14,6 +15,7 @@ from sqlalchemy import text
 
 from engine import supervisor
 from engine.api.context import DB, METRICS, REDIS, SETTINGS
+from engine.broker import broker_url, is_rabbitmq
 from engine.redis_keys import RedisKeys
 
 routes = web.RouteTableDef()
@@ -27,7 +29,8 @@ async def healthz(_: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
-    """Ready when both SQL and Redis answer; 503 naming what does not.
+    """Ready when SQL and Redis answer (and RabbitMQ, when it carries the queues); 503
+    naming what does not.
 
     `processes` tells what the supervisors (`tidings worker`, `tidings up`) run: how many
     processes, how many restarts, and the last one (which, when, how it ended). It is
@@ -49,6 +52,14 @@ async def readyz(request: web.Request) -> web.Response:
         checks["redis"] = "ok"
     except Exception as exc:
         checks["redis"] = f"error: {type(exc).__name__}"
+    url = broker_url(request.app[SETTINGS])
+    if is_rabbitmq(url):
+        try:
+            loop = asyncio.get_running_loop()
+            await asyncio.wait_for(loop.run_in_executor(None, _amqp_ping, url), timeout=3)
+            checks["broker"] = "ok"
+        except Exception as exc:
+            checks["broker"] = f"error: {type(exc).__name__}"
     ready = all(v == "ok" for v in checks.values())
     body: dict[str, Any] = {"status": "ready" if ready else "unavailable", "checks": checks}
     if checks["redis"] == "ok":
@@ -58,6 +69,12 @@ async def readyz(request: web.Request) -> web.Response:
         except Exception as exc:
             body["processes"] = {"error": type(exc).__name__}
     return web.json_response(body, status=200 if ready else 503)
+
+
+def _amqp_ping(url: str) -> None:
+    parameters = pika.URLParameters(url)
+    parameters.socket_timeout = parameters.blocked_connection_timeout = 2
+    pika.BlockingConnection(parameters).close()
 
 
 async def _processes(client: aioredis.Redis, keys: RedisKeys) -> dict[str, Any]:

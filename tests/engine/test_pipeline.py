@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 from typing import Any
 
 import httpx
+import pika
 import pytest
+import redis
 
-from tests.engine.conftest import Processes, recipient, send, settled, wait_for
+from engine.settings import Settings
+from tests.engine.conftest import (
+    ROOT,
+    Processes,
+    env_for,
+    recipient,
+    send,
+    settled,
+    wait_for,
+)
 from tests.support import Mailbox, raw_headers
 
 ORDER = {
@@ -41,6 +55,7 @@ PROMO: dict[str, Any] = {
 }
 
 
+@pytest.mark.parametrize("broker_url", ["redis", "rabbitmq"], indirect=True)
 @pytest.mark.parametrize(
     "database_url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
 )
@@ -91,3 +106,41 @@ def test_order_reaches_inbox_and_mailbox_with_receipts(
     )
     assert feedback.status_code == 200, feedback.text
     assert admin.get("/v1/recipients/u-1/inbox").json()["items"][-1]["feedback"] == "down"
+
+
+@pytest.mark.parametrize("broker_url", ["rabbitmq"], indirect=True)
+def test_on_rabbitmq_the_queues_live_there_and_redis_keeps_only_counters(
+    admin: httpx.Client, processes: Processes, settings: Settings, redis_client: redis.Redis
+) -> None:
+    assert settings.broker_url is not None
+    assert admin.get("/readyz").json()["checks"] == {"sql": "ok", "redis": "ok", "broker": "ok"}
+    admin.put("/v1/categories/order.delivered", json=ORDER).raise_for_status()
+    recipient(admin, "u-1", email="u1@example.com")
+    nid = send(admin, category="order.delivered", to=["u-1"], data={"card": "x", "order_id": "1"})
+
+    connection = pika.BlockingConnection(pika.URLParameters(settings.broker_url))
+    try:
+        channel = connection.channel()
+
+        def waiting() -> int:
+            return int(channel.queue_declare("critical", passive=True).method.message_count)
+
+        # No worker runs yet: the plan job waits, durable, in RabbitMQ's critical queue.
+        assert wait_for(waiting, timeout=10) == 1
+        status = subprocess.run(
+            [sys.executable, "-m", "engine.cli", "status"],
+            env=env_for(settings),
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        )
+        assert json.loads(status.stdout)["queues"]["critical"]["waiting"] == 1
+
+        processes.worker()
+        processes.scheduler()
+        view = wait_for(lambda: settled(admin, nid), timeout=30)
+        assert {d["status"] for d in view["deliveries"]} == {"delivered", "sent"}
+        assert waiting() == 0
+    finally:
+        connection.close()
+    assert redis_client.keys("dramatiq*") == []  # nothing of the queues in Redis

@@ -8,6 +8,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
+import pytest
 from sqlalchemy import update
 from sqlmodel import col
 
@@ -193,6 +194,7 @@ def test_read_in_app_cancels_the_pending_email_and_unread_escalates(
     assert [m["To"] for m in smtp.messages] == ["ignorer@example.com"]
 
 
+@pytest.mark.parametrize("broker_url", ["redis", "rabbitmq"], indirect=True)
 def test_failing_webhook_retries_then_fails_with_its_error(
     admin: httpx.Client, pipeline: Processes, sink: tuple[Sink, str]
 ) -> None:
