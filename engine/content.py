@@ -4,12 +4,12 @@ and locale when the templates do not mention the recipient."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from engine.models import Category, Notification, Recipient
-from engine.templates import pick_locale, render, uses_recipient
+from engine.templates import DataError, check_data, pick_locale, render, uses_recipient
 
 
 @dataclass(frozen=True)
@@ -21,13 +21,32 @@ class Copy:
     locale: str
 
 
-def _fields_for(category: Category, channel: str) -> Mapping[str, Mapping[str, str]]:
+def fields_for(category: Category, channel: str) -> Mapping[str, Mapping[str, str]]:
+    """The templates (by locale) a channel uses: its own, else the inbox's, else any."""
     templates = category.templates
     if channel in templates:
         return templates[channel]
     if "inapp" in templates:
         return templates["inapp"]
     return next(iter(templates.values()), {})
+
+
+def check(category: Category, channels: Sequence[str], data: Mapping[str, Any]) -> None:
+    """Render every template these channels would use, in every locale, against `data`
+    for a recipient left open (`templates.check_data`); raises `DataError` naming the
+    channel and locale too (`templates.email.en.title`)."""
+    done: set[int] = set()
+    for channel in channels:
+        by_locale = fields_for(category, channel)
+        if id(by_locale) in done:
+            continue
+        done.add(id(by_locale))
+        for locale, fields in by_locale.items():
+            try:
+                check_data(fields, data)
+            except DataError as exc:
+                where = f"templates.{channel}.{locale}.{exc.template}"
+                raise DataError(where, exc.field, f"{exc.message} ({where})") from None
 
 
 class Composer:
@@ -62,7 +81,7 @@ class Composer:
                 action_url=content.get("action_url") or data.get("action_url"),
                 locale=locale_wanted,
             )
-        by_locale = _fields_for(category, channel)
+        by_locale = fields_for(category, channel)
         locale = pick_locale(by_locale, locale_wanted, category.default_locale) or locale_wanted
         fields = by_locale.get(locale, {})
         shared = not uses_recipient(fields)

@@ -14,12 +14,14 @@ from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from engine import content
 from engine.db import Database
 from engine.errors import Invalid, NotFound
 from engine.models import Category, Delivery, DeliveryEvent, Notification, Recipient
 from engine.schemas import EveryoneAudience, NotificationIn, SegmentAudience
 from engine.segments import audience_filter
 from engine.settings import Settings
+from engine.templates import DataError
 from engine.timeutil import aware, iso, now
 
 ACTIVE = ("scheduled", "queued", "sending")
@@ -71,6 +73,11 @@ def validate(session: Session, spec: NotificationIn, *, field_prefix: str = "") 
             f"category {category.key!r} has no templates: send content",
             field=f"{field_prefix}content",
         )
+    if spec.content is None:  # what would fail for every recipient fails now, as a 422
+        try:
+            content.check(category, spec.channels or category.channels, spec.data)
+        except DataError as exc:
+            raise Invalid(exc.message, field=f"{field_prefix}{exc.field}") from None
     if isinstance(spec.to, list):
         known: set[str] = set()
         for start in range(0, len(spec.to), 5000):

@@ -102,3 +102,72 @@ def test_send_scope_can_send_but_not_define(
         assert sender.post("/v1/notifications", json=GOOD).status_code == 202
         assert sender.put("/v1/categories/x", json=PROMO).status_code == 403
         assert sender.get("/v1/notifications/1").status_code == 403
+
+
+ORDER = {
+    "name": "Order shipped",
+    "kind": "transactional",
+    "priority": "high",
+    "channels": ["inapp", "email"],
+    "templates": {
+        "inapp": {
+            "en": {"title": "Order {{ data.order.id }} shipped", "body": "{{ data.carrier }}"},
+            "zh-CN": {"title": "订单 {{ data.order.id }} 已发货", "body": "{{ data.carrier }}"},
+        },
+        "email": {
+            "en": {
+                "subject": "Shipped",
+                "text": "{% for line in data.lines %}{{ line.name }} {% endfor %}"
+                "{{ data.note | default('') }}{{ links.preferences }}",
+            }
+        },
+    },
+}
+COMPLETE = {"order": {"id": "A-1"}, "carrier": "SF", "lines": [{"name": "card"}]}
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "template"),
+    [
+        ({}, "data.order", "templates.inapp.en.title"),
+        ({**COMPLETE, "order": {}}, "data.order.id", "templates.inapp.en.title"),
+        ({k: v for k, v in COMPLETE.items() if k != "carrier"}, "data.carrier", ".body"),
+        (
+            {**COMPLETE, "lines": [{"name": "a"}, {}]},
+            "data.lines.1.name",
+            "templates.email.en.text",
+        ),
+    ],
+)
+def test_data_a_template_needs_is_checked_at_accept(
+    ready: httpx.Client, db: Database, data: dict[str, Any], field: str, template: str
+) -> None:
+    ready.put("/v1/categories/order.shipped", json=ORDER).raise_for_status()
+    answer = ready.post(
+        "/v1/notifications", json={"category": "order.shipped", "to": ["u-1"], "data": data}
+    )
+    assert answer.status_code == 422, answer.text
+    error = answer.json()["error"]
+    assert error["field"] == field and template in error["message"], error
+    assert field in error["message"]
+    with db.session() as session:
+        assert session.exec(select(func.count()).select_from(Notification)).one() == 0
+    # Batches name the notification; complete data, or literal content, is accepted.
+    batch = ready.post(
+        "/v1/notifications/batch",
+        json={"notifications": [{"category": "order.shipped", "to": ["u-1"], "data": data}]},
+    )
+    assert batch.json()["error"]["field"] == f"notifications.0.{field}"
+    good = {"category": "order.shipped", "to": ["u-1"], "data": COMPLETE}
+    assert ready.post("/v1/notifications", json=good).status_code == 202
+    literal = {"category": "order.shipped", "to": ["u-1"], "content": {"title": "Shipped"}}
+    assert ready.post("/v1/notifications", json=literal).status_code == 202
+
+
+def test_only_the_templates_of_the_channels_asked_for_are_checked(ready: httpx.Client) -> None:
+    ready.put("/v1/categories/order.shipped", json=ORDER).raise_for_status()
+    inbox_data = {"order": {"id": "A-1"}, "carrier": "SF"}  # no lines: only email needs them
+    body = {"category": "order.shipped", "to": ["u-1"], "data": inbox_data}
+    assert ready.post("/v1/notifications", json={**body, "channels": ["inapp"]}).status_code == 202
+    refused = ready.post("/v1/notifications", json=body)
+    assert refused.status_code == 422 and refused.json()["error"]["field"] == "data.lines"

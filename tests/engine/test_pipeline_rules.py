@@ -232,16 +232,21 @@ def test_template_error_fails_that_delivery_not_the_batch(
         channels=["inapp", "email"],
         templates={
             "inapp": {"en": {"title": "fine", "body": "fine"}},
-            "email": {"en": {"subject": "{{ data.missing.deeper }}", "text": "x"}},
+            "email": {"en": {"subject": "{{ data.subjects[recipient.id].deeper }}", "text": "x"}},
         },
     )
     recipient(admin, "u-1", email="u1@example.com")
     recipient(admin, "u-2", email="u2@example.com")
-    view = send_and_settle(admin, category="promo.tpl", to=["u-1", "u-2"])
+    # Data every recipient lacks is refused at accept; data some lack fails their emails.
+    missing = admin.post("/v1/notifications", json={"category": "promo.tpl", "to": ["u-1"]})
+    assert missing.status_code == 422 and missing.json()["error"]["field"] == "data.subjects"
+    data = {"subjects": {"u-1": {"deeper": "For you"}}}
+    view = send_and_settle(admin, category="promo.tpl", to=["u-1", "u-2"], data=data)
+    assert channels_of(view, "u-1")["email"]["status"] == "sent"
     for rid in ("u-1", "u-2"):
-        got = channels_of(view, rid)
-        assert got["inapp"]["status"] == "delivered"
-        assert got["email"]["status"] == "failed" and "template subject" in got["email"]["error"]
+        assert channels_of(view, rid)["inapp"]["status"] == "delivered"
+    failed = channels_of(view, "u-2")["email"]
+    assert failed["status"] == "failed" and "template subject" in failed["error"]
 
 
 def test_expired_and_future_notifications(
