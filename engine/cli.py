@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from engine import exporter
 from engine.logs import configure
@@ -16,6 +17,17 @@ from engine.settings import Settings, get_settings
 from engine.supervisor import Spec, Supervisor
 
 log = logging.getLogger("tidings.cli")
+
+
+class BadInput(Exception):
+    """Input a command cannot use: reported as one line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line (no usage block) and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def listening_url(host: str, port: int) -> str:
@@ -136,6 +148,13 @@ def _scheduler(_: argparse.Namespace, settings: Settings) -> int:
     from engine.runtime import Runtime
 
     rt = Runtime(settings, make_broker(settings))
+    where = _database(settings)
+    log.info(
+        "Tidings scheduler: releasing due and stalled work from %s every %ss",
+        where,
+        settings.scheduler_interval,
+        extra={"serves": "scheduler", "database": where},
+    )
     try:
         scheduler.run(rt)
     except (KeyboardInterrupt, SystemExit):
@@ -145,11 +164,27 @@ def _scheduler(_: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _migrate(_: argparse.Namespace, settings: Settings) -> int:
-    from engine.db import migrate
+def _database(settings: Settings) -> str:
+    """The database URL without its password."""
+    from sqlalchemy.engine import make_url
 
+    return make_url(settings.database_url).render_as_string(hide_password=True)
+
+
+def _migrate(_: argparse.Namespace, settings: Settings) -> int:
+    from engine.db import migrate, revisions_between, schema_revision
+
+    where = _database(settings)
+    before = schema_revision(settings)
     migrate(settings)
-    print("database is at the latest schema")
+    after = schema_revision(settings)
+    steps = revisions_between(before, after)
+    if not steps:
+        print(f"{where} is already at the latest schema ({after}); nothing to do")
+        return 0
+    print(f"migrated {where} from {before or 'an empty database'} to the latest schema ({after}):")
+    for revision, message in steps:
+        print(f"  applied {revision}: {message}")
     return 0
 
 
@@ -193,8 +228,7 @@ def _keys_create(args: argparse.Namespace, settings: Settings) -> int:
         with database.session() as session:
             row, plain = keys.create(session, name=args.name, scopes=scopes)
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise BadInput(str(exc)) from None
     finally:
         database.close()
     print(f"created key {args.name!r} with scopes {','.join(row.scopes)}; it is shown only once:")
@@ -239,8 +273,7 @@ def _keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         database.close()
     if name is None:
-        print(f"error: no API key with id {args.id}", file=sys.stderr)
-        return 2
+        raise BadInput(f"no API key with id {args.id}")
     print(f"revoked key {args.id} ({name!r})")
     if not keys.announce_revocation(settings):
         print(
@@ -261,7 +294,13 @@ def _send(args: argparse.Namespace, settings: Settings) -> int:
     from engine.schemas import NotificationIn
     from engine.timeutil import now
 
-    body: dict[str, object] = {"category": args.category, "data": json.loads(args.data)}
+    try:
+        data = json.loads(args.data)
+    except ValueError as exc:
+        raise BadInput(f"--data is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadInput('--data must be a JSON object, e.g. \'{"order_id": "456"}\'')
+    body: dict[str, object] = {"category": args.category, "data": data}
     body["to"] = {"all": True} if args.to == "all" else args.to.split(",")
     if args.title:
         body["content"] = {"title": args.title, "body": args.body or ""}
@@ -274,24 +313,38 @@ def _send(args: argparse.Namespace, settings: Settings) -> int:
             Dispatcher(make_broker(settings)).plan(accepted.id, accepted.queue)
             with database.session() as session:
                 notifications.mark_enqueued(session, [accepted.id], now())
-    except (ValidationError, ApiError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except ValidationError as exc:
+        from engine.api.middleware import validation_error
+
+        error = validation_error(exc)
+        raise BadInput(f"{_option(error.field)}: {error.message}") from None
+    except ApiError as exc:
+        raise BadInput(
+            f"{_option(exc.field)}: {exc.message}" if exc.field else exc.message
+        ) from None
     finally:
         database.close()
     print(json.dumps(accepted.body()))
     return 0
 
 
-def _status(_: argparse.Namespace, settings: Settings) -> int:
+def _option(field: str | None) -> str:
+    """The command-line option a notification field came from (`data.x` → `--data x`)."""
+    head, _, rest = (field or "body").partition(".")
+    option = {"content": "--title/--body"}.get(head, f"--{head}")
+    return f"{option} {rest}" if rest else option
+
+
+def _status(args: argparse.Namespace, settings: Settings) -> int:
     from engine import status
 
-    print(json.dumps(status.snapshot(settings), indent=2))
+    snapshot = status.snapshot(settings)
+    print(json.dumps(snapshot, indent=2) if args.json else status.table(snapshot))
     return 0
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="tidings", description=__doc__)
+    root = Parser(prog="tidings", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True)
 
     api = commands.add_parser("api", help="serve the HTTP API and the pages")
@@ -348,34 +401,59 @@ def parser() -> argparse.ArgumentParser:
     send.add_argument("--body")
     send.set_defaults(run=_send)
 
-    commands.add_parser(
-        "status", help="queue depths, delayed, dead letters, throughput"
-    ).set_defaults(run=_status)
+    status = commands.add_parser(
+        "status", help="queues, deliveries, throughput and processes, as a table"
+    )
+    status.add_argument("--json", action="store_true", help="the same as one JSON document")
+    status.set_defaults(run=_status)
     return root
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `tidings` console script."""
+    """Entry point of the `tidings` console script.
+
+    Bad input (arguments, `TIDINGS_*` settings, `--data`) is one line on stderr and exit
+    status 2; a database or Redis that does not answer is one line and status 1.
+    """
+    args = parser().parse_args(argv)
     from pydantic import ValidationError
+    from redis import RedisError
+    from sqlalchemy.exc import ArgumentError, OperationalError
+
+    from engine.installation import NoSecret
 
     try:
         settings = get_settings()
     except ValidationError as exc:
-        for error in exc.errors():
-            where = ".".join(str(part) for part in error["loc"])
-            name = f"TIDINGS_{where.upper()}: " if where else ""
-            print(f"error: {name}{error['msg'].removeprefix('Value error, ')}", file=sys.stderr)
-        return 2
+        return _fail(settings_error(exc), 2)
     configure(settings.log_level, settings.log_format)
-    args = parser().parse_args(argv)
-    from engine.installation import NoSecret
-
     try:
         code: int = args.run(args, settings)
-    except NoSecret as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except (BadInput, NoSecret) as exc:
+        return _fail(str(exc), 2)
+    except ArgumentError as exc:
+        return _fail(f"TIDINGS_DATABASE_URL: {exc}", 2)
+    except (OperationalError, RedisError, OSError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        return _fail(f"{type(exc).__name__}: {reason[0] if reason else ''}", 1)
     return code
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"tidings: error: {message}", file=sys.stderr)
+    return code
+
+
+def settings_error(exc: Exception) -> str:
+    """A settings validation error as one line naming the variables."""
+    from pydantic import ValidationError
+
+    assert isinstance(exc, ValidationError)
+    return "; ".join(
+        f"TIDINGS_{'_'.join(str(p) for p in e['loc']).upper()}: "
+        f"{e['msg'].removeprefix('Value error, ')}"
+        for e in exc.errors()
+    )
 
 
 if __name__ == "__main__":

@@ -97,6 +97,32 @@ class Database:
         self.engine.dispose()
 
 
+def schema_revision(settings: Settings) -> str | None:
+    """The Alembic revision the database is at; None for a database without a schema."""
+    from alembic.migration import MigrationContext
+
+    engine = make_engine(settings)
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()
+
+
+def revisions_between(before: str | None, after: str | None) -> list[tuple[str, str]]:
+    """(revision, first line of its message) for each step from `before` up to `after`."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    scripts = ScriptDirectory.from_config(config)
+    if after is None or before == after:
+        return []
+    steps = scripts.iterate_revisions(after, before or "base")
+    return [(s.revision, (s.doc or "").splitlines()[0]) for s in reversed(list(steps))]
+
+
 def migrate(settings: Settings, revision: str = "head") -> None:
     """Bring the schema to `revision` with Alembic, and give a new installation its secret."""
     from alembic import command

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 from typing import Any
 
 EMAIL = re.compile(r"[\w.+-]{1,64}@[\w-]+(\.[\w-]+)+")
@@ -37,15 +38,52 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
+class TextFormatter(logging.Formatter):
+    """`2026-11-30 12:00:00 INFO logger message key=value…`, one line, personal data masked."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s", "%Y-%m-%d %H:%M:%S")
+
+    def format(self, record: logging.LogRecord) -> str:
+        extra = " ".join(
+            f"{key}={value}"
+            for key, value in vars(record).items()
+            if key not in _STANDARD and not key.startswith("_")
+        )
+        line = super().format(record)
+        if extra:
+            line = f"{line} {extra}"
+        # A traceback stays one entry: its lines are indented under the message.
+        return redact(line.replace("\n", "\n    "))
+
+
 def configure(level: str = "INFO", fmt: str = "json") -> None:
-    """Set up the root logger for a Tidings process."""
+    """Set up the root logger for a Tidings process: every logger (Dramatiq's, aiohttp's,
+    Python's warnings and uncaught exceptions in threads included) writes through it in
+    one format, `json` or `text` (TIDINGS_LOG_FORMAT)."""
     handler = logging.StreamHandler()
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Libraries that set up handlers of their own would write a second format.
+    for name in list(logging.root.manager.loggerDict):
+        logger = logging.getLogger(name)
+        if logger.handlers and not name.startswith("tidings"):
+            logger.handlers.clear()
+            logger.propagate = True
+    logging.captureWarnings(True)
+    threading.excepthook = _thread_crashed
     for noisy in ("alembic", "apscheduler", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _thread_crashed(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit or args.exc_value is None:
+        return
+    name = args.thread.name if args.thread else "?"
+    logging.getLogger("tidings").error(
+        "thread %s crashed",
+        name,
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+    )

@@ -120,3 +120,46 @@ def snapshot(settings: Settings) -> dict[str, Any]:
         own.close()
         close()
         database.close()
+
+
+def table(snapshot: dict[str, Any]) -> str:
+    """`snapshot` for a terminal: a queue table, delivery states, throughput, processes."""
+    lines: list[str] = []
+    queue_state = snapshot["queues"]
+    if "error" in queue_state:
+        lines.append(f"queues       Redis did not answer: {queue_state['error']}")
+    else:
+        lines.append(f"{'queue':<12}{'waiting':>9}{'delayed':>9}{'in flight':>11}{'dead':>7}")
+        for name, q in queue_state.items():
+            lines.append(
+                f"{name:<12}{q['waiting']:>9}{q['delayed']:>9}{q['in_flight']:>11}{q['dead']:>7}"
+            )
+    lines.append("")
+    states = snapshot["deliveries"]
+    shown = ", ".join(f"{n} {s}" for s, n in sorted(states.items())) if states else "none yet"
+    lines.append(f"deliveries   {shown}")
+    recent = snapshot["throughput_last_minute"]
+    lines.append(
+        f"throughput   {recent['sent_or_delivered']} sent or delivered in the last minute "
+        f"({recent['per_second']}/s)"
+    )
+    processes = snapshot["processes"]
+    if "error" in processes:
+        lines.append(f"processes    Redis did not answer: {processes['error']}")
+        return "\n".join(lines)
+    detail = processes.get("detail", [])
+    if not detail:
+        lines.append("processes    no supervisor is running (tidings worker / tidings up)")
+        return "\n".join(lines)
+    lines.append("")
+    lines.append(f"{'process':<24}{'host':<16}{'pid':>8}  {'state':<9}{'restarts':>9}  last exit")
+    for view in detail:
+        for child in view["processes"]:
+            last = child.get("last_exit") or {}
+            exit_text = f"{last['how']} at {last['at'][:19]}" if last else "-"
+            state = "running" if child["running"] else "waiting"
+            lines.append(
+                f"{view['role'] + '/' + child['name']:<24}{view['host'][:15]:<16}"
+                f"{child['pid'] or '-':>8}  {state:<9}{child['restarts']:>9}  {exit_text}"
+            )
+    return "\n".join(lines)

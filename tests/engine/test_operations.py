@@ -66,7 +66,7 @@ def test_status_command_reports_queues_and_deliveries(
     recipient(admin, "u-1")
     admin.post("/v1/notifications", json={"category": "order.delivered", "to": ["u-1"]})
     out = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "status"],
+        [sys.executable, "-m", "engine.cli", "status", "--json"],
         env=env_for(settings),
         cwd=ROOT,
         capture_output=True,

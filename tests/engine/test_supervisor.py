@@ -114,7 +114,7 @@ def test_a_worker_killed_under_tidings_up_is_restarted_while_the_api_keeps_servi
         assert last["restarted_at"] >= last["exited_at"]
 
     status = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "status"],
+        [sys.executable, "-m", "engine.cli", "status", "--json"],
         env=processes.env["up"],
         cwd=ROOT,
         capture_output=True,
