@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from engine import exporter
@@ -96,11 +97,18 @@ def worker_specs(
     return [Spec(f"{name}-{i}", argv, env) for i in range(processes)]
 
 
+# Settings a parent process may decide for its children (`up`: where links point, the
+# demo's mail sink).
+DECIDED = ("public_url", "smtp_host", "smtp_port")
+
+
 def link_env(settings: Settings) -> dict[str, str]:
-    """TIDINGS_PUBLIC_URL for a child process, when this one has decided it."""
-    if "public_url" in settings.model_fields_set:
-        return {"TIDINGS_PUBLIC_URL": settings.public_url}
-    return {}
+    """The DECIDED settings that were set, as variables for a child process."""
+    return {
+        f"TIDINGS_{name.upper()}": str(getattr(settings, name))
+        for name in DECIDED
+        if name in settings.model_fields_set
+    }
 
 
 def worker_env(settings: Settings) -> dict[str, str]:
@@ -197,10 +205,23 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
     # Links minted anywhere (the API, the workers' List-Unsubscribe) start where the API
     # listens unless TIDINGS_PUBLIC_URL says otherwise.
     settings = with_public_url(settings, args.host, args.port)
+    sink = None
     if args.demo:
         from engine.demo import load as load_demo
 
         load_demo(settings, port=args.port)
+        if not {"smtp_host", "smtp_port"} & settings.model_fields_set:
+            from engine.demo_mail import FOLDER, MailSink
+
+            sink = MailSink(Path(FOLDER)).start()
+            settings = settings.model_copy(
+                update={"smtp_host": "127.0.0.1", "smtp_port": sink.port}
+            )
+            print(
+                f"Demo email goes to an SMTP sink on 127.0.0.1:{sink.port} and lands in "
+                f"{sink.folder}/new (a Maildir: one file per message, as sent).\n",
+                flush=True,
+            )
     me = [sys.executable, "-m", "engine.cli"]
     # Critical work gets a worker of its own, so a broadcast never keeps it waiting.
     # Two threads: an order notification gets through while another waits on a provider.
@@ -215,7 +236,11 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
         Spec("scheduler", [*me, "scheduler"], {**os.environ, **link_env(settings)}),
         Spec("api", [*me, "api", "--host", args.host, "--port", str(args.port)]),
     ]
-    return _supervise(specs, "up", settings)
+    try:
+        return _supervise(specs, "up", settings)
+    finally:
+        if sink is not None:
+            sink.stop()
 
 
 def _keys_create(args: argparse.Namespace, settings: Settings) -> int:

@@ -230,7 +230,12 @@ def load(settings: Settings, *, port: int) -> None:
             f"  curl -s -X POST http://127.0.0.1:{port}/v1/notifications "
             f"-H 'Authorization: Bearer {key}' "
             '-H \'content-type: application/json\' -d \'{"category": "order.delivered", '
-            '"to": ["demo-whale"], "data": {"card": "原神月卡", "order_id": "456"}}\'\n',
+            '"to": ["demo-whale"], "data": {"card": "原神月卡", "order_id": "456"}}\'',
+        )
+        print("and follow it (the id is in the answer) until its deliveries are sent:")
+        print(
+            f"  curl -s http://127.0.0.1:{port}/v1/notifications/ID "
+            f"-H 'Authorization: Bearer {key}'\n",
             flush=True,
         )
     finally:

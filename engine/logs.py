@@ -74,7 +74,7 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
             logger.propagate = True
     logging.captureWarnings(True)
     threading.excepthook = _thread_crashed
-    for noisy in ("alembic", "apscheduler", "aiohttp.access"):
+    for noisy in ("alembic", "apscheduler", "aiohttp.access", "mail.log"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
