@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from channels.base import CHANNEL_NAMES
+from engine.template_limits import limit_problem
 from engine.templates import SANDBOX
 from engine.timeutil import parse_duration
 from preferences.model import WEEKDAYS, parse_hhmm
@@ -211,6 +212,8 @@ class CategoryIn(Strict):
                         raise FieldError(where, f"template error: {exc.message}") from None
                     except RecursionError:
                         raise FieldError(where, "the template is nested too deeply") from None
+                    if problem := limit_problem(source, name):
+                        raise FieldError(where, f"template error: {problem}")
         return self
 
 

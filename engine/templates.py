@@ -1,4 +1,8 @@
-"""Sandboxed Jinja2 rendering of category templates, per channel and locale with fallback."""
+"""Sandboxed Jinja2 rendering of category templates, per channel and locale with fallback.
+
+Every field renders within the limits of `engine.template_limits` (operations, time,
+size): a template that goes past one fails its delivery with the reason.
+"""
 
 from __future__ import annotations
 
@@ -16,11 +20,12 @@ from jinja2 import (
     UndefinedError,
     meta,
 )
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import missing
 
-SANDBOX = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
-HTML_SANDBOX = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=True)
+from engine.template_limits import BoundedSandbox, bounded, field_limit
+
+SANDBOX = BoundedSandbox(undefined=StrictUndefined, autoescape=False)
+HTML_SANDBOX = BoundedSandbox(undefined=StrictUndefined, autoescape=True)
 
 
 class RenderError(Exception):
@@ -36,10 +41,9 @@ class RenderError(Exception):
 @lru_cache(maxsize=4096)
 def _compile(source: str, html: bool) -> tuple[Template, bool]:
     env = HTML_SANDBOX if html else SANDBOX
-    uses_recipient = bool(
-        {"recipient", "links"} & meta.find_undeclared_variables(env.parse(source))
-    )
-    return env.from_string(source), uses_recipient
+    tree = env.parse(source)
+    uses_recipient = bool({"recipient", "links"} & meta.find_undeclared_variables(tree))
+    return env.from_string(env.bound(tree)), uses_recipient
 
 
 def pick_locale(
@@ -70,7 +74,8 @@ def render(fields: Mapping[str, str], context: Mapping[str, Any]) -> dict[str, s
     out: dict[str, str] = {}
     for name, source in fields.items():
         try:
-            out[name] = _compile(source, name == "html")[0].render(context)
+            template = _compile(source, name == "html")[0]
+            out[name] = bounded(template, context, max_chars=field_limit(name))
         except TemplateError as exc:
             raise RenderError(f"template {name}: {exc}") from None
         except Exception as exc:  # the template's own arithmetic or data, see RenderError
@@ -130,9 +135,10 @@ class _Strict(StrictUndefined):
         return f"{where}.{name}" if where else str(name)
 
 
-class _Probe(ImmutableSandboxedEnvironment):
+class _Probe(BoundedSandbox):
     """Renders as for an unknown recipient: what depends on the recipient (`recipient.*`,
-    `links.*`, `data.by_id[recipient.id]`) is left open, everything else is strict."""
+    `links.*`, `data.by_id[recipient.id]`) is left open, everything else is strict; within
+    the same limits as a delivery, so no request's data makes the API work unboundedly."""
 
     def getitem(self, obj: Any, argument: Any) -> Any:
         if isinstance(obj, _Strict):  # looking inside data that is missing uses it
@@ -155,7 +161,7 @@ HTML_PROBE = _Probe(undefined=_Strict, autoescape=True)
 
 @lru_cache(maxsize=4096)
 def _probe(source: str, html: bool) -> Template:
-    return (HTML_PROBE if html else PROBE).from_string(source)
+    return (HTML_PROBE if html else PROBE).compile_bounded(source)
 
 
 def check_data(fields: Mapping[str, str], data: Mapping[str, Any]) -> None:
@@ -173,7 +179,7 @@ def check_data(fields: Mapping[str, str], data: Mapping[str, Any]) -> None:
         for name, source in fields.items():
             html = name == "html"
             try:
-                _probe(source, html).render(context)
+                bounded(_probe(source, html), context, max_chars=field_limit(name))
             except _MissingData as exc:
                 variable = str(exc.message)
                 if variable.startswith("data"):
