@@ -125,3 +125,29 @@ def test_any_template_renders_within_its_limits_or_fails_cleanly(
     else:
         assert len(out["title"]) <= field_limit("title") and len(out["body"]) <= field_limit("body")
     assert time.monotonic() - started < 2 * MAX_SECONDS + 2
+
+
+def test_accepting_a_notification_does_bounded_template_work(admin: httpx.Client) -> None:
+    """The API checks a notification's data against the templates when accepting it: that
+    check runs within the same limits, so a request's data never makes the API hang."""
+    category(
+        admin,
+        "promo.heavy",
+        channels=["inapp"],
+        templates={
+            "inapp": {
+                "en": {
+                    "title": "hi",
+                    "body": "{% for a in data.s %}{% for b in data.s %}{% endfor %}{% endfor %}",
+                }
+            }
+        },
+    )
+    recipient(admin, "u-1")
+    started = time.monotonic()
+    answer = admin.post(
+        "/v1/notifications",
+        json={"category": "promo.heavy", "to": ["u-1"], "data": {"s": "y" * 20_000}},
+    )
+    assert answer.status_code == 202, answer.text
+    assert time.monotonic() - started < MAX_SECONDS + 3
