@@ -9,9 +9,10 @@ from __future__ import annotations
 import math
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from annotated_types import Ge, Le
 from jinja2 import TemplateSyntaxError
 from pydantic import (
     AfterValidator,
@@ -21,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    RootModel,
     Tag,
     model_validator,
 )
@@ -249,6 +251,12 @@ class RecipientBulkItem(RecipientIn):
     id: Key
 
 
+class RecipientsBulkIn(Strict):
+    """`POST /v1/recipients/bulk`: at most `TIDINGS_MAX_BULK_RECIPIENTS` (1,000) a call."""
+
+    recipients: list[RecipientBulkItem]
+
+
 class QuietHoursIn(Strict):
     enabled: bool | None = None
     start: TimeOfDay | None = None
@@ -387,7 +395,7 @@ class NotificationIn(Strict):
 class BatchIn(Strict):
     """`POST /v1/notifications/batch`."""
 
-    notifications: list[dict[str, Any]] = Field(min_length=1)
+    notifications: list[NotificationIn] = Field(min_length=1)
 
 
 class EventIn(Strict):
@@ -401,3 +409,341 @@ class FeedbackIn(Strict):
 
     rating: Literal["up", "meh", "down"]
     comment: str | None = Field(default=None, max_length=2000)
+
+
+# Path, query and header parameters -------------------------------------------------------
+
+RowId = Annotated[str, Field(pattern=ID_PATTERN, examples=["42"])]
+
+
+def _ascii_number(value: Any) -> Any:
+    """Query numbers as ASCII digits only (`int()` also takes '+5', ' 5' and '٣')."""
+    if isinstance(value, str):
+        parsed = row_id(value)
+        if parsed is None:
+            raise ValueError("a whole number in ASCII digits")
+        return parsed
+    return value
+
+
+Limit = Annotated[int, Ge(1), Le(1000), BeforeValidator(_ascii_number)]
+
+
+class Query(BaseModel):
+    """Query parameters: unknown ones are ignored, as browsers and proxies add their own."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class KeyPath(Strict):
+    key: Key
+
+
+class RecipientPath(Strict):
+    id: Key
+
+
+class RowPath(Strict):
+    """A notification or delivery id; one that is not an id is a 404."""
+
+    not_found_when_invalid: ClassVar[bool] = True
+    id: RowId
+
+
+class NotificationPage(Query):
+    """Deliveries of a notification, oldest first, after the cursor `after`."""
+
+    limit: Limit | None = Field(default=None, description="Page size; default 100.")
+    after: RowId | None = Field(default=None, description="The `next` of the previous page.")
+
+
+class ReceiptPage(Query):
+    """A recipient's receipts or inbox, newest first, before the cursor `before`."""
+
+    limit: Limit | None = Field(default=None, description="Page size; default 100.")
+    before: RowId | None = Field(default=None, description="The `next` of the previous page.")
+
+
+class StatsQuery(Query):
+    """`GET /v1/stats`: grouping and time range (ISO 8601 with an offset)."""
+
+    by: Literal["category", "channel", "variant"] = "category"
+    since: AwareDatetime | None = Field(
+        default=None, alias="from", description="Default: 7 days before `to`."
+    )
+    until: AwareDatetime | None = Field(default=None, alias="to", description="Default: now.")
+
+
+class IdempotencyHeaders(BaseModel):
+    """A retry with the same key answers the first request's notification."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    idempotency_key: str | None = Field(
+        default=None, alias="Idempotency-Key", min_length=1, max_length=200
+    )
+
+
+# Answers ---------------------------------------------------------------------------------
+
+Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
+IdText = Annotated[str, Field(pattern=ID_PATTERN)]
+
+
+class Out(BaseModel):
+    """An answer document: exactly these fields, or the answer is a 500 (a bug)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(Out):
+    code: str
+    message: str
+    field: str | None
+
+
+class ErrorOut(Out):
+    """Every error: `{"error": {"code", "message", "field"}}`."""
+
+    error: ErrorDetail
+
+
+class CapOut(Out):
+    count: int
+    per: str = Field(description="A duration like '1h' or '7d'.")
+
+
+class CategoryOut(Out):
+    key: str
+    name: str
+    kind: str
+    priority: str
+    channels: list[str]
+    required: bool
+    caps: list[CapOut]
+    over_cap: str | None
+    collapse_window: str | None
+    escalate_after: str | None
+    global_cap: bool
+    default_locale: str
+    templates: dict[str, dict[str, dict[str, str]]]
+    created_at: Timestamp | None
+    updated_at: Timestamp | None
+
+
+class CategoryList(Out):
+    items: list[CategoryOut]
+
+
+class RecipientOut(Out):
+    id: str
+    email: str | None
+    phone: str | None
+    push_tokens: list[str]
+    webhook_url: str | None
+    timezone: str | None
+    locale: str | None
+    annual_spend: float
+    last_active_at: Timestamp | None
+    tags: list[str]
+    tier: str = Field(description="Derived from annual_spend: whale, dolphin or minnow.")
+    activity: str = Field(description="Derived from last_active_at: active, sleeping, churned.")
+    created_at: Timestamp | None
+    updated_at: Timestamp | None
+
+
+class UpsertedOut(Out):
+    upserted: int
+
+
+class ErasedOut(Out):
+    id: str
+    erased: bool
+
+
+class CategoryChoiceOut(Out):
+    enabled: bool
+    required: bool
+    channels: dict[str, bool]
+    caps: list[CapOut]
+    default_caps: list[CapOut]
+
+
+class QuietHoursOut(Out):
+    enabled: bool
+    start: str
+    end: str
+    timezone: str | None
+    days: list[str]
+
+
+class DigestOut(Out):
+    enabled: bool
+    at: str
+
+
+class PreferencesOut(Out):
+    channels: dict[str, bool]
+    categories: dict[str, CategoryChoiceOut]
+    caps: list[CapOut]
+    quiet_hours: QuietHoursOut
+    paused_until: Timestamp | None
+    digest: DigestOut
+    unsubscribed: bool
+
+
+class AcceptedOut(Out):
+    id: IdText
+    status: Literal["accepted"]
+    recipients: int | None = Field(description="null for a segment or everyone.")
+
+
+class BatchAcceptedOut(Out):
+    items: list[AcceptedOut]
+
+
+class EventOut(Out):
+    status: str
+    at: Timestamp | None
+    reason: str | None = None
+    detail: str | None = None
+
+
+class DeliveryOut(Out):
+    id: IdText
+    notification_id: IdText
+    recipient: str
+    channel: str
+    category: str
+    status: str
+    reason: str | None
+    due_at: Timestamp | None
+    error: str | None
+    attempts: int
+    provider_id: str | None = Field(description="The channel's id for the message (Message-ID).")
+    read_at: Timestamp | None
+    created_at: Timestamp | None
+    events: list[EventOut]
+
+
+class NotificationOut(Out):
+    id: IdText
+    category: str
+    status: str
+    recipients: int
+    send_at: Timestamp | None
+    expires_at: Timestamp | None
+    collapse_key: str | None
+    created_at: Timestamp | None
+    counts: dict[str, int]
+    deliveries: list[DeliveryOut]
+    next: IdText | None = Field(description="Pass as `after` for the next page.")
+
+
+class DeliveryPage(Out):
+    items: list[DeliveryOut]
+    next: IdText | None = Field(description="Pass as `before` for the next page.")
+
+
+class InboxItemOut(Out):
+    delivery_id: IdText
+    notification_id: IdText
+    category: str
+    title: str | None
+    body: str | None
+    action_url: str | None
+    read: bool
+    feedback: str | None
+    created_at: Timestamp | None
+
+
+class InboxOut(Out):
+    unread: int
+    items: list[InboxItemOut]
+    next: IdText | None = Field(description="Pass as `before` for the next page.")
+
+
+class EventRecordedOut(Out):
+    id: IdText
+    status: str
+    cancelled: list[IdText] = Field(description="Pending copies on other channels, cancelled.")
+
+
+class FeedbackOut(Out):
+    delivery_id: IdText
+    rating: str
+    comment: str | None
+    cap_lowered_to: CapOut | None
+
+
+class FeedbackCounts(Out):
+    up: int
+    meh: int
+    down: int
+
+
+class StatsRow(Out):
+    category: str | None = None
+    channel: str | None = None
+    variant: str | None = None
+    deliveries: int
+    sent: int
+    opened: int
+    clicked: int
+    converted: int
+    suppressed: int
+    failed: int
+    scheduled: int
+    feedback: FeedbackCounts
+    open_rate: float | None
+    click_rate: float | None
+    conversion_rate: float | None
+    complaint_rate: float | None
+
+
+class StatsOut(Out):
+    by: str
+    since: Timestamp = Field(alias="from")
+    until: Timestamp = Field(alias="to")
+    items: list[StatsRow]
+
+
+class RevokedOut(Out):
+    id: str
+    revoked: bool
+    links_version: int
+
+
+class KeyOut(Out):
+    """An API key: never its secret, not even its hash."""
+
+    id: int
+    name: str
+    scopes: list[str]
+    created_at: Timestamp | None
+    last_used_at: Timestamp | None
+    revoked_at: Timestamp | None
+
+
+class KeyList(Out):
+    items: list[KeyOut]
+
+
+class HealthOut(Out):
+    status: str
+
+
+class ReadyOut(Out):
+    status: str
+    checks: dict[str, str]
+    processes: dict[str, Any] | None = Field(
+        default=None, description="What the supervisors run; information, not a condition."
+    )
+
+
+class DocumentOut(RootModel[dict[str, Any]]):
+    """A JSON document (the OpenAPI description)."""
+
+
+class PrometheusText(RootModel[str]):
+    """Prometheus text exposition format."""

@@ -15,20 +15,24 @@ from sqlalchemy import text
 
 from engine import supervisor
 from engine.api.context import DB, METRICS, REDIS, SETTINGS
+from engine.api.contract import Reply, operation
 from engine.broker import broker_url, is_rabbitmq
 from engine.redis_keys import RedisKeys
+from engine.schemas import HealthOut, PrometheusText, ReadyOut
 
 routes = web.RouteTableDef()
 
 
 @routes.get("/healthz")
-async def healthz(_: web.Request) -> web.Response:
+@operation(responses={200: HealthOut})
+async def healthz(_: web.Request) -> dict[str, Any]:
     """The process is up."""
-    return web.json_response({"status": "ok"})
+    return {"status": "ok"}
 
 
 @routes.get("/readyz")
-async def readyz(request: web.Request) -> web.Response:
+@operation(responses={200: ReadyOut, 503: ReadyOut})
+async def readyz(request: web.Request) -> Reply:
     """Ready when SQL and Redis answer (and RabbitMQ, when it carries the queues); 503
     naming what does not.
 
@@ -68,7 +72,7 @@ async def readyz(request: web.Request) -> web.Response:
             body["processes"] = await asyncio.wait_for(_processes(request.app[REDIS], keys), 3)
         except Exception as exc:
             body["processes"] = {"error": type(exc).__name__}
-    return web.json_response(body, status=200 if ready else 503)
+    return Reply(body, status=200 if ready else 503)
 
 
 def _amqp_ping(url: str) -> None:
@@ -87,6 +91,7 @@ async def _processes(client: aioredis.Redis, keys: RedisKeys) -> dict[str, Any]:
 
 
 @routes.get("/metrics")
+@operation(responses={200: PrometheusText}, media_type="text/plain")
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus exposition: this process's metrics plus queue depths and dead letters."""
 

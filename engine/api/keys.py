@@ -8,32 +8,32 @@ from aiohttp import web
 
 from engine import keys
 from engine.api.context import DB, KEY_CACHE, REDIS, scope
+from engine.api.contract import operation
 from engine.errors import NotFound
-from engine.schemas import row_id
+from engine.schemas import KeyList, KeyOut, RowPath
 
 routes = web.RouteTableDef()
 
 
 @routes.get("/v1/keys")
 @scope("admin")
-async def list_keys(request: web.Request) -> web.Response:
+@operation(responses={200: KeyList})
+async def list_keys(request: web.Request) -> dict[str, Any]:
     """Every API key with its name, scopes, when it was created, last used and revoked."""
 
     def read() -> list[dict[str, Any]]:
         with request.app[DB].session() as session:
             return [keys.public(row) for row in keys.listing(session)]
 
-    return web.json_response({"items": await request.app[DB].run(read)})
+    return {"items": await request.app[DB].run(read)}
 
 
 @routes.post("/v1/keys/{id}/revoke")
 @scope("admin")
-async def revoke_key(request: web.Request) -> web.Response:
+@operation(path=RowPath, responses={200: KeyOut})
+async def revoke_key(request: web.Request, path: RowPath) -> dict[str, Any]:
     """Revoke a key: every API process refuses it from the very next request."""
-    raw = request.match_info["id"]
-    key_id = row_id(raw)
-    if key_id is None:
-        raise NotFound(f"no API key {raw!r}", field="id")
+    key_id = int(path.id)
 
     def write() -> dict[str, Any] | None:
         with request.app[DB].session() as session:
@@ -42,8 +42,8 @@ async def revoke_key(request: web.Request) -> web.Response:
 
     revoked = await request.app[DB].run(write)
     if revoked is None:
-        raise NotFound(f"no API key {raw!r}", field="id")
+        raise NotFound(f"no API key {path.id!r}", field="id")
     # Other API processes drop their caches when the counter moves; if Redis is down,
     # they do not cache at all, so the revocation holds either way.
     await request.app[KEY_CACHE].announce(request.app[REDIS])
-    return web.json_response(revoked)
+    return revoked

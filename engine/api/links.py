@@ -5,29 +5,39 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from pydantic import create_model
 from sqlalchemy import update
 from sqlmodel import col
 
 from engine.api.context import DB, SETTINGS, scope
-from engine.api.middleware import path_key
+from engine.api.contract import operation
 from engine.errors import NotFound
 from engine.models import Recipient
+from engine.schemas import Out, RecipientPath, RevokedOut, Timestamp
 from engine.timeutil import iso, now
 from preferences.links import PURPOSES, Links
 
 routes = web.RouteTableDef()
+LinksOut = create_model(
+    "LinksOut",
+    __base__=Out,
+    __doc__="A signed link per page, and when they expire.",
+    expires_at=(Timestamp, ...),
+    **{purpose: (str, ...) for purpose in PURPOSES},  # type: ignore[call-overload]
+)
 
 
 @routes.post("/v1/recipients/{id}/links")
 @scope("links")
-async def mint_links(request: web.Request) -> web.Response:
+@operation(path=RecipientPath, responses={200: LinksOut})
+async def mint_links(request: web.Request, path: RecipientPath) -> dict[str, Any]:
     """Mint signed links to a recipient's preference center, inbox and one-click unsubscribe.
 
     Needs the `links` scope (or `admin`), not `send`: a preference or inbox link reads the
     recipient's messages and writes their preferences. They expire after
     `TIDINGS_LINK_TTL` seconds.
     """
-    rid = path_key(request, "id")
+    rid = path.id
     links = Links(request.app[SETTINGS])
 
     def read() -> tuple[int, str | None] | None:
@@ -41,14 +51,15 @@ async def mint_links(request: web.Request) -> web.Response:
     version, salt = found
     body: dict[str, Any] = {purpose: links.url(rid, version, purpose, salt) for purpose in PURPOSES}
     body["expires_at"] = iso(links.expires_at())
-    return web.json_response(body)
+    return body
 
 
 @routes.post("/v1/recipients/{id}/links/revoke")
 @scope("admin")
-async def revoke_links(request: web.Request) -> web.Response:
+@operation(path=RecipientPath, responses={200: RevokedOut})
+async def revoke_links(request: web.Request, path: RecipientPath) -> dict[str, Any]:
     """Revoke every page link minted for a recipient so far (a leaked link, a new owner)."""
-    rid = path_key(request, "id")
+    rid = path.id
 
     def write() -> int | None:
         with request.app[DB].session() as session:
@@ -63,4 +74,4 @@ async def revoke_links(request: web.Request) -> web.Response:
     version = await request.app[DB].run(write)
     if version is None:
         raise NotFound(f"no recipient {rid!r}", field="id")
-    return web.json_response({"id": rid, "revoked": True, "links_version": version})
+    return {"id": rid, "revoked": True, "links_version": version}

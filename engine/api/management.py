@@ -5,16 +5,28 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
 from engine import categories, recipients
 from engine.api.context import DB, SETTINGS, scope
-from engine.api.middleware import json_body, path_key, validation_error
+from engine.api.contract import operation
 from engine.errors import Invalid, NotFound
 from engine.models import Category, Recipient
 from engine.outbound import outbound_policy
-from engine.schemas import CategoryIn, PreferencesIn, RecipientBulkItem, RecipientIn
+from engine.schemas import (
+    CategoryIn,
+    CategoryList,
+    CategoryOut,
+    ErasedOut,
+    KeyPath,
+    PreferencesIn,
+    PreferencesOut,
+    RecipientIn,
+    RecipientOut,
+    RecipientPath,
+    RecipientsBulkIn,
+    UpsertedOut,
+)
 from engine.settings import Settings
 from preferences import store
 
@@ -23,21 +35,21 @@ routes = web.RouteTableDef()
 
 @routes.put("/v1/categories/{key}")
 @scope("admin")
-async def put_category(request: web.Request) -> web.Response:
+@operation(path=KeyPath, body=CategoryIn, responses={200: CategoryOut})
+async def put_category(request: web.Request, path: KeyPath, body: CategoryIn) -> dict[str, Any]:
     """Define or replace a category: routing, caps, collapse and templates."""
-    key = path_key(request, "key")
-    spec = CategoryIn.model_validate(await json_body(request))
 
     def write() -> dict[str, Any]:
         with request.app[DB].session() as session:
-            return categories.public(categories.upsert(session, key, spec))
+            return categories.public(categories.upsert(session, path.key, body))
 
-    return web.json_response(await request.app[DB].run(write))
+    return await request.app[DB].run(write)
 
 
 @routes.get("/v1/categories")
 @scope("read")
-async def list_categories(request: web.Request) -> web.Response:
+@operation(responses={200: CategoryList})
+async def list_categories(request: web.Request) -> dict[str, Any]:
     """Every category, by key."""
 
     def read() -> list[dict[str, Any]]:
@@ -45,76 +57,69 @@ async def list_categories(request: web.Request) -> web.Response:
             rows = session.exec(select(Category).order_by(col(Category.key)))
             return [categories.public(c) for c in rows]
 
-    return web.json_response({"items": await request.app[DB].run(read)})
+    return {"items": await request.app[DB].run(read)}
 
 
 @routes.get("/v1/categories/{key}")
 @scope("read")
-async def get_category(request: web.Request) -> web.Response:
+@operation(path=KeyPath, responses={200: CategoryOut})
+async def get_category(request: web.Request, path: KeyPath) -> dict[str, Any]:
     """One category."""
-    key = path_key(request, "key")
 
     def read() -> dict[str, Any] | None:
         with request.app[DB].session() as session:
-            row = session.get(Category, key)
+            row = session.get(Category, path.key)
             return categories.public(row) if row else None
 
     found = await request.app[DB].run(read)
     if found is None:
-        raise NotFound(f"no category {key!r}", field="key")
-    return web.json_response(found)
+        raise NotFound(f"no category {path.key!r}", field="key")
+    return found
 
 
 @routes.put("/v1/recipients/{id}")
 @scope("admin")
-async def put_recipient(request: web.Request) -> web.Response:
+@operation(path=RecipientPath, body=RecipientIn, responses={200: RecipientOut})
+async def put_recipient(
+    request: web.Request, path: RecipientPath, body: RecipientIn
+) -> dict[str, Any]:
     """Create or update a recipient; keys left out keep their value."""
-    rid = path_key(request, "id")
-    changes = RecipientIn.model_validate(await json_body(request))
     settings = request.app[SETTINGS]
-    _check_outbound(changes, settings, "webhook_url")
+    _check_outbound(body, settings, "webhook_url")
 
     def write() -> dict[str, Any]:
         with request.app[DB].session() as session:
-            return recipients.public(recipients.upsert(session, rid, changes), settings)
+            return recipients.public(recipients.upsert(session, path.id, body), settings)
 
-    return web.json_response(await request.app[DB].run(write))
+    return await request.app[DB].run(write)
 
 
 @routes.post("/v1/recipients/bulk")
 @scope("admin")
-async def bulk_recipients(request: web.Request) -> web.Response:
-    """Upsert many recipients in one transaction: all of them, or none if one is invalid."""
-    body = await json_body(request)
+@operation(body=RecipientsBulkIn, responses={200: UpsertedOut})
+async def bulk_recipients(request: web.Request, body: RecipientsBulkIn) -> dict[str, Any]:
+    """Upsert many recipients in one transaction: all of them, or none if one is invalid.
+
+    At most `TIDINGS_MAX_BULK_RECIPIENTS` (1,000) per call; each id once.
+    """
     settings = request.app[SETTINGS]
-    items = body.get("recipients") if isinstance(body, dict) else None
-    if not isinstance(items, list):
-        raise Invalid("send {'recipients': [...]}", field="recipients")
-    if len(items) > settings.max_bulk_recipients:
+    if len(body.recipients) > settings.max_bulk_recipients:
         raise Invalid(
             f"at most {settings.max_bulk_recipients} recipients per call", field="recipients"
         )
-    parsed: list[tuple[str, RecipientIn]] = []
     seen: set[str] = set()
-    for index, item in enumerate(items):
-        try:
-            entry = RecipientBulkItem.model_validate(item)
-        except ValidationError as exc:
-            error = validation_error(exc)
-            whole = error.field in (None, "body")  # the entry itself is not an object
-            error.field = f"recipients.{index}" if whole else f"recipients.{index}.{error.field}"
-            raise error from None
+    for index, entry in enumerate(body.recipients):
         _check_outbound(entry, settings, f"recipients.{index}.webhook_url")
         if entry.id in seen:
             raise Invalid(f"recipient {entry.id!r} is listed twice", field=f"recipients.{index}.id")
         seen.add(entry.id)
-        parsed.append((entry.id, entry))
+    parsed = [(entry.id, entry) for entry in body.recipients]
 
     def write() -> int:
         with request.app[DB].session() as session:
             return len(recipients.upsert_many(session, parsed))
 
-    return web.json_response({"upserted": await request.app[DB].run(write)})
+    return {"upserted": await request.app[DB].run(write)}
 
 
 def _check_outbound(changes: RecipientIn, settings: Settings, field: str) -> None:
@@ -132,63 +137,64 @@ def _recipient(session: Session, rid: str) -> Recipient:
 
 @routes.get("/v1/recipients/{id}")
 @scope("read")
-async def get_recipient(request: web.Request) -> web.Response:
+@operation(path=RecipientPath, responses={200: RecipientOut})
+async def get_recipient(request: web.Request, path: RecipientPath) -> dict[str, Any]:
     """A recipient with derived `tier` and `activity`."""
-    rid = path_key(request, "id")
     settings = request.app[SETTINGS]
 
     def read() -> dict[str, Any]:
         with request.app[DB].session() as session:
-            return recipients.public(_recipient(session, rid), settings)
+            return recipients.public(_recipient(session, path.id), settings)
 
-    return web.json_response(await request.app[DB].run(read))
+    return await request.app[DB].run(read)
 
 
 @routes.delete("/v1/recipients/{id}")
 @scope("admin")
-async def delete_recipient(request: web.Request) -> web.Response:
+@operation(path=RecipientPath, responses={200: ErasedOut})
+async def delete_recipient(request: web.Request, path: RecipientPath) -> dict[str, Any]:
     """Erase a recipient: contact points, preferences and message copy are removed."""
-    rid = path_key(request, "id")
 
     def erase() -> bool:
         with request.app[DB].session() as session:
-            return recipients.erase(session, rid)
+            return recipients.erase(session, path.id)
 
     if not await request.app[DB].run(erase):
-        raise NotFound(f"no recipient {rid!r}", field="id")
-    return web.json_response({"id": rid, "erased": True})
+        raise NotFound(f"no recipient {path.id!r}", field="id")
+    return {"id": path.id, "erased": True}
 
 
 @routes.get("/v1/recipients/{id}/preferences")
 @scope("read")
-async def get_preferences(request: web.Request) -> web.Response:
+@operation(path=RecipientPath, responses={200: PreferencesOut})
+async def get_preferences(request: web.Request, path: RecipientPath) -> dict[str, Any]:
     """A recipient's preferences with every default resolved."""
-    rid = path_key(request, "id")
     settings = request.app[SETTINGS]
 
     def read() -> dict[str, Any]:
         with request.app[DB].session() as session:
-            prefs = store.load_one(session, _recipient(session, rid), settings=settings)
+            prefs = store.load_one(session, _recipient(session, path.id), settings=settings)
             return store.document(prefs, list(store.load_categories(session).values()))
 
-    return web.json_response(await request.app[DB].run(read))
+    return await request.app[DB].run(read)
 
 
 @routes.put("/v1/recipients/{id}/preferences")
 @scope("admin")
-async def put_preferences(request: web.Request) -> web.Response:
+@operation(path=RecipientPath, body=PreferencesIn, responses={200: PreferencesOut})
+async def put_preferences(
+    request: web.Request, path: RecipientPath, body: PreferencesIn
+) -> dict[str, Any]:
     """Change a recipient's preferences; keys left out keep their value."""
-    rid = path_key(request, "id")
-    changes = PreferencesIn.model_validate(await json_body(request))
     settings = request.app[SETTINGS]
 
     def write() -> dict[str, Any]:
         with request.app[DB].session() as session:
-            recipient = _recipient(session, rid)
+            recipient = _recipient(session, path.id)
             cats = store.load_categories(session)
-            store.update(session, rid, changes, categories=cats)
+            store.update(session, path.id, body, categories=cats)
             session.flush()
             prefs = store.load_one(session, recipient, settings=settings)
             return store.document(prefs, list(cats.values()))
 
-    return web.json_response(await request.app[DB].run(write))
+    return await request.app[DB].run(write)

@@ -14,9 +14,9 @@ from aiohttp import web
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from engine.api.context import DB, KEY_CACHE, REDIS, scope_of
-from engine.errors import ApiError, Forbidden, Invalid, NotFound, Unauthorized, Unavailable
+from engine.errors import ApiError, Forbidden, Invalid, Unauthorized, Unavailable
 from engine.outages import sql_unreachable
-from engine.schemas import MAX_BODY_DEPTH, FieldError, Key, Strict, json_problem, row_id
+from engine.schemas import MAX_BODY_DEPTH, FieldError, Key, Strict, json_problem
 
 log = logging.getLogger("tidings.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -46,9 +46,9 @@ def validation_error(exc: ValidationError) -> ApiError:
     """
     first = exc.errors()[0]
     original = (first.get("ctx") or {}).get("error")
-    if isinstance(original, FieldError):
-        return Invalid(original.message, field=original.field)
     loc = [part for part in first["loc"] if not _internal(part)]
+    if isinstance(original, FieldError):
+        return Invalid(original.message, field=_joined([str(p) for p in loc], original.field))
     path = ".".join(str(part) for part in loc) or "body"
     message = first["msg"].removeprefix("Value error, ")
     kind = first["type"]
@@ -65,6 +65,17 @@ def validation_error(exc: ValidationError) -> ApiError:
     ):
         message = f"{message}; expected {expected}"
     return Invalid(message, field=path)
+
+
+def _joined(where: list[str], field: str) -> str:
+    """A `FieldError`'s field under the path where its model sits (`recipients.3` and
+    `email`), where the field may repeat the path's end (`data` and `data.n`)."""
+    parts = field.split(".")
+    overlap = max(
+        (k for k in range(min(len(where), len(parts)) + 1) if where[len(where) - k :] == parts[:k]),
+        default=0,
+    )
+    return ".".join([*where, *parts[overlap:]]) or "body"
 
 
 def _internal(part: str | int) -> bool:
@@ -268,24 +279,6 @@ async def json_body(request: web.Request) -> Any:
     if not clean and (problem := json_problem(body, max_depth=MAX_BODY_DEPTH)):
         raise Invalid(problem[1], field=problem[0])
     return body
-
-
-def path_key(request: web.Request, name: str) -> str:
-    """A key or recipient id from the path, or a 404 naming the parameter."""
-    raw = request.match_info[name]
-    try:
-        return KEY.validate_python(raw)
-    except ValidationError as exc:
-        raise Invalid(validation_error(exc).message, field=name) from None
-
-
-def path_row_id(request: web.Request, name: str = "id") -> int:
-    """A row id from the path (`schemas.row_id`), or a 404 naming the parameter."""
-    raw = request.match_info[name]
-    parsed = row_id(raw)
-    if parsed is None:
-        raise NotFound(f"no such {name} {raw!r}", field=name)
-    return parsed
 
 
 def _not_json(constant: str) -> Any:

@@ -9,33 +9,36 @@ from datetime import datetime
 from typing import Any
 
 from aiohttp import web
-from pydantic import ValidationError
 from sqlmodel import Session
 
 from engine import metrics, notifications, receipts, sqlite
 from engine.api.context import AFTERWARDS, DB, DISPATCH, SETTINGS, scope
-from engine.api.middleware import json_body, path_key, path_row_id, validation_error
+from engine.api.contract import Reply, operation
 from engine.errors import Invalid, NotFound
 from engine.models import Recipient
 from engine.notifications import Accepted
-from engine.schemas import BatchIn, EventIn, FeedbackIn, NotificationIn, row_id
+from engine.schemas import (
+    AcceptedOut,
+    BatchAcceptedOut,
+    BatchIn,
+    DeliveryPage,
+    EventIn,
+    EventRecordedOut,
+    FeedbackIn,
+    FeedbackOut,
+    IdempotencyHeaders,
+    InboxOut,
+    NotificationIn,
+    NotificationOut,
+    NotificationPage,
+    ReceiptPage,
+    RecipientPath,
+    RowPath,
+)
 from engine.timeutil import now
 
 routes = web.RouteTableDef()
 log = logging.getLogger("tidings.api")
-
-
-def _paging(request: web.Request, cursor: str) -> tuple[int | None, int]:
-    settings = request.app[SETTINGS]
-    raw_limit = request.query.get("limit")
-    limit = settings.page_size if raw_limit is None else row_id(raw_limit)
-    if limit is None or not 1 <= limit <= 1000:
-        raise Invalid("limit is a whole number from 1 to 1000", field="limit")
-    raw_cursor = request.query.get(cursor)
-    after = None if raw_cursor is None else row_id(raw_cursor)
-    if raw_cursor is not None and after is None:
-        raise Invalid(f"{cursor} is a delivery id: 1 to 18 digits", field=cursor)
-    return after, limit
 
 
 async def _enqueue(request: web.Request, accepted: list[Accepted]) -> None:
@@ -82,19 +85,26 @@ def _finished(task: asyncio.Future[None]) -> None:
         )
 
 
+REPLAYED = {"Idempotent-Replayed": "true when this answers an earlier request with the same key"}
+
+
 @routes.post("/v1/notifications")
 @scope("send")
-async def post_notification(request: web.Request) -> web.Response:
+@operation(
+    headers=IdempotencyHeaders,
+    body=NotificationIn,
+    responses={202: AcceptedOut},
+    response_headers={202: REPLAYED},
+)
+async def post_notification(
+    request: web.Request, headers: IdempotencyHeaders, body: NotificationIn
+) -> Reply:
     """Accept a notification: stored in SQL before the answer, then planned by workers."""
-    body = await json_body(request)
-    header = request.headers.get("Idempotency-Key")
-    if header is not None and not 1 <= len(header) <= 200:
-        raise Invalid("an Idempotency-Key is 1 to 200 characters", field="Idempotency-Key")
-    if isinstance(body, dict) and header:
-        if body.get("idempotency_key") not in (None, header):
+    spec = body
+    if (key := headers.idempotency_key) is not None:
+        if spec.idempotency_key not in (None, key):
             raise Invalid("the Idempotency-Key header and field differ", field="idempotency_key")
-        body = {**body, "idempotency_key": header}
-    spec = NotificationIn.model_validate(body)
+        spec = spec.model_copy(update={"idempotency_key": key})
     settings = request.app[SETTINGS]
 
     (accepted,) = await request.app[DB].run(
@@ -103,82 +113,81 @@ async def post_notification(request: web.Request) -> web.Response:
     if not accepted.replayed:
         metrics.NOTIFICATIONS.labels(accepted.queue).inc()
         await _enqueue(request, [accepted])
-    return web.json_response(
+    return Reply(
         accepted.body(),
         status=202,
-        headers={"Idempotent-Replayed": "true"} if accepted.replayed else None,
+        headers={"Idempotent-Replayed": "true"} if accepted.replayed else {},
     )
 
 
 @routes.post("/v1/notifications/batch")
 @scope("send")
-async def post_batch(request: web.Request) -> web.Response:
-    """Accept many notifications at once: all valid and stored, or none."""
-    batch = BatchIn.model_validate(await json_body(request))
+@operation(body=BatchIn, responses={202: BatchAcceptedOut})
+async def post_batch(request: web.Request, body: BatchIn) -> Reply:
+    """Accept many notifications at once: all valid and stored, or none.
+
+    At most `TIDINGS_MAX_BATCH_NOTIFICATIONS` (100) per call.
+    """
     settings = request.app[SETTINGS]
-    if len(batch.notifications) > settings.max_batch_notifications:
+    if len(body.notifications) > settings.max_batch_notifications:
         raise Invalid(
             f"at most {settings.max_batch_notifications} per batch", field="notifications"
         )
-    specs = []
-    for index, item in enumerate(batch.notifications):
-        try:
-            specs.append(NotificationIn.model_validate(item))
-        except ValidationError as exc:
-            error = validation_error(exc)
-            error.field = f"notifications.{index}.{error.field}"
-            raise error from None
-
     accepted = await request.app[DB].run(
-        notifications.accept_all, request.app[DB], specs, settings=settings, batch=True
+        notifications.accept_all,
+        request.app[DB],
+        body.notifications,
+        settings=settings,
+        batch=True,
     )
     for result in accepted:
         if not result.replayed:
             metrics.NOTIFICATIONS.labels(result.queue).inc()
     await _enqueue(request, [a for a in accepted if not a.replayed])
-    return web.json_response({"items": [a.body() for a in accepted]}, status=202)
+    return Reply({"items": [a.body() for a in accepted]}, status=202)
 
 
 @routes.get("/v1/notifications/{id}")
 @scope("read")
-async def get_notification(request: web.Request) -> web.Response:
+@operation(path=RowPath, query=NotificationPage, responses={200: NotificationOut})
+async def get_notification(
+    request: web.Request, path: RowPath, query: NotificationPage
+) -> dict[str, Any]:
     """Status, counts per delivery status, and deliveries with their history (paged by `after`)."""
-    nid = path_row_id(request)
-    after, limit = _paging(request, "after")
+    limit = query.limit or request.app[SETTINGS].page_size
+    after = int(query.after) if query.after else None
 
     def read() -> dict[str, Any]:
         with request.app[DB].session() as session:
-            return notifications.status(session, nid, after=after, limit=limit)
+            return notifications.status(session, int(path.id), after=after, limit=limit)
 
-    return web.json_response(await request.app[DB].run(read))
+    return await request.app[DB].run(read)
 
 
 @routes.post("/v1/deliveries/{id}/events")
 @scope("send")
-async def post_event(request: web.Request) -> web.Response:
+@operation(path=RowPath, body=EventIn, responses={200: EventRecordedOut})
+async def post_event(request: web.Request, path: RowPath, body: EventIn) -> dict[str, Any]:
     """Record opened, read, clicked or converted; reading cancels pending sends elsewhere."""
-    did = path_row_id(request)
-    event = EventIn.model_validate(await json_body(request))
 
     def write() -> dict[str, Any]:
         with request.app[DB].session() as session:
-            return receipts.record_event(session, did, event.type)
+            return receipts.record_event(session, int(path.id), body.type)
 
-    return web.json_response(await request.app[DB].run(write))
+    return await request.app[DB].run(write)
 
 
 @routes.post("/v1/deliveries/{id}/feedback")
 @scope("send")
-async def post_feedback(request: web.Request) -> web.Response:
+@operation(path=RowPath, body=FeedbackIn, responses={200: FeedbackOut})
+async def post_feedback(request: web.Request, path: RowPath, body: FeedbackIn) -> dict[str, Any]:
     """Record 👍 / 😕 / 👎 (`up`, `meh`, `down`) with an optional comment."""
-    did = path_row_id(request)
-    feedback = FeedbackIn.model_validate(await json_body(request))
 
     def write() -> dict[str, Any]:
         with request.app[DB].session() as session:
-            return receipts.record_feedback(session, did, feedback.rating, feedback.comment)
+            return receipts.record_feedback(session, int(path.id), body.rating, body.comment)
 
-    return web.json_response(await request.app[DB].run(write))
+    return await request.app[DB].run(write)
 
 
 def _known(session: Session, rid: str) -> None:
@@ -188,29 +197,35 @@ def _known(session: Session, rid: str) -> None:
 
 @routes.get("/v1/recipients/{id}/deliveries")
 @scope("read")
-async def get_recipient_deliveries(request: web.Request) -> web.Response:
+@operation(path=RecipientPath, query=ReceiptPage, responses={200: DeliveryPage})
+async def get_recipient_deliveries(
+    request: web.Request, path: RecipientPath, query: ReceiptPage
+) -> dict[str, Any]:
     """A recipient's receipts, newest first (paged by `before`)."""
-    rid = path_key(request, "id")
-    before, limit = _paging(request, "before")
+    limit = query.limit or request.app[SETTINGS].page_size
+    before = int(query.before) if query.before else None
 
     def read() -> dict[str, Any]:
         with request.app[DB].session() as session:
-            _known(session, rid)
-            return receipts.recipient_deliveries(session, rid, before=before, limit=limit)
+            _known(session, path.id)
+            return receipts.recipient_deliveries(session, path.id, before=before, limit=limit)
 
-    return web.json_response(await request.app[DB].run(read))
+    return await request.app[DB].run(read)
 
 
 @routes.get("/v1/recipients/{id}/inbox")
 @scope("read")
-async def get_inbox(request: web.Request) -> web.Response:
+@operation(path=RecipientPath, query=ReceiptPage, responses={200: InboxOut})
+async def get_inbox(
+    request: web.Request, path: RecipientPath, query: ReceiptPage
+) -> dict[str, Any]:
     """A recipient's in-app inbox, newest first, with the unread count."""
-    rid = path_key(request, "id")
-    before, limit = _paging(request, "before")
+    limit = query.limit or request.app[SETTINGS].page_size
+    before = int(query.before) if query.before else None
 
     def read() -> dict[str, Any]:
         with request.app[DB].session() as session:
-            _known(session, rid)
-            return receipts.inbox(session, rid, before=before, limit=limit)
+            _known(session, path.id)
+            return receipts.inbox(session, path.id, before=before, limit=limit)
 
-    return web.json_response(await request.app[DB].run(read))
+    return await request.app[DB].run(read)

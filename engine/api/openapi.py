@@ -1,4 +1,10 @@
-"""`/v1/openapi.json`: the OpenAPI document, built from the routes and their request models."""
+"""`/v1/openapi.json`: the OpenAPI 3.1 document, read from the routes as registered.
+
+Every documented operation comes from a route's `@operation` contract: its path,
+query and header models become parameters, its body model the request body, its
+answer models the responses per status, and its `@scope` the security requirement.
+The recipient's pages and their assets are HTML for browsers and are left out.
+"""
 
 from __future__ import annotations
 
@@ -6,112 +12,166 @@ from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 
 from engine.api.context import scope_of
-from engine.schemas import (
-    BatchIn,
-    CategoryIn,
-    EventIn,
-    FeedbackIn,
-    NotificationIn,
-    PreferencesIn,
-    RecipientBulkItem,
-    RecipientIn,
-)
+from engine.api.contract import Contract, contract_of, operation
+from engine.schemas import DocumentOut, ErrorOut
 
 routes = web.RouteTableDef()
-
-# Request bodies by (method, path); added to as the API grows.
-REQUEST_BODIES: dict[tuple[str, str], type[BaseModel]] = {
-    ("PUT", "/v1/categories/{key}"): CategoryIn,
-    ("PUT", "/v1/recipients/{id}"): RecipientIn,
-    ("POST", "/v1/recipients/bulk"): RecipientBulkItem,
-    ("PUT", "/v1/recipients/{id}/preferences"): PreferencesIn,
-    ("POST", "/v1/notifications"): NotificationIn,
-    ("POST", "/v1/notifications/batch"): BatchIn,
-    ("POST", "/v1/deliveries/{id}/events"): EventIn,
-    ("POST", "/v1/deliveries/{id}/feedback"): FeedbackIn,
+REF = "#/components/schemas/{model}"
+ERRORS = {
+    "400": "Unparseable JSON (`invalid_json`).",
+    "401": "No API key, or an unknown or revoked one.",
+    "403": "The key lacks the scope this call needs.",
+    "404": "No such path or id.",
+    "405": "Method not allowed here (see the `Allow` header).",
+    "413": "The body is too large.",
+    "422": "A field does not take that value; `field` names it.",
+    "503": "The database or Redis is unavailable; try again.",
 }
-ERROR = {
-    "type": "object",
-    "properties": {
-        "error": {
-            "type": "object",
-            "properties": {
-                "code": {"type": "string"},
-                "message": {"type": "string"},
-                "field": {"type": ["string", "null"]},
+
+
+def _error(description: str) -> dict[str, Any]:
+    schema = {"$ref": REF.format(model=ErrorOut.__name__)}
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _parameters(model: type[BaseModel], where: str, defs: dict[str, Any]) -> list[dict[str, Any]]:
+    """A model's fields as OpenAPI parameters `in` path, query or header."""
+    schema = model.model_json_schema(ref_template=REF, by_alias=True)
+    defs.update(schema.pop("$defs", {}))
+    required = set(schema.get("required", []))
+    out = []
+    for name, field in schema.get("properties", {}).items():
+        members = [m for m in field.get("anyOf", []) if m.get("type") != "null"]
+        value = {**field, **members[0]} if len(members) == 1 else dict(field)
+        value.pop("anyOf", None) if len(members) == 1 else None
+        if value.get("default", ...) is None:
+            del value["default"]
+        param: dict[str, Any] = {
+            "name": name,
+            "in": where,
+            "required": where == "path" or name in required,
+            "schema": {k: v for k, v in value.items() if k not in ("title", "description")},
+        }
+        if description := field.get("description"):
+            param["description"] = description
+        out.append(param)
+    return out
+
+
+def _operation(
+    method: str, handler: Any, contract: Contract, models: set[type[BaseModel]]
+) -> dict[str, Any]:
+    doc = (handler.__doc__ or "").strip()
+    summary, _, rest = doc.partition("\n")
+    op: dict[str, Any] = {
+        "operationId": handler.__name__,
+        "summary": summary.strip(),
+        "responses": {},
+    }
+    description = " ".join(line.strip() for line in rest.splitlines()).strip()
+    needed = scope_of(handler)
+    if needed:
+        op["security"] = [{"bearer": []}]
+        description = f"Needs an API key with the `{needed}` scope (or `admin`). {description}"
+    if description.strip():
+        op["description"] = description.strip()
+    defs: dict[str, Any] = {}
+    parameters = []
+    for model, where in (
+        (contract.path, "path"),
+        (contract.query, "query"),
+        (contract.headers, "header"),
+    ):
+        if model is not None:
+            parameters += _parameters(model, where, defs)
+    if parameters:
+        op["parameters"] = parameters
+    if contract.body is not None:
+        models.add(contract.body)
+        op["requestBody"] = {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": REF.format(model=contract.body.__name__)}}
             },
         }
-    },
-}
+    for status, model in contract.responses.items():
+        response: dict[str, Any] = {"description": model.__doc__.strip() if model.__doc__ else ""}
+        if contract.media_type:
+            response["content"] = {contract.media_type: {"schema": {"type": "string"}}}
+        else:
+            models.add(model)
+            ref = {"$ref": REF.format(model=model.__name__)}
+            response["content"] = {"application/json": {"schema": ref}}
+        if headers := contract.response_headers.get(status):
+            response["headers"] = {
+                name: {"description": text, "schema": {"type": "string"}}
+                for name, text in headers.items()
+            }
+        op["responses"][str(status)] = response
+    for code, text in ERRORS.items():
+        if code in ("401", "403") and not needed:
+            continue
+        if code in ("400", "413") and contract.body is None:
+            continue
+        op["responses"].setdefault(code, _error(text))
+    op["responses"]["default"] = _error("Any other error, in the same document.")
+    op["_defs"] = defs
+    return op
 
 
 def build(app: web.Application) -> dict[str, Any]:
-    """An OpenAPI 3.1 document describing every route of `app`."""
+    """An OpenAPI 3.1 document describing every route of `app` that declares a contract."""
     paths: dict[str, dict[str, Any]] = {}
-    schemas: dict[str, Any] = {"Error": ERROR}
+    models: set[type[BaseModel]] = {ErrorOut}
+    defs: dict[str, Any] = {}
     for route in app.router.routes():
+        contract = contract_of(route.handler)
+        if contract is None or route.method in ("HEAD", "*"):
+            continue
         info = route.resource.get_info() if route.resource else {}
         path = info.get("formatter") or info.get("path")
-        if not path or route.method in ("HEAD", "*"):
+        if not path:
             continue
-        handler = route.handler
-        doc = (handler.__doc__ or "").strip()
-        operation: dict[str, Any] = {
-            "operationId": getattr(handler, "__name__", path),
-            "summary": doc.splitlines()[0] if doc else "",
-            "responses": {
-                "200": {"description": "OK"},
-                "4XX": {
-                    "description": "Bad input",
-                    "content": {
-                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
-                    },
-                },
-            },
-        }
-        params = [seg[1:-1] for seg in path.split("/") if seg.startswith("{")]
-        if params:
-            operation["parameters"] = [
-                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-                for p in params
-            ]
-        if needed := scope_of(handler):
-            operation["security"] = [{"bearer": []}]
-            operation["description"] = f"Needs an API key with the `{needed}` scope."
-        model = REQUEST_BODIES.get((route.method, path))
-        if model is not None:
-            schemas[model.__name__] = model.model_json_schema(
-                ref_template="#/components/schemas/{model}"
-            )
-            for name, sub in schemas[model.__name__].pop("$defs", {}).items():
-                schemas[name] = sub
-            operation["requestBody"] = {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {"$ref": f"#/components/schemas/{model.__name__}"}
-                    }
-                },
-            }
-        paths.setdefault(path, {})[route.method.lower()] = operation
+        op = _operation(route.method, route.handler, contract, models)
+        defs.update(op.pop("_defs"))
+        paths.setdefault(path, {})[route.method.lower()] = op
+    _, schemas = models_json_schema(
+        [(m, "validation") for m in sorted(models, key=lambda m: m.__name__)],
+        ref_template=REF,
+        by_alias=True,
+    )
+    components = {**defs, **schemas.get("$defs", {})}
     return {
         "openapi": "3.1.0",
+        "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
         "info": {
             "title": "Tidings",
             "version": "1",
-            "description": "Notification delivery engine with a preference center.",
+            "description": (
+                "Notification delivery engine with a preference center. Errors are "
+                '`{"error": {"code", "message", "field"}}`. The recipient\'s pages '
+                "(`/p/…`, `/inbox/…`, `/u/…`) are HTML for browsers and not part of this API."
+            ),
         },
-        "paths": paths,
+        "paths": dict(sorted(paths.items())),
         "components": {
-            "schemas": schemas,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": dict(sorted(components.items())),
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API key from `tidings keys create`.",
+                }
+            },
         },
     }
 
 
 @routes.get("/v1/openapi.json")
-async def openapi(request: web.Request) -> web.Response:
+@operation(responses={200: DocumentOut})
+async def openapi(request: web.Request) -> DocumentOut:
     """This API's OpenAPI document."""
-    return web.json_response(build(request.app))
+    return DocumentOut(build(request.app))

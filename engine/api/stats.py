@@ -2,50 +2,38 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
 
 from engine import stats
 from engine.api.context import DB, scope
+from engine.api.contract import operation
 from engine.errors import Invalid
+from engine.schemas import StatsOut, StatsQuery
 from engine.timeutil import now
 
 routes = web.RouteTableDef()
 
 
-def _time(request: web.Request, name: str, default: datetime) -> datetime:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = datetime.fromisoformat(raw)
-    except ValueError:
-        raise Invalid(f"{raw!r} is not an ISO 8601 time", field=name) from None
-    if value.tzinfo is None:
-        raise Invalid("give the time with its offset, like 2026-11-20T00:00:00+08:00", field=name)
-    return value
-
-
 @routes.get("/v1/stats")
 @scope("read")
-async def get_stats(request: web.Request) -> web.Response:
+@operation(query=StatsQuery, responses={200: StatsOut})
+async def get_stats(request: web.Request, query: StatsQuery) -> dict[str, Any]:
     """Sent, opened, clicked, converted and 👍/😕/👎 with rates, grouped `by` category,
     channel or variant, over `from`–`to` (default: the last 7 days)."""
-    by = request.query.get("by", "category")
-    if by not in stats.GROUPS:
-        raise Invalid(f"by is one of {', '.join(stats.GROUPS)}", field="by")
-    until = _time(request, "to", now())
-    since = _time(request, "from", until - timedelta(days=7))
+    until = query.until or now()
+    try:
+        since = query.since or until - timedelta(days=7)
+    except OverflowError:
+        raise Invalid("to is too early to look 7 days back from", field="to") from None
     if since >= until:
         raise Invalid("from must be before to", field="from")
 
     def read() -> list[dict[str, Any]]:
         with request.app[DB].session() as session:
-            return stats.rates(session, by=by, since=since, until=until)
+            return stats.rates(session, by=query.by, since=since, until=until)
 
     items = await request.app[DB].run(read)
-    return web.json_response(
-        {"by": by, "from": since.isoformat(), "to": until.isoformat(), "items": items}
-    )
+    return {"by": query.by, "from": since.isoformat(), "to": until.isoformat(), "items": items}

@@ -163,6 +163,32 @@ def test_errors_name_fields_as_the_api_does(api: dict[str, Any]) -> None:
         )
     )
     assert batch["field"] == "notifications.0.to"
+    late = {"send_at": "2026-12-01T10:00:00+00:00", "expires_at": "2026-12-01T09:00:00+00:00"}
+    batch = error(
+        send.post(
+            "/v1/notifications/batch",
+            json={
+                "notifications": [
+                    {"category": "orders", "to": ["u-1"]},
+                    {"category": "orders", "to": ["u-1"], **late},
+                ]
+            },
+        )
+    )
+    assert batch["field"] == "notifications.1.expires_at"
+    empty = error(
+        send.post(
+            "/v1/notifications/batch",
+            json={"notifications": [{"category": "orders", "to": {"segment": {}}}]},
+        )
+    )
+    assert empty["field"] == "notifications.0.to.segment"
+    bulk = error(
+        api["admin"].post(
+            "/v1/recipients/bulk", json={"recipients": [{"id": "a"}, {"id": "b", "email": "x"}]}
+        )
+    )
+    assert bulk["field"] == "recipients.1.email"
 
 
 def test_unparseable_json_is_400_invalid_json(api: dict[str, Any]) -> None:
