@@ -23,7 +23,7 @@ from sqlmodel import Session, col, select
 
 from channels.base import ADDRESS_FIELDS, Message, Sent
 from channels.errors import PermanentError, TransientError
-from engine import bulk, metrics
+from engine import bulk, metrics, redecide
 from engine.content import Composer
 from engine.leases import delivery_lease
 from engine.models import Category, Delivery, Notification, Recipient
@@ -46,6 +46,7 @@ class Outcome:
     reason: str | None = None
     error: str | None = None
     retry_in: float | None = None
+    due_at: datetime | None = None  # held again (quiet hours, a pause) until then
     provider_id: str | None = None
 
 
@@ -181,6 +182,19 @@ def _send(
                 session, Recipient, col(Recipient.id).in_({d.recipient_id for d in rows})
             )
         }
+        # Each is decided anew just before sending: the recipient's preferences now win.
+        held = {
+            d.id: redecide.Held(d.id, d.notification_id, d.recipient_id, d.channel, d.category)
+            for d in rows
+        }
+        situation = redecide.load(
+            session,
+            rt.settings,
+            list(held.values()),
+            notifications=notifications,
+            categories=categories,
+            recipients=recipients,
+        )
     at = now()
     composer = Composer()
     messages: list[Message] = []
@@ -188,6 +202,10 @@ def _send(
     copies: dict[int, dict[str, Any]] = {}
     for d in rows:
         try:
+            fate = redecide.decide(situation, [held[d.id]], at)[d.id]
+            if fate.status != "queued":  # suppressed, or held again by a pause or quiet hours
+                outcomes.append(Outcome(d.id, fate.status, fate.reason, due_at=fate.due_at))
+                continue
             ready = _message(
                 rt,
                 composer,
@@ -376,6 +394,17 @@ def _record(
             assert o.retry_in is not None
             row.update(status="queued", due_at=at + timedelta(seconds=o.retry_in))
             retries.setdefault(o.retry_in, []).append(o.delivery_id)
+        elif o.status == "scheduled":  # held again until a pause or quiet hours end
+            row.update(
+                status="scheduled",
+                reason=o.reason,
+                due_at=o.due_at,
+                claimed_by=None,
+                lease_until=None,
+            )
+            events.append(
+                {"delivery_id": o.delivery_id, "status": "scheduled", "reason": o.reason, "at": at}
+            )
         elif o.status == "retry":
             assert o.retry_in is not None
             row.update(
@@ -432,7 +461,7 @@ def _observe(
     rows: list[Claimed], notifications: dict[int, Notification], outcomes: list[Outcome]
 ) -> None:
     by_id = {d.id: d for d in rows}
-    final = [o for o in outcomes if o.status not in ("retry", "throttled")]
+    final = [o for o in outcomes if o.status not in ("retry", "throttled", "scheduled")]
     metrics.outcomes((by_id[o.delivery_id].channel, o.status, o.reason) for o in final)
     done = now()
     for o in final:

@@ -7,7 +7,7 @@ functions, and writes their answers in bulk; nothing here touches Redis or SQL.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import datetime, time, timedelta
 from typing import Any
@@ -107,11 +107,8 @@ def decide(
     out: list[Decision] = []
     usable: list[str] = []
     for channel in channels:
-        if not prefs.opted_in(rules.key, channel, required=rules.required):
-            reason = "unsubscribed" if prefs.unsubscribed else "opted_out"
-            out.append(Decision(channel, "suppressed", reason))
-        elif channel not in reachable:
-            out.append(Decision(channel, "suppressed", "no_address"))
+        if (refused := _refused(rules, prefs, reachable, channel)) is not None:
+            out.append(refused)
         else:
             usable.append(channel)
     interrupting = [c for c in usable if c != INBOX]
@@ -119,6 +116,40 @@ def decide(
         out.append(Decision(INBOX, "queued"))
     out.extend(_route(rules, prefs, interrupting, has_inbox=INBOX in usable, at=at))
     return out
+
+
+def _refused(
+    rules: Rules, prefs: EffectivePreferences, reachable: Container[str], channel: str
+) -> Decision | None:
+    """Why `channel` is not for this recipient (opted out, unsubscribed, no address)."""
+    if not prefs.opted_in(rules.key, channel, required=rules.required):
+        return Decision(
+            channel, "suppressed", "unsubscribed" if prefs.unsubscribed else "opted_out"
+        )
+    if channel not in reachable:
+        return Decision(channel, "suppressed", "no_address")
+    return None
+
+
+def recheck(
+    rules: Rules,
+    request: Request,
+    prefs: EffectivePreferences,
+    addressable: Iterable[str],
+    channel: str,
+    at: datetime,
+) -> Decision:
+    """A held delivery on `channel` decided anew at `at`, by the rules `decide` applies:
+    expiry, opt-outs and unsubscribe, addresses, then pause and quiet hours (`hold`).
+
+    Returns `queued` when it may go now, `scheduled` with a new due time when a pause or
+    quiet hours hold it again, or `suppressed` with the reason.
+    """
+    if request.expires_at is not None and at >= request.expires_at:
+        return Decision(channel, "suppressed", "expired")
+    if (refused := _refused(rules, prefs, set(addressable), channel)) is not None:
+        return refused
+    return hold(rules, prefs, Decision(channel, "queued"), at)
 
 
 # What `decide` reads of a recipient's preferences: all of them but whose they are.
@@ -248,8 +279,9 @@ def cap_limits(rules: Rules, prefs: EffectivePreferences) -> list[tuple[str, Cap
 
 
 def counts_against_caps(decisions: Sequence[Decision]) -> bool:
-    """A notification counts once per recipient, if anything of it will be sent."""
-    return any(d.status in ("queued", "scheduled") and d.reason != "escalation" for d in decisions)
+    """A notification counts once per recipient, when the first of its deliveries goes
+    out: at planning if any goes now, else when a held one is released."""
+    return any(d.status == "queued" for d in decisions)
 
 
 def over_cap(rules: Rules, decisions: Sequence[Decision], resets_at: datetime) -> list[Decision]:

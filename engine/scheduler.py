@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from math import ceil
 from typing import Any
@@ -20,14 +21,13 @@ import redis
 from sqlalchemy import and_, func, or_, update
 from sqlmodel import Session, col, select
 
-from engine import bulk, planner, planning
+from engine import bulk, caps, planner, planning, redecide
 from engine.delivery import DIED
-from engine.models import Category, Delivery, Notification, PlanChunk, Recipient
+from engine.models import Category, Delivery, Notification, PlanChunk
 from engine.outages import is_outage
 from engine.planning import enqueue_deliveries
 from engine.runtime import Runtime
 from engine.timeutil import aware, now
-from preferences import store
 
 log = logging.getLogger("tidings.scheduler")
 BATCH = 2000
@@ -277,11 +277,16 @@ def retry_stalled(rt: Runtime, at: datetime) -> int:
 
 
 def release_deliveries(rt: Runtime, at: datetime) -> int:
-    """Release scheduled deliveries whose time has come.
+    """Release scheduled deliveries whose time has come, each decided anew.
 
-    Escalations go only if the notification was not seen on another channel, and wait
-    out quiet hours; deliveries released together that share a collapse key (or a
-    promotional category) collapse to the newest one instead of arriving as a burst.
+    Escalations go only if the notification was not seen on another channel. Every other
+    one is decided anew against the recipient's preferences now (`engine.redecide`), in
+    bulk: an opt-out, unsubscribe, pause, erasure or expiry made while it waited
+    suppresses it with that reason, a pause or quiet hours hold it again. Of what may
+    still go, deliveries that share a collapse key (or a promotional category) collapse
+    to the newest one instead of arriving as a burst, and the rest is counted against its
+    caps (once per notification and recipient, one Redis call) and dropped or deferred
+    when over one.
     """
     with rt.db.session() as session:
         due = list(
@@ -294,21 +299,42 @@ def release_deliveries(rt: Runtime, at: datetime) -> int:
         )
         if not due:
             return 0
-        categories = {c.key: c for c in session.exec(select(Category))}
+        held = [
+            redecide.Held(d.id or 0, d.notification_id, d.recipient_id, d.channel, d.category)
+            for d in due
+        ]
+        situation = redecide.load(session, rt.settings, held)
         seen = _seen(session, [d for d in due if d.reason == "escalation"])
-        held = _quiet(rt, session, [d for d in due if d.reason == "escalation"], categories, at)
-        groups = [(d.id or 0, d.recipient_id, d.channel, _group(d, categories)) for d in due]
-        collapsed = planner.release_collapse(groups)
-        go: list[int] = []
         suppress: dict[str, list[int]] = defaultdict(list)
-        for d in due:
-            assert d.id is not None
-            if d.reason == "escalation" and (d.notification_id, d.recipient_id) in seen:
-                suppress["seen_elsewhere"].append(d.id)
-            elif d.id in collapsed:
-                suppress["collapsed"].append(d.id)
-            elif d.id not in held:
-                go.append(d.id)
+        later: dict[tuple[datetime, str], list[int]] = defaultdict(list)
+        candidates: list[tuple[redecide.Held, Delivery]] = []
+        for h, d in zip(held, due, strict=True):
+            if d.reason == "escalation" and (h.notification_id, h.recipient_id) in seen:
+                suppress["seen_elsewhere"].append(h.id)
+            else:
+                candidates.append((h, d))
+        fates = redecide.decide(situation, [h for h, _ in candidates], at)
+        going: list[tuple[redecide.Held, Delivery]] = []
+        for h, d in candidates:
+            fate = fates[h.id]
+            if fate.status == "suppressed":
+                suppress[fate.reason or "suppressed"].append(h.id)
+            elif fate.status == "scheduled" and fate.due_at is not None:
+                later[(fate.due_at, fate.reason or "scheduled")].append(h.id)
+            else:
+                going.append((h, d))
+        # Of what may still go, a burst of one collapse group is one message: the newest.
+        collapsed = planner.release_collapse(
+            [(h.id, h.recipient_id, h.channel, _group(d, situation.categories)) for h, d in going]
+        )
+        suppress["collapsed"] += sorted(collapsed)
+        ready = [h for h, _ in going if h.id not in collapsed]
+        go, over = _cap(rt, situation, ready, at)
+        for delivery_id, fate in over:
+            if fate.status == "suppressed":
+                suppress["capped"].append(delivery_id)
+            elif fate.due_at is not None:
+                later[(fate.due_at, "capped")].append(delivery_id)
         events: list[dict[str, Any]] = []
         for reason, ids in suppress.items():
             done = _transition(session, ids, at, status="suppressed", reason=reason)
@@ -316,26 +342,60 @@ def release_deliveries(rt: Runtime, at: datetime) -> int:
                 {"delivery_id": i, "status": "suppressed", "reason": reason, "at": at}
                 for i, _, _ in done
             ]
-        for delivery_id, until in held.items():
-            session.execute(
+        for (until, reason), ids in later.items():
+            rows = session.execute(
                 update(Delivery)
-                .where(col(Delivery.id) == delivery_id, col(Delivery.status) == "scheduled")
-                .values(due_at=until, reason="quiet_hours", updated_at=at)
-            )
-            events.append(
-                {
-                    "delivery_id": delivery_id,
-                    "status": "scheduled",
-                    "reason": "quiet_hours",
-                    "at": at,
-                }
-            )
+                .where(col(Delivery.id).in_(ids), col(Delivery.status) == "scheduled")
+                .values(due_at=until, reason=reason, updated_at=at)
+                .returning(col(Delivery.id))
+            ).all()
+            events += [
+                {"delivery_id": row[0], "status": "scheduled", "reason": reason, "at": at}
+                for row in rows
+            ]
         released = _transition(session, go, at, status="queued", reason=None)
         events += [{"delivery_id": i, "status": "queued", "at": at} for i, _, _ in released]
         bulk.add_events(session, events)
         queues = _queues(session, {n for _, _, n in released})
     _enqueue(rt, released, queues)
     return len(released)
+
+
+def _cap(
+    rt: Runtime, situation: redecide.Situation, ready: list[redecide.Held], at: datetime
+) -> tuple[list[int], list[tuple[int, planner.Decision]]]:
+    """Count released deliveries against their caps (a notification already counted for a
+    recipient, say by its inbox copy, passes); returns the ids that go and the fates of
+    those over a cap."""
+    pairs: dict[tuple[int, str], redecide.Held] = {}
+    for h in ready:
+        pairs.setdefault((h.notification_id, h.recipient_id), h)
+    checks = []
+    keys = []
+    for (notification_id, recipient_id), h in pairs.items():
+        rules = situation.rules(h)
+        prefs = situation.prefs.get(recipient_id)
+        if rules is None or prefs is None:
+            continue
+        if (found := caps.check(rules, prefs, notification_id)) is not None:
+            checks.append(found)
+            keys.append((notification_id, recipient_id))
+    refused = {
+        key: frees_at
+        for key, frees_at in zip(keys, caps.admit(rt, checks, at), strict=True)
+        if frees_at is not None
+    }
+    go: list[int] = []
+    over: list[tuple[int, planner.Decision]] = []
+    for h in ready:
+        frees_at = refused.get((h.notification_id, h.recipient_id))
+        rules = situation.rules(h)
+        if frees_at is None or rules is None:
+            go.append(h.id)
+        else:
+            (fate,) = planner.over_cap(rules, [planner.Decision(h.channel, "queued")], frees_at)
+            over.append((h.id, fate))
+    return go, over
 
 
 def _transition(
@@ -352,7 +412,7 @@ def _transition(
     return [(r[0], r[1], r[2]) for r in rows]
 
 
-def _group(delivery: Delivery, categories: dict[str, Category]) -> str | None:
+def _group(delivery: Delivery, categories: Mapping[str, Category]) -> str | None:
     if delivery.reason in ("escalation", "digest"):
         return None
     if delivery.collapse_key:
@@ -375,35 +435,6 @@ def _seen(session: Session, escalations: list[Delivery]) -> set[tuple[int, str]]
         )
     )
     return {(n, r) for n, r in rows} & pairs
-
-
-def _quiet(
-    rt: Runtime,
-    session: Session,
-    escalations: list[Delivery],
-    categories: dict[str, Category],
-    at: datetime,
-) -> dict[int, datetime]:
-    """Escalations that would land in quiet hours wait for the window's end."""
-    if not escalations:
-        return {}
-    ids = {d.recipient_id for d in escalations}
-    recipients = list(session.exec(select(Recipient).where(col(Recipient.id).in_(ids))))
-    prefs = store.load_many(session, recipients, settings=rt.settings)
-    held: dict[int, datetime] = {}
-    for d in escalations:
-        category = categories.get(d.category)
-        if category is None or d.recipient_id not in prefs or d.id is None:
-            continue
-        decision = planner.hold(
-            planner.rules_of(category),
-            prefs[d.recipient_id],
-            planner.Decision(d.channel, "queued"),
-            at,
-        )
-        if decision.status == "scheduled" and decision.due_at is not None:
-            held[d.id] = decision.due_at
-    return held
 
 
 def _queues(session: Session, notification_ids: set[int]) -> dict[int, str]:

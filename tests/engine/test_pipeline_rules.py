@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -93,7 +94,14 @@ def test_quiet_hours_hold_until_the_window_ends_but_critical_goes_at_once(
     assert channels_of(view)["inapp"]["status"] == "delivered"  # the inbox is not an interruption
     assert [m["Subject"] for m in smtp.messages] == ["new sign-in"]
 
-    # The window ends: the scheduler releases the held email.
+    # The window ends (the recipient's window is now one that just ended, and the email's
+    # due time passes): the scheduler releases the held email, decided anew.
+    local = datetime.now(ZoneInfo("Asia/Shanghai"))
+    ended = {
+        "start": (local - timedelta(hours=2)).strftime("%H:%M"),
+        "end": (local - timedelta(minutes=1)).strftime("%H:%M"),
+    }
+    admin.put("/v1/recipients/u-1/preferences", json={"quiet_hours": ended}).raise_for_status()
     with db.session() as session:
         session.execute(
             update(Delivery)
@@ -350,3 +358,70 @@ def test_the_global_cap_never_holds_a_transactional_message(
         "promo.a",
         "social.quiet",
     ]
+
+
+def test_a_held_delivery_obeys_the_preferences_of_when_it_is_released(
+    admin: httpx.Client, pipeline: Processes, smtp: Mailbox, db: Database
+) -> None:
+    category(admin, "promo.sale", channels=["inapp", "email"])
+    people = ("clicked", "muted", "paused", "erased", "kept")
+    for rid in people:
+        recipient(admin, rid, email=f"{rid}@example.com", timezone="Asia/Shanghai", quiet=True)
+        quiet = _quiet_now("Asia/Shanghai")
+        admin.put(f"/v1/recipients/{rid}/preferences", json={"quiet_hours": quiet})
+    nid = send(admin, category="promo.sale", to=list(people), data={"t": "sale"})
+    held = wait_for(lambda: settled(admin, nid))
+    assert {channels_of(held, rid)["email"]["reason"] for rid in people} == {"quiet_hours"}
+
+    # While the emails wait: a one-click unsubscribe (RFC 8058 POST), the category's email
+    # switched off, a pause, an erasure; and a later notification expires.
+    links = admin.post("/v1/recipients/clicked/links").json()
+    with httpx.Client(base_url=admin.base_url) as browserless:  # no key, no cookie
+        assert browserless.post(urlsplit(links["unsubscribe"]).path).status_code == 200
+    admin.put(
+        "/v1/recipients/muted/preferences",
+        json={"categories": {"promo.sale": {"channels": {"email": False}}}},
+    ).raise_for_status()
+    until = (datetime.now(UTC) + timedelta(days=3)).isoformat()
+    admin.put("/v1/recipients/paused/preferences", json={"paused_until": until})
+    admin.delete("/v1/recipients/erased").raise_for_status()
+    in_an_hour = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    late = send(
+        admin, category="promo.sale", to=["kept"], data={"t": "late"}, expires_at=in_an_hour
+    )
+    wait_for(lambda: settled(admin, late))
+    for rid in people:
+        if rid != "erased":
+            admin.put(f"/v1/recipients/{rid}/preferences", json={"quiet_hours": {"enabled": False}})
+    with db.session() as session:  # the windows end; the hour passes for the late one
+        session.execute(
+            update(Notification)
+            .where(col(Notification.id) == int(late))
+            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+        session.execute(
+            update(Delivery)
+            .where(col(Delivery.status) == "scheduled")
+            .values(due_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+
+    def released() -> dict[str, tuple[str, str | None]] | None:
+        views = {"": settled(admin, nid), ":late": settled(admin, late)}
+        emails = {
+            d["recipient"] + tag: (d["status"], d["reason"])
+            for tag, view in views.items()
+            for d in (view or {"deliveries": []})["deliveries"]
+            if d["channel"] == "email"
+        }
+        done = len(emails) == 6 and all(status != "scheduled" for status, _ in emails.values())
+        return emails if done else None
+
+    assert wait_for(released) == {
+        "clicked": ("suppressed", "unsubscribed"),
+        "muted": ("suppressed", "opted_out"),
+        "paused": ("suppressed", "paused"),
+        "erased": ("suppressed", "erased"),
+        "kept": ("sent", None),
+        "kept:late": ("suppressed", "expired"),
+    }
+    assert [m["To"] for m in smtp.messages] == ["kept@example.com"]

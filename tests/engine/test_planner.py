@@ -203,3 +203,25 @@ def test_deciding_a_chunk_at_once_gives_each_recipient_their_own_fate() -> None:
     assert "email" not in {d.channel for d in got["b"] if d.status != "suppressed"}
     assert by_channel(got["d"])["email"] == ("suppressed", "opted_out")
     assert by_channel(got["e"])["email"] == ("queued", None)  # 10:00 in New York
+
+
+def test_a_held_delivery_is_decided_again_by_the_same_rules() -> None:
+    def again(chosen: EffectivePreferences, at: datetime = NOON, **request: object) -> Decision:
+        return planner.recheck(rules(), Request(**request), chosen, EVERYWHERE, "email", at)  # type: ignore[arg-type]
+
+    assert again(prefs()) == Decision("email", "queued")
+    assert again(prefs(unsubscribed=True)).reason == "unsubscribed"
+    assert again(prefs(channels={"email": False})).reason == "opted_out"
+    assert again(prefs(paused_until=NOON + timedelta(days=1))) == Decision(
+        "email", "suppressed", "paused"
+    )
+    assert again(prefs(), expires_at=NOON).reason == "expired"
+    night = again(prefs(), NIGHT)
+    assert (night.status, night.reason) == ("scheduled", "quiet_hours")
+    assert planner.recheck(rules(), Request(), prefs(), ("inapp",), "email", NOON).reason == (
+        "no_address"
+    )
+    essential = planner.recheck(
+        rules(required=True), Request(), prefs(unsubscribed=True), EVERYWHERE, "email", NOON
+    )
+    assert essential == Decision("email", "queued")
