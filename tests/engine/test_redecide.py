@@ -129,7 +129,7 @@ def test_held_notifications_count_against_caps_when_they_go_out(
     sent = [notify(rt, key, ["u-1"]) for key in ("promo.a", "promo.b", "notice.c")]
     assert {row[2] for row in deliveries(db).values()} == {"quiet_hours"}
     # Nothing went out, so nothing counted: a day cap of one still has room.
-    assert rt.counters.client.zcard("tidings:cap:u-1:g") == 0
+    assert rt.counters.client.zcard(rt.counters.keys.cap("u-1", "g")) == 0
 
     choose(db, "u-1", quiet_hours={"enabled": False})  # the window is over
     at = datetime.now(UTC)
@@ -149,4 +149,6 @@ def test_held_notifications_count_against_caps_when_they_go_out(
         hour=0, minute=0, second=0, microsecond=0
     )
     assert fates[f"u-1:{sent[2]}"][3] == midnight
-    assert rt.counters.client.zrange("tidings:cap:u-1:g", 0, -1) == [str(sent[0]).encode()]
+    assert rt.counters.client.zrange(rt.counters.keys.cap("u-1", "g"), 0, -1) == [
+        str(sent[0]).encode()
+    ]
