@@ -17,7 +17,7 @@ from sqlmodel import col, select
 from engine import delivery, planning, runtime
 from engine.broker import make_broker
 from engine.db import Database
-from engine.models import Delivery, Notification, PlanChunk
+from engine.models import Delivery, Notification, PlanChunk, Preference
 from engine.settings import Settings
 from tests.engine.conftest import Processes, recipient, send, settled, wait_for
 from tests.support import Sink
@@ -134,6 +134,7 @@ def test_one_poisoned_notification_in_a_scheduler_release_does_not_hold_up_the_r
         view = wait_for(lambda nid=nid: settled(admin, nid), timeout=30)
         assert view["counts"]["scheduled"] == len(view["deliveries"]), view["counts"]
     with db.session() as session:  # the quiet hours end: everything is due in one release
+        session.execute(update(Preference).values(quiet_hours={"enabled": False}))
         session.execute(
             update(Delivery)
             .where(col(Delivery.status) == "scheduled")

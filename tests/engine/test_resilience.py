@@ -172,6 +172,7 @@ def test_two_schedulers_release_deferred_work_once(
     view = wait_for(lambda: settled(admin, nid), timeout=60)
     assert view["counts"]["scheduled"] == count and receiver.requests == []
     with db.session() as session:  # the window ends
+        session.execute(update(Preference).values(quiet_hours={"enabled": False}))
         session.execute(
             update(Delivery)
             .where(col(Delivery.notification_id) == int(nid))
