@@ -54,6 +54,33 @@ class Forbidden(ApiError):
     code = "forbidden"
 
 
+class UnknownRecipients(ApiError):
+    """A send naming recipients that do not exist: all of them are listed, in `unknown`,
+    so the caller can create them (or send each as an object in `to`)."""
+
+    status = 422
+    code = "unknown_recipients"
+
+    def __init__(self, unknown: list[str], *, field: str) -> None:
+        shown = ", ".join(repr(rid) for rid in unknown)
+        super().__init__(
+            f"{len(unknown)} unknown recipient(s): {shown}; create them first, or send each "
+            "as an object with its id and contact fields",
+            field=field,
+        )
+        self.unknown = unknown
+
+    def body(self) -> dict[str, object]:
+        return {
+            "error": {
+                "code": self.code,
+                "message": self.message,
+                "field": self.field,
+                "unknown": self.unknown,
+            }
+        }
+
+
 class Unavailable(ApiError):
     status = 503
     code = "unavailable"

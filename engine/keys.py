@@ -1,4 +1,5 @@
-"""API keys: minted once, stored as a SHA-256, scoped to `send`, `read`, `links` and `admin`.
+"""API keys: minted once, stored as a SHA-256, scoped to `send`, `read`, `links`, `recipients`
+and `admin`.
 
 `links` mints a recipient's page links, which open their inbox and write their
 preferences: more than sending a notification, so not part of `send`. Keys are listed
@@ -21,7 +22,7 @@ from engine.redis_keys import RedisKeys, counters_url
 from engine.settings import Settings
 from engine.timeutil import iso, now
 
-SCOPES = ("send", "read", "links", "admin")
+SCOPES = ("send", "read", "links", "recipients", "admin")
 
 
 def digest(key: str) -> str:

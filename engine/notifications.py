@@ -14,9 +14,9 @@ from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from engine import content
+from engine import content, recipients
 from engine.db import Database
-from engine.errors import Invalid, NotFound
+from engine.errors import Invalid, NotFound, UnknownRecipients
 from engine.models import Category, Delivery, DeliveryEvent, Notification, Recipient
 from engine.schemas import EveryoneAudience, NotificationIn, SegmentAudience
 from engine.segments import audience_filter
@@ -79,15 +79,14 @@ def validate(session: Session, spec: NotificationIn, *, field_prefix: str = "") 
         except DataError as exc:
             raise Invalid(exc.message, field=f"{field_prefix}{exc.field}") from None
     if isinstance(spec.to, list):
+        ids = spec.recipient_ids
         known: set[str] = set()
-        for start in range(0, len(spec.to), 5000):
-            part = spec.to[start : start + 5000]
+        for start in range(0, len(ids), 5000):
+            part = ids[start : start + 5000]
             known.update(session.exec(select(Recipient.id).where(col(Recipient.id).in_(part))))
-        unknown = [rid for rid in spec.to if rid not in known]
+        unknown = [rid for rid in ids if rid not in known]
         if unknown:
-            shown = ", ".join(repr(u) for u in unknown[:10])
-            more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
-            raise Invalid(f"unknown recipients: {shown}{more}", field=f"{field_prefix}to")
+            raise UnknownRecipients(unknown, field=f"{field_prefix}to")
     return category
 
 
@@ -106,7 +105,7 @@ def _audience(spec: NotificationIn) -> dict[str, Any]:
         return {"segment": spec.to.segment.model_dump(exclude_none=True)}
     if isinstance(spec.to, EveryoneAudience):
         return {"all": True}
-    return {"ids": sorted(spec.to)}
+    return {"ids": sorted(spec.recipient_ids)}
 
 
 def accept(
@@ -116,10 +115,15 @@ def accept(
 
     The same key with a different request is a 422; two concurrent requests with one
     key create one notification (the unique index decides, the loser reads it back).
+    Recipients given as objects in `to` are created or updated first, in the same
+    transaction: a refused notification leaves them as they were.
     """
     digest = request_hash(spec)
     if spec.idempotency_key and (found := _by_key(session, spec.idempotency_key)) is not None:
         return _replay(found, digest, field_prefix)
+    if spec.upserts:  # in this transaction: they exist exactly when the notification does
+        recipients.upsert_many(session, [(entry.id, entry) for entry in spec.upserts])
+        session.flush()
     category = validate(session, spec, field_prefix=field_prefix)
     audience = _audience(spec)
     at = now()

@@ -346,7 +346,42 @@ def _audience_kind(value: Any) -> str | None:
     return None
 
 
-RecipientIds = Annotated[list[Key], AfterValidator(_unique), Field(min_length=1, max_length=10_000)]
+def _entry_kind(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "@id"
+    if isinstance(value, dict | RecipientBulkItem):
+        return "@recipient"
+    return None
+
+
+def _entry_id(entry: str | RecipientBulkItem) -> str:
+    return entry if isinstance(entry, str) else entry.id
+
+
+def _unique_recipients(entries: list[str | RecipientBulkItem]) -> list[str | RecipientBulkItem]:
+    seen: set[str] = set()
+    for index, entry in enumerate(entries):
+        if (rid := _entry_id(entry)) in seen:
+            raise FieldError(str(index), f"recipient {rid!r} is listed twice")
+        seen.add(rid)
+    return entries
+
+
+# A recipient by id, or as an object (its id, contact fields and attributes) created or
+# updated in the same transaction as the notification.
+RecipientEntry = Annotated[
+    Annotated[Key, Tag("@id")] | Annotated[RecipientBulkItem, Tag("@recipient")],
+    Discriminator(
+        _entry_kind,
+        custom_error_type="recipient",
+        custom_error_message="a recipient id, or an object with its id and contact fields",
+    ),
+]
+RecipientIds = Annotated[
+    list[RecipientEntry],
+    AfterValidator(_unique_recipients),
+    Field(min_length=1, max_length=10_000),
+]
 # Locations inside `to` carry the form's tag (`@ids`, `@segment`, `@all`); the API's error
 # names leave it out (`to.segment.tier.0`).
 Audience = Annotated[
@@ -356,7 +391,9 @@ Audience = Annotated[
     Discriminator(
         _audience_kind,
         custom_error_type="audience",
-        custom_error_message=('to is a list of recipient ids, {"segment": {...}} or {"all": true}'),
+        custom_error_message=(
+            'to is a list of recipient ids or objects, {"segment": {...}} or {"all": true}'
+        ),
     ),
 ]
 
@@ -384,6 +421,18 @@ class NotificationIn(Strict):
     expires_at: UtcDatetime | None = None
     collapse_key: str | None = Field(default=None, min_length=1, max_length=200)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+
+    @property
+    def recipient_ids(self) -> list[str]:
+        """The ids in `to`, whether given as ids or as recipient objects."""
+        return [_entry_id(entry) for entry in self.to] if isinstance(self.to, list) else []
+
+    @property
+    def upserts(self) -> list[RecipientBulkItem]:
+        """Recipients given as objects in `to`: created or updated with the notification."""
+        if not isinstance(self.to, list):
+            return []
+        return [entry for entry in self.to if isinstance(entry, RecipientBulkItem)]
 
     @model_validator(mode="after")
     def _check(self) -> NotificationIn:
@@ -500,6 +549,9 @@ class ErrorDetail(Out):
     code: str
     message: str
     field: str | None
+    unknown: list[str] | None = Field(
+        default=None, description="`unknown_recipients`: every recipient id not found."
+    )
 
 
 class ErrorOut(Out):

@@ -20,6 +20,8 @@ REDIS = web.AppKey("redis", aioredis.Redis)
 KEY_CACHE = web.AppKey("key_cache", KeyCache)
 DISPATCH = web.AppKey("dispatch", Dispatcher)
 METRICS = web.AppKey("metrics", CollectorRegistry)
+# The scopes of the request's API key, for a handler whose input asks for more.
+KEY_SCOPES = web.RequestKey("key_scopes", frozenset)
 # Bookkeeping writes that run after the answer has gone out; awaited on shutdown.
 AFTERWARDS = web.AppKey("afterwards", set)
 

@@ -1,4 +1,5 @@
-"""Management API: categories, recipients and their preferences."""
+"""Management API: categories (`admin`), recipients and their preferences (`recipients`
+to write, `read` to read)."""
 
 from __future__ import annotations
 
@@ -78,14 +79,14 @@ async def get_category(request: web.Request, path: KeyPath) -> dict[str, Any]:
 
 
 @routes.put("/v1/recipients/{id}")
-@scope("admin")
+@scope("recipients")
 @operation(path=RecipientPath, body=RecipientIn, responses={200: RecipientOut})
 async def put_recipient(
     request: web.Request, path: RecipientPath, body: RecipientIn
 ) -> dict[str, Any]:
     """Create or update a recipient; keys left out keep their value."""
     settings = request.app[SETTINGS]
-    _check_outbound(body, settings, "webhook_url")
+    check_outbound(body, settings, "webhook_url")
 
     def write() -> dict[str, Any]:
         with request.app[DB].session() as session:
@@ -95,7 +96,7 @@ async def put_recipient(
 
 
 @routes.post("/v1/recipients/bulk")
-@scope("admin")
+@scope("recipients")
 @operation(body=RecipientsBulkIn, responses={200: UpsertedOut})
 async def bulk_recipients(request: web.Request, body: RecipientsBulkIn) -> dict[str, Any]:
     """Upsert many recipients in one transaction: all of them, or none if one is invalid.
@@ -109,7 +110,7 @@ async def bulk_recipients(request: web.Request, body: RecipientsBulkIn) -> dict[
         )
     seen: set[str] = set()
     for index, entry in enumerate(body.recipients):
-        _check_outbound(entry, settings, f"recipients.{index}.webhook_url")
+        check_outbound(entry, settings, f"recipients.{index}.webhook_url")
         if entry.id in seen:
             raise Invalid(f"recipient {entry.id!r} is listed twice", field=f"recipients.{index}.id")
         seen.add(entry.id)
@@ -122,7 +123,7 @@ async def bulk_recipients(request: web.Request, body: RecipientsBulkIn) -> dict[
     return {"upserted": await request.app[DB].run(write)}
 
 
-def _check_outbound(changes: RecipientIn, settings: Settings, field: str) -> None:
+def check_outbound(changes: RecipientIn, settings: Settings, field: str) -> None:
     """Refuse a webhook URL into the private network unless the operator allowed it."""
     if changes.webhook_url and (reason := outbound_policy(settings).refusal(changes.webhook_url)):
         raise Invalid(f"webhook_url is not reachable: {reason}", field=field)
@@ -150,7 +151,7 @@ async def get_recipient(request: web.Request, path: RecipientPath) -> dict[str, 
 
 
 @routes.delete("/v1/recipients/{id}")
-@scope("admin")
+@scope("recipients")
 @operation(path=RecipientPath, responses={200: ErasedOut})
 async def delete_recipient(request: web.Request, path: RecipientPath) -> dict[str, Any]:
     """Erase a recipient: contact points, preferences and message copy are removed."""
@@ -180,7 +181,7 @@ async def get_preferences(request: web.Request, path: RecipientPath) -> dict[str
 
 
 @routes.put("/v1/recipients/{id}/preferences")
-@scope("admin")
+@scope("recipients")
 @operation(path=RecipientPath, body=PreferencesIn, responses={200: PreferencesOut})
 async def put_preferences(
     request: web.Request, path: RecipientPath, body: PreferencesIn

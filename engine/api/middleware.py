@@ -13,7 +13,7 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from engine.api.context import DB, KEY_CACHE, REDIS, scope_of
+from engine.api.context import DB, KEY_CACHE, KEY_SCOPES, REDIS, scope_of
 from engine.errors import ApiError, Forbidden, Invalid, Unauthorized, Unavailable
 from engine.outages import sql_unreachable
 from engine.schemas import MAX_BODY_DEPTH, FieldError, Key, Strict, json_problem
@@ -237,6 +237,7 @@ async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         raise Unauthorized("unknown or revoked API key", field="Authorization")
     if needed not in scopes and "admin" not in scopes:
         raise Forbidden(f"this call needs a key with the {needed!r} scope", field="Authorization")
+    request[KEY_SCOPES] = scopes
     return await handler(request)
 
 

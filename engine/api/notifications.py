@@ -12,9 +12,10 @@ from aiohttp import web
 from sqlmodel import Session
 
 from engine import metrics, notifications, receipts, sqlite
-from engine.api.context import AFTERWARDS, DB, DISPATCH, SETTINGS, scope
+from engine.api.context import AFTERWARDS, DB, DISPATCH, KEY_SCOPES, SETTINGS, scope
 from engine.api.contract import Reply, operation
-from engine.errors import Invalid, NotFound
+from engine.api.management import check_outbound
+from engine.errors import Forbidden, Invalid, NotFound
 from engine.models import Recipient
 from engine.notifications import Accepted
 from engine.schemas import (
@@ -85,6 +86,26 @@ def _finished(task: asyncio.Future[None]) -> None:
         )
 
 
+def _recipient_writes(request: web.Request, specs: list[NotificationIn], *, batch: bool) -> None:
+    """Recipient objects in `to` write recipients: the key needs the `recipients` scope as
+    well, and their webhook targets pass the policy `PUT /v1/recipients/{id}` applies."""
+    settings = request.app[SETTINGS]
+    scopes = request.get(KEY_SCOPES) or frozenset()
+    for number, spec in enumerate(specs):
+        if not spec.upserts:
+            continue
+        where = f"notifications.{number}.to" if batch else "to"
+        if not {"recipients", "admin"} & scopes:
+            raise Forbidden(
+                "recipient objects in `to` create or update recipients: the key needs the "
+                "'recipients' scope as well",
+                field=where,
+            )
+        positions = {rid: index for index, rid in enumerate(spec.recipient_ids)}
+        for entry in spec.upserts:
+            check_outbound(entry, settings, f"{where}.{positions[entry.id]}.webhook_url")
+
+
 REPLAYED = {"Idempotent-Replayed": "true when this answers an earlier request with the same key"}
 
 
@@ -105,6 +126,7 @@ async def post_notification(
         if spec.idempotency_key not in (None, key):
             raise Invalid("the Idempotency-Key header and field differ", field="idempotency_key")
         spec = spec.model_copy(update={"idempotency_key": key})
+    _recipient_writes(request, [spec], batch=False)
     settings = request.app[SETTINGS]
 
     (accepted,) = await request.app[DB].run(
@@ -133,6 +155,7 @@ async def post_batch(request: web.Request, body: BatchIn) -> Reply:
         raise Invalid(
             f"at most {settings.max_batch_notifications} per batch", field="notifications"
         )
+    _recipient_writes(request, body.notifications, batch=True)
     accepted = await request.app[DB].run(
         notifications.accept_all,
         request.app[DB],

@@ -203,6 +203,11 @@ def test_the_walkthrough_runs_from_the_document_alone(
         key=send,
     )
     assert status == 202 and len(batch["items"]) == 1
+    # A recipient given as an object is created with the notification (admin has every scope).
+    new = {"id": "u-5", "email": "eve@example.com", "locale": "en"}
+    order = {"category": "order.shipped", "to": [new], "data": {"order": 8}}
+    assert client.call("post_notification", body=order)[0] == 202
+    assert client.call("get_recipient", path={"id": "u-5"}, key=read)[1]["email"] == new["email"]
 
     status, refused, _ = client.call(
         "post_notification",
