@@ -99,7 +99,15 @@ def worker_specs(
 
 # Settings a parent process may decide for its children (`up`: where links point, the
 # demo's mail sink).
-DECIDED = ("public_url", "smtp_host", "smtp_port")
+DECIDED = (
+    "public_url",
+    "smtp_host",
+    "smtp_port",
+    "brand_name",
+    "brand_logo_url",
+    "brand_color",
+    "brand_support_url",
+)
 
 
 def link_env(settings: Settings) -> dict[str, str]:
@@ -207,8 +215,12 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
     settings = with_public_url(settings, args.host, args.port)
     sink = None
     if args.demo:
+        from engine.demo import BRAND
         from engine.demo import load as load_demo
 
+        # The demo platform's face (its mascot 卡卡), unless the operator set their own.
+        brand = {k: v for k, v in BRAND.items() if k not in settings.model_fields_set}
+        settings = settings.model_copy(update=brand)
         load_demo(settings, port=args.port)
         if not {"smtp_host", "smtp_port"} & settings.model_fields_set:
             from engine.demo_mail import FOLDER, MailSink
@@ -234,7 +246,11 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
         *worker_specs(critical, settings, env, name="worker-critical"),
         *worker_specs(general, settings, env),
         Spec("scheduler", [*me, "scheduler"], {**os.environ, **link_env(settings)}),
-        Spec("api", [*me, "api", "--host", args.host, "--port", str(args.port)]),
+        Spec(
+            "api",
+            [*me, "api", "--host", args.host, "--port", str(args.port)],
+            {**os.environ, **link_env(settings)},
+        ),
     ]
     try:
         return _supervise(specs, "up", settings)

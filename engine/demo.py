@@ -191,6 +191,15 @@ def demo_key(session: Session, settings: Settings) -> str:
     raise AssertionError("unreachable")
 
 
+# The demo platform: a card shop whose notifications speak as its mascot 卡卡.
+BRAND = {
+    "brand_name": "卡卡发卡",
+    "brand_logo_url": "/assets/kaka.svg",
+    "brand_color": "#ea580c",
+    "brand_support_url": "mailto:help@kaka-cards.example",
+}
+
+
 def load(settings: Settings, *, port: int) -> None:
     """Upsert the demo catalog and recipients, then print their page links and an API key."""
     database = Database(settings)

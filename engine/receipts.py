@@ -137,6 +137,23 @@ def recipient_deliveries(
 INBOX_VISIBLE = ("delivered", "opened", "read", "clicked", "converted")
 
 
+def mark_all_read(session: Session, recipient_id: str) -> int:
+    """Mark every unread in-app message of a recipient read, each as opening it would
+    (cancelling its still-pending copies on other channels); returns how many."""
+    unread = session.exec(
+        select(Delivery.id).where(
+            col(Delivery.recipient_id) == recipient_id,
+            col(Delivery.channel) == "inapp",
+            col(Delivery.status).in_(INBOX_VISIBLE),
+            col(Delivery.read_at).is_(None),
+        )
+    ).all()
+    for delivery_id in unread:
+        if delivery_id is not None:
+            record_event(session, delivery_id, "read")
+    return len(unread)
+
+
 def inbox(session: Session, recipient_id: str, *, before: int | None, limit: int) -> dict[str, Any]:
     """A recipient's in-app messages, newest first, with the unread count."""
     visible = (

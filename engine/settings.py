@@ -52,6 +52,13 @@ class Settings(BaseSettings):
     global_cap_per_day: int = 5
     digest_at: str = "20:00"
 
+    # The platform's own face on the recipient's pages (see preferences/branding.py):
+    # a logo is a path Tidings serves (/assets/…), an https URL or a data: image.
+    brand_name: str = Field(default="Tidings", min_length=1, max_length=60)
+    brand_logo_url: str | None = Field(default=None, pattern=r"^(https://|/|data:image/)\S+$")
+    brand_color: str = Field(default="#4f46e5", pattern=r"^#[0-9a-fA-F]{6}$")
+    brand_support_url: str | None = Field(default=None, pattern=r"^(https?://|mailto:)\S+$")
+
     # Segments
     whale_spend: float = 5000
     dolphin_spend: float = 500

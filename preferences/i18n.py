@@ -11,7 +11,7 @@ LANGUAGE_NAMES = {"en": "English", "zh-CN": "中文"}
 
 # key -> (English, 简体中文); `{name}` placeholders are filled by `Translator.__call__`.
 STRINGS: dict[str, tuple[str, str]] = {
-    "brand": ("Tidings", "Tidings"),
+    "support": ("Questions? Contact {name} support", "有疑问?联系{name}客服"),
     "language": ("Language", "语言"),
     "nav.preferences": ("Preferences", "通知设置"),
     "nav.inbox": ("Inbox", "消息中心"),
@@ -213,6 +213,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "inbox.unread": ("{count} unread", "{count} 条未读"),
     "inbox.unread_badge": ("Unread messages: {count}", "未读消息：{count}"),
     "inbox.all_read": ("You're all caught up.", "消息已全部读完。"),
+    "inbox.mark_all": ("Mark all as read", "全部标为已读"),
+    "inbox.marked_all": ("Marked {count} as read.", "已将 {count} 条消息标为已读。"),
     "inbox.empty": ("No messages yet.", "还没有消息。"),
     "inbox.unread_mark": ("Unread", "未读"),
     "inbox.open": ("Open “{title}”", "打开「{title}」"),

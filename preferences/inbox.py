@@ -85,6 +85,8 @@ async def inbox(visit: Visit) -> web.StreamResponse:
         "csrf": visit.csrf(),
         "inbox_href": visit.here(),
         "mute_action": visit.here("/mute"),
+        "read_all_action": visit.here("/read-all"),
+        "marked": query.get("marked") if (query.get("marked") or "").isdigit() else None,
         "preferences": preferences,
     }
     return render(visit.request, "inbox.html", context, t=visit.t)
@@ -97,6 +99,20 @@ def _back(visit: Visit, form: Any, **query: str) -> str:
         query["before"] = before
     did = visit.request.match_info.get("delivery_id", "")
     return visit.here(**query) + (f"#m-{did}" if did else "")
+
+
+@routes.post("/inbox/{token}/read-all")
+@page("inbox", form=True)
+async def mark_all_read(visit: Visit) -> web.StreamResponse:
+    """Mark every unread message read, as opening each would."""
+    form = await check_form(visit)
+
+    def write() -> int:
+        with visit.db.session() as session:
+            return receipts.mark_all_read(session, visit.recipient.id)
+
+    count = await visit.db.run(write)
+    return redirect(_back(visit, form, marked=str(count)))
 
 
 @routes.post("/inbox/{token}/{delivery_id}/read")

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from preferences import center, inbox
+from engine.api.context import SETTINGS
+from preferences import branding, center, inbox
 from preferences.web import ASSETS, asset, environment, load_assets
 
 
@@ -17,6 +18,7 @@ def setup(app: web.Application) -> None:
     """Add the pages, their templates and their stylesheet to `app`."""
     environment(app)
     app[ASSETS] = load_assets()
+    app[ASSETS]["brand.css"] = branding.asset(branding.Brand.from_settings(app[SETTINGS]))
     app.router.add_get("/assets/{name}", asset)
     app.add_routes(center.routes)
     app.add_routes(inbox.routes)

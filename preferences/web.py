@@ -25,6 +25,7 @@ from engine.models import Delivery, Recipient
 from engine.receipts import INBOX_VISIBLE
 from engine.settings import Settings
 from preferences import csrf, i18n
+from preferences.branding import Brand
 from preferences.links import PATHS, LinkError, Links
 
 HERE = Path(__file__).resolve().parent
@@ -188,7 +189,7 @@ def page(*purposes: str, form: bool = False) -> Callable[[PageHandler], Handler]
                 response = await handler(visit)
             except Refused as exc:
                 response = await refusal(request, exc)
-            response.headers.update(PAGE_HEADERS)
+            response.headers.update(page_headers(request))
             return response
 
         return view
@@ -229,18 +230,32 @@ def render(
         (code, name, str(request.rel_url.with_query({**keep, "lang": code})))
         for code, name in i18n.LANGUAGE_NAMES.items()
     ]
+    brand = Brand.from_settings(request.app[SETTINGS])
     page_context = {
         "t": t,
         "lang": t.locale,
         "languages": languages,
         "css": request.app[ASSETS]["pages.css"][2],
+        "brand": brand,
+        "brand_css": request.app[ASSETS]["brand.css"][2],
         **context,
     }
     response: web.Response = aiohttp_jinja2.render_template(
         template, request, page_context, app_key=JINJA, status=status
     )
-    response.headers.update(PAGE_HEADERS)
+    response.headers.update(page_headers(request))
     return response
+
+
+def page_headers(request: web.Request) -> dict[str, str]:
+    """PAGE_HEADERS, with the platform's logo origin allowed as an image source."""
+    source = Brand.from_settings(request.app[SETTINGS]).image_source
+    if not source:
+        return PAGE_HEADERS
+    policy = PAGE_HEADERS["Content-Security-Policy"].replace(
+        "img-src 'self' data:", f"img-src 'self' data: {source}"
+    )
+    return {**PAGE_HEADERS, "Content-Security-Policy": policy}
 
 
 def redirect(location: str) -> web.Response:

@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from engine.api.app import create_app  # noqa: E402
 from engine.db import Database, migrate  # noqa: E402
+from engine.demo import BRAND  # noqa: E402
 from engine.models import Category, Delivery, Feedback, Preference, Recipient  # noqa: E402
 from engine.settings import Settings  # noqa: E402
 from engine.timeutil import now  # noqa: E402
@@ -268,6 +269,7 @@ async def run(out: Path) -> None:
             database_url=f"sqlite:///{work / (locale + '.db')}",
             public_url=f"http://127.0.0.1:{port + offset}",
             secret_key="screenshots",
+            **BRAND,  # the demo platform's face: 卡卡发卡 and its mascot
         )
         migrate(settings)
         db = Database(settings)
@@ -279,10 +281,13 @@ async def run(out: Path) -> None:
         apps[locale] = (db, rid, settings)
     try:
         async with async_playwright() as pw:
-            for locale, (_, rid, settings) in apps.items():
+            for locale, (db, rid, settings) in apps.items():
                 links = Links(settings)
-                prefs = links.url(rid, 0, "preferences")
-                inbox = links.url(rid, 0, "inbox")
+                with db.session() as session:
+                    row = session.get(Recipient, rid)
+                    salt = row.links_salt if row else None
+                prefs = links.url(rid, 0, "preferences", salt)
+                inbox = links.url(rid, 0, "inbox", salt)
                 # Run the browser in the page's language, as the recipient's phone would.
                 ui = "zh-CN" if locale == "zh-CN" else "en-GB"
                 browser = await pw.chromium.launch(
@@ -311,7 +316,9 @@ async def run(out: Path) -> None:
                     await saved_and_invalid(phone, prefs, out)
                 else:
                     await shoot(
-                        phone, links.url(rid, 0, "unsubscribe"), out / "unsubscribe-zh-CN-phone.png"
+                        phone,
+                        links.url(rid, 0, "unsubscribe", salt),
+                        out / "unsubscribe-zh-CN-phone.png",
                     )
                 await browser.close()
     finally:
