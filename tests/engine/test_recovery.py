@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -14,11 +15,12 @@ import pytest
 import redis
 from sqlmodel import col, select
 
-from engine import runtime, scheduler
+from engine import delivery, planning, runtime, scheduler
 from engine.api.app import create_app
 from engine.broker import make_broker
 from engine.db import Database
-from engine.models import Notification
+from engine.models import Delivery, Notification
+from engine.redis_keys import RedisKeys
 from engine.settings import Settings
 from tests.conftest import BROKER_DB, COUNTERS_DB, REDIS_PORT
 from tests.engine.conftest import Processes, send, settled, wait_for
@@ -178,3 +180,45 @@ def test_the_enqueued_mark_is_undone_when_the_dispatch_fails(
     with db.session() as session:
         row = session.exec(select(Notification).where(col(Notification.id) == int(nid))).one()
         assert row.enqueued_at is None  # due again at once, not after the stall timer
+
+
+@pytest.fixture
+def rt(settings: Settings, db: Database) -> Iterator[runtime.Runtime]:
+    """This process's runtime on the test database and Redis (no worker runs the jobs)."""
+    runtime.reset()
+    yield runtime.current(settings, make_broker(settings))
+    runtime.reset()
+
+
+@pytest.mark.parametrize("holder_alive", [False, True])
+def test_a_redelivered_job_takes_back_only_a_dead_workers_expired_lease(
+    admin: httpx.Client,
+    db: Database,
+    rt: runtime.Runtime,
+    sink: tuple[Sink, str],
+    holder_alive: bool,
+) -> None:
+    receiver, url = sink
+    admin.put("/v1/categories/promo.blast", json=BLAST).raise_for_status()
+    admin.put("/v1/recipients/u-1", json={"webhook_url": f"{url}/hook/u-1"}).raise_for_status()
+    nid = int(send(admin, category="promo.blast", to=["u-1"]))
+    planning.plan(rt, nid)
+    holder = "elsewhere:4242:0123abcd"  # another worker process claimed it, then ran out
+    with db.session() as session:
+        (row,) = session.exec(select(Delivery).where(col(Delivery.notification_id) == nid))
+        assert row.id is not None and row.status == "queued"
+        row.status, row.claimed_by = "sending", holder
+        row.lease_until = datetime.now(UTC) - timedelta(seconds=1)
+        session.add(row)
+    if holder_alive:  # its liveness key is still renewed: its job is running, slowly
+        rt.judge.client.set(RedisKeys.from_settings(rt.settings).alive(holder), b"1", ex=30)
+    delivery.deliver(rt, [row.id])  # the message comes again (Dramatiq redelivered it)
+    with db.session() as session:
+        after = session.get(Delivery, row.id)
+        assert after is not None
+    if holder_alive:
+        assert after.status == "sending" and receiver.requests == []
+    else:
+        assert after.status == "delivered" and after.claimed_by == rt.liveness.id
+        assert after.attempts == 2  # the dead worker's try counts
+        assert [path for path, _, _ in receiver.requests] == ["/hook/u-1"]
