@@ -131,9 +131,11 @@ def table(snapshot: dict[str, Any]) -> str:
     else:
         lines.append(f"{'queue':<12}{'waiting':>9}{'delayed':>9}{'in flight':>11}{'dead':>7}")
         for name, q in queue_state.items():
-            lines.append(
-                f"{name:<12}{q['waiting']:>9}{q['delayed']:>9}{q['in_flight']:>11}{q['dead']:>7}"
-            )
+            # A broker that cannot count something (RabbitMQ's in-flight work) says None: "-".
+            cells = [
+                "-" if q[k] is None else q[k] for k in ("waiting", "delayed", "in_flight", "dead")
+            ]
+            lines.append(f"{name:<12}{cells[0]:>9}{cells[1]:>9}{cells[2]:>11}{cells[3]:>7}")
     lines.append("")
     states = snapshot["deliveries"]
     shown = ", ".join(f"{n} {s}" for s, n in sorted(states.items())) if states else "none yet"
