@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from engine.locales import choose as choose_locale
 from engine.models import Category
 from engine.planner import OPTIONAL_KINDS
 from engine.schemas import CategoryIn
@@ -14,14 +15,18 @@ from engine.timeutil import format_duration, iso, now
 
 def upsert(session: Session, key: str, spec: CategoryIn) -> Category:
     """Create or replace a category definition."""
+    names = spec.name if isinstance(spec.name, dict) else None
+    name = spec.name if isinstance(spec.name, str) else _in(spec.name, spec.default_locale)
     row = session.get(Category, key) or Category(
         key=key,
-        name=spec.name,
+        name=name,
         kind=spec.kind,
         priority=spec.priority,
         channels=[str(c) for c in spec.channels],
     )
-    row.name = spec.name
+    row.name = name
+    row.names = dict(names) if names else None
+    row.description = spec.description
     row.kind = spec.kind
     row.priority = spec.priority
     row.channels = [str(c) for c in spec.channels]
@@ -38,6 +43,26 @@ def upsert(session: Session, key: str, spec: CategoryIn) -> Category:
     return row
 
 
+def _in(texts: Any, locale: str | None, default: str = "en") -> str:
+    """The text of `texts` (one string, or one per locale) for a reader of `locale`."""
+    if isinstance(texts, str):
+        return texts
+    best = choose_locale(locale, texts, default)
+    return str(texts[best]) if best is not None else ""
+
+
+def name_in(category: Category, locale: str | None) -> str:
+    """The category's name for a reader of `locale` (BCP 47 matching, `engine.locales`)."""
+    return _in(category.names, locale, category.default_locale) if category.names else category.name
+
+
+def description_in(category: Category, locale: str | None) -> str | None:
+    """The category's description for a reader of `locale`, if it has one."""
+    if category.description is None:
+        return None
+    return _in(category.description, locale, category.default_locale)
+
+
 def _duration(seconds: int | None) -> str | None:
     return format_duration(seconds) if seconds is not None else None
 
@@ -46,7 +71,8 @@ def public(category: Category) -> dict[str, Any]:
     """The category as the API shows it."""
     return {
         "key": category.key,
-        "name": category.name,
+        "name": category.names or category.name,
+        "description": category.description,
         "kind": category.kind,
         "priority": category.priority,
         "channels": category.channels,

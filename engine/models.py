@@ -58,7 +58,11 @@ class Category(SQLModel, table=True):
     __tablename__ = "categories"
 
     key: str = Field(primary_key=True, max_length=100)
+    # The name in the default locale; `names` holds every locale's when given per locale.
     name: str = Field(max_length=200)
+    names: dict[str, str] | None = _json()
+    # One text for every reader, or one per locale (`{"en": …, "zh-CN": …}`).
+    description: Any = _json()
     kind: str = Field(max_length=20)
     priority: str = Field(max_length=20)
     channels: list[str] = Field(sa_type=JSON)

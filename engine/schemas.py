@@ -180,10 +180,32 @@ class CapIn(Strict):
     per: Duration
 
 
-class CategoryIn(Strict):
-    """`PUT /v1/categories/{key}`."""
+def _text_kind(value: Any) -> str:
+    return "@by_locale" if isinstance(value, dict) else "@text"
 
-    name: str = Field(min_length=1, max_length=200)
+
+Label = Annotated[str, Field(min_length=1, max_length=200)]
+Blurb = Annotated[str, Field(min_length=1, max_length=1000)]
+# A text given once for every reader, or per locale (`{"en": …, "zh-CN": …}`).
+CategoryName = Annotated[
+    Annotated[Label, Tag("@text")]
+    | Annotated[dict[Locale, Label], Field(min_length=1), Tag("@by_locale")],
+    Discriminator(_text_kind),
+]
+CategoryDescription = Annotated[
+    Annotated[Blurb, Tag("@text")]
+    | Annotated[dict[Locale, Blurb], Field(min_length=1), Tag("@by_locale")],
+    Discriminator(_text_kind),
+]
+
+
+class CategoryIn(Strict):
+    """`PUT /v1/categories/{key}`. `name` and `description` are one text for every
+    reader or one per locale; a reader sees the best match for their locale
+    (`engine.locales`), the default locale's otherwise."""
+
+    name: CategoryName
+    description: CategoryDescription | None = None
     kind: Literal["transactional", "service", "promotional", "social"]
     priority: Literal["critical", "high", "normal", "low"]
     channels: Annotated[list[ChannelName], AfterValidator(_unique)] = Field(min_length=1)
@@ -567,7 +589,9 @@ class CapOut(Out):
 
 class CategoryOut(Out):
     key: str
-    name: str
+    # As written: one text for every reader, or one per locale.
+    name: str | dict[str, str]
+    description: str | dict[str, str] | None
     kind: str
     priority: str
     channels: list[str]

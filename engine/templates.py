@@ -22,6 +22,7 @@ from jinja2 import (
 )
 from jinja2.utils import missing
 
+from engine import locales
 from engine.template_limits import BoundedSandbox, bounded, field_limit
 
 SANDBOX = BoundedSandbox(undefined=StrictUndefined, autoescape=False)
@@ -49,19 +50,9 @@ def _compile(source: str, html: bool) -> tuple[Template, bool]:
 def pick_locale(
     templates: Mapping[str, Mapping[str, Any]], locale: str | None, default: str
 ) -> str | None:
-    """The best locale available: exact, then language (`zh` for `zh-CN`), then the default."""
-    if not templates:
-        return None
-    if locale:
-        if locale in templates:
-            return locale
-        language = locale.split("-")[0]
-        for candidate in templates:
-            if candidate.split("-")[0] == language:
-                return candidate
-    if default in templates:
-        return default
-    return next(iter(templates))
+    """The locale of the copy to use for a reader of `locale`: the best BCP 47 match
+    (script and region, `engine.locales`), else the default's, else the first in order."""
+    return locales.choose(locale, templates, default)
 
 
 def uses_recipient(fields: Mapping[str, str]) -> bool:

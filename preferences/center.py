@@ -42,7 +42,7 @@ def _snapshot(session: Session, visit: Visit) -> Snapshot:
     settings = visit.settings
     categories = store.load_categories(session)
     prefs = store.load_one(session, visit.recipient, settings=settings)
-    view = forms.layout(visit.recipient, categories.values())
+    view = forms.layout(visit.recipient, categories.values(), visit.lang)
     state = forms.current(prefs, view, at=now())
     # SPEC §4: a 👎 on a category makes the page suggest turning it off.
     disliked = session.exec(

@@ -15,6 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, available_timezones
 
 from channels.base import ADDRESS_FIELDS
+from engine.categories import description_in, name_in
 from engine.models import Category, Recipient
 from engine.schemas import KINDS, PreferencesIn
 from preferences.model import WEEKDAYS, Cap, EffectivePreferences
@@ -43,6 +44,7 @@ class CategoryRow:
 
     key: str
     name: str
+    description: str | None
     kind: str
     required: bool
     channels: tuple[str, ...]
@@ -61,8 +63,9 @@ class Layout:
             yield from rows
 
 
-def layout(recipient: Recipient, categories: Iterable[Category]) -> Layout:
-    """Channels the recipient can be reached on (the inbox always), categories by kind."""
+def layout(recipient: Recipient, categories: Iterable[Category], locale: str) -> Layout:
+    """Channels the recipient can be reached on (the inbox always), categories by kind,
+    named and described in `locale`."""
     reachable = tuple(
         ch
         for ch in USER_CHANNELS
@@ -71,7 +74,8 @@ def layout(recipient: Recipient, categories: Iterable[Category]) -> Layout:
     rows = [
         CategoryRow(
             key=c.key,
-            name=c.name,
+            name=name_in(c, locale),
+            description=description_in(c, locale),
             kind=c.kind,
             required=c.required,
             channels=tuple(ch for ch in c.channels if ch in reachable),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from engine import locales
 from engine.timeutil import format_duration
 
 LOCALES = ("en", "zh-CN")
@@ -273,15 +274,12 @@ STRINGS: dict[str, tuple[str, str]] = {
 
 
 def normalise(value: str | None) -> str | None:
-    """A supported locale for a tag such as `zh`, `zh-cn`, `zh-Hans-CN` or `en-GB`; else None."""
+    """The pages' language that best serves a reader of `value` (`engine.locales`): `zh`,
+    `zh-SG` and `zh-Hans` read `zh-CN`; Traditional Chinese readers have no pages of
+    their own and are not handed Simplified ones."""
     if not value:
         return None
-    tag = value.strip().lower().replace("_", "-")
-    if tag.startswith("zh"):
-        return "zh-CN"
-    if tag.startswith("en"):
-        return "en"
-    return None
+    return locales.match(value.strip().replace("_", "-"), LOCALES)
 
 
 def from_accept_language(header: str | None) -> str | None:

@@ -9,6 +9,7 @@ from aiohttp import web
 from sqlmodel import Session
 
 from engine import receipts
+from engine.categories import name_in
 from engine.models import Delivery
 from engine.receipts import INBOX_VISIBLE
 from engine.schemas import row_id
@@ -47,7 +48,7 @@ async def inbox(visit: Visit) -> web.StreamResponse:
             box = receipts.inbox(session, visit.recipient.id, before=before, limit=PAGE_SIZE)
             categories = store.load_categories(session)
             prefs = store.load_one(session, visit.recipient, settings=visit.settings)
-        box["names"] = {key: c.name for key, c in categories.items()}
+        box["names"] = {key: name_in(c, visit.lang) for key, c in categories.items()}
         # A 👎 tightens the recipient's own cap for the category; the page says to what.
         box["own_caps"] = {
             key: visit.t.cap(caps[0].count, caps[0].per)

@@ -559,3 +559,28 @@ def test_following_an_action_link_records_the_click(
             )
         ]
         assert "clicked" in statuses
+
+
+def test_category_names_and_descriptions_follow_the_page_language(
+    web: httpx.Client, settings: Settings, server: Server, db: Database, admin: httpx.Client
+) -> None:
+    admin.put(
+        f"/v1/categories/{FLASH}",
+        json={
+            "name": {"en": "Flash sales", "zh-CN": "限时抢购", "zh-TW": "限時搶購"},
+            "description": {"en": "Deals for a few hours", "zh-CN": "几小时内有效的优惠"},
+            "kind": "promotional",
+            "priority": "normal",
+            "channels": ["push", "inapp", "email"],
+            "templates": {"inapp": {"en": {"title": "Sale", "body": "today"}}},
+        },
+    ).raise_for_status()
+    message(db, title="Deal")
+    chinese = text(web.get(link(settings, server, "preferences") + "?lang=zh-CN"))
+    assert '<h4 class="category-name">限时抢购</h4>' in chinese
+    assert "几小时内有效的优惠" in chinese and "Flash sales" not in chinese
+    english = text(web.get(link(settings, server, "preferences") + "?lang=en"))
+    assert '<h4 class="category-name">Flash sales</h4>' in english
+    assert "Deals for a few hours" in english and "限时抢购" not in english
+    inbox = text(web.get(link(settings, server, "inbox") + "?lang=zh-CN"))
+    assert "限时抢购" in inbox and "Flash sales" not in inbox
