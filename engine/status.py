@@ -127,7 +127,7 @@ def table(snapshot: dict[str, Any]) -> str:
     lines: list[str] = []
     queue_state = snapshot["queues"]
     if "error" in queue_state:
-        lines.append(f"queues       Redis did not answer: {queue_state['error']}")
+        lines.append(f"queues       the broker did not answer: {queue_state['error']}")
     else:
         lines.append(f"{'queue':<12}{'waiting':>9}{'delayed':>9}{'in flight':>11}{'dead':>7}")
         for name, q in queue_state.items():

@@ -143,10 +143,12 @@ def decode_encoded_words(value: str) -> str:
 class Sink:
     """An HTTP receiver for webhooks and gateways that records every request.
 
-    Paths starting with /fail answer 500; /gone answers 410.
+    Paths starting with /fail answer 500; /gone answers 410. `delay` seconds pass before
+    each answer (a slow receiver).
     """
 
     def __init__(self) -> None:
+        self.delay = 0.0
         self.requests: list[tuple[str, dict[str, str], Any]] = []
         self.arrivals: list[float] = []
         self.lock = threading.Lock()
@@ -158,6 +160,8 @@ class Sink:
         with self.lock:
             self.requests.append((request.path, dict(request.headers), json.loads(body or b"null")))
             self.arrivals.append(time.time())
+        if self.delay:
+            await asyncio.sleep(self.delay)
         if request.path.startswith("/fail"):
             return web.Response(status=500, text="upstream is down")
         if request.path.startswith("/gone"):

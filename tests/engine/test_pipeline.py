@@ -143,7 +143,7 @@ def test_on_rabbitmq_the_queues_live_there_and_redis_keeps_only_counters(
             text=True,
             check=True,
         ).stdout
-        assert re.search(r"^critical\s+1\s", table, re.MULTILINE), table
+        assert re.search(r"^critical\s+1\s+0\s+-\s+0$", table, re.MULTILINE), table
 
         processes.worker()
         processes.scheduler()
