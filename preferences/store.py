@@ -191,7 +191,7 @@ def update(
     nothing, for an unknown category, an attempt to switch off a required one, and
     quiet hours that are on but could never be quiet (no day, or start equal to end).
     """
-    row = session.get(Preference, recipient_id) or Preference(recipient_id=recipient_id)
+    row = _row_to_change(session, recipient_id)
     given = changes.model_fields_set
     if "channels" in given:
         row.channels = (
@@ -226,6 +226,22 @@ def update(
         row.unsubscribed = bool(changes.unsubscribed)
     row.updated_at = at or now()
     session.add(row)
+    return row
+
+
+def _row_to_change(session: Session, recipient_id: str) -> Preference:
+    """The recipient's row, created if missing and locked until the transaction ends.
+
+    Two writes at once (a page save and a one-click unsubscribe, two API calls) take
+    turns instead of both creating the row (one would fail) or both merging into the
+    same old copy (one change would be lost): the row is inserted if absent, then read
+    `FOR UPDATE` (SQLite's single writer already holds its lock after the insert).
+    """
+    stamp = now()
+    empty = {"recipient_id": recipient_id, "unsubscribed": False, "updated_at": stamp}
+    bulk.insert_ignore(session, Preference, [empty], conflict=("recipient_id",))
+    row = session.get(Preference, recipient_id, with_for_update=True, populate_existing=True)
+    assert row is not None
     return row
 
 
@@ -299,7 +315,7 @@ def lower_cap(session: Session, recipient_id: str, category_key: str) -> dict[st
     category = session.get(Category, category_key)
     if category is None or category.required:
         return None
-    row = session.get(Preference, recipient_id) or Preference(recipient_id=recipient_id)
+    row = _row_to_change(session, recipient_id)
     choices = {key: dict(value) for key, value in (row.categories or {}).items()}
     current = choices.setdefault(category_key, {})
     rate = min((c["count"] / c["per"] for c in current.get("caps") or []), default=None)
