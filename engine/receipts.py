@@ -96,17 +96,30 @@ def record_feedback(
             field="id",
             code="not_delivered",
         )
-    found = session.exec(select(Feedback).where(col(Feedback.delivery_id) == delivery_id)).first()
-    feedback = found or Feedback(
-        delivery_id=delivery_id, recipient_id=row.recipient_id, category=row.category, rating=rating
+    # Insert, or else lock and replace the earlier rating: two ratings at once take turns.
+    rated = {
+        "delivery_id": delivery_id,
+        "recipient_id": row.recipient_id,
+        "category": row.category,
+        "variant": row.variant,
+        "rating": rating,
+        "comment": comment,
+        "created_at": now(),
+    }
+    first = bulk.insert_ignore(
+        session, Feedback, [rated], conflict=("delivery_id",), returning=("id",)
     )
-    feedback.rating = rating
-    feedback.comment = comment
-    feedback.variant = row.variant
-    feedback.created_at = now()
-    session.add(feedback)
+    before = None
+    if not first:
+        found = session.exec(
+            select(Feedback).where(col(Feedback.delivery_id) == delivery_id).with_for_update()
+        ).one()
+        before = found.rating
+        for name, value in rated.items():
+            setattr(found, name, value)
+        session.add(found)
     lowered = None
-    if rating == "down" and (found is None or found.rating != "down"):
+    if rating == "down" and before != "down":
         lowered = store.lower_cap(session, row.recipient_id, row.category)
     return {
         "delivery_id": str(delivery_id),

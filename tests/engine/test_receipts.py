@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -174,3 +176,28 @@ def test_stats_count_feedback_only_on_delivered_messages(admin: httpx.Client, db
     stats = admin.get("/v1/stats").json()["items"][0]
     assert stats["feedback"] == {"up": 1, "meh": 0, "down": 0}
     assert stats["complaint_rate"] == 0.0
+
+
+@pytest.mark.parametrize(
+    "database_url",
+    [pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)],
+    indirect=True,
+)
+def test_ratings_at_the_same_moment_take_turns(admin: httpx.Client, db: Database) -> None:
+    admin.put("/v1/categories/promo.flash_sale", json=PROMO).raise_for_status()
+    admin.put("/v1/recipients/u-1", json={}).raise_for_status()
+    did = _delivered(db, "promo.flash_sale")
+    start = threading.Barrier(6)
+
+    def rate(n: int) -> int:
+        start.wait()
+        answer = admin.post(f"/v1/deliveries/{did}/feedback", json={"rating": "down"})
+        return answer.status_code
+
+    with ThreadPoolExecutor(6) as pool:
+        assert list(pool.map(rate, range(6))) == [200] * 6
+    with db.session() as session:
+        assert len(session.exec(select(Feedback)).all()) == 1
+    # One 👎 on one message tightens the cap one step, however many times it was sent.
+    prefs = admin.get("/v1/recipients/u-1/preferences").json()
+    assert prefs["categories"]["promo.flash_sale"]["caps"] == [{"count": 3, "per": "1w"}]
