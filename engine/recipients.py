@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +15,10 @@ from engine.segments import activity, tier
 from engine.settings import Settings
 from engine.timeutil import iso, now
 from preferences import store
+
+# Receipts of an erased recipient are kept under "~erased-<hex>": "~" is outside the ids the
+# API accepts, so no later recipient can be given them.
+ERASED_PREFIX = "~erased-"
 
 
 def upsert(session: Session, recipient_id: str, changes: RecipientIn) -> Recipient:
@@ -74,19 +79,24 @@ def public(recipient: Recipient, settings: Settings) -> dict[str, Any]:
 def erase(session: Session, recipient_id: str) -> bool:
     """Remove a recipient's personal data: contact points, preferences, message copy, comments.
 
-    Receipts stay (counts and rates keep adding up) but no longer carry content.
+    Receipts stay (counts and rates keep adding up) but no longer carry content, and they
+    move to a tombstone id that no API id can spell: a recipient created later under the same
+    id starts with an empty inbox and history instead of inheriting this person's.
     """
     row = session.get(Recipient, recipient_id)
     if row is None:
         return False
     session.delete(row)
     store.erase(session, recipient_id)
+    tombstone = f"{ERASED_PREFIX}{uuid.uuid4().hex}"
     session.exec(
         update(Delivery)
         .where(col(Delivery.recipient_id) == recipient_id)
-        .values(title=None, body=None, action_url=None)
+        .values(recipient_id=tombstone, title=None, body=None, action_url=None)
     )
     session.exec(
-        update(Feedback).where(col(Feedback.recipient_id) == recipient_id).values(comment=None)
+        update(Feedback)
+        .where(col(Feedback.recipient_id) == recipient_id)
+        .values(recipient_id=tombstone, comment=None)
     )
     return True

@@ -425,3 +425,24 @@ def test_a_held_delivery_obeys_the_preferences_of_when_it_is_released(
         "kept:late": ("suppressed", "expired"),
     }
     assert [m["To"] for m in smtp.messages] == ["kept@example.com"]
+
+
+def test_a_recipient_created_again_under_an_erased_id_inherits_nothing(
+    admin: httpx.Client, pipeline: Processes
+) -> None:
+    category(admin, "promo.sale")
+    recipient(admin, "u-2")
+    first = send_and_settle(admin, category="promo.sale", to=["u-2"])
+    assert channels_of(first)["inapp"]["status"] == "delivered"
+    assert admin.get("/v1/recipients/u-2/inbox").json()["unread"] == 1
+
+    assert admin.delete("/v1/recipients/u-2").json()["erased"] is True
+    recipient(admin, "u-2")
+    # The new person behind the old id sees none of the previous one's messages or receipts.
+    inbox = admin.get("/v1/recipients/u-2/inbox").json()
+    assert (inbox["unread"], inbox["items"]) == (0, [])
+    assert admin.get("/v1/recipients/u-2/deliveries").json()["items"] == []
+    # The receipts themselves stay, without content, for the counts.
+    kept = admin.get(f"/v1/notifications/{first['id']}").json()
+    assert channels_of(kept)["inapp"]["status"] == "delivered"
+    assert all(d["recipient"] != "u-2" for d in kept["deliveries"])
