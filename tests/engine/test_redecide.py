@@ -21,7 +21,7 @@ from engine.runtime import Runtime
 from engine.schemas import CategoryIn, NotificationIn, PreferencesIn, RecipientIn
 from engine.settings import Settings
 from preferences import store
-from tests.engine.test_pipeline_rules import _quiet_now
+from tests.engine.test_pipeline_rules import _quiet_now, erased_as
 from tests.support import Mailbox
 
 ZONE = "Asia/Shanghai"
@@ -105,7 +105,9 @@ def test_just_before_sending_the_preferences_of_now_win(
     with db.session() as session:
         recipients.erase(session, "erased")
     delivery.deliver(rt, list(queued.values()))
-    fates = {key.split(":")[0]: row[1:3] for key, row in deliveries(db).items()}
+    fates = {
+        erased_as(key.split(":")[0], "erased"): row[1:3] for key, row in deliveries(db).items()
+    }
     assert fates == {
         "unsubscribed": ("suppressed", "unsubscribed"),
         "muted": ("suppressed", "opted_out"),
