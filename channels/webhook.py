@@ -39,15 +39,20 @@ def payload(message: Message) -> dict[str, Any]:
 class WebhookChannel(HttpChannel):
     """Signed HTTP POST to `webhook_url`: how a platform plugs in its own gateway.
 
-    Receivers verify `webhook-signature` with the shared secret (any Standard Webhooks
-    library does it) and dedupe on `webhook-id`, which stays the same when Tidings
-    re-sends a delivery after a failure.
+    Receivers verify `webhook-signature` with the installation's secret (`tidings
+    webhook-secret` prints it; any Standard Webhooks library verifies) and dedupe on
+    `webhook-id`, which stays the same when Tidings re-sends a delivery after a failure.
     """
 
     name = "webhook"
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
+        if not settings.webhook_secret:
+            # Workers bind the installation's generated secret (engine.installation.bind).
+            raise RuntimeError(
+                "no webhook secret: run `tidings migrate` or set TIDINGS_WEBHOOK_SECRET"
+            )
         # Built once, so a malformed secret fails when the worker starts, not per send.
         self.signer = Webhook(settings.webhook_secret)
 

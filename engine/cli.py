@@ -277,6 +277,19 @@ def _keys_create(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _webhook_secret(_: argparse.Namespace, settings: Settings) -> int:
+    """Print the secret that signs this installation's webhooks, for receivers to verify."""
+    from engine import installation
+    from engine.db import Database
+
+    database = Database(settings)
+    try:
+        print(installation.bind(settings, database).webhook_secret)
+    finally:
+        database.close()
+    return 0
+
+
 def _keys_list(_: argparse.Namespace, settings: Settings) -> int:
     from engine import keys
     from engine.db import Database
@@ -433,6 +446,11 @@ def parser() -> argparse.ArgumentParser:
     revoke = key_commands.add_parser("revoke", help="revoke a key; APIs refuse it at once")
     revoke.add_argument("id", type=int, help="the key's id, from `tidings keys list`")
     revoke.set_defaults(run=_keys_revoke)
+
+    commands.add_parser(
+        "webhook-secret",
+        help="print the secret that signs webhooks (TIDINGS_WEBHOOK_SECRET, or the generated one)",
+    ).set_defaults(run=_webhook_secret)
 
     send = commands.add_parser("send", help="send a notification from the command line")
     send.add_argument("--category", required=True)

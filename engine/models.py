@@ -226,10 +226,12 @@ class ApiKey(SQLModel, table=True):
 
 
 class Installation(SQLModel, table=True):
-    """This installation's own signing secret, generated once by `tidings migrate`."""
+    """This installation's own secrets (page links, webhook signatures), generated once by
+    `tidings migrate`."""
 
     __tablename__ = "installation"
 
     id: int = Field(default=1, primary_key=True)
     secret_key: str = Field(max_length=200)
+    webhook_secret: str | None = Field(default=None, max_length=200)
     created_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))

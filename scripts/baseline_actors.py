@@ -28,7 +28,7 @@ from channels.base import ADDRESS_FIELDS
 from channels.base import Message as ChannelMessage
 from channels.http import dump
 from channels.webhook import WebhookChannel, payload
-from engine import planner
+from engine import installation, planner
 from engine.content import Composer
 from engine.counters import CapCheck, Counters
 from engine.db import Database
@@ -59,7 +59,8 @@ def _resources() -> tuple[Database, Counters, WebhookChannel]:
             _state["db"] = Database(settings)
             _state["counters"] = Counters.from_settings(settings)
             _state["counters"].mark_ready(now())  # the baseline never rebuilds from SQL
-            _state["webhook"] = WebhookChannel(settings)
+            # Signs with the installation's webhook secret, as Tidings' own workers do.
+            _state["webhook"] = WebhookChannel(installation.bind(settings, _state["db"]))
         return _state["db"], _state["counters"], _state["webhook"]
 
 

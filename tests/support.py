@@ -150,6 +150,7 @@ class Sink:
     def __init__(self) -> None:
         self.delay = 0.0
         self.requests: list[tuple[str, dict[str, str], Any]] = []
+        self.raw: list[bytes] = []  # each request's body as it arrived, for signature checks
         self.arrivals: list[float] = []
         self.lock = threading.Lock()
         self.app = web.Application()
@@ -159,6 +160,7 @@ class Sink:
         body = await request.read()
         with self.lock:
             self.requests.append((request.path, dict(request.headers), json.loads(body or b"null")))
+            self.raw.append(body)
             self.arrivals.append(time.time())
         if self.delay:
             await asyncio.sleep(self.delay)

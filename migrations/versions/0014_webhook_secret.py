@@ -1,0 +1,30 @@
+"""installation webhook signing secret
+
+Revision ID: 0014
+Revises: 0013
+Create Date: 2026-11-30
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+import sqlmodel
+from alembic import op
+
+revision = "0014"
+down_revision = "0013"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    # Filled by `tidings migrate` (engine.installation.ensure) right after the upgrade.
+    with op.batch_alter_table("installation") as batch:
+        batch.add_column(
+            sa.Column("webhook_secret", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True)
+        )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("installation") as batch:
+        batch.drop_column("webhook_secret")
