@@ -1,7 +1,7 @@
 """installation webhook signing secret
 
-Revision ID: 0014
-Revises: 0013
+Revision ID: 0032
+Revises: 0031
 Create Date: 2026-11-30
 """
 
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision = "0014"
-down_revision = "0013"
+revision = "0032"
+down_revision = "0031"
 branch_labels = None
 depends_on = None
 
