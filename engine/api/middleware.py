@@ -11,6 +11,8 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import PayloadEncodingError
+from aiohttp.web_protocol import RequestPayloadError
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from engine.api.context import DB, KEY_CACHE, KEY_SCOPES, REDIS, scope_of
@@ -227,12 +229,13 @@ async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     needed = scope_of(handler)
     if needed is None:
         return await handler(request)
-    header = request.headers.get("Authorization", "")
-    if not header.startswith("Bearer ") or not header[7:].strip():
+    # The scheme name is case-insensitive (RFC 7235 section 2.1): "bearer" is "Bearer".
+    scheme, _, credentials = request.headers.get("Authorization", "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not credentials.strip():
         raise Unauthorized(
             "send an API key as 'Authorization: Bearer <key>'", field="Authorization"
         )
-    scopes = await _scopes(request.app, header[7:].strip())
+    scopes = await _scopes(request.app, credentials.strip())
     if scopes is None:
         raise Unauthorized("unknown or revoked API key", field="Authorization")
     if needed not in scopes and "admin" not in scopes:
@@ -252,7 +255,15 @@ async def json_body(request: web.Request) -> Any:
     text or numbers no column can store, or nesting past `MAX_BODY_DEPTH`, a 422
     naming where.
     """
-    raw = await request.read()
+    try:
+        raw = await request.read()
+    except (RequestPayloadError, PayloadEncodingError) as exc:  # the encoding does not decode
+        raise ApiError(
+            f"the body could not be read: {exc}",
+            status=400,
+            code="invalid_body",
+            field="Content-Encoding",
+        ) from None
     if not raw:
         raise invalid_json("a JSON body is required")
     overflow: list[str] = []

@@ -202,6 +202,33 @@ def test_unparseable_json_is_400_invalid_json(api: dict[str, Any]) -> None:
     assert api["send"].post("/v1/notifications", content=b"{bad").status_code == 400
 
 
+def test_a_body_its_content_encoding_does_not_decode_is_a_400(api: dict[str, Any]) -> None:
+    # The server drops the connection after such a body: one connection per request.
+    auth = api["admin"].headers["Authorization"]
+    for path, method in (("/v1/notifications", "POST"), ("/v1/recipients/u-3", "PUT")):
+        got = httpx.request(
+            method,
+            api["url"] + path,
+            content=b'{"category": "orders", "to": ["u-1"]}',
+            headers={
+                "Authorization": auth,
+                "Content-Type": "application/json",
+                "Content-Encoding": "gzip",
+            },
+        )
+        assert got.status_code == 400, got.text
+        assert error(got)["field"] == "Content-Encoding"
+
+
+def test_the_bearer_scheme_is_case_insensitive(api: dict[str, Any]) -> None:
+    key = api["read"].headers["Authorization"].split(" ", 1)[1]
+    for scheme in ("bearer", "BEARER", "Bearer"):
+        got = httpx.get(api["url"] + "/v1/categories", headers={"Authorization": f"{scheme} {key}"})
+        assert got.status_code == 200, (scheme, got.text)
+    basic = httpx.get(api["url"] + "/v1/categories", headers={"Authorization": f"Basic {key}"})
+    assert basic.status_code == 401 and error(basic)["field"] == "Authorization"
+
+
 def test_every_layer_answers_with_the_error_document(api: dict[str, Any]) -> None:
     send = api["send"]
     trace = send.request("TRACE", "/v1/notifications")
