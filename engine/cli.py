@@ -394,7 +394,10 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
 
     snapshot = status.snapshot(settings)
     print(json.dumps(snapshot, indent=2) if args.json else status.table(snapshot))
-    return 0
+    # What could be read is shown; a broker or Redis that did not answer makes it status 1,
+    # so a script or a probe never takes an outage for empty queues.
+    unreachable = "error" in snapshot["queues"] or "error" in snapshot["processes"]
+    return 1 if unreachable else 0
 
 
 def parser() -> argparse.ArgumentParser:

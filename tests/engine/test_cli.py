@@ -109,6 +109,14 @@ def test_status_is_a_table_or_json(settings: Settings, db: object) -> None:
     assert set(machine["queues"]) == {"critical", "normal", "bulk"}
 
 
+def test_status_with_redis_down_says_so_and_exits_1(settings: Settings, db: object) -> None:
+    down = f"redis://127.0.0.1:{free_port()}/0"
+    for extra in ((), ("--json",)):
+        done = _tidings(settings, "status", *extra, TIDINGS_REDIS_URL=down)
+        assert done.returncode == 1, done
+        assert "Connection refused" in done.stdout and "Traceback" not in done.stderr
+
+
 def test_migrate_says_what_it_did(settings: Settings, tmp_path: Path) -> None:
     fresh = settings.model_copy(update={"database_url": f"sqlite:///{tmp_path / 'new.db'}"})
     first = _tidings(fresh, "migrate")
