@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import langcodes
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 RATE = re.compile(r"^\s*(\d+)\s*/\s*(s|m|h)\s*$")
 RATE_SECONDS = {"s": 1, "m": 60, "h": 3600}
+TIME_OF_DAY = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 
 
 class Settings(BaseSettings):
@@ -149,6 +152,29 @@ class Settings(BaseSettings):
         if value and not value.startswith(("redis://", "rediss://", "amqp://", "amqps://")):
             raise ValueError("a broker URL starts with redis://, rediss://, amqp:// or amqps://")
         return value or None
+
+    @field_validator("default_quiet_start", "default_quiet_end", "digest_at")
+    @classmethod
+    def _time_of_day(cls, value: str) -> str:
+        if not TIME_OF_DAY.match(value):
+            raise ValueError(f"{value!r} is not a time of day like '22:00' (00:00-23:59)")
+        return value
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone like 'Asia/Shanghai'") from None
+        return value
+
+    @field_validator("default_locale")
+    @classmethod
+    def _locale(cls, value: str) -> str:
+        if not langcodes.tag_is_valid(value):
+            raise ValueError(f"{value!r} is not a BCP 47 language tag like 'en' or 'zh-CN'")
+        return value
 
     @field_validator("rate_email", "rate_sms", "rate_push", "rate_webhook")
     @classmethod

@@ -62,6 +62,11 @@ def test_bad_input_is_one_line_and_status_2(settings: Settings, db: object, args
         ("TIDINGS_METRICS_PORT", "ninety"),
         ("TIDINGS_LOG_FORMAT", "xml"),
         ("TIDINGS_DATABASE_URL", "x"),
+        ("TIDINGS_DEFAULT_QUIET_START", "25:00"),
+        ("TIDINGS_DEFAULT_QUIET_END", "8"),
+        ("TIDINGS_DIGEST_AT", "xx"),
+        ("TIDINGS_DEFAULT_TIMEZONE", "Mars/Base"),
+        ("TIDINGS_DEFAULT_LOCALE", "??"),
     ],
 )
 def test_bad_settings_are_one_line_naming_the_variable(
