@@ -8,6 +8,7 @@ The recipient's pages and their assets are HTML for browsers and are left out.
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
@@ -98,7 +99,8 @@ def _operation(
             },
         }
     for status, model in contract.responses.items():
-        response: dict[str, Any] = {"description": model.__doc__.strip() if model.__doc__ else ""}
+        meaning = (model.__doc__ or "").strip()
+        response: dict[str, Any] = {"description": meaning or HTTPStatus(status).phrase}
         if contract.media_type:
             response["content"] = {contract.media_type: {"schema": {"type": "string"}}}
         else:

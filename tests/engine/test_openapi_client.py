@@ -295,3 +295,67 @@ def test_the_walkthrough_runs_from_the_document_alone(
     read_id = next(k["id"] for k in listed["items"] if k["scopes"] == ["read"])
     assert client.call("revoke_key", path={"id": str(read_id)})[1]["revoked_at"]
     assert client.call("list_categories", key=read)[0] == 401
+
+
+def test_the_readme_walkthrough_runs_from_the_document_alone(
+    client: DocumentClient, api_keys: dict[str, str], pipeline: Processes
+) -> None:
+    """The README's "same API from the start", step by step, through the document client."""
+    status, category, _ = client.call(
+        "put_category",
+        path={"key": "promo.weekend"},
+        body={
+            "name": "Weekend sale",
+            "kind": "promotional",
+            "priority": "normal",
+            "channels": ["inapp", "email"],
+            "templates": {
+                "inapp": {
+                    "en": {"title": "{{ data.item }} at half price", "body": "This weekend only"}
+                },
+                "email": {
+                    "en": {"subject": "{{ data.item }} at half price", "text": "This weekend only."}
+                },
+            },
+        },
+    )
+    assert status == 200 and category["global_cap"] is True
+    status, recipient, _ = client.call(
+        "put_recipient",
+        path={"id": "u-1001"},
+        body={"email": "ada@example.com", "locale": "en", "timezone": "Europe/London"},
+    )
+    assert (status, recipient["tier"]) == (200, "minnow")
+    status, prefs, _ = client.call("get_preferences", path={"id": "u-1001"})
+    assert status == 200 and prefs["quiet_hours"]["timezone"] == "Europe/London"
+    status, prefs, _ = client.call(
+        "put_preferences", path={"id": "u-1001"}, body={"quiet_hours": {"enabled": False}}
+    )
+    assert status == 200 and prefs["quiet_hours"]["enabled"] is False
+    status, accepted, _ = client.call(
+        "post_notification",
+        headers={"Idempotency-Key": "weekend-u-1001"},
+        body={"category": "promo.weekend", "to": ["u-1001"], "data": {"item": "Monthly card"}},
+    )
+    assert (status, accepted["status"], accepted["recipients"]) == (202, "accepted", 1)
+
+    deadline = time.monotonic() + 30
+    while True:  # inapp delivered, email sent
+        status, notification, _ = client.call("get_notification", path={"id": accepted["id"]})
+        states = {d["channel"]: d["status"] for d in notification["deliveries"]}
+        if states == {"inapp": "delivered", "email": "sent"} or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert states == {"inapp": "delivered", "email": "sent"}, notification
+
+    status, inbox, _ = client.call("get_inbox", path={"id": "u-1001"})
+    assert (status, inbox["unread"]) == (200, 1)
+    assert inbox["items"][0]["title"] == "Monthly card at half price"
+    status, links, _ = client.call("mint_links", path={"id": "u-1001"})
+    assert status == 200 and {"preferences", "inbox", "unsubscribe"} <= set(links)
+    status, rated, _ = client.call(
+        "post_feedback",
+        path={"id": inbox["items"][0]["delivery_id"]},
+        body={"rating": "down", "comment": "too many sales"},
+    )
+    assert (status, rated["rating"]) == (200, "down") and rated["cap_lowered_to"]
