@@ -20,6 +20,7 @@ import pytest
 
 from engine.api.app import create_app
 from engine.api.contract import contract_of
+from engine.db import Database
 from engine.settings import Settings
 from tests.engine.conftest import Processes
 from tests.support import Server
@@ -110,8 +111,8 @@ def client(server: Server, api_keys: dict[str, str]) -> DocumentClient:
     return DocumentClient(server.url, api_keys["admin"])
 
 
-def test_every_api_route_declares_its_contract(settings: Settings) -> None:
-    app = create_app(settings)
+def test_every_api_route_declares_its_contract(settings: Settings, db: Database) -> None:
+    app = create_app(settings, database=db)
     missing = [
         f"{route.method} {route.resource.canonical if route.resource else '?'}"
         for route in app.router.routes()
