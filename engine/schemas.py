@@ -23,6 +23,9 @@ from pydantic import (
     Discriminator,
     Field,
     RootModel,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
     Tag,
     model_validator,
 )
@@ -176,7 +179,7 @@ class Strict(BaseModel):
 class CapIn(Strict):
     """At most `count` per `per`."""
 
-    count: int = Field(ge=1, le=1_000_000)
+    count: StrictInt = Field(ge=1, le=1_000_000)
     per: Duration
 
 
@@ -209,12 +212,12 @@ class CategoryIn(Strict):
     kind: Literal["transactional", "service", "promotional", "social"]
     priority: Literal["critical", "high", "normal", "low"]
     channels: Annotated[list[ChannelName], AfterValidator(_unique)] = Field(min_length=1)
-    required: bool = False
+    required: StrictBool = False
     caps: list[CapIn] = Field(default_factory=list, max_length=10)
     over_cap: Literal["drop", "defer"] | None = None
     collapse_window: Duration | None = None
     escalate_after: Duration | None = None
-    global_cap: bool | None = None
+    global_cap: StrictBool | None = None
     default_locale: Locale = "en"
     templates: dict[
         ChannelName, dict[Locale, dict[str, Annotated[str, Field(max_length=MAX_TEMPLATE_CHARS)]]]
@@ -252,7 +255,7 @@ class RecipientIn(Strict):
     webhook_url: str | None = Field(default=None, max_length=2000, pattern=r"^https?://\S+$")
     timezone: TimeZone | None = None
     locale: Locale | None = None
-    annual_spend: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    annual_spend: StrictFloat | None = Field(default=None, ge=0, allow_inf_nan=False)
     last_active_at: UtcDatetime | None = None
     tags: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = Field(
         default=None, max_length=200
@@ -280,7 +283,7 @@ class RecipientsBulkIn(Strict):
 
 
 class QuietHoursIn(Strict):
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
     start: TimeOfDay | None = None
     end: TimeOfDay | None = None
     timezone: TimeZone | None = None
@@ -288,13 +291,13 @@ class QuietHoursIn(Strict):
 
 
 class DigestIn(Strict):
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
     at: TimeOfDay | None = None
 
 
 class CategoryPreferenceIn(Strict):
-    enabled: bool | None = None
-    channels: dict[ChannelName, bool] | None = None
+    enabled: StrictBool | None = None
+    channels: dict[ChannelName, StrictBool] | None = None
     caps: list[CapIn] | None = Field(default=None, max_length=10)
 
 
@@ -302,13 +305,13 @@ class PreferencesIn(Strict):
     """`PUT /v1/recipients/{id}/preferences`; keys left out keep their value, a null puts
     one back to the platform default. What is written reads back as written."""
 
-    channels: dict[UserChannelName, bool] | None = None
+    channels: dict[UserChannelName, StrictBool] | None = None
     categories: dict[str, CategoryPreferenceIn] | None = None
     caps: list[CapIn] | None = Field(default=None, max_length=10)
     quiet_hours: QuietHoursIn | None = None
     paused_until: UtcDatetime | None = None
     digest: DigestIn | None = None
-    unsubscribed: bool | None = None
+    unsubscribed: StrictBool | None = None
 
 
 class FieldError(ValueError):

@@ -220,6 +220,36 @@ def test_a_body_its_content_encoding_does_not_decode_is_a_400(api: dict[str, Any
         assert error(got)["field"] == "Content-Encoding"
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/recipients/u-1/preferences", {"unsubscribed": "yes"}, "unsubscribed"),
+        ("/v1/recipients/u-1/preferences", {"unsubscribed": 1}, "unsubscribed"),
+        ("/v1/recipients/u-1/preferences", {"channels": {"email": "no"}}, "channels.email"),
+        (
+            "/v1/recipients/u-1/preferences",
+            {"caps": [{"count": True, "per": "1d"}]},
+            "caps.0.count",
+        ),
+        ("/v1/recipients/u-1/preferences", {"caps": [{"count": "3", "per": "1d"}]}, "caps.0.count"),
+        (
+            "/v1/recipients/u-1/preferences",
+            {"quiet_hours": {"enabled": "on"}},
+            "quiet_hours.enabled",
+        ),
+        ("/v1/recipients/u-1", {"annual_spend": "6000"}, "annual_spend"),
+        ("/v1/recipients/u-1", {"annual_spend": True}, "annual_spend"),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_refused_not_converted(
+    api: dict[str, Any], path: str, body: dict[str, Any], field: str
+) -> None:
+    """A string or number where a boolean or count belongs would read back as something the
+    caller never wrote ("yes" as true, true as 1): refused, naming the field."""
+    got = api["admin"].put(path, json=body)
+    assert got.status_code == 422 and error(got)["field"] == field, got.text
+
+
 def test_the_bearer_scheme_is_case_insensitive(api: dict[str, Any]) -> None:
     key = api["read"].headers["Authorization"].split(" ", 1)[1]
     for scheme in ("bearer", "BEARER", "Bearer"):
