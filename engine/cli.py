@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -204,11 +205,22 @@ def _migrate(_: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _port_is_free(host: str, port: int) -> None:
+    """Refuse at once a port another process holds, rather than restarting the API on it."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise BadInput(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
 def _up(args: argparse.Namespace, settings: Settings) -> int:
     """API, workers and scheduler on one machine, each restarted if it dies, stopped
     together."""
     from engine.db import migrate
 
+    _port_is_free(args.host, args.port)
     migrate(settings)
     # Links minted anywhere (the API, the workers' List-Unsubscribe) start where the API
     # listens unless TIDINGS_PUBLIC_URL says otherwise.

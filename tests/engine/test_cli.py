@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -120,6 +121,16 @@ def test_status_with_redis_down_says_so_and_exits_1(settings: Settings, db: obje
         done = _tidings(settings, "status", *extra, TIDINGS_REDIS_URL=down)
         assert done.returncode == 1, done
         assert "Connection refused" in done.stdout and "Traceback" not in done.stderr
+
+
+def test_up_on_a_port_already_taken_stops_at_once(settings: Settings, db: object) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = _tidings(settings, "up", "--port", str(port))
+    assert done.returncode == 2, done
+    assert done.stderr.count("\n") == 1 and f"127.0.0.1:{port}" in done.stderr, done.stderr
 
 
 def test_migrate_says_what_it_did(settings: Settings, tmp_path: Path) -> None:
