@@ -45,6 +45,8 @@ class Contract:
     media_type: str | None = None
     # Headers the answer may carry, by status: {202: {"Idempotent-Replayed": "..."}}.
     response_headers: Mapping[int, Mapping[str, str]] = field(default_factory=dict)
+    # Refusals particular to this route, beyond the ones every route may give: {409: "..."}.
+    errors: Mapping[int, str] = field(default_factory=dict)
 
 
 def operation(
@@ -56,6 +58,7 @@ def operation(
     body: type[BaseModel] | None = None,
     media_type: str | None = None,
     response_headers: Mapping[int, Mapping[str, str]] | None = None,
+    errors: Mapping[int, str] | None = None,
 ) -> Callable[[Callable[..., Awaitable[Any]]], Handler]:
     """Declare a route's contract; the handler gets `path`, `query`, `headers` and `body`
     keyword arguments for the models given, and returns a body (200) or a `Reply`."""
@@ -67,6 +70,7 @@ def operation(
         body=body,
         media_type=media_type,
         response_headers=response_headers or {},
+        errors=errors or {},
     )
 
     def wrap(handler: Callable[..., Awaitable[Any]]) -> Handler:

@@ -187,9 +187,14 @@ async def get_notification(
     return await request.app[DB].run(read)
 
 
+NOT_DELIVERED = {
+    409: "The delivery never reached its recipient (`not_delivered`); the message names its status."
+}
+
+
 @routes.post("/v1/deliveries/{id}/events")
 @scope("send")
-@operation(path=RowPath, body=EventIn, responses={200: EventRecordedOut})
+@operation(path=RowPath, body=EventIn, responses={200: EventRecordedOut}, errors=NOT_DELIVERED)
 async def post_event(request: web.Request, path: RowPath, body: EventIn) -> dict[str, Any]:
     """Record opened, read, clicked or converted; reading cancels pending sends elsewhere."""
 
@@ -202,7 +207,7 @@ async def post_event(request: web.Request, path: RowPath, body: EventIn) -> dict
 
 @routes.post("/v1/deliveries/{id}/feedback")
 @scope("send")
-@operation(path=RowPath, body=FeedbackIn, responses={200: FeedbackOut})
+@operation(path=RowPath, body=FeedbackIn, responses={200: FeedbackOut}, errors=NOT_DELIVERED)
 async def post_feedback(request: web.Request, path: RowPath, body: FeedbackIn) -> dict[str, Any]:
     """Record 👍 / 😕 / 👎 (`up`, `meh`, `down`) with an optional comment."""
 

@@ -113,6 +113,8 @@ def _operation(
                 for name, text in headers.items()
             }
         op["responses"][str(status)] = response
+    for status, text in contract.errors.items():
+        op["responses"][str(status)] = _error(text)
     for code, text in ERRORS.items():
         if code in ("401", "403") and not needed:
             continue

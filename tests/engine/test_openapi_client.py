@@ -135,6 +135,9 @@ def test_the_document_is_openapi_3_1_and_leaves_pages_out(client: DocumentClient
     assert bulk_schema["properties"]["recipients"]["type"] == "array"
     send = document["paths"]["/v1/notifications"]["post"]
     assert "202" in send["responses"] and "200" not in send["responses"]
+    for rating in ("feedback", "events"):  # refused on what never arrived: a documented 409
+        answers = document["paths"][f"/v1/deliveries/{{id}}/{rating}"]["post"]["responses"]
+        assert "not_delivered" in answers["409"]["description"], answers.keys()
     assert {(p["in"], p["name"]) for p in send["parameters"]} == {("header", "Idempotency-Key")}
     page = {p["name"]: p for p in document["paths"]["/v1/notifications/{id}"]["get"]["parameters"]}
     assert set(page) == {"id", "limit", "after"}
