@@ -556,5 +556,6 @@ def test_worker_process_killed_under_tidings_up(
         assert failures == []
         assert statuses(db, nid) == {"delivered": COUNT}
         capped_again(client, db, COUNT)
-        view = processes_view(client)
-        assert view is not None and view["restarts"] == 1
+        # The supervisor writes its view every 2 s: wait for one written after the restart.
+        view = wait_for(lambda: (v := processes_view(client)) and v["restarts"] and v, timeout=10)
+        assert view["restarts"] == 1

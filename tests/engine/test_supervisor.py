@@ -105,7 +105,10 @@ def test_a_worker_killed_under_tidings_up_is_restarted_while_the_api_keeps_servi
         assert workers(up.pid, "normal") == general  # the others were left alone
         assert {p for p, c in children(up.pid).items() if "engine.worker" not in c} == others
 
-        view = wait_for(lambda: (v := processes_view(client)) and v["running"] == 4 and v)
+        # The supervisor writes its view every 2 s: wait for one written after the restart.
+        view = wait_for(
+            lambda: (v := processes_view(client)) and v["running"] == 4 and v["restarts"] and v
+        )
         assert view["restarts"] == 1
         last = view["last_restart"]
         assert last["process"] == "worker-critical-0" and last["how"] == "killed by SIGKILL"
