@@ -12,7 +12,7 @@ import aiohttp
 
 from channels.base import Channel
 from channels.errors import PermanentError, TransientError
-from engine.outbound import REFUSED, outbound_policy
+from channels.outbound import REFUSED, outbound_policy
 
 USER_AGENT = "Tidings"
 # How much of an error response is read, and how much of it ends up in the error.

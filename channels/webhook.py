@@ -49,7 +49,7 @@ class WebhookChannel(HttpChannel):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         if not settings.webhook_secret:
-            # Workers bind the installation's generated secret (engine.installation.bind).
+            # Workers bind the installation's generated secret (engine.store.installation.bind).
             raise RuntimeError(
                 "no webhook secret: run `tidings migrate` or set TIDINGS_WEBHOOK_SECRET"
             )

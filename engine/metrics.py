@@ -53,7 +53,7 @@ class QueueCollector(Collector):
         self.read = read
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        from engine.status import BROKER_ERRORS
+        from engine.ops.status import BROKER_ERRORS
 
         waiting = GaugeMetricFamily("tidings_queue_depth", "Messages waiting", labels=["queue"])
         delayed = GaugeMetricFamily("tidings_queue_delayed", "Delayed messages", labels=["queue"])

@@ -31,8 +31,8 @@ from pydantic import (
 )
 
 from channels.base import CHANNEL_NAMES
-from engine.template_limits import limit_problem
-from engine.templates import SANDBOX
+from engine.pipeline.template_limits import limit_problem
+from engine.pipeline.templates import SANDBOX
 from engine.timeutil import parse_duration
 from preferences.model import WEEKDAYS, parse_hhmm
 
@@ -205,7 +205,7 @@ CategoryDescription = Annotated[
 class CategoryIn(Strict):
     """`PUT /v1/categories/{key}`. `name` and `description` are one text for every
     reader or one per locale; a reader sees the best match for their locale
-    (`engine.locales`), the default locale's otherwise."""
+    (`engine.pipeline.locales`), the default locale's otherwise."""
 
     name: CategoryName
     description: CategoryDescription | None = None
@@ -327,7 +327,7 @@ InterestTag = Annotated[str, Field(min_length=1, max_length=100)]
 
 
 class SegmentIn(Strict):
-    """A segment: recipients matching every condition given (`engine.segments`).
+    """A segment: recipients matching every condition given (`engine.pipeline.segments`).
 
     `tier` and `activity` list the values any of which will do; `tags_any` needs one of
     its tags, `tags_all` all of them. Each list has at least one entry, and a segment at

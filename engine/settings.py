@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     global_cap_per_day: int = 5
     digest_at: str = "20:00"
 
-    # The platform's own face on the recipient's pages (see preferences/branding.py):
+    # The platform's own face on the recipient's pages (see preferences/pages/branding.py):
     # a logo is a path Tidings serves (/assets/…), an https URL or a data: image.
     brand_name: str = Field(default="Tidings", min_length=1, max_length=60)
     brand_logo_url: str | None = Field(default=None, pattern=r"^(https://|/|data:image/)\S+$")
@@ -137,7 +137,7 @@ class Settings(BaseSettings):
     gateway_token: str | None = None
     http_timeout: float = 10.0
     # Webhooks and gateways reach only public addresses, plus these comma-separated
-    # addresses or CIDR networks (`engine.outbound`), e.g. 10.1.0.0/16 for an internal gateway.
+    # addresses or CIDR networks (`channels.outbound`), e.g. 10.1.0.0/16 for an internal gateway.
     outbound_allow: str = ""
 
     # Per-channel rate limits, e.g. TIDINGS_RATE_SMS=100/s
@@ -185,7 +185,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _outbound(self) -> Settings:
-        from engine.outbound import OutboundPolicy
+        from channels.outbound import OutboundPolicy
 
         try:
             policy = OutboundPolicy(self.outbound_allow)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from alembic import context
 from sqlmodel import SQLModel
 
-import engine.models  # noqa: F401  (registers the tables on SQLModel.metadata)
-from engine.db import make_engine
+import engine.store.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 from engine.settings import Settings
+from engine.store.db import make_engine
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url") or Settings().database_url

@@ -16,10 +16,10 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from channels.base import CHANNEL_NAMES
-from engine import bulk
-from engine.models import Category, Preference, Recipient
 from engine.schemas import CapIn, FieldError, PreferencesIn
 from engine.settings import Settings
+from engine.store import bulk
+from engine.store.models import Category, Preference, Recipient
 from engine.timeutil import aware, format_duration, iso, now
 from preferences.model import (
     WEEKDAYS,

@@ -2,7 +2,7 @@
 
 `scripts/bench.py` runs this module as its own worker and compares it with Tidings in
 the same run. Each message queries the recipient and their preferences, asks the same
-rules (`engine.planner`) for its one channel, counts the caps in Redis, renders the
+rules (`engine.pipeline.policy`) for its one channel, counts the caps in Redis, renders the
 copy, POSTs the webhook and inserts its receipt in a transaction of its own. It shares
 Tidings' tables, rules and templates, so the difference measured is the shape of the
 work (per message versus per chunk), not the quality of the code around it. It is
@@ -28,13 +28,14 @@ from channels.base import ADDRESS_FIELDS
 from channels.base import Message as ChannelMessage
 from channels.http import dump
 from channels.webhook import WebhookChannel, payload
-from engine import installation, planner
-from engine.content import Composer
-from engine.counters import CapCheck, Counters
-from engine.db import Database
-from engine.models import Category, Delivery, DeliveryEvent, Notification, Recipient
+from engine.pipeline import policy
+from engine.pipeline.content import Composer
+from engine.pipeline.counters import CapCheck, Counters
+from engine.pipeline.templates import RenderError
 from engine.settings import get_settings
-from engine.templates import RenderError
+from engine.store import installation
+from engine.store.db import Database
+from engine.store.models import Category, Delivery, DeliveryEvent, Notification, Recipient
 from engine.timeutil import iso, now
 from preferences import store
 
@@ -130,19 +131,19 @@ def notify(notification_id: int, recipient_id: str, channel: str) -> None:
         recipient = session.get(Recipient, recipient_id)
         assert recipient is not None
         prefs = store.load_one(session, recipient, settings=settings)
-    rules = planner.rules_of(category)
+    rules = policy.rules_of(category)
     reachable = [
         name
         for name, field in ADDRESS_FIELDS.items()
         if field is None or getattr(recipient, field, None)
     ]
-    request = planner.Request(channels=(channel,))
-    decisions = planner.decide(rules, request, prefs, reachable, at)
-    if planner.counts_against_caps(decisions) and (limits := planner.cap_limits(rules, prefs)):
+    request = policy.Request(channels=(channel,))
+    decisions = policy.decide(rules, request, prefs, reachable, at)
+    if policy.counts_against_caps(decisions) and (limits := policy.cap_limits(rules, prefs)):
         check = CapCheck(recipient_id, str(notification_id), prefs.quiet_hours.timezone, limits)
         (resets_at,) = counters.admit([check], at)
         if resets_at is not None:
-            decisions = planner.over_cap(rules, decisions, resets_at)
+            decisions = policy.over_cap(rules, decisions, resets_at)
     decision = next((d for d in decisions if d.channel == channel), None)
     if decision is None:  # a `low` broadcast routes interrupting channels away
         return
@@ -156,7 +157,7 @@ def notify(notification_id: int, recipient_id: str, channel: str) -> None:
     events = [decision.status]
     if decision.status == "queued":
         row.update(_send(webhook, notification, category, recipient, channel, at), attempts=1)
-        sent = ["sent"] if channel != planner.INBOX and row["status"] == "delivered" else []
+        sent = ["sent"] if channel != policy.INBOX and row["status"] == "delivered" else []
         events = ["queued", *sent, row["status"]]
     with db.session() as session:
         delivery = Delivery(
@@ -190,7 +191,7 @@ def _send(
     except RenderError as exc:
         return {"status": "failed", "error": str(exc)}
     fields: dict[str, Any] = {"title": copy.title, "body": copy.body, "locale": copy.locale}
-    if channel == planner.INBOX:
+    if channel == policy.INBOX:
         return {**fields, "status": "delivered"}
     if channel != "webhook" or not recipient.webhook_url:
         return {**fields, "status": "failed", "error": f"the baseline does not send {channel}"}

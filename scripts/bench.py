@@ -45,10 +45,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine import keys
-from engine.counters import Counters
-from engine.db import Database, migrate
+from engine.catalog import keys
+from engine.pipeline.counters import Counters
 from engine.settings import Settings
+from engine.store.db import Database, migrate
 from engine.timeutil import now
 from scripts.benchkit.audience import populate, seed_caps
 from scripts.benchkit.baseline import baseline
@@ -128,7 +128,7 @@ def run(args: argparse.Namespace, url: str, logs: Path, result: dict[str, Any]) 
     # Where the engine really keeps its counters (the broker's database if the URL names one).
     result["counters_redis_db"] = counters.client.connection_pool.connection_kwargs.get("db")
     counters.close()
-    me = [sys.executable, "-m", "engine.cli"]
+    me = [sys.executable, "-m", "engine.ops.cli"]
     with ExitStack() as stack:
         stack.enter_context(exclusive())
         stack.enter_context(flushed_redis())

@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import insert
 from sqlmodel import col, select
 
-from engine.db import Database, migrate
-from engine.models import Category, Preference, Recipient
 from engine.settings import Settings
+from engine.store.db import Database, migrate
+from engine.store.models import Category, Preference, Recipient
 from preferences import store
 from scripts.benchkit.stores import fresh_postgres
 

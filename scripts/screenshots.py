@@ -31,10 +31,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from engine.api.app import create_app  # noqa: E402
-from engine.db import Database, migrate  # noqa: E402
-from engine.demo import BRAND  # noqa: E402
-from engine.models import Category, Delivery, Feedback, Preference, Recipient  # noqa: E402
+from engine.ops.demo import BRAND  # noqa: E402
 from engine.settings import Settings  # noqa: E402
+from engine.store.db import Database, migrate  # noqa: E402
+from engine.store.models import Category, Delivery, Feedback, Preference, Recipient  # noqa: E402
 from engine.timeutil import now  # noqa: E402
 from preferences.links import Links  # noqa: E402
 

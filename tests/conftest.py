@@ -14,10 +14,10 @@ import psycopg
 import pytest
 import redis
 
-from engine import keys
 from engine.api.app import create_app
-from engine.db import Database, migrate
+from engine.catalog import keys
 from engine.settings import Settings
+from engine.store.db import Database, migrate
 from tests.support import Server
 
 POSTGRES_ADMIN = os.environ.get(
@@ -92,7 +92,7 @@ def broker_url(request: pytest.FixtureRequest) -> str | None:
     url: str = request.getfixturevalue("rabbitmq_vhost")
     from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
-    from engine.broker import QUEUES
+    from engine.worker.broker import QUEUES
 
     broker = RabbitmqBroker(url=url, middleware=[])
     try:

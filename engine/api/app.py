@@ -9,18 +9,18 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from engine import installation
 from engine.api import health, keys, links, management, notifications, openapi, stats
 from engine.api.context import AFTERWARDS, DB, DISPATCH, KEY_CACHE, METRICS, REDIS, SETTINGS
 from engine.api.keycache import KeyCache
 from engine.api.middleware import auth, errors
-from engine.broker import Dispatcher, make_broker
-from engine.db import Database
 from engine.metrics import QueueCollector
-from engine.redis_keys import RedisKeys, counters_url
+from engine.ops.status import queue_reader
 from engine.settings import Settings
-from engine.status import queue_reader
-from preferences import pages
+from engine.store import installation
+from engine.store.db import Database
+from engine.store.redis_keys import RedisKeys, counters_url
+from engine.worker.broker import Dispatcher, make_broker
+from preferences.pages import routes
 
 MAX_HEADER_BYTES = 65_536
 
@@ -44,7 +44,7 @@ def create_app(settings: Settings, *, database: Database | None = None) -> web.A
     app.on_cleanup.append(_close_db)
     for module in (health, keys, links, management, notifications, openapi, stats):
         app.add_routes(module.routes)
-    pages.setup(app)
+    routes.setup(app)
     return app
 
 

@@ -10,9 +10,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from engine.api.keycache import KeyCache
-from engine.broker import Dispatcher
-from engine.db import Database
 from engine.settings import Settings
+from engine.store.db import Database
+from engine.worker.broker import Dispatcher
 
 SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", Database)

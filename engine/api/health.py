@@ -13,12 +13,12 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from sqlalchemy import text
 
-from engine import supervisor
 from engine.api.context import DB, METRICS, REDIS, SETTINGS
 from engine.api.contract import Reply, operation
-from engine.broker import broker_url, is_rabbitmq
-from engine.redis_keys import RedisKeys
+from engine.ops import supervisor
 from engine.schemas import HealthOut, PrometheusText, ReadyOut
+from engine.store.redis_keys import RedisKeys
+from engine.worker.broker import broker_url, is_rabbitmq
 
 routes = web.RouteTableDef()
 

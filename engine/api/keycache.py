@@ -20,9 +20,9 @@ from cachetools import TTLCache
 from sqlalchemy import update
 from sqlmodel import col
 
-from engine import keys
-from engine.db import Database
-from engine.models import ApiKey
+from engine.catalog import keys
+from engine.store.db import Database
+from engine.store.models import ApiKey
 from engine.timeutil import now
 
 log = logging.getLogger("tidings.api")

@@ -6,9 +6,9 @@ from typing import Any
 
 from aiohttp import web
 
-from engine import keys
 from engine.api.context import DB, KEY_CACHE, REDIS, scope
 from engine.api.contract import operation
+from engine.catalog import keys
 from engine.errors import NotFound
 from engine.schemas import KeyList, KeyOut, RowPath
 

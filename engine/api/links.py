@@ -12,8 +12,8 @@ from sqlmodel import col
 from engine.api.context import DB, SETTINGS, scope
 from engine.api.contract import operation
 from engine.errors import NotFound
-from engine.models import Recipient
 from engine.schemas import Out, RecipientPath, RevokedOut, Timestamp
+from engine.store.models import Recipient
 from engine.timeutil import iso, now
 from preferences.links import PURPOSES, Links
 

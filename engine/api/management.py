@@ -8,12 +8,11 @@ from typing import Any
 from aiohttp import web
 from sqlmodel import Session, col, select
 
-from engine import categories, recipients
+from channels.outbound import outbound_policy
 from engine.api.context import DB, SETTINGS, scope
 from engine.api.contract import operation
+from engine.catalog import categories, recipients
 from engine.errors import Invalid, NotFound
-from engine.models import Category, Recipient
-from engine.outbound import outbound_policy
 from engine.schemas import (
     CategoryIn,
     CategoryList,
@@ -29,6 +28,7 @@ from engine.schemas import (
     UpsertedOut,
 )
 from engine.settings import Settings
+from engine.store.models import Category, Recipient
 from preferences import store
 
 routes = web.RouteTableDef()

@@ -17,8 +17,8 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from engine.api.context import DB, KEY_CACHE, KEY_SCOPES, REDIS, scope_of
 from engine.errors import ApiError, Forbidden, Invalid, Unauthorized, Unavailable
-from engine.outages import sql_unreachable
 from engine.schemas import MAX_BODY_DEPTH, FieldError, Key, Strict, json_problem
+from engine.store.outages import sql_unreachable
 
 log = logging.getLogger("tidings.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -11,13 +11,13 @@ from typing import Any
 from aiohttp import web
 from sqlmodel import Session
 
-from engine import metrics, notifications, receipts, sqlite
+from engine import metrics
 from engine.api.context import AFTERWARDS, DB, DISPATCH, KEY_SCOPES, SETTINGS, scope
 from engine.api.contract import Reply, operation
 from engine.api.management import check_outbound
 from engine.errors import Forbidden, Invalid, NotFound
-from engine.models import Recipient
-from engine.notifications import Accepted
+from engine.pipeline import accept, receipts
+from engine.pipeline.accept import Accepted
 from engine.schemas import (
     AcceptedOut,
     BatchAcceptedOut,
@@ -36,6 +36,8 @@ from engine.schemas import (
     RecipientPath,
     RowPath,
 )
+from engine.store import sqlite
+from engine.store.models import Recipient
 from engine.timeutil import now
 
 routes = web.RouteTableDef()
@@ -61,7 +63,7 @@ async def _enqueue(request: web.Request, accepted: list[Accepted]) -> None:
 
     def mark(at: datetime) -> None:
         with sqlite.background(), db.session() as session:
-            notifications.mark_enqueued(session, [a.id for a in due], at)
+            accept.mark_enqueued(session, [a.id for a in due], at)
 
     try:
         await db.run(send)
@@ -130,7 +132,7 @@ async def post_notification(
     settings = request.app[SETTINGS]
 
     (accepted,) = await request.app[DB].run(
-        notifications.accept_all, request.app[DB], [spec], settings=settings, batch=False
+        accept.accept_all, request.app[DB], [spec], settings=settings, batch=False
     )
     if not accepted.replayed:
         metrics.NOTIFICATIONS.labels(accepted.queue).inc()
@@ -157,7 +159,7 @@ async def post_batch(request: web.Request, body: BatchIn) -> Reply:
         )
     _recipient_writes(request, body.notifications, batch=True)
     accepted = await request.app[DB].run(
-        notifications.accept_all,
+        accept.accept_all,
         request.app[DB],
         body.notifications,
         settings=settings,
@@ -182,7 +184,7 @@ async def get_notification(
 
     def read() -> dict[str, Any]:
         with request.app[DB].session() as session:
-            return notifications.status(session, int(path.id), after=after, limit=limit)
+            return accept.status(session, int(path.id), after=after, limit=limit)
 
     return await request.app[DB].run(read)
 

@@ -7,10 +7,10 @@ from typing import Any
 
 from aiohttp import web
 
-from engine import stats
 from engine.api.context import DB, scope
 from engine.api.contract import operation
 from engine.errors import Invalid
+from engine.ops import stats
 from engine.schemas import StatsOut, StatsQuery
 from engine.timeutil import now
 

@@ -18,7 +18,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    # Filled by `tidings migrate` (engine.installation.ensure) right after the upgrade.
+    # Filled by `tidings migrate` (engine.store.installation.ensure) right after the upgrade.
     with op.batch_alter_table("installation") as batch:
         batch.add_column(
             sa.Column("webhook_secret", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True)

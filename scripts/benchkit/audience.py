@@ -15,10 +15,10 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import insert
 
-from engine.counters import Counters
-from engine.db import Database
-from engine.models import Preference, Recipient
+from engine.pipeline.counters import Counters
 from engine.settings import Settings
+from engine.store.db import Database
+from engine.store.models import Preference, Recipient
 from preferences.model import Cap
 from scripts.benchkit.client import log
 
@@ -148,7 +148,7 @@ def seed_caps(settings: Settings, recipient_ids: list[str], at: datetime) -> Non
     """Count one notification against each recipient's global cap: they were already
     notified a minute before `at`.
 
-    The key is the one `engine.counters.Counters.admit` counts the global cap ("g") in,
+    The key is the one `engine.pipeline.counters.Counters.admit` counts the global cap ("g") in,
     written through the engine's own counters client so that it lands in the database
     the workers read; the counters are then marked complete.
     """

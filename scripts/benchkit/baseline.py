@@ -17,9 +17,9 @@ from dramatiq.brokers.redis import RedisBroker
 from sqlalchemy import func, select
 from sqlmodel import col
 
-from engine.db import Database
-from engine.models import Delivery, Notification
 from engine.settings import Settings
+from engine.store.db import Database
+from engine.store.models import Delivery, Notification
 from engine.timeutil import aware, now
 from scripts.benchkit.audience import seed_caps
 from scripts.benchkit.broadcast import BROADCAST, OFFER, outcomes

@@ -15,9 +15,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlmodel import col
 
-from engine.db import Database
-from engine.models import Delivery, Notification, PlanChunk
 from engine.settings import Settings
+from engine.store.db import Database
+from engine.store.models import Delivery, Notification, PlanChunk
 from engine.timeutil import aware
 from scripts.benchkit.client import Api, log
 from scripts.benchkit.latency import Prober, latency

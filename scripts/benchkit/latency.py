@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import and_, func, select
 from sqlmodel import col
 
-from engine.db import Database
-from engine.models import Delivery, DeliveryEvent, Notification
+from engine.store.db import Database
+from engine.store.models import Delivery, DeliveryEvent, Notification
 from engine.timeutil import aware
 from scripts.benchkit.client import Api, percentile, wait_until
 

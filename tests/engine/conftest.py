@@ -95,7 +95,7 @@ class Processes:
         log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 (closed with the process)
         self.env[name] = {**env_for(self.settings), **(env or {})}
         process = subprocess.Popen(
-            [sys.executable, "-m", "engine.cli", *args],
+            [sys.executable, "-m", "engine.ops.cli", *args],
             env=self.env[name],
             cwd=ROOT,
             stdout=log,

@@ -13,11 +13,11 @@ from typing import Any
 import httpx
 import pytest
 
-from engine import keys
 from engine.api.app import create_app
-from engine.db import Database
-from engine.models import Preference
+from engine.catalog import keys
 from engine.settings import Settings
+from engine.store.db import Database
+from engine.store.models import Preference
 from tests.support import Server, free_port
 
 ROOT = Path(__file__).resolve().parents[2]

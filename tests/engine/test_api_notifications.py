@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import func
 from sqlmodel import select
 
-from engine.db import Database
-from engine.models import Notification
+from engine.store.db import Database
+from engine.store.models import Notification
 
 PROMO = {
     "name": "Flash sales",

@@ -15,13 +15,14 @@ from hypothesis import strategies as st
 from sqlalchemy import delete
 from sqlmodel import col, select
 
-from engine import categories, notifications, planning
-from engine.broker import make_broker
-from engine.db import Database
-from engine.models import Delivery, Notification, PlanChunk, Recipient
-from engine.runtime import Runtime
+from engine.catalog import categories
+from engine.pipeline import accept, planning
 from engine.schemas import CategoryIn, NotificationIn
 from engine.settings import Settings
+from engine.store.db import Database
+from engine.store.models import Delivery, Notification, PlanChunk, Recipient
+from engine.worker.broker import make_broker
+from engine.worker.runtime import Runtime
 from tests.engine.conftest import Processes, recipient, settled, wait_for
 
 BOTH = pytest.mark.parametrize(
@@ -204,7 +205,7 @@ def test_planning_reaches_exactly_who_the_segment_describes(
     spec = NotificationIn.model_validate(
         {"category": "promo.member_day", "to": {"segment": segment}, "send_at": AT.isoformat()}
     )
-    (accepted,) = notifications.accept_all(runtime.db, [spec], settings=settings, batch=False)
+    (accepted,) = accept.accept_all(runtime.db, [spec], settings=settings, batch=False)
     planning.plan(runtime, accepted.id)
     with runtime.db.session() as session:
         chunks = session.exec(

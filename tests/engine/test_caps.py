@@ -15,16 +15,18 @@ import redis
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from engine import bulk, caps, categories, notifications, planning, recipients
-from engine.broker import make_broker
-from engine.counters import CapCheck, Counters, CountersLost
-from engine.db import Database
-from engine.models import Delivery, PlanChunk
-from engine.planner import cap_frees_at, cap_window
-from engine.redis_keys import RedisKeys
-from engine.runtime import Runtime
+from engine.catalog import categories, recipients
+from engine.pipeline import accept, caps, planning
+from engine.pipeline.counters import CapCheck, Counters, CountersLost
+from engine.pipeline.policy import cap_frees_at, cap_window
 from engine.schemas import CategoryIn, NotificationIn, PreferencesIn, RecipientIn
 from engine.settings import Settings
+from engine.store import bulk
+from engine.store.db import Database
+from engine.store.models import Delivery, PlanChunk
+from engine.store.redis_keys import RedisKeys
+from engine.worker.broker import make_broker
+from engine.worker.runtime import Runtime
 from preferences import store
 from preferences.model import Cap
 from tests.conftest import COUNTERS_DB, REDIS_PORT
@@ -143,7 +145,7 @@ def _setup_capped_recipient(db: Database) -> None:
 def _promotion(rt: Runtime) -> int:
     with rt.db.session() as session:
         spec = NotificationIn(category="promo.sale", to=["u-1"])
-        return notifications.accept(session, spec, settings=rt.settings).id
+        return accept.accept(session, spec, settings=rt.settings).id
 
 
 def _fates(db: Database) -> list[tuple[int, str, str | None]]:

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from engine.cli import main
+from engine.ops.cli import main
 from engine.settings import Settings
 from tests.engine.conftest import ROOT, Processes, env_for, wait_for
 from tests.support import free_port
@@ -24,7 +24,7 @@ from tests.support import free_port
 
 def _tidings(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "engine.cli", *args],
+        [sys.executable, "-m", "engine.ops.cli", *args],
         env={**env_for(settings), **env},
         cwd=ROOT,
         capture_output=True,
@@ -91,7 +91,7 @@ def test_any_send_input_ends_in_a_line_not_a_traceback(
     from engine.settings import get_settings
 
     get_settings.cache_clear()
-    monkeypatch.setattr("engine.cli.configure", lambda *_: None)  # keep pytest's logging
+    monkeypatch.setattr("engine.ops.cli.configure", lambda *_: None)  # keep pytest's logging
     try:
         code = main(["send", "--category", category, "--to", to, "--data", data])
     except SystemExit as exc:  # argparse: an argument it cannot take

@@ -13,13 +13,14 @@ import httpx
 import pytest
 from sqlmodel import col, select
 
-from engine import categories, notifications, planning, recipients
-from engine.broker import make_broker
-from engine.db import Database
-from engine.models import Delivery
-from engine.runtime import Runtime
+from engine.catalog import categories, recipients
+from engine.pipeline import accept, planning
 from engine.schemas import CategoryIn, NotificationIn, PreferencesIn, RecipientIn
 from engine.settings import Settings
+from engine.store.db import Database
+from engine.store.models import Delivery
+from engine.worker.broker import make_broker
+from engine.worker.runtime import Runtime
 from preferences import store
 from tests.engine.conftest import Processes, recipient, settled, wait_for
 
@@ -90,7 +91,7 @@ def test_concurrent_plans_with_one_collapse_key_reach_the_recipient_once(
         )
         for n in range(SENDS)
     ]
-    accepted = notifications.accept_all(db, specs, settings=runtime.settings, batch=False)
+    accepted = accept.accept_all(db, specs, settings=runtime.settings, batch=False)
     start = threading.Barrier(SENDS)
 
     def plan(notification_id: int) -> None:

@@ -30,7 +30,7 @@ def test_the_demo_curl_ends_sent_with_the_email_in_the_sink(
             [
                 sys.executable,
                 "-m",
-                "engine.cli",
+                "engine.ops.cli",
                 "up",
                 "--demo",
                 "--port",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from engine import exporter
+from engine.ops import exporter
 from tests.engine.conftest import Processes, wait_for
 from tests.support import free_port
 

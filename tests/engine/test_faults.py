@@ -31,12 +31,12 @@ import redis
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from engine import keys, recipients
 from engine.api.app import create_app
-from engine.db import Database, migrate
-from engine.models import Delivery, Preference
+from engine.catalog import keys, recipients
 from engine.schemas import RecipientIn
 from engine.settings import Settings
+from engine.store.db import Database, migrate
+from engine.store.models import Delivery, Preference
 from tests.conftest import BROKER_DB, COUNTERS_DB, REDIS_PORT
 from tests.engine.conftest import Processes, send, wait_for
 from tests.engine.test_supervisor import processes_view, workers

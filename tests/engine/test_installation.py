@@ -17,10 +17,10 @@ import httpx
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from engine import keys
 from engine.api.app import create_app
-from engine.db import Database
+from engine.catalog import keys
 from engine.settings import Settings
+from engine.store.db import Database
 from tests.engine.conftest import Processes, recipient, send_and_settle, wait_for
 from tests.support import Server, Sink
 

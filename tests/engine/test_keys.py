@@ -15,12 +15,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from engine import demo, keys
 from engine.api.app import create_app
 from engine.api.context import KEY_CACHE
 from engine.api.keycache import KeyCache
-from engine.db import Database
+from engine.catalog import keys
+from engine.ops import demo
 from engine.settings import Settings
+from engine.store.db import Database
 from tests.support import Server
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,9 +13,9 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 from sqlmodel import SQLModel
 
-import engine.models  # noqa: F401  (registers the tables)
-from engine.db import make_engine, migrate
+import engine.store.models  # noqa: F401  (registers the tables)
 from engine.settings import Settings
+from engine.store.db import make_engine, migrate
 
 ROOT = Path(__file__).resolve().parents[2]
 TIDINGS = Path(sys.executable).with_name("tidings")

@@ -20,8 +20,8 @@ import pytest
 
 from engine.api.app import create_app
 from engine.api.contract import contract_of
-from engine.db import Database
 from engine.settings import Settings
+from engine.store.db import Database
 from tests.engine.conftest import Processes
 from tests.support import Server
 

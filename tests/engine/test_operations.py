@@ -11,9 +11,9 @@ from pathlib import Path
 
 import httpx
 
-from engine.db import Database
-from engine.models import Notification
 from engine.settings import Settings
+from engine.store.db import Database
+from engine.store.models import Notification
 from tests.engine.conftest import (
     ROOT,
     Processes,
@@ -66,7 +66,7 @@ def test_status_command_reports_queues_and_deliveries(
     recipient(admin, "u-1")
     admin.post("/v1/notifications", json={"category": "order.delivered", "to": ["u-1"]})
     out = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "status", "--json"],
+        [sys.executable, "-m", "engine.ops.cli", "status", "--json"],
         env=env_for(settings),
         cwd=ROOT,
         capture_output=True,
@@ -137,7 +137,7 @@ def test_a_worker_serving_the_critical_queue_picks_up_work_sooner_when_idle() ->
     # long an order notification can wait for an idle worker to notice it.
     from argparse import Namespace
 
-    from engine.cli import worker_specs
+    from engine.ops.cli import worker_specs
 
     settings = Settings(worker_timeout_ms=100, critical_timeout_ms=10, metrics_port=free_port())
     polls = {}

@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from engine import keys
 from engine.api.app import create_app
-from engine.db import Database, migrate
+from engine.catalog import keys
 from engine.settings import Settings
+from engine.store.db import Database, migrate
 from tests.engine.conftest import Processes, send, wait_for
 from tests.engine.test_recovery import RECOVERY, resends
 from tests.engine.test_resilience import BLAST, assert_one_message_each, audience, terminal

@@ -128,7 +128,7 @@ def test_on_rabbitmq_the_queues_live_there_and_redis_keeps_only_counters(
         # No worker runs yet: the plan job waits, durable, in RabbitMQ's critical queue.
         assert wait_for(waiting, timeout=10) == 1
         status = subprocess.run(
-            [sys.executable, "-m", "engine.cli", "status", "--json"],
+            [sys.executable, "-m", "engine.ops.cli", "status", "--json"],
             env=env_for(settings),
             cwd=ROOT,
             capture_output=True,
@@ -136,7 +136,7 @@ def test_on_rabbitmq_the_queues_live_there_and_redis_keeps_only_counters(
         )
         assert json.loads(status.stdout)["queues"]["critical"]["waiting"] == 1
         table = subprocess.run(
-            [sys.executable, "-m", "engine.cli", "status"],
+            [sys.executable, "-m", "engine.ops.cli", "status"],
             env=env_for(settings),
             cwd=ROOT,
             capture_output=True,

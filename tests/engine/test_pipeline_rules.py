@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import col
 
-from engine.db import Database
-from engine.models import Delivery, Notification
-from engine.recipients import ERASED_PREFIX
+from engine.catalog.recipients import ERASED_PREFIX
+from engine.store.db import Database
+from engine.store.models import Delivery, Notification
 from tests.engine.conftest import Processes, recipient, send, send_and_settle, settled, wait_for
 from tests.support import Mailbox, Sink
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
 
-from engine import planner
-from engine.planner import Decision, Previous, Request, Rules
+from engine.pipeline import policy
+from engine.pipeline.policy import Decision, Previous, Request, Rules
 from engine.settings import Settings
 from preferences.model import Cap, CategoryPreference, Digest, EffectivePreferences
 from preferences.store import resolve
@@ -38,12 +38,12 @@ def by_channel(decisions: list[Decision]) -> dict[str, tuple[str, str | None]]:
 
 
 def test_high_priority_goes_everywhere_at_once() -> None:
-    got = by_channel(planner.decide(rules(), Request(), prefs(), EVERYWHERE, NOON))
+    got = by_channel(policy.decide(rules(), Request(), prefs(), EVERYWHERE, NOON))
     assert got == {"inapp": ("queued", None), "push": ("queued", None), "email": ("queued", None)}
 
 
 def test_normal_priority_sends_the_primary_and_escalates_the_rest() -> None:
-    decisions = planner.decide(
+    decisions = policy.decide(
         rules(priority="normal", escalate_after=1800), Request(), prefs(), EVERYWHERE, NOON
     )
     got = {d.channel: d for d in decisions}
@@ -54,11 +54,11 @@ def test_normal_priority_sends_the_primary_and_escalates_the_rest() -> None:
 
 def test_low_priority_goes_to_the_inbox_or_the_digest() -> None:
     low = rules(priority="low")
-    assert by_channel(planner.decide(low, Request(), prefs(), EVERYWHERE, NOON)) == {
+    assert by_channel(policy.decide(low, Request(), prefs(), EVERYWHERE, NOON)) == {
         "inapp": ("queued", None)
     }
     digest = prefs(digest=Digest(enabled=True, at=time(20, 0)))
-    decisions = {d.channel: d for d in planner.decide(low, Request(), digest, EVERYWHERE, NOON)}
+    decisions = {d.channel: d for d in policy.decide(low, Request(), digest, EVERYWHERE, NOON)}
     assert (decisions["push"].status, decisions["push"].reason) == ("scheduled", "digest")
     assert decisions["push"].due_at == datetime(2026, 11, 20, 12, 0, tzinfo=UTC)  # 20:00 Shanghai
 
@@ -68,80 +68,80 @@ def test_opt_outs_addresses_and_expiry() -> None:
         channels={"email": False},
         categories={"promo": CategoryPreference(channels={"push": False})},
     )
-    got = by_channel(planner.decide(rules(), Request(), chosen, ("inapp", "push"), NOON))
+    got = by_channel(policy.decide(rules(), Request(), chosen, ("inapp", "push"), NOON))
     assert got == {
         "email": ("suppressed", "opted_out"),
         "push": ("suppressed", "opted_out"),
         "inapp": ("queued", None),
     }
-    assert by_channel(planner.decide(rules(), Request(), prefs(), ("inapp",), NOON))["email"] == (
+    assert by_channel(policy.decide(rules(), Request(), prefs(), ("inapp",), NOON))["email"] == (
         "suppressed",
         "no_address",
     )
-    gone = planner.decide(rules(), Request(expires_at=NOON), prefs(), EVERYWHERE, NOON)
+    gone = policy.decide(rules(), Request(expires_at=NOON), prefs(), EVERYWHERE, NOON)
     assert {d.reason for d in gone} == {"expired"}
-    unsubscribed = planner.decide(rules(), Request(), prefs(unsubscribed=True), EVERYWHERE, NOON)
+    unsubscribed = policy.decide(rules(), Request(), prefs(unsubscribed=True), EVERYWHERE, NOON)
     assert {d.reason for d in unsubscribed} == {"unsubscribed"}
-    required = planner.decide(
+    required = policy.decide(
         rules(required=True), Request(), prefs(unsubscribed=True), EVERYWHERE, NOON
     )
     assert {d.status for d in required} == {"queued"}
 
 
 def test_quiet_hours_and_pause_hold_interruptions_but_not_the_inbox_or_critical() -> None:
-    got = {d.channel: d for d in planner.decide(rules(), Request(), prefs(), EVERYWHERE, NIGHT)}
+    got = {d.channel: d for d in policy.decide(rules(), Request(), prefs(), EVERYWHERE, NIGHT)}
     assert got["inapp"].status == "queued"
     assert (got["push"].status, got["push"].reason) == ("scheduled", "quiet_hours")
     assert got["push"].due_at == datetime(2026, 11, 21, 0, 0, tzinfo=UTC)  # 08:00 Shanghai
-    critical = planner.decide(rules(priority="critical"), Request(), prefs(), EVERYWHERE, NIGHT)
+    critical = policy.decide(rules(priority="critical"), Request(), prefs(), EVERYWHERE, NIGHT)
     assert {d.status for d in critical} == {"queued"}
     paused = prefs(paused_until=NOON + timedelta(days=2))
-    promo = by_channel(planner.decide(rules(), Request(), paused, EVERYWHERE, NOON))
+    promo = by_channel(policy.decide(rules(), Request(), paused, EVERYWHERE, NOON))
     assert promo["push"] == ("suppressed", "paused") and promo["inapp"] == ("queued", None)
-    service = by_channel(planner.decide(rules(kind="service"), Request(), paused, EVERYWHERE, NOON))
+    service = by_channel(policy.decide(rules(kind="service"), Request(), paused, EVERYWHERE, NOON))
     assert service["push"] == ("scheduled", "paused")
 
 
 def test_a_pause_holds_or_drops_only_optional_messages() -> None:
     paused = prefs(paused_until=NOON + timedelta(days=14))
     for essential in (rules(kind="transactional"), rules(kind="service", required=True)):
-        got = by_channel(planner.decide(essential, Request(), paused, EVERYWHERE, NOON))
+        got = by_channel(policy.decide(essential, Request(), paused, EVERYWHERE, NOON))
         assert got == {
             "inapp": ("queued", None),
             "push": ("queued", None),
             "email": ("queued", None),
         }
     for optional in ("promotional", "social"):
-        got = by_channel(planner.decide(rules(kind=optional), Request(), paused, EVERYWHERE, NOON))
+        got = by_channel(policy.decide(rules(kind=optional), Request(), paused, EVERYWHERE, NOON))
         assert got["email"] == ("suppressed", "paused") and got["push"] == ("suppressed", "paused")
     # An essential in quiet hours still waits for the window's end, as without a pause.
     night = prefs(paused_until=NIGHT + timedelta(days=14))
     held = by_channel(
-        planner.decide(rules(kind="transactional"), Request(), night, EVERYWHERE, NIGHT)
+        policy.decide(rules(kind="transactional"), Request(), night, EVERYWHERE, NIGHT)
     )
     assert held["email"] == ("scheduled", "quiet_hours")
 
 
 def test_collapse_replaces_pending_and_suppresses_after_sent() -> None:
     fresh = [Decision("inapp", "queued"), Decision("email", "suppressed", "opted_out")]
-    after_sent, replaced = planner.collapse(fresh, [Previous(7, "delivered")])
+    after_sent, replaced = policy.collapse(fresh, [Previous(7, "delivered")])
     assert by_channel(after_sent) == {
         "inapp": ("suppressed", "duplicate"),
         "email": ("suppressed", "opted_out"),
     }
     assert replaced == []
-    kept, replaced = planner.collapse(fresh, [Previous(8, "scheduled"), Previous(9, "suppressed")])
+    kept, replaced = policy.collapse(fresh, [Previous(8, "scheduled"), Previous(9, "suppressed")])
     assert kept == fresh and replaced == [8]
 
 
 def test_caps_apply_per_category_recipient_and_globally_but_spare_required_and_critical() -> None:
     chosen = prefs(categories={"promo": CategoryPreference(caps=(Cap(1, 86400),))})
-    limits = planner.cap_limits(rules(caps=(Cap(2, 3600),)), chosen)
+    limits = policy.cap_limits(rules(caps=(Cap(2, 3600),)), chosen)
     assert [name for name, _ in limits] == ["c:promo", "r:promo", "g"]
     assert [
-        name for name, _ in planner.cap_limits(rules(required=True, caps=(Cap(2, 3600),)), chosen)
+        name for name, _ in policy.cap_limits(rules(required=True, caps=(Cap(2, 3600),)), chosen)
     ] == ["c:promo"]
-    assert planner.cap_limits(rules(priority="critical"), chosen) == []
+    assert policy.cap_limits(rules(priority="critical"), chosen) == []
     # The global cap is a marketing cap: the optional kinds only, unless a category says so.
     for kind, expected in (
         ("promotional", ["r:promo", "g"]),
@@ -149,21 +149,21 @@ def test_caps_apply_per_category_recipient_and_globally_but_spare_required_and_c
         ("service", ["r:promo"]),
         ("transactional", ["r:promo"]),
     ):
-        assert [name for name, _ in planner.cap_limits(rules(kind=kind), chosen)] == expected
+        assert [name for name, _ in policy.cap_limits(rules(kind=kind), chosen)] == expected
     assert [
-        name for name, _ in planner.cap_limits(rules(kind="service", global_cap=True), chosen)
+        name for name, _ in policy.cap_limits(rules(kind="service", global_cap=True), chosen)
     ] == ["r:promo", "g"]
-    assert [name for name, _ in planner.cap_limits(rules(global_cap=False), chosen)] == ["r:promo"]
+    assert [name for name, _ in policy.cap_limits(rules(global_cap=False), chosen)] == ["r:promo"]
     resets = NOON + timedelta(hours=1)
     decisions = [
         Decision("inapp", "queued"),
         Decision("push", "scheduled", "quiet_hours", NOON + timedelta(hours=3)),
     ]
-    dropped = planner.over_cap(rules(over_cap="drop"), decisions, resets)
+    dropped = policy.over_cap(rules(over_cap="drop"), decisions, resets)
     assert {d.reason for d in dropped} == {"capped"} and {d.status for d in dropped} == {
         "suppressed"
     }
-    deferred = planner.over_cap(rules(over_cap="defer"), decisions, resets)
+    deferred = policy.over_cap(rules(over_cap="defer"), decisions, resets)
     assert [d.due_at for d in deferred] == [resets, NOON + timedelta(hours=3)]
 
 
@@ -175,7 +175,7 @@ def test_release_collapse() -> None:
         (4, "u-2", "push", "key:a"),
         (5, "u-1", "push", None),
     ]
-    assert planner.release_collapse(rows) == {1}
+    assert policy.release_collapse(rows) == {1}
 
 
 def test_deciding_a_chunk_at_once_gives_each_recipient_their_own_fate() -> None:
@@ -197,8 +197,8 @@ def test_deciding_a_chunk_at_once_gives_each_recipient_their_own_fate() -> None:
         ("d", no_email, EVERYWHERE),
         ("e", default("e", "America/New_York"), EVERYWHERE),  # 23:00 at NIGHT in Shanghai
     ]
-    got = planner.decide_many(rules(), Request(), chunk, NIGHT)
-    assert got == {rid: planner.decide(rules(), Request(), p, ch, NIGHT) for rid, p, ch in chunk}
+    got = policy.decide_many(rules(), Request(), chunk, NIGHT)
+    assert got == {rid: policy.decide(rules(), Request(), p, ch, NIGHT) for rid, p, ch in chunk}
     assert by_channel(got["a"])["email"] == ("scheduled", "quiet_hours")
     assert "email" not in {d.channel for d in got["b"] if d.status != "suppressed"}
     assert by_channel(got["d"])["email"] == ("suppressed", "opted_out")
@@ -207,7 +207,7 @@ def test_deciding_a_chunk_at_once_gives_each_recipient_their_own_fate() -> None:
 
 def test_a_held_delivery_is_decided_again_by_the_same_rules() -> None:
     def again(chosen: EffectivePreferences, at: datetime = NOON, **request: object) -> Decision:
-        return planner.recheck(rules(), Request(**request), chosen, EVERYWHERE, "email", at)  # type: ignore[arg-type]
+        return policy.recheck(rules(), Request(**request), chosen, EVERYWHERE, "email", at)  # type: ignore[arg-type]
 
     assert again(prefs()) == Decision("email", "queued")
     assert again(prefs(unsubscribed=True)).reason == "unsubscribed"
@@ -218,10 +218,10 @@ def test_a_held_delivery_is_decided_again_by_the_same_rules() -> None:
     assert again(prefs(), expires_at=NOON).reason == "expired"
     night = again(prefs(), NIGHT)
     assert (night.status, night.reason) == ("scheduled", "quiet_hours")
-    assert planner.recheck(rules(), Request(), prefs(), ("inapp",), "email", NOON).reason == (
+    assert policy.recheck(rules(), Request(), prefs(), ("inapp",), "email", NOON).reason == (
         "no_address"
     )
-    essential = planner.recheck(
+    essential = policy.recheck(
         rules(required=True), Request(), prefs(unsubscribed=True), EVERYWHERE, "email", NOON
     )
     assert essential == Decision("email", "queued")

@@ -14,11 +14,12 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from engine import delivery, planning, runtime
-from engine.broker import make_broker
-from engine.db import Database
-from engine.models import Delivery, Notification, PlanChunk, Preference
+from engine.pipeline import delivery, planning
 from engine.settings import Settings
+from engine.store.db import Database
+from engine.store.models import Delivery, Notification, PlanChunk, Preference
+from engine.worker import runtime
+from engine.worker.broker import make_broker
 from tests.engine.conftest import Processes, recipient, send, settled, wait_for
 from tests.support import Sink
 

@@ -8,8 +8,8 @@ import sys
 
 import httpx
 
-from engine import keys
-from engine.db import Database
+from engine.catalog import keys
+from engine.store.db import Database
 from tests.engine.conftest import ROOT, Processes, env_for, recipient, wait_for
 from tests.engine.test_pipeline import PROMO
 from tests.support import Mailbox, free_port, raw_headers
@@ -30,7 +30,7 @@ def test_up_on_another_port_mints_links_on_that_port(
     env = {k: v for k, v in env_for(processes.settings).items() if k != "TIDINGS_PUBLIC_URL"}
     log = open(processes.logs / "up.log", "ab")  # noqa: SIM115 (closed below)
     processes.running["up"] = subprocess.Popen(
-        [sys.executable, "-m", "engine.cli", "up", "--port", str(port), "--processes", "1"],
+        [sys.executable, "-m", "engine.ops.cli", "up", "--port", str(port), "--processes", "1"],
         env=env,
         cwd=ROOT,
         stdout=log,

@@ -10,8 +10,8 @@ import httpx
 import pytest
 from sqlmodel import select
 
-from engine.db import Database
-from engine.models import Delivery, Feedback
+from engine.store.db import Database
+from engine.store.models import Delivery, Feedback
 
 NOTIFICATION_IDS = itertools.count(1)
 PROMO = {

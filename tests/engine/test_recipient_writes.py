@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from engine import keys
-from engine.db import Database
+from engine.catalog import keys
+from engine.store.db import Database
 from tests.support import Server
 
 NEWS = {

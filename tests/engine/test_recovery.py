@@ -15,13 +15,14 @@ import pytest
 import redis
 from sqlmodel import col, select
 
-from engine import delivery, planning, runtime, scheduler
 from engine.api.app import create_app
-from engine.broker import make_broker
-from engine.db import Database
-from engine.models import Delivery, Notification
-from engine.redis_keys import RedisKeys
+from engine.pipeline import delivery, planning, scheduler
 from engine.settings import Settings
+from engine.store.db import Database
+from engine.store.models import Delivery, Notification
+from engine.store.redis_keys import RedisKeys
+from engine.worker import runtime
+from engine.worker.broker import make_broker
 from tests.conftest import BROKER_DB, COUNTERS_DB, REDIS_PORT
 from tests.engine.conftest import Processes, send, settled, wait_for
 from tests.engine.test_resilience import BLAST, assert_one_message_each, audience, terminal

@@ -13,13 +13,14 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlmodel import col, select
 
-from engine import categories, delivery, notifications, planning, recipients, scheduler
-from engine.broker import make_broker
-from engine.db import Database
-from engine.models import Delivery
-from engine.runtime import Runtime
+from engine.catalog import categories, recipients
+from engine.pipeline import accept, delivery, planning, scheduler
 from engine.schemas import CategoryIn, NotificationIn, PreferencesIn, RecipientIn
 from engine.settings import Settings
+from engine.store.db import Database
+from engine.store.models import Delivery
+from engine.worker.broker import make_broker
+from engine.worker.runtime import Runtime
 from preferences import store
 from tests.engine.test_pipeline_rules import _quiet_now, erased_as
 from tests.support import Mailbox
@@ -65,9 +66,7 @@ def choose(db: Database, rid: str, **prefs: Any) -> None:
 
 def notify(rt: Runtime, key: str, to: list[str]) -> int:
     with rt.db.session() as session:
-        accepted = notifications.accept(
-            session, NotificationIn(category=key, to=to), settings=rt.settings
-        )
+        accepted = accept.accept(session, NotificationIn(category=key, to=to), settings=rt.settings)
     planning.plan(rt, accepted.id)
     return accepted.id
 

@@ -10,11 +10,11 @@ import httpx
 import pytest
 import redis
 
-from engine.broker import Dispatcher, make_broker
-from engine.counters import CapCheck, Counters
-from engine.redis_keys import RedisKeys, counters_url, prefix
+from engine.ops.status import queues
+from engine.pipeline.counters import CapCheck, Counters
 from engine.settings import Settings
-from engine.status import queues
+from engine.store.redis_keys import RedisKeys, counters_url, prefix
+from engine.worker.broker import Dispatcher, make_broker
 from preferences.model import Cap
 from tests.conftest import COUNTERS_DB, REDIS_PORT
 from tests.engine.conftest import Processes, recipient, send_and_settle, wait_for

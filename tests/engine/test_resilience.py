@@ -14,12 +14,12 @@ import redis
 from sqlalchemy import func, update
 from sqlmodel import col, select
 
-from engine import recipients
 from engine.api.app import create_app
-from engine.db import Database
-from engine.models import Delivery, Notification, Preference
+from engine.catalog import recipients
 from engine.schemas import RecipientIn
 from engine.settings import Settings
+from engine.store.db import Database
+from engine.store.models import Delivery, Notification, Preference
 from tests.conftest import BROKER_DB, COUNTERS_DB
 from tests.engine.conftest import Processes, send, settled, wait_for
 from tests.support import Server, Sink

@@ -39,11 +39,13 @@ from hypothesis import strategies as st
 from sqlalchemy import delete, or_
 from sqlmodel import col, select
 
-from engine import categories as category_defs
-from engine import delivery, notifications, planning, recipients, scheduler
-from engine.broker import make_broker
-from engine.db import Database
-from engine.models import (
+from engine.catalog import categories as category_defs
+from engine.catalog import recipients
+from engine.pipeline import accept, delivery, planning, scheduler
+from engine.schemas import CategoryIn, NotificationIn, PreferencesIn, RecipientIn
+from engine.settings import Settings
+from engine.store.db import Database
+from engine.store.models import (
     Category,
     Delivery,
     DeliveryEvent,
@@ -52,9 +54,8 @@ from engine.models import (
     Preference,
     Recipient,
 )
-from engine.runtime import Runtime
-from engine.schemas import CategoryIn, NotificationIn, PreferencesIn, RecipientIn
-from engine.settings import Settings
+from engine.worker.broker import make_broker
+from engine.worker.runtime import Runtime
 from preferences import store
 from tests.conftest import COUNTERS_DB, REDIS_PORT
 from tests.support import Sink
@@ -306,7 +307,7 @@ class Story:
                         content={"title": "hello", "body": "there"},
                         expires_at=expires,
                     )
-                    nid = notifications.accept(session, spec, settings=self.rt.settings).id
+                    nid = accept.accept(session, spec, settings=self.rt.settings).id
                 self.audience[nid] = set(rids)
                 self.category_of[nid] = cat.key
                 self.expires[nid] = expires

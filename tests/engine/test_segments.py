@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlmodel import select
 
-from engine.db import Database
-from engine.models import Recipient
-from engine.segments import activity, segment_clause, tier
+from engine.pipeline.segments import activity, segment_clause, tier
 from engine.settings import Settings
+from engine.store.db import Database
+from engine.store.models import Recipient
 
 AT = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 DEFAULTS = Settings()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.sqlite import Connection, background
+from engine.store.sqlite import Connection, background
 
 
 def connect(path: Path) -> sqlite3.Connection:

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from engine.supervisor import Spec, Supervisor
+from engine.ops.supervisor import Spec, Supervisor
 from engine.timeutil import now
 from tests.engine.conftest import ROOT, Processes, recipient, send, settled, wait_for
 from tests.engine.test_resilience import ORDER
@@ -41,11 +41,11 @@ def children(parent: int) -> dict[int, str]:
 
 
 def workers(parent: int, queue: str | None = None) -> set[int]:
-    """The `engine.worker` children of `parent`, optionally only those serving `queue`."""
+    """The `engine.worker.process` children of `parent`, optionally only those serving `queue`."""
     return {
         pid
         for pid, cmd in children(parent).items()
-        if "engine.worker" in cmd and (queue is None or f"--queues {queue} " in cmd)
+        if "engine.worker.process" in cmd and (queue is None or f"--queues {queue} " in cmd)
     }
 
 
@@ -71,7 +71,9 @@ def test_a_worker_killed_under_tidings_up_is_restarted_while_the_api_keeps_servi
         assert view["restarts"] == 0 and view["last_restart"] is None
         client.put("/v1/categories/order.delivered", json=ORDER).raise_for_status()
         recipient(client, "u-1")
-        others = {pid for pid, cmd in children(up.pid).items() if "engine.worker" not in cmd}
+        others = {
+            pid for pid, cmd in children(up.pid).items() if "engine.worker.process" not in cmd
+        }
         general = workers(up.pid, "normal")
         (critical,) = wait_for(lambda: workers(up.pid, "critical"), timeout=30)
 
@@ -103,7 +105,9 @@ def test_a_worker_killed_under_tidings_up_is_restarted_while_the_api_keeps_servi
         restarted = workers(up.pid, "critical")
         assert len(restarted) == 1 and critical not in restarted
         assert workers(up.pid, "normal") == general  # the others were left alone
-        assert {p for p, c in children(up.pid).items() if "engine.worker" not in c} == others
+        assert {
+            p for p, c in children(up.pid).items() if "engine.worker.process" not in c
+        } == others
 
         # The supervisor writes its view every 2 s: wait for one written after the restart.
         view = wait_for(
@@ -117,7 +121,7 @@ def test_a_worker_killed_under_tidings_up_is_restarted_while_the_api_keeps_servi
         assert last["restarted_at"] >= last["exited_at"]
 
     status = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "status", "--json"],
+        [sys.executable, "-m", "engine.ops.cli", "status", "--json"],
         env=processes.env["up"],
         cwd=ROOT,
         capture_output=True,

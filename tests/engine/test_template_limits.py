@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from engine.template_limits import MAX_SECONDS, field_limit
-from engine.templates import RenderError, render
+from engine.pipeline.template_limits import MAX_SECONDS, field_limit
+from engine.pipeline.templates import RenderError, render
 from tests.engine.conftest import Processes, recipient, send_and_settle
 from tests.engine.test_pipeline_rules import category, channels_of
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from engine.db import Database
-from engine.demo import BRAND
-from engine.models import Delivery
+from engine.ops.demo import BRAND
 from engine.settings import Settings
+from engine.store.db import Database
+from engine.store.models import Delivery
 from tests.preferences.test_pages_browser import (
     ARGS,
     CHROMIUM,

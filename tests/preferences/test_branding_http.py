@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from engine.api.app import create_app
-from engine.db import Database
 from engine.settings import Settings
+from engine.store.db import Database
 from tests.preferences.test_pages_http import link, seed
 from tests.support import Server
 

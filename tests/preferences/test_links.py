@@ -12,12 +12,12 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from itsdangerous import TimestampSigner
 
-from engine.db import Database
-from engine.models import Recipient
 from engine.settings import Settings
+from engine.store.db import Database
+from engine.store.models import Recipient
 from engine.timeutil import now
-from preferences import csrf
 from preferences.links import LinkError, Links
+from preferences.pages import csrf
 
 settings_for_hypothesis = hypothesis_settings(
     deadline=None,

@@ -10,10 +10,10 @@ import httpx
 import pytest
 from sqlmodel import col, select
 
-from engine.db import Database
-from engine.models import Category, Delivery, Feedback, Recipient
-from engine.planner import Request, decide, rules_of
+from engine.pipeline.policy import Request, decide, rules_of
 from engine.settings import Settings
+from engine.store.db import Database
+from engine.store.models import Category, Delivery, Feedback, Recipient
 from preferences import store
 from tests.preferences.test_pages_http import FLASH, link, message, seed, tamper
 from tests.support import Server

@@ -16,12 +16,12 @@ import pytest
 from itsdangerous import TimestampSigner
 from sqlmodel import col, select
 
-from engine.db import Database
-from engine.models import Category, Delivery, DeliveryEvent, Feedback, Preference, Recipient
 from engine.settings import Settings
+from engine.store.db import Database
+from engine.store.models import Category, Delivery, DeliveryEvent, Feedback, Preference, Recipient
 from engine.timeutil import now
-from preferences import csrf
 from preferences.links import Links
+from preferences.pages import csrf
 from tests.support import Server
 
 FLASH = "promo.flash_sale"

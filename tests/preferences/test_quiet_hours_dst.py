@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from engine import planner
+from engine.pipeline import policy
 from preferences.model import Digest, QuietHours
 from tests.engine.test_planner import prefs
 
@@ -127,9 +127,9 @@ def test_a_digest_hour_that_does_not_exist_comes_when_the_clock_jumps() -> None:
         digest=Digest(enabled=True, at=time(2, 30)),
     )
     at = datetime(2026, 3, 8, 5, 0, tzinfo=UTC)  # 00:00 EST on the spring-forward day
-    assert planner.next_local(chosen, time(2, 30), at) == datetime(2026, 3, 8, 7, 0, tzinfo=UTC)
+    assert policy.next_local(chosen, time(2, 30), at) == datetime(2026, 3, 8, 7, 0, tzinfo=UTC)
     fall = datetime(2026, 11, 1, 4, 0, tzinfo=UTC)  # 00:00 EDT on the fall-back day
-    assert planner.next_local(chosen, time(1, 15), fall) == datetime(
+    assert policy.next_local(chosen, time(1, 15), fall) == datetime(
         2026, 11, 1, 5, 15, tzinfo=UTC
     )  # the first 01:15
-    assert date(2026, 11, 1) == planner.next_local(chosen, time(1, 15), fall).date()
+    assert date(2026, 11, 1) == policy.next_local(chosen, time(1, 15), fall).date()

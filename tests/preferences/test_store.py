@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import event
 from sqlmodel import Session, select
 
-from engine.db import Database
-from engine.models import Category, Preference, Recipient
 from engine.schemas import FieldError, PreferencesIn
 from engine.settings import Settings
+from engine.store.db import Database
+from engine.store.models import Category, Preference, Recipient
 from preferences import store
 from preferences.model import WEEKDAYS, Cap
 

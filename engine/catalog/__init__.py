@@ -1,0 +1,1 @@
+"""What a platform registers before it sends: categories, recipients and API keys."""

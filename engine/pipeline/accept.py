@@ -1,0 +1,275 @@
+"""Accepting notifications (with idempotency) and reading back their status and receipts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from engine.catalog import recipients
+from engine.errors import Invalid, NotFound, UnknownRecipients
+from engine.pipeline import content
+from engine.pipeline.segments import audience_filter
+from engine.pipeline.templates import DataError
+from engine.schemas import EveryoneAudience, NotificationIn, SegmentAudience
+from engine.settings import Settings
+from engine.store.db import Database
+from engine.store.models import Category, Delivery, DeliveryEvent, Notification, Recipient
+from engine.timeutil import aware, iso, now
+
+ACTIVE = ("scheduled", "queued", "sending")
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """What the API answers for an accepted notification."""
+
+    id: int
+    recipients: int
+    queue: str
+    due: bool
+    replayed: bool = False
+
+    def body(self) -> dict[str, Any]:
+        return {"id": str(self.id), "status": "accepted", "recipients": self.recipients}
+
+
+def request_hash(spec: NotificationIn) -> str:
+    """A fingerprint of what was asked, to tell a retry from a different request."""
+    canonical = spec.model_dump(mode="json", exclude={"idempotency_key"})
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
+
+
+def queue_for(category: Category, audience: dict[str, Any], settings: Settings) -> str:
+    """Transactional and critical work has its own queue; broadcasts go on `bulk`."""
+    if category.priority == "critical" or category.kind == "transactional":
+        return "critical"
+    ids = audience.get("ids")
+    if ids is None or len(ids) > settings.plan_chunk_size:
+        return "bulk"
+    return "normal"
+
+
+def validate(session: Session, spec: NotificationIn, *, field_prefix: str = "") -> Category:
+    """Checks that need the database: the category, its channels, the recipients."""
+    category = session.get(Category, spec.category)
+    if category is None:
+        raise Invalid(f"no category {spec.category!r}", field=f"{field_prefix}category")
+    for index, channel in enumerate(spec.channels or ()):
+        if channel not in category.channels:
+            raise Invalid(
+                f"category {category.key!r} is not sent by {channel}",
+                field=f"{field_prefix}channels.{index}",
+            )
+    if spec.content is None and not category.templates:
+        raise Invalid(
+            f"category {category.key!r} has no templates: send content",
+            field=f"{field_prefix}content",
+        )
+    if spec.content is None:  # what would fail for every recipient fails now, as a 422
+        try:
+            content.check(category, spec.channels or category.channels, spec.data)
+        except DataError as exc:
+            raise Invalid(exc.message, field=f"{field_prefix}{exc.field}") from None
+    if isinstance(spec.to, list):
+        ids = spec.recipient_ids
+        known: set[str] = set()
+        for start in range(0, len(ids), 5000):
+            part = ids[start : start + 5000]
+            known.update(session.exec(select(Recipient.id).where(col(Recipient.id).in_(part))))
+        unknown = [rid for rid in ids if rid not in known]
+        if unknown:
+            raise UnknownRecipients(unknown, field=f"{field_prefix}to")
+    return category
+
+
+def audience_size(
+    session: Session, audience: dict[str, Any], at: datetime, settings: Settings
+) -> int:
+    """How many recipients the audience selects (`segments.audience_filter`) as of `at`."""
+    if "ids" in audience:  # `validate` checked that each one exists
+        return len(audience["ids"])
+    where = audience_filter(audience, at, settings)
+    return session.exec(select(func.count()).select_from(Recipient).where(*where)).one()
+
+
+def _audience(spec: NotificationIn) -> dict[str, Any]:
+    if isinstance(spec.to, SegmentAudience):
+        return {"segment": spec.to.segment.model_dump(exclude_none=True)}
+    if isinstance(spec.to, EveryoneAudience):
+        return {"all": True}
+    return {"ids": sorted(spec.recipient_ids)}
+
+
+def accept(
+    session: Session, spec: NotificationIn, *, settings: Settings, field_prefix: str = ""
+) -> Accepted:
+    """Store a notification, or return the first answer for a repeated idempotency key.
+
+    The same key with a different request is a 422; two concurrent requests with one
+    key create one notification (the unique index decides, the loser reads it back).
+    Recipients given as objects in `to` are created or updated first, in the same
+    transaction: a refused notification leaves them as they were.
+    """
+    digest = request_hash(spec)
+    if spec.idempotency_key and (found := _by_key(session, spec.idempotency_key)) is not None:
+        return _replay(found, digest, field_prefix)
+    if spec.upserts:  # in this transaction: they exist exactly when the notification does
+        recipients.upsert_many(session, [(entry.id, entry) for entry in spec.upserts])
+        session.flush()
+    category = validate(session, spec, field_prefix=field_prefix)
+    audience = _audience(spec)
+    at = now()
+    row = Notification(
+        category=category.key,
+        audience=audience,
+        data=spec.data,
+        content=spec.content.model_dump(exclude_none=True) if spec.content else None,
+        channels=list(spec.channels) if spec.channels else None,
+        send_at=spec.send_at,
+        expires_at=spec.expires_at,
+        collapse_key=spec.collapse_key,
+        idempotency_key=spec.idempotency_key,
+        request_hash=digest,
+        queue=queue_for(category, audience, settings),
+        recipients=audience_size(session, audience, spec.send_at or at, settings),
+        created_at=at,
+        updated_at=at,
+    )
+    session.add(row)
+    session.flush()  # a concurrent twin with the same key makes this an IntegrityError
+    assert row.id is not None
+    due = spec.send_at is None or spec.send_at <= at
+    return Accepted(row.id, row.recipients, row.queue, due)
+
+
+def accept_all(
+    database: Database, specs: Sequence[NotificationIn], *, settings: Settings, batch: bool
+) -> list[Accepted]:
+    """Accept notifications in one transaction: all of them, or none.
+
+    Two requests racing with one idempotency key: the loser's insert fails on the unique
+    index, its transaction rolls back, and the retry finds the winner's notification.
+    """
+    for attempt in (1, 2):
+        try:
+            with database.session() as session:
+                return [
+                    accept(
+                        session,
+                        spec,
+                        settings=settings,
+                        field_prefix=f"notifications.{i}." if batch else "",
+                    )
+                    for i, spec in enumerate(specs)
+                ]
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _by_key(session: Session, key: str) -> Notification | None:
+    return session.exec(
+        select(Notification).where(col(Notification.idempotency_key) == key)
+    ).first()
+
+
+def _replay(found: Notification, digest: str, field_prefix: str) -> Accepted:
+    if found.request_hash != digest:
+        raise Invalid(
+            "this Idempotency-Key was used for a different request",
+            field=f"{field_prefix}idempotency_key",
+            code="idempotency_mismatch",
+        )
+    assert found.id is not None
+    return Accepted(found.id, found.recipients, found.queue, due=False, replayed=True)
+
+
+def mark_enqueued(session: Session, notification_ids: list[int], at: datetime) -> None:
+    for row in session.exec(select(Notification).where(col(Notification.id).in_(notification_ids))):
+        row.enqueued_at = at
+        session.add(row)
+
+
+def status(
+    session: Session, notification_id: int, *, after: int | None, limit: int
+) -> dict[str, Any]:
+    """A notification with counts per delivery status and one page of deliveries."""
+    row = session.get(Notification, notification_id)
+    if row is None:
+        raise NotFound(f"no notification {notification_id}", field="id")
+    counts = dict.fromkeys(("sent", "delivered", "scheduled", "queued", "suppressed", "failed"), 0)
+    for state, count in session.exec(
+        select(Delivery.status, func.count())
+        .where(col(Delivery.notification_id) == notification_id)
+        .group_by(col(Delivery.status))
+    ):
+        counts[state] = count
+    query = select(Delivery).where(col(Delivery.notification_id) == notification_id)
+    if after is not None:
+        query = query.where(col(Delivery.id) > after)
+    page = list(session.exec(query.order_by(col(Delivery.id)).limit(limit + 1)))
+    more = len(page) > limit
+    page = page[:limit]
+    state = row.status
+    if state == "planned" and not any(counts.get(s) for s in ACTIVE):
+        state = "done"
+    return {
+        "id": str(row.id),
+        "category": row.category,
+        "status": state,
+        "recipients": row.recipients,
+        "send_at": iso(row.send_at),
+        "expires_at": iso(row.expires_at),
+        "collapse_key": row.collapse_key,
+        "created_at": iso(row.created_at),
+        "counts": counts,
+        "deliveries": deliveries_public(session, page),
+        "next": str(page[-1].id) if more and page else None,
+    }
+
+
+def deliveries_public(session: Session, rows: list[Delivery]) -> list[dict[str, Any]]:
+    """Deliveries with their event history, loaded in one query."""
+    events: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    ids = [d.id for d in rows]
+    if ids:
+        for event in session.exec(
+            select(DeliveryEvent)
+            .where(col(DeliveryEvent.delivery_id).in_(ids))
+            .order_by(col(DeliveryEvent.id))
+        ):
+            entry: dict[str, Any] = {"status": event.status, "at": iso(event.at)}
+            if event.reason:
+                entry["reason"] = event.reason
+            if event.detail:
+                entry["detail"] = event.detail
+            events[event.delivery_id].append(entry)
+    return [
+        {
+            "id": str(d.id),
+            "notification_id": str(d.notification_id),
+            "recipient": d.recipient_id,
+            "channel": d.channel,
+            "category": d.category,
+            "status": d.status,
+            "reason": d.reason,
+            "due_at": iso(d.due_at),
+            "error": d.error,
+            "attempts": d.attempts,
+            "provider_id": d.provider_id,
+            "read_at": iso(aware(d.read_at)),
+            "created_at": iso(d.created_at),
+            "events": events.get(d.id or 0, []),
+        }
+        for d in rows
+    ]

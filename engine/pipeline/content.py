@@ -1,0 +1,107 @@
+"""What a delivery says: literal content, or the category's templates for its channel and
+locale (with fallback), rendered in the sandbox. Renders once per notification, channel
+and locale when the templates do not mention the recipient."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from engine.pipeline.templates import DataError, check_data, pick_locale, render, uses_recipient
+from engine.store.models import Category, Notification, Recipient
+
+
+@dataclass(frozen=True)
+class Copy:
+    title: str
+    body: str
+    html: str | None
+    action_url: str | None
+    locale: str
+
+
+def fields_for(category: Category, channel: str) -> Mapping[str, Mapping[str, str]]:
+    """The templates (by locale) a channel uses: its own, else the inbox's, else any."""
+    templates = category.templates
+    if channel in templates:
+        return templates[channel]
+    if "inapp" in templates:
+        return templates["inapp"]
+    return next(iter(templates.values()), {})
+
+
+def check(category: Category, channels: Sequence[str], data: Mapping[str, Any]) -> None:
+    """Render every template these channels would use, in every locale, against `data`
+    for a recipient left open (`templates.check_data`); raises `DataError` naming the
+    channel and locale too (`templates.email.en.title`)."""
+    done: set[int] = set()
+    for channel in channels:
+        by_locale = fields_for(category, channel)
+        if id(by_locale) in done:
+            continue
+        done.add(id(by_locale))
+        for locale, fields in by_locale.items():
+            try:
+                check_data(fields, data)
+            except DataError as exc:
+                where = f"templates.{channel}.{locale}.{exc.template}"
+                raise DataError(where, exc.field, f"{exc.message} ({where})") from None
+
+
+class Composer:
+    """Renders copy for deliveries, caching what does not depend on the recipient."""
+
+    def __init__(self) -> None:
+        self._shared: dict[tuple[int, str, str], Copy] = {}
+        # by the locale asked for, not the one picked: the cache hit costs one lookup
+        self._asked: dict[tuple[int, str, str], Copy] = {}
+
+    def compose(
+        self,
+        notification: Notification,
+        category: Category,
+        channel: str,
+        recipient: Recipient | None,
+        links: Callable[[], Mapping[str, str]],
+    ) -> Copy:
+        """The copy for one delivery; raises `RenderError` if a template fails."""
+        locale_wanted = (recipient.locale if recipient else None) or category.default_locale
+        assert notification.id is not None
+        asked = (notification.id, channel, locale_wanted)
+        if (found := self._asked.get(asked)) is not None:
+            return found
+        data = notification.data or {}
+        if notification.content:
+            content = notification.content
+            return Copy(
+                title=str(content.get("title", "")),
+                body=str(content.get("body", "")),
+                html=content.get("html"),
+                action_url=content.get("action_url") or data.get("action_url"),
+                locale=locale_wanted,
+            )
+        by_locale = fields_for(category, channel)
+        locale = pick_locale(by_locale, locale_wanted, category.default_locale) or locale_wanted
+        fields = by_locale.get(locale, {})
+        shared = not uses_recipient(fields)
+        key = (notification.id, channel, locale)
+        if shared and key in self._shared:
+            self._asked[asked] = self._shared[key]
+            return self._shared[key]
+        context: dict[str, Any] = {
+            "data": data,
+            "recipient": {"id": recipient.id, "locale": recipient.locale} if recipient else {},
+            "links": links() if not shared else {},
+        }
+        out = render(fields, context)
+        copy = Copy(
+            title=out.get("title") or out.get("subject") or "",
+            body=out.get("body") or out.get("text") or "",
+            html=out.get("html"),
+            action_url=out.get("action_url") or data.get("action_url"),
+            locale=locale,
+        )
+        if shared:
+            self._shared[key] = self._asked[asked] = copy
+        return copy

@@ -1,0 +1,546 @@
+"""Planning: cut a notification's audience into chunks, and plan each chunk in bulk.
+
+A chunk loads its recipients and their preferences in two queries, asks the pure
+rules in `engine.pipeline.policy`, checks every cap in one Redis call, and writes its
+deliveries and their first events in one transaction. Replaying a chunk (a worker
+died, Redis lost the message) skips recipients already planned.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
+
+from sqlalchemy import and_, update
+from sqlmodel import Session, col, select
+
+from channels.base import ADDRESS_FIELDS
+from engine import metrics
+from engine.pipeline import caps, policy
+from engine.pipeline.content import Composer
+from engine.pipeline.segments import audience_filter, segment_at
+from engine.pipeline.templates import RenderError
+from engine.settings import Settings
+from engine.store import bulk, locks
+from engine.store.leases import chunk_lease
+from engine.store.models import Category, Delivery, Notification, PlanChunk, Recipient
+from engine.store.outages import is_outage, ride_out
+from engine.timeutil import aware, now
+from engine.worker.runtime import Runtime
+from preferences import store
+from preferences.model import EffectivePreferences
+
+log = logging.getLogger("tidings.planning")
+DIED = "its worker stopped while planning it"
+
+
+def page_links(rt: Runtime, recipient: Recipient, category: Category) -> dict[str, str]:
+    """Signed page links for a recipient; no unsubscribe link for a required category."""
+    version, salt = recipient.links_version, recipient.links_salt
+    links = {
+        "preferences": rt.links.url(recipient.id, version, "preferences", salt),
+        "inbox": rt.links.url(recipient.id, version, "inbox", salt),
+    }
+    if not category.required:
+        links["unsubscribe"] = rt.links.url(recipient.id, version, "unsubscribe", salt)
+    return links
+
+
+def addressable(recipient: Recipient) -> list[str]:
+    """Channels this recipient has an address for."""
+    out = []
+    for channel, field in ADDRESS_FIELDS.items():
+        if field is None or getattr(recipient, field, None):
+            out.append(channel)
+    return out
+
+
+def _audience_ids(session: Session, notification: Notification, rt: Runtime) -> Iterator[str]:
+    """The audience's recipient ids in id order, selected by `segments.audience_filter`."""
+    where = audience_filter(notification.audience, segment_at(notification), rt.settings)
+    query = select(Recipient.id).where(*where).order_by(col(Recipient.id))
+    yield from session.exec(query.execution_options(yield_per=10_000))
+
+
+def plan(rt: Runtime, notification_id: int) -> None:
+    """Cut the audience into chunks (recorded in SQL) and enqueue the first `plan_ahead`
+    of them; each finished chunk enqueues the next.
+
+    An audience that fits in one chunk (an order notification to one person) is planned
+    right here, in the same transaction: no second job, no second write. If planning it
+    fails (not an outage), the chunk is recorded and left to a chunk job of its own, whose
+    attempts are counted and bounded.
+    """
+    try:
+        _cut(rt, notification_id, inline=True)
+    except Exception as exc:
+        if is_outage(exc):
+            raise
+        log.exception("planning notification %s inline failed", notification_id)
+        _cut(rt, notification_id, inline=False)
+
+
+def _cut(rt: Runtime, notification_id: int, *, inline: bool) -> None:
+    queued: list[tuple[int, str]] = []
+    with rt.db.session() as session:
+        notification = session.get(Notification, notification_id)
+        if notification is None or notification.status in ("planned", "done"):
+            return
+        send_at = aware(notification.send_at)
+        if send_at is not None and send_at > now():
+            return
+        if notification.chunks_total is None:
+            size = rt.settings.plan_chunk_size
+            chunks: list[dict[str, Any]] = []
+            batch: list[str] = []
+            total = 0
+            for rid in _audience_ids(session, notification, rt):
+                batch.append(rid)
+                if len(batch) == size:
+                    chunks.append(_chunk(notification_id, len(chunks), batch))
+                    total += len(batch)
+                    batch = []
+            if batch:
+                chunks.append(_chunk(notification_id, len(chunks), batch))
+                total += len(batch)
+            inline = inline and len(chunks) == 1
+            if inline:
+                chunks[0]["status"] = "planning"  # claimed by this job
+            bulk.insert_ignore(session, PlanChunk, chunks, conflict=("notification_id", "seq"))
+            notification.chunks_total = len(chunks)
+            notification.recipients = total
+            notification.status = "planning" if chunks else "planned"
+            notification.updated_at = now()
+            session.add(notification)
+            if inline:
+                session.flush()
+                queued = _plan_claimed(rt, session, notification_id, 0)
+        else:
+            notification.updated_at = now()
+            session.add(notification)
+        pending = list(
+            session.exec(
+                select(PlanChunk.seq).where(
+                    col(PlanChunk.notification_id) == notification_id,
+                    col(PlanChunk.status) == "pending",
+                )
+            )
+        )
+        queue = notification.queue
+    enqueue_deliveries(rt, queued, queue)
+    for seq in pending[: rt.settings.plan_ahead]:
+        rt.dispatch.plan_chunk(notification_id, seq, queue)
+
+
+def _chunk(notification_id: int, seq: int, ids: list[str]) -> dict[str, Any]:
+    return {
+        "notification_id": notification_id,
+        "seq": seq,
+        "lo": ids[0],
+        "hi": ids[-1],
+        "size": len(ids),
+        "status": "pending",
+        "updated_at": now(),
+    }
+
+
+def plan_chunk(rt: Runtime, notification_id: int, seq: int) -> None:
+    """Decide every recipient of one chunk and write the deliveries in bulk.
+
+    The chunk is leased first (`pending` → `planning`, `engine.store.leases`), so a duplicate
+    message for it (a re-enqueued plan, two schedulers) finds nothing to do and counts no
+    caps twice; a chunk whose worker died is taken back once its lease ran out.
+    """
+    if not _claim_chunk(rt, notification_id, seq):
+        return
+
+    def work() -> tuple[list[tuple[int, str]], Notification | None]:
+        with rt.db.session() as session:
+            return _plan_claimed(rt, session, notification_id, seq), session.get(
+                Notification, notification_id
+            )
+
+    try:
+        # The transaction rolled back: an outage is waited out with the chunk still leased.
+        queued, notification = ride_out(work, wait=rt.settings.outage_wait, what="a plan chunk")
+    except Exception as exc:
+        if not _give_up(rt, notification_id, seq, exc):
+            raise
+        return
+    if notification is None:
+        return
+    following = seq + rt.settings.plan_ahead
+    more = following < (notification.chunks_total or 0)
+    enqueue_deliveries(rt, queued, notification.queue)
+    if more:  # the next chunk goes behind this one's deliveries
+        rt.dispatch.plan_chunk(notification_id, following, notification.queue)
+
+
+def _claim_chunk(rt: Runtime, notification_id: int, seq: int) -> bool:
+    """Lease a pending chunk to this worker, or take it back from a worker that died
+    holding it (counting an attempt); False when it is not this job's to plan."""
+    holder = rt.liveness.start()
+    at = now()
+    this = and_(col(PlanChunk.notification_id) == notification_id, col(PlanChunk.seq) == seq)
+    lease = {"claimed_by": holder, "lease_until": chunk_lease(rt.settings, at), "updated_at": at}
+    with rt.db.session() as session:
+        claimed = session.execute(
+            update(PlanChunk)
+            .where(this, col(PlanChunk.status) == "pending")
+            .values(status="planning", **lease)
+        )
+        if getattr(claimed, "rowcount", 0) == 1:
+            return True
+        chunk = session.get(PlanChunk, (notification_id, seq))
+        expired = aware(chunk.lease_until) if chunk is not None else None
+        if chunk is None or chunk.status != "planning" or expired is None or expired >= at:
+            return False
+        if not rt.judge.gone([chunk.claimed_by]):
+            return False
+        if chunk.attempts + 1 >= rt.settings.plan_max_attempts:
+            end_chunk(session, notification_id, seq, DIED)
+            return False
+        taken = session.execute(
+            update(PlanChunk)
+            .where(this, col(PlanChunk.status) == "planning", col(PlanChunk.lease_until) < at)
+            .values(attempts=PlanChunk.attempts + 1, error=DIED, **lease)
+        )
+        return getattr(taken, "rowcount", 0) == 1
+
+
+def end_chunk(session: Session, notification_id: int, seq: int, error: str) -> None:
+    """A chunk out of attempts ends `failed` with `error`, counted as finished so its
+    notification still completes."""
+    ended = session.execute(
+        update(PlanChunk)
+        .where(
+            col(PlanChunk.notification_id) == notification_id,
+            col(PlanChunk.seq) == seq,
+            col(PlanChunk.status).in_(("pending", "planning")),
+        )
+        .values(status="failed", error=error, claimed_by=None, lease_until=None, updated_at=now())
+    )
+    if getattr(ended, "rowcount", 0) == 1:
+        _count_finished(session, notification_id)
+        log.error(
+            "gave up planning a chunk",
+            extra={"notification_id": notification_id, "chunk": seq, "error": error},
+        )
+
+
+def _give_up(rt: Runtime, notification_id: int, seq: int, error: Exception) -> bool:
+    """Put a chunk whose planning failed back to `pending` for the job's retry, counting
+    the attempt unless the cause was an outage; True when it is out of attempts and ended
+    `failed` (counted as finished, so its notification still completes)."""
+    detail = f"{type(error).__name__}: {error}"[:2000]
+    counted = not is_outage(error)
+    with rt.db.session() as session:
+        chunk = session.get(PlanChunk, (notification_id, seq))
+        if chunk is None or chunk.status != "planning":
+            return False
+        tries = chunk.attempts + 1 if counted else chunk.attempts
+        gone = tries >= rt.settings.plan_max_attempts
+        session.execute(
+            update(PlanChunk)
+            .where(
+                col(PlanChunk.notification_id) == notification_id,
+                col(PlanChunk.seq) == seq,
+                col(PlanChunk.status) == "planning",
+            )
+            .values(
+                status="failed" if gone else "pending",
+                attempts=tries,
+                error=detail,
+                updated_at=now(),
+            )
+        )
+        if gone:
+            _count_finished(session, notification_id)
+    log.error(
+        "planning chunk failed",
+        extra={
+            "notification_id": notification_id,
+            "chunk": seq,
+            "attempts": tries,
+            "given_up": gone,
+            "error": detail,
+        },
+    )
+    return gone
+
+
+def _count_finished(session: Session, notification_id: int) -> None:
+    session.execute(
+        update(Notification)
+        .where(col(Notification.id) == notification_id)
+        .values(chunks_done=Notification.chunks_done + 1, updated_at=now())
+    )
+    session.execute(
+        update(Notification)
+        .where(
+            col(Notification.id) == notification_id,
+            col(Notification.chunks_done) >= col(Notification.chunks_total),
+        )
+        .values(status="planned")
+    )
+
+
+def _plan_claimed(
+    rt: Runtime, session: Session, notification_id: int, seq: int
+) -> list[tuple[int, str]]:
+    """Plan a chunk this job has claimed and mark it done, in `session`'s transaction;
+    returns the deliveries to hand to deliver jobs (none if the chunk was finished elsewhere)."""
+    chunk = session.get(PlanChunk, (notification_id, seq))
+    notification = session.get(Notification, notification_id)
+    if chunk is None or notification is None:
+        return []
+    category = session.get(Category, notification.category)
+    queued = _plan(rt, session, notification, category, chunk) if category else []
+    finished = session.execute(
+        update(PlanChunk)
+        .where(
+            col(PlanChunk.notification_id) == notification_id,
+            col(PlanChunk.seq) == seq,
+            col(PlanChunk.status) == "planning",
+        )
+        .values(status="done", updated_at=now())
+    )
+    if getattr(finished, "rowcount", 0) != 1:  # reclaimed as stalled and finished elsewhere
+        session.rollback()
+        return []
+    _count_finished(session, notification_id)
+    return queued
+
+
+def enqueue_deliveries(
+    rt: Runtime, rows: list[tuple[int, str]], queue: str, *, delay_ms: int | None = None
+) -> None:
+    """Hand queued deliveries (id, channel) to deliver jobs, one channel per job."""
+    by_channel: dict[str, list[int]] = defaultdict(list)
+    for delivery_id, channel in rows:
+        by_channel[channel].append(delivery_id)
+    size = rt.settings.deliver_chunk_size
+    for ids in by_channel.values():
+        for start in range(0, len(ids), size):
+            rt.dispatch.deliver(ids[start : start + size], queue, delay_ms=delay_ms)
+
+
+def _load_recipients(
+    session: Session, notification: Notification, chunk: PlanChunk, settings: Settings
+) -> list[Recipient]:
+    """The chunk's recipients: its id range, selected by the same `audience_filter` that
+    cut it, so a recipient in the range but outside the audience is never planned."""
+    where = audience_filter(notification.audience, segment_at(notification), settings)
+    return bulk.read(
+        session, Recipient, col(Recipient.id) >= chunk.lo, col(Recipient.id) <= chunk.hi, *where
+    )
+
+
+def _plan(
+    rt: Runtime,
+    session: Session,
+    notification: Notification,
+    category: Category,
+    chunk: PlanChunk,
+) -> list[tuple[int, str]]:
+    """Plan one chunk; returns the (id, channel) of deliveries to hand to deliver jobs."""
+    assert notification.id is not None
+    at = now()
+    todo = _unplanned(session, notification, chunk, rt.settings)
+    prefs = store.load_many(session, todo, settings=rt.settings)
+    rules = policy.rules_of(category)
+    request = policy.Request(
+        channels=tuple(notification.channels) if notification.channels else None,
+        expires_at=aware(notification.expires_at),
+        collapse_key=notification.collapse_key,
+    )
+    decisions = policy.decide_many(
+        rules, request, ((r.id, prefs[r.id], addressable(r)) for r in todo), at
+    )
+    replaced = _collapse(session, notification, rules, decisions, at)
+    _cap(rt, notification.id, rules, prefs, decisions, at)
+    rows = _rows(rt, notification, category, {r.id: r for r in todo}, decisions, at)
+    written = bulk.insert_ignore(
+        session,
+        Delivery,
+        rows,
+        conflict=("notification_id", "recipient_id", "channel"),
+        returning=("id", "channel", "status", "reason"),
+    )
+    events = []
+    for row in written:
+        if row.status == "delivered":  # the inbox: stored here, nothing left to send
+            events += [
+                {"delivery_id": row.id, "status": "queued", "reason": None, "at": at},
+                {"delivery_id": row.id, "status": "delivered", "reason": None, "at": at},
+            ]
+        else:
+            events.append(
+                {"delivery_id": row.id, "status": row.status, "reason": row.reason, "at": at}
+            )
+    if replaced:
+        session.execute(
+            update(Delivery)
+            .where(col(Delivery.id).in_(replaced), col(Delivery.status) == "scheduled")
+            .values(status="suppressed", reason="collapsed", updated_at=at)
+        )
+        events += [
+            {"delivery_id": rid, "status": "suppressed", "reason": "collapsed", "at": at}
+            for rid in replaced
+        ]
+    bulk.add_events(session, events)
+    log.info(
+        "planned chunk",
+        extra={
+            "notification_id": notification.id,
+            "chunk": chunk.seq,
+            "recipients": len(todo),
+            "deliveries": len(written),
+        },
+    )
+    metrics.outcomes((row.channel, row.status, row.reason) for row in written)
+    if any(row.status == "delivered" for row in written):
+        metrics.latency(policy.INBOX, aware(notification.created_at) or at, at)
+    return [(row.id, row.channel) for row in written if row.status == "queued"]
+
+
+def _unplanned(
+    session: Session, notification: Notification, chunk: PlanChunk, settings: Settings
+) -> list[Recipient]:
+    """The chunk's recipients, less those a previous run of this chunk already planned."""
+    recipients = _load_recipients(session, notification, chunk, settings)
+    done = set(
+        session.exec(
+            select(Delivery.recipient_id).where(
+                col(Delivery.notification_id) == notification.id,
+                col(Delivery.recipient_id) >= chunk.lo,
+                col(Delivery.recipient_id) <= chunk.hi,
+            )
+        )
+    )
+    return [r for r in recipients if r.id not in done]
+
+
+def _collapse(
+    session: Session,
+    notification: Notification,
+    rules: policy.Rules,
+    decisions: dict[str, list[policy.Decision]],
+    at: datetime,
+) -> list[int]:
+    """Apply the collapse key; returns earlier pending deliveries this one replaces.
+
+    Notifications with one collapse key are planned one at a time from here to their
+    commit (`engine.store.locks`): each sees the deliveries of those planned before it, so
+    concurrent sends to one recipient deliver once.
+    """
+    if not (notification.collapse_key and rules.collapse_window and decisions):
+        return []
+    locks.hold(session, f"collapse:{notification.collapse_key}")
+    replaced: list[int] = []
+    since = at - timedelta(seconds=rules.collapse_window)
+    for rid, earlier in _previous(session, notification, list(decisions), since).items():
+        decisions[rid], gone = policy.collapse(decisions[rid], earlier)
+        replaced += gone
+    return replaced
+
+
+def _cap(
+    rt: Runtime,
+    notification_id: int,
+    rules: policy.Rules,
+    prefs: dict[str, EffectivePreferences],
+    decisions: dict[str, list[policy.Decision]],
+    at: datetime,
+) -> None:
+    """Count the chunk against every cap in one Redis call; drop or defer what is over."""
+    checks = [
+        found
+        for rid, ds in decisions.items()
+        if policy.counts_against_caps(ds)
+        and (found := caps.check(rules, prefs[rid], notification_id)) is not None
+    ]
+    for check, frees_at in zip(checks, caps.admit(rt, checks, at), strict=True):
+        if frees_at is not None:
+            decisions[check.recipient_id] = policy.over_cap(
+                rules, decisions[check.recipient_id], frees_at
+            )
+
+
+def _rows(
+    rt: Runtime,
+    notification: Notification,
+    category: Category,
+    recipients: dict[str, Recipient],
+    decisions: dict[str, list[policy.Decision]],
+    at: datetime,
+) -> list[dict[str, Any]]:
+    """Delivery rows; inbox deliveries are rendered and stored as delivered right here."""
+    composer = Composer()
+    shared: dict[str, Any] = {  # what every row of the chunk has in common
+        "notification_id": notification.id,
+        "category": category.key,
+        "collapse_key": notification.collapse_key,
+        "title": None,
+        "body": None,
+        "action_url": None,
+        "error": None,
+        "attempts": 0,
+        "created_at": at,
+        "updated_at": at,
+    }
+    rows = []
+    for rid, ds in decisions.items():
+        recipient = recipients[rid]
+        for d in ds:
+            row = shared.copy()
+            row["recipient_id"] = rid
+            row["channel"] = d.channel
+            row["status"] = d.status
+            row["reason"] = d.reason
+            row["due_at"] = d.due_at
+            row["locale"] = recipient.locale
+            if d.channel == policy.INBOX and d.status == "queued":
+                try:
+                    copy = composer.compose(
+                        notification,
+                        category,
+                        d.channel,
+                        recipient,
+                        partial(page_links, rt, recipient, category),
+                    )
+                    row.update(
+                        status="delivered",
+                        title=copy.title,
+                        body=copy.body,
+                        action_url=copy.action_url,
+                        locale=copy.locale,
+                        attempts=1,
+                    )
+                except RenderError as exc:
+                    row.update(status="failed", error=str(exc), attempts=1)
+            rows.append(row)
+    return rows
+
+
+def _previous(
+    session: Session, notification: Notification, recipient_ids: list[str], since: Any
+) -> dict[str, list[policy.Previous]]:
+    found: dict[str, list[policy.Previous]] = defaultdict(list)
+    if not recipient_ids:
+        return found
+    for delivery_id, rid, state in session.exec(
+        select(Delivery.id, Delivery.recipient_id, Delivery.status).where(
+            col(Delivery.collapse_key) == notification.collapse_key,
+            col(Delivery.recipient_id).in_(recipient_ids),
+            col(Delivery.notification_id) != notification.id,
+            col(Delivery.created_at) >= since,
+        )
+    ):
+        assert delivery_id is not None
+        found[rid].append(policy.Previous(delivery_id, state))
+    return found

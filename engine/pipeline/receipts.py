@@ -1,0 +1,209 @@
+"""Receipts after sending: engagement events, feedback, a recipient's deliveries and inbox."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, update
+from sqlmodel import Session, col, select
+
+from engine.errors import Conflict, NotFound
+from engine.pipeline.accept import deliveries_public
+from engine.store import bulk
+from engine.store.models import Delivery, Feedback
+from engine.timeutil import format_duration, iso, now
+from preferences import store
+
+# How far along a delivery is; an event never moves a delivery backwards.
+PROGRESS = ("queued", "sending", "sent", "delivered", "opened", "read", "clicked", "converted")
+# A delivery in one of these reached its recipient (a channel took it, or it is in the
+# inbox): the only ones a recipient can rate, and the only ratings statistics count.
+REACHED = PROGRESS[PROGRESS.index("sent") :]
+# Events may also arrive for a delivery still being sent: the channel can answer first.
+ENGAGEABLE = frozenset(PROGRESS)
+CANCELS_OTHERS = frozenset({"opened", "read", "clicked", "converted"})
+
+
+def record_event(session: Session, delivery_id: int, kind: str) -> dict[str, Any]:
+    """Record opened/read/clicked/converted; a seen notification cancels its pending
+    deliveries on the other channels (`seen_elsewhere`).
+
+    Raises `NotFound` for an unknown delivery and `Conflict` (409, naming the status) for
+    one that never went out (scheduled, suppressed, failed).
+    """
+    row = session.get(Delivery, delivery_id)
+    if row is None:
+        raise NotFound(f"no delivery {delivery_id}", field="id")
+    if row.status not in ENGAGEABLE:
+        raise Conflict(
+            f"delivery {delivery_id} is {row.status}: it never reached its recipient",
+            field="id",
+            code="not_delivered",
+        )
+    at = now()
+    if row.status in PROGRESS and PROGRESS.index(kind) > PROGRESS.index(row.status):
+        row.status = kind
+    if kind in ("opened", "read", "clicked") and row.read_at is None:
+        row.read_at = at
+    row.updated_at = at
+    session.add(row)
+    events: list[dict[str, Any]] = [{"delivery_id": delivery_id, "status": kind, "at": at}]
+    cancelled: list[int] = []
+    if kind in CANCELS_OTHERS:
+        cancelled = [
+            r[0]
+            for r in session.execute(
+                update(Delivery)
+                .where(
+                    col(Delivery.notification_id) == row.notification_id,
+                    col(Delivery.recipient_id) == row.recipient_id,
+                    col(Delivery.id) != delivery_id,
+                    col(Delivery.status).in_(("scheduled", "queued")),
+                )
+                .values(status="suppressed", reason="seen_elsewhere", due_at=None, updated_at=at)
+                .returning(col(Delivery.id))
+            )
+        ]
+        events += [
+            {"delivery_id": i, "status": "suppressed", "reason": "seen_elsewhere", "at": at}
+            for i in cancelled
+        ]
+    bulk.add_events(session, events)
+    return {"id": str(delivery_id), "status": row.status, "cancelled": [str(i) for i in cancelled]}
+
+
+def record_feedback(
+    session: Session,
+    delivery_id: int,
+    rating: str,
+    comment: str | None,
+    *,
+    recipient_id: str | None = None,
+) -> dict[str, Any]:
+    """Record 👍 / 😕 / 👎 on a delivery; rating again replaces the earlier rating.
+
+    Raises `NotFound` for an unknown delivery (or another recipient's), and `Conflict`
+    (409, naming the status) for one that never reached its recipient: a suppressed,
+    failed, scheduled or queued message cannot have been liked or disliked.
+    """
+    row = session.get(Delivery, delivery_id)
+    if row is None or (recipient_id is not None and row.recipient_id != recipient_id):
+        raise NotFound(f"no delivery {delivery_id}", field="id")
+    if row.status not in REACHED:
+        raise Conflict(
+            f"delivery {delivery_id} is {row.status}, not delivered: only a delivered "
+            "message can be rated",
+            field="id",
+            code="not_delivered",
+        )
+    # Insert, or else lock and replace the earlier rating: two ratings at once take turns.
+    rated = {
+        "delivery_id": delivery_id,
+        "recipient_id": row.recipient_id,
+        "category": row.category,
+        "variant": row.variant,
+        "rating": rating,
+        "comment": comment,
+        "created_at": now(),
+    }
+    first = bulk.insert_ignore(
+        session, Feedback, [rated], conflict=("delivery_id",), returning=("id",)
+    )
+    before = None
+    if not first:
+        found = session.exec(
+            select(Feedback).where(col(Feedback.delivery_id) == delivery_id).with_for_update()
+        ).one()
+        before = found.rating
+        for name, value in rated.items():
+            setattr(found, name, value)
+        session.add(found)
+    lowered = None
+    if rating == "down" and before != "down":
+        lowered = store.lower_cap(session, row.recipient_id, row.category)
+    return {
+        "delivery_id": str(delivery_id),
+        "rating": rating,
+        "comment": comment,
+        "cap_lowered_to": (
+            {"count": lowered["count"], "per": format_duration(lowered["per"])} if lowered else None
+        ),
+    }
+
+
+def recipient_deliveries(
+    session: Session, recipient_id: str, *, before: int | None, limit: int
+) -> dict[str, Any]:
+    """A recipient's receipts, newest first, paged."""
+    query = select(Delivery).where(col(Delivery.recipient_id) == recipient_id)
+    if before is not None:
+        query = query.where(col(Delivery.id) < before)
+    page = list(session.exec(query.order_by(col(Delivery.id).desc()).limit(limit + 1)))
+    more = len(page) > limit
+    page = page[:limit]
+    return {
+        "items": deliveries_public(session, page),
+        "next": str(page[-1].id) if more and page else None,
+    }
+
+
+INBOX_VISIBLE = ("delivered", "opened", "read", "clicked", "converted")
+
+
+def mark_all_read(session: Session, recipient_id: str) -> int:
+    """Mark every unread in-app message of a recipient read, each as opening it would
+    (cancelling its still-pending copies on other channels); returns how many."""
+    unread = session.exec(
+        select(Delivery.id).where(
+            col(Delivery.recipient_id) == recipient_id,
+            col(Delivery.channel) == "inapp",
+            col(Delivery.status).in_(INBOX_VISIBLE),
+            col(Delivery.read_at).is_(None),
+        )
+    ).all()
+    for delivery_id in unread:
+        if delivery_id is not None:
+            record_event(session, delivery_id, "read")
+    return len(unread)
+
+
+def inbox(session: Session, recipient_id: str, *, before: int | None, limit: int) -> dict[str, Any]:
+    """A recipient's in-app messages, newest first, with the unread count."""
+    visible = (
+        col(Delivery.recipient_id) == recipient_id,
+        col(Delivery.channel) == "inapp",
+        col(Delivery.status).in_(INBOX_VISIBLE),
+    )
+    unread = session.exec(
+        select(func.count()).select_from(Delivery).where(*visible, col(Delivery.read_at).is_(None))
+    ).one()
+    query = select(Delivery).where(*visible)
+    if before is not None:
+        query = query.where(col(Delivery.id) < before)
+    page = list(session.exec(query.order_by(col(Delivery.id).desc()).limit(limit + 1)))
+    more = len(page) > limit
+    page = page[:limit]
+    ratings = {
+        f.delivery_id: f.rating
+        for f in session.exec(
+            select(Feedback).where(col(Feedback.delivery_id).in_([d.id for d in page]))
+        )
+    }
+    return {
+        "unread": unread,
+        "items": [
+            {
+                "delivery_id": str(d.id),
+                "notification_id": str(d.notification_id),
+                "category": d.category,
+                "title": d.title,
+                "body": d.body,
+                "action_url": d.action_url,
+                "read": d.read_at is not None,
+                "feedback": ratings.get(d.id or 0),
+                "created_at": iso(d.created_at),
+            }
+            for d in page
+        ],
+        "next": str(page[-1].id) if more and page else None,
+    }

@@ -1,0 +1,152 @@
+"""Who a notification is for: derived segments (spend tier, activity, interest tags) and
+the one SQL condition that selects an audience.
+
+Membership is decided in exactly one place, `audience_filter`: the accept answer's count,
+the cutting of the audience into chunks and each chunk's reload all select recipients
+with it, so the people counted, cut and planned are the same people. `tier` and
+`activity` derive the same attributes for showing a recipient; the tests hold the SQL
+to them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    ARRAY,
+    Boolean,
+    ColumnElement,
+    Text,
+    and_,
+    cast,
+    distinct,
+    exists,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.dialects.postgresql import JSONB, array
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlmodel import col
+
+from engine.settings import Settings
+from engine.store.models import Notification, Recipient
+from engine.timeutil import aware, now
+
+TIERS = ("whale", "dolphin", "minnow")
+ACTIVITIES = ("active", "sleeping", "churned")
+
+
+def tier(annual_spend: float, settings: Settings) -> str:
+    """`whale` above the whale threshold, `minnow` below the dolphin one, else `dolphin`."""
+    if annual_spend > settings.whale_spend:
+        return "whale"
+    if annual_spend >= settings.dolphin_spend:
+        return "dolphin"
+    return "minnow"
+
+
+def activity(last_active_at: datetime | None, at: datetime, settings: Settings) -> str:
+    """`active` within the active window, `sleeping` up to the sleeping one, else `churned`."""
+    seen = aware(last_active_at)
+    if seen is None:
+        return "churned"
+    days = (at - seen) / timedelta(days=1)
+    if days <= settings.active_days:
+        return "active"
+    if days <= settings.sleeping_days:
+        return "sleeping"
+    return "churned"
+
+
+def segment_at(notification: Notification) -> datetime:
+    """The instant a notification's segment is judged at: its `send_at`, else when it was
+    accepted. Activity ("active within 7 days") is relative; one instant keeps the accept
+    count, the plan and every chunk in agreement."""
+    return aware(notification.send_at) or aware(notification.created_at) or now()
+
+
+class _HasTags(ColumnElement[bool]):
+    """Whether a recipient's `tags` (a JSON list) hold any, or all, of some tags."""
+
+    inherit_cache = False
+    type = Boolean()
+
+    def __init__(self, column: Any, tags: Sequence[str], *, every: bool) -> None:
+        self.column = column
+        self.tags = sorted(set(tags))
+        self.every = every
+
+
+@compiles(_HasTags)
+def _has_tags_json_each(element: _HasTags, compiler: SQLCompiler, **kw: Any) -> str:
+    # SQLite: the list's elements as rows of json_each(); a null or missing list has none.
+    values = func.json_each(element.column).table_valued("value")
+    wanted = values.c.value.in_(element.tags)
+    if element.every:
+        found = select(func.count(distinct(values.c.value))).where(wanted).scalar_subquery()
+        return compiler.process(found == len(element.tags), **kw)
+    return compiler.process(exists(select(literal(1)).select_from(values).where(wanted)), **kw)
+
+
+@compiles(_HasTags, "postgresql")
+def _has_tags_jsonb(element: _HasTags, compiler: SQLCompiler, **kw: Any) -> str:
+    # PostgreSQL: jsonb's `?|` (any) and `?&` (all) over the list's string elements.
+    tags = cast(element.column, JSONB)
+    wanted = cast(array(element.tags), ARRAY(Text))
+    found = tags.has_all(wanted) if element.every else tags.has_any(wanted)
+    return compiler.process(found, **kw)
+
+
+def segment_clause(
+    segment: dict[str, Any], at: datetime, settings: Settings
+) -> ColumnElement[bool]:
+    """The SQL condition for a segment: every condition given must hold.
+
+    `tier` and `activity` list the values any of which is fine; `tags_any` needs one of
+    its tags, `tags_all` every one. A segment with no condition (stored before empty
+    segments were refused) selects everyone, as it always did.
+    """
+    parts: list[ColumnElement[bool]] = []
+    spend = col(Recipient.annual_spend)
+    seen = col(Recipient.last_active_at)
+    if (tiers := segment.get("tier")) is not None:
+        by_tier = {
+            "whale": spend > settings.whale_spend,
+            "dolphin": and_(spend >= settings.dolphin_spend, spend <= settings.whale_spend),
+            "minnow": spend < settings.dolphin_spend,
+        }
+        parts.append(or_(false(), *(by_tier[t] for t in tiers)))
+    if (activities := segment.get("activity")) is not None:
+        active_since = at - timedelta(days=settings.active_days)
+        sleeping_since = at - timedelta(days=settings.sleeping_days)
+        by_activity = {
+            "active": seen >= active_since,
+            "sleeping": and_(seen < active_since, seen >= sleeping_since),
+            "churned": or_(seen.is_(None), seen < sleeping_since),
+        }
+        parts.append(or_(false(), *(by_activity[a] for a in activities)))
+    tags = col(Recipient.tags)
+    if (any_of := segment.get("tags_any")) is not None:
+        parts.append(_HasTags(tags, any_of, every=False) if any_of else false())
+    if all_of := segment.get("tags_all"):
+        parts.append(_HasTags(tags, all_of, every=True))
+    return and_(true(), *parts)
+
+
+def audience_filter(
+    audience: dict[str, Any], at: datetime, settings: Settings
+) -> list[ColumnElement[bool]]:
+    """The conditions on `recipients` that select a notification's audience
+    (`{"ids": [...]}`, `{"segment": {...}}` or `{"all": true}`); none for everyone."""
+    if "ids" in audience:
+        return [col(Recipient.id).in_(audience["ids"])]
+    if "segment" in audience:
+        return [segment_clause(audience["segment"], at, settings)]
+    return []

@@ -1,0 +1,237 @@
+"""The durable model: SQLModel tables, the source of truth for everything Tidings knows.
+
+Lists and documents that are read and written whole (contact tokens, tags, caps,
+templates, sparse preferences) are JSON columns; what the pipeline filters or
+joins on is a real column with an index.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from engine.timeutil import now
+
+# Sequential integer keys: SQLite only auto-increments an INTEGER PRIMARY KEY.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def _json(nullable: bool = True) -> Any:
+    return Field(default=None, sa_type=JSON, nullable=nullable)
+
+
+def _stamp(nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_type=DateTime(timezone=True), nullable=nullable, index=index)
+
+
+class Recipient(SQLModel, table=True):
+    """A platform user, by the platform's own id, with contact points and segment attributes."""
+
+    __tablename__ = "recipients"
+
+    id: str = Field(primary_key=True, max_length=200)
+    email: str | None = Field(default=None, max_length=320)
+    phone: str | None = Field(default=None, max_length=32)
+    push_tokens: list[str] | None = _json()
+    webhook_url: str | None = Field(default=None, max_length=2000)
+    timezone: str | None = Field(default=None, max_length=64)
+    locale: str | None = Field(default=None, max_length=16)
+    annual_spend: float = Field(default=0, index=True)
+    last_active_at: datetime | None = _stamp(index=True)
+    tags: list[str] | None = _json()
+    # Bumped to revoke every signed page link minted before.
+    links_version: int = Field(default=0)
+    # Random per row and carried in every link: a recipient erased and created again under
+    # the same id never honours the links of the one before (None: rows from before salts).
+    links_salt: str | None = Field(default_factory=lambda: secrets.token_hex(8), max_length=32)
+    created_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
+    updated_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
+
+
+class Category(SQLModel, table=True):
+    """A kind of notification with its routing, caps, collapse rules and templates."""
+
+    __tablename__ = "categories"
+
+    key: str = Field(primary_key=True, max_length=100)
+    # The name in the default locale; `names` holds every locale's when given per locale.
+    name: str = Field(max_length=200)
+    names: dict[str, str] | None = _json()
+    # One text for every reader, or one per locale (`{"en": …, "zh-CN": …}`).
+    description: Any = _json()
+    kind: str = Field(max_length=20)
+    priority: str = Field(max_length=20)
+    channels: list[str] = Field(sa_type=JSON)
+    required: bool = False
+    caps: list[dict[str, int]] = Field(default_factory=list, sa_type=JSON)
+    over_cap: str = Field(default="drop", max_length=10)
+    collapse_window: int | None = None
+    escalate_after: int | None = None
+    # Whether the recipient's global cap counts this category; None: only optional kinds.
+    global_cap: bool | None = None
+    default_locale: str = Field(default="en", max_length=16)
+    templates: dict[str, dict[str, dict[str, str]]] = Field(default_factory=dict, sa_type=JSON)
+    created_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
+    updated_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
+
+
+class Preference(SQLModel, table=True):
+    """What a recipient chose, stored sparse: a missing key means the platform default."""
+
+    __tablename__ = "preferences"
+
+    recipient_id: str = Field(primary_key=True, max_length=200)
+    channels: dict[str, bool] | None = _json()
+    categories: dict[str, dict[str, Any]] | None = _json()
+    caps: list[dict[str, int]] | None = _json()
+    quiet_hours: dict[str, Any] | None = _json()
+    paused_until: datetime | None = _stamp()
+    digest: dict[str, Any] | None = _json()
+    unsubscribed: bool = False
+    updated_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
+
+
+class Notification(SQLModel, table=True):
+    """One request to notify: a category, an audience, content, and timing."""
+
+    __tablename__ = "notifications"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    category: str = Field(max_length=100, index=True)
+    audience: dict[str, Any] = Field(sa_type=JSON)
+    data: dict[str, Any] | None = _json()
+    content: dict[str, Any] | None = _json()
+    channels: list[str] | None = _json()
+    variants: list[dict[str, Any]] | None = _json()
+    send_at: datetime | None = _stamp()
+    expires_at: datetime | None = _stamp()
+    collapse_key: str | None = Field(default=None, max_length=200)
+    idempotency_key: str | None = Field(default=None, max_length=200, unique=True)
+    request_hash: str | None = Field(default=None, max_length=64)
+    queue: str = Field(default="normal", max_length=20)
+    # accepted → planning → planned → done
+    status: str = Field(default="accepted", max_length=20, index=True)
+    recipients: int = 0
+    chunks_total: int | None = None
+    chunks_done: int = 0
+    campaign_id: int | None = Field(default=None, index=True)
+    # When a plan job was last handed to the broker; the scheduler retries what stalls.
+    enqueued_at: datetime | None = _stamp()
+    created_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
+    updated_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
+
+
+class PlanChunk(SQLModel, table=True):
+    """A slice of a notification's audience (an id range), planned by one job."""
+
+    __tablename__ = "plan_chunks"
+
+    notification_id: int = Field(primary_key=True, sa_type=BigInteger)
+    seq: int = Field(primary_key=True)
+    lo: str = Field(max_length=200)
+    hi: str = Field(max_length=200)
+    size: int = 0
+    # pending → planning (claimed by a job) → done, or failed after too many attempts
+    status: str = Field(default="pending", max_length=10, index=True)
+    attempts: int = 0
+    error: str | None = None
+    # The lease of the job planning it: which worker process, until when (engine.store.leases).
+    claimed_by: str | None = Field(default=None, max_length=200)
+    lease_until: datetime | None = _stamp()
+    updated_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
+
+
+class Delivery(SQLModel, table=True):
+    """One (notification, recipient, channel) with its current status; the inbox reads these."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("notification_id", "recipient_id", "channel", name="uq_delivery"),
+        Index("ix_deliveries_status_due", "status", "due_at"),
+        Index("ix_deliveries_recipient", "recipient_id", "channel", "id"),
+        Index("ix_deliveries_collapse", "recipient_id", "collapse_key"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    notification_id: int = Field(sa_type=BigInteger)
+    recipient_id: str = Field(max_length=200)
+    channel: str = Field(max_length=20)
+    category: str = Field(max_length=100)
+    status: str = Field(max_length=20)
+    reason: str | None = Field(default=None, max_length=30)
+    due_at: datetime | None = _stamp()
+    collapse_key: str | None = Field(default=None, max_length=200)
+    variant: str | None = Field(default=None, max_length=50)
+    locale: str | None = Field(default=None, max_length=16)
+    title: str | None = None
+    body: str | None = None
+    action_url: str | None = None
+    attempts: int = 0
+    error: str | None = None
+    # What the provider knows the sent message by: the email's Message-ID, which
+    # bounces and replies quote.
+    provider_id: str | None = Field(default=None, max_length=255)
+    # The lease of the job sending it: which worker process, until when (engine.store.leases).
+    claimed_by: str | None = Field(default=None, max_length=200)
+    lease_until: datetime | None = _stamp()
+    read_at: datetime | None = _stamp()
+    created_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
+    updated_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
+
+
+class DeliveryEvent(SQLModel, table=True):
+    """One step in a delivery's history: queued, sent, read, suppressed (with why)…"""
+
+    __tablename__ = "delivery_events"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    delivery_id: int = Field(sa_type=BigInteger, index=True)
+    status: str = Field(max_length=20)
+    reason: str | None = Field(default=None, max_length=30)
+    detail: str | None = None
+    at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
+
+
+class Feedback(SQLModel, table=True):
+    """A recipient's 👍 / 😕 / 👎 on one delivery; rating again replaces it."""
+
+    __tablename__ = "feedback"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    delivery_id: int = Field(sa_type=BigInteger, unique=True)
+    recipient_id: str = Field(max_length=200, index=True)
+    category: str = Field(max_length=100, index=True)
+    variant: str | None = Field(default=None, max_length=50)
+    rating: str = Field(max_length=10)
+    comment: str | None = Field(default=None, max_length=2000)
+    created_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
+
+
+class ApiKey(SQLModel, table=True):
+    """A scoped API key; only its SHA-256 is stored."""
+
+    __tablename__ = "api_keys"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100)
+    key_hash: str = Field(max_length=64, unique=True)
+    scopes: list[str] = Field(sa_type=JSON)
+    created_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
+    last_used_at: datetime | None = _stamp()
+    revoked_at: datetime | None = _stamp()
+
+
+class Installation(SQLModel, table=True):
+    """This installation's own secrets (page links, webhook signatures), generated once by
+    `tidings migrate`."""
+
+    __tablename__ = "installation"
+
+    id: int = Field(default=1, primary_key=True)
+    secret_key: str = Field(max_length=200)
+    webhook_secret: str | None = Field(default=None, max_length=200)
+    created_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))

@@ -1,0 +1,123 @@
+"""Every Redis key Tidings reads or writes, in one place, under one prefix.
+
+Two installations (or a database moved to a new URL) may share one Redis server: each
+key carries the installation's prefix, `TIDINGS_REDIS_PREFIX`, or by default one derived
+from the database URL, so neither reads the other's caps, rate limits, process
+heartbeats or queues. Dramatiq's queues use the same prefix through its `namespace`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from sqlalchemy.engine import make_url
+
+from engine.settings import Settings
+
+
+def database_identity(database_url: str) -> str:
+    """The database URL without its password; a SQLite file by its absolute path."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        url = url.set(database=str(Path(url.database).resolve()))
+    return url.render_as_string(hide_password=True)
+
+
+def prefix(settings: Settings) -> str:
+    """`TIDINGS_REDIS_PREFIX`, or `tidings-` and 10 hex digits of the database's identity."""
+    if settings.redis_prefix:
+        return settings.redis_prefix
+    digest = hashlib.sha256(database_identity(settings.database_url).encode()).hexdigest()
+    return f"tidings-{digest[:10]}"
+
+
+def counters_url(settings: Settings) -> str:
+    """`TIDINGS_REDIS_URL` pointed at database `TIDINGS_COUNTERS_REDIS_DB`.
+
+    (A `db=` argument beside a URL that names a database is ignored by redis-py: the
+    URL's number wins, which put the counters in the broker's database.)
+    """
+    parts = urlsplit(settings.redis_url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "db"]
+    if parts.scheme == "unix":  # the path is the socket's; the database goes in the query
+        query.append(("db", str(settings.counters_redis_db)))
+        return f"unix://{parts.netloc}{parts.path}?{urlencode(query)}"
+    path = f"/{settings.counters_redis_db}"
+    return urlunsplit(parts._replace(path=path, query=urlencode(query)))
+
+
+class RedisKeys:
+    """Key names for one installation. Counters live in `TIDINGS_COUNTERS_REDIS_DB`,
+    Dramatiq's queues in the database of `TIDINGS_REDIS_URL`."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        # Dramatiq's `namespace`: its queues are `{namespace}:{queue}`, delayed ones
+        # `{queue}.DQ`, dead letters `{queue}.XQ`, unacked `__acks__.{worker}.{queue}`.
+        self.dramatiq = f"{prefix}:dramatiq"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RedisKeys:
+        return cls(prefix(settings))
+
+    def cap(self, recipient_id: str, counter: str) -> str:
+        """A recipient's cap counter: a sorted set of notification ids by when they went."""
+        return f"{self.prefix}:cap:{recipient_id}:{counter}"
+
+    @property
+    def caps_ready(self) -> str:
+        """The sentinel saying the cap counters are complete (gone when Redis lost data)."""
+        return f"{self.prefix}:caps:ready"
+
+    @property
+    def caps_rebuilding(self) -> str:
+        """The lock held while the cap counters are rebuilt from SQL."""
+        return f"{self.prefix}:caps:rebuilding"
+
+    def rate(self, channel: str, per: int, window: int) -> str:
+        """A channel's shared rate limit counter for one window of `per` seconds."""
+        return f"{self.prefix}:rate:{channel}:{per}:{window}"
+
+    @property
+    def processes(self) -> str:
+        """Pattern of the supervised processes' heartbeats."""
+        return f"{self.prefix}:supervisor:*"
+
+    def process(self, host: str, pid: int) -> str:
+        """One supervisor's heartbeat: its processes, restarts and last exit."""
+        return f"{self.prefix}:supervisor:{host}:{pid}"
+
+    @property
+    def keys_revoked(self) -> str:
+        """The counter every API key revocation bumps; API processes drop their cache of
+        live keys when it moves (`engine.api.keycache`)."""
+        return f"{self.prefix}:keys:revoked"
+
+    def page_link_sent(self, recipient_id: str) -> str:
+        """Held while a recipient's emailed page link may not be sent again."""
+        return f"{self.prefix}:page-link:{recipient_id}"
+
+    def queue(self, queue: str) -> str:
+        return f"{self.dramatiq}:{queue}"
+
+    def delayed(self, queue: str) -> str:
+        return f"{self.dramatiq}:{queue}.DQ"
+
+    def dead(self, queue: str) -> str:
+        return f"{self.dramatiq}:{queue}.XQ"
+
+    @property
+    def unacked(self) -> str:
+        """Pattern of the per-worker sets of messages being worked on."""
+        return f"{self.dramatiq}:__acks__.*"
+
+    def alive(self, holder: str) -> str:
+        """A worker process's liveness key: its claims' leases hold while it exists."""
+        return f"{self.prefix}:alive:{holder}"
+
+    @property
+    def broker_sentinel(self) -> str:
+        """Kept beside Dramatiq's queues: gone when Redis lost them (`engine.worker.sentinel`)."""
+        return f"{self.prefix}:sentinel"

@@ -1,0 +1,76 @@
+"""One Dramatiq worker process: Tidings' actors served from some queues until SIGTERM.
+
+Dramatiq's own command line runs its worker processes as one group and stops them all
+when one of them exits, so a single crashed process would take every worker down with
+it. `tidings worker` and `tidings up` instead run each worker process on its own under
+`engine.ops.supervisor`, which starts it again when it dies; this module is that process.
+
+Run as `python -m engine.worker.process --queues critical normal --threads 2 --timeout-ms 10`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+from engine.logs import configure
+from engine.settings import get_settings
+
+log = logging.getLogger("tidings.worker")
+READY = "Worker process is ready for action."
+
+
+def parser() -> argparse.ArgumentParser:
+    args = argparse.ArgumentParser(prog="python -m engine.worker.process", description=__doc__)
+    args.add_argument("--queues", nargs="+", required=True)
+    args.add_argument("--threads", type=int, default=1)
+    args.add_argument(
+        "--timeout-ms", type=int, default=100, help="longest wait before an idle queue is polled"
+    )
+    args.add_argument(
+        "--shutdown-timeout-ms",
+        type=int,
+        default=10_000,
+        help="how long jobs under way get to finish on SIGTERM",
+    )
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve the queues until SIGTERM, then let running jobs finish and stop."""
+    args = parser().parse_args(argv)
+    settings = get_settings()
+    configure(settings.log_level, settings.log_format)
+    stopping = threading.Event()
+    # The supervisor stops its children with SIGTERM; a terminal's Ctrl-C reaches the
+    # supervisor, which then does so. Until the worker runs, both simply end the process.
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    from dramatiq import Worker
+
+    from engine.worker import actors
+
+    actors.broker.emit_after("process_boot")
+    worker = Worker(
+        actors.broker,
+        queues=set(args.queues),
+        worker_threads=args.threads,
+        worker_timeout=args.timeout_ms,
+    )
+    worker.start()
+    log.info(READY, extra={"queues": args.queues, "threads": args.threads})
+    while not stopping.wait(1):
+        pass
+    log.info("stopping: letting jobs under way finish")
+    worker.stop(timeout=args.shutdown_timeout_ms)
+    actors.broker.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

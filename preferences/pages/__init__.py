@@ -1,0 +1,1 @@
+"""The recipient's web pages: preference center, inbox and one-click unsubscribe."""
