@@ -14,7 +14,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from engine.settings import Settings
-from tests.preferences.test_pages_http import Forms, body, text
+from tests.preferences.pages.test_pages_http import Forms, body, text
 from tests.support import Mailbox, Server, free_port
 
 

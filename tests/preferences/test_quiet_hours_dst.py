@@ -16,7 +16,7 @@ import pytest
 
 from engine.pipeline import policy
 from preferences.model import Digest, QuietHours
-from tests.engine.test_planner import prefs
+from tests.engine.pipeline.test_policy import prefs
 
 ZONES = (
     "America/New_York",

@@ -24,7 +24,7 @@ from engine.store.db import Database
 from tests.engine.conftest import Processes, recipient, send_and_settle, wait_for
 from tests.support import Server, Sink
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TIDINGS = Path(sys.executable).with_name("tidings")
 
 

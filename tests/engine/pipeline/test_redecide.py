@@ -22,7 +22,7 @@ from engine.store.models import Delivery
 from engine.worker.broker import make_broker
 from engine.worker.runtime import Runtime
 from preferences import store
-from tests.engine.test_pipeline_rules import _quiet_now, erased_as
+from tests.engine.acceptance.test_pipeline_rules import _quiet_now, erased_as
 from tests.support import Mailbox
 
 ZONE = "Asia/Shanghai"

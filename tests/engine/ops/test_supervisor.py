@@ -18,8 +18,8 @@ import httpx
 
 from engine.ops.supervisor import Spec, Supervisor
 from engine.timeutil import now
+from tests.engine.acceptance.test_resilience import ORDER
 from tests.engine.conftest import ROOT, Processes, recipient, send, settled, wait_for
-from tests.engine.test_resilience import ORDER
 from tests.support import free_port
 
 

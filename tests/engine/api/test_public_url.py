@@ -10,8 +10,8 @@ import httpx
 
 from engine.catalog import keys
 from engine.store.db import Database
+from tests.engine.acceptance.test_pipeline import PROMO
 from tests.engine.conftest import ROOT, Processes, env_for, recipient, wait_for
-from tests.engine.test_pipeline import PROMO
 from tests.support import Mailbox, free_port, raw_headers
 
 

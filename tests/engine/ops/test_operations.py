@@ -14,6 +14,7 @@ import httpx
 from engine.settings import Settings
 from engine.store.db import Database
 from engine.store.models import Notification
+from tests.engine.acceptance.test_resilience import BLAST, ORDER, audience
 from tests.engine.conftest import (
     ROOT,
     Processes,
@@ -23,7 +24,6 @@ from tests.engine.conftest import (
     settled,
     wait_for,
 )
-from tests.engine.test_resilience import BLAST, ORDER, audience
 from tests.support import Sink, free_port
 
 

@@ -14,11 +14,11 @@ import httpx
 import pytest
 
 from engine.settings import Settings
+from tests.engine.acceptance.test_pipeline_rules import category, channels_of
 from tests.engine.conftest import Processes, recipient, send, wait_for
-from tests.engine.test_pipeline_rules import category, channels_of
 from tests.support import Sink
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TIDINGS = Path(sys.executable).with_name("tidings")
 PRIVATE = [
     "http://169.254.169.254/latest/meta-data/",

@@ -24,8 +24,13 @@ from engine.store.redis_keys import RedisKeys
 from engine.worker import runtime
 from engine.worker.broker import make_broker
 from tests.conftest import BROKER_DB, COUNTERS_DB, REDIS_PORT
+from tests.engine.acceptance.test_resilience import (
+    BLAST,
+    assert_one_message_each,
+    audience,
+    terminal,
+)
 from tests.engine.conftest import Processes, send, settled, wait_for
-from tests.engine.test_resilience import BLAST, assert_one_message_each, audience, terminal
 from tests.services import OwnRedis
 from tests.support import Server, Sink
 

@@ -17,8 +17,8 @@ from engine.store.redis_keys import RedisKeys, counters_url, prefix
 from engine.worker.broker import Dispatcher, make_broker
 from preferences.model import Cap
 from tests.conftest import COUNTERS_DB, REDIS_PORT
+from tests.engine.acceptance.test_pipeline import PROMO
 from tests.engine.conftest import Processes, recipient, send_and_settle, wait_for
-from tests.engine.test_pipeline import PROMO
 
 AT = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 

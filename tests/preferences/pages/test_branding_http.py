@@ -11,7 +11,7 @@ import pytest
 from engine.api.app import create_app
 from engine.settings import Settings
 from engine.store.db import Database
-from tests.preferences.test_pages_http import link, seed
+from tests.preferences.pages.test_pages_http import link, seed
 from tests.support import Server
 
 BRAND = {

@@ -13,12 +13,12 @@ from engine.ops.demo import BRAND
 from engine.settings import Settings
 from engine.store.db import Database
 from engine.store.models import Delivery
-from tests.preferences.test_pages_browser import (
+from tests.preferences.pages.test_pages_browser import (
     ARGS,
     CHROMIUM,
     fits_the_screen_and_labels_every_control,
 )
-from tests.preferences.test_pages_http import link, message, seed, tamper
+from tests.preferences.pages.test_pages_http import link, message, seed, tamper
 from tests.support import Server
 
 pytestmark = [

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from engine.pipeline.template_limits import MAX_SECONDS, field_limit
 from engine.pipeline.templates import RenderError, render
+from tests.engine.acceptance.test_pipeline_rules import category, channels_of
 from tests.engine.conftest import Processes, recipient, send_and_settle
-from tests.engine.test_pipeline_rules import category, channels_of
 
 NESTED_LOOPS = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
 CONSTANT_BLOWUPS = [

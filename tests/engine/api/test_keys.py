@@ -24,7 +24,7 @@ from engine.settings import Settings
 from engine.store.db import Database
 from tests.support import Server
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TIDINGS = Path(sys.executable).with_name("tidings")
 
 

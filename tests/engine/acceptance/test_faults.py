@@ -39,7 +39,7 @@ from engine.store.db import Database, migrate
 from engine.store.models import Delivery, Preference
 from tests.conftest import BROKER_DB, COUNTERS_DB, REDIS_PORT
 from tests.engine.conftest import Processes, send, wait_for
-from tests.engine.test_supervisor import processes_view, workers
+from tests.engine.ops.test_supervisor import processes_view, workers
 from tests.support import Server, Sink, free_port
 
 RECOVERY = 60.0

@@ -16,9 +16,14 @@ from engine.api.app import create_app
 from engine.catalog import keys
 from engine.settings import Settings
 from engine.store.db import Database, migrate
+from tests.engine.acceptance.test_recovery import RECOVERY, resends
+from tests.engine.acceptance.test_resilience import (
+    BLAST,
+    assert_one_message_each,
+    audience,
+    terminal,
+)
 from tests.engine.conftest import Processes, send, wait_for
-from tests.engine.test_recovery import RECOVERY, resends
-from tests.engine.test_resilience import BLAST, assert_one_message_each, audience, terminal
 from tests.services import OwnPostgres
 from tests.support import Server, Sink
 

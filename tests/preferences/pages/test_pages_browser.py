@@ -15,7 +15,7 @@ from engine.settings import Settings
 from engine.store.db import Database
 from engine.store.models import Category, Delivery, Feedback, Recipient
 from preferences import store
-from tests.preferences.test_pages_http import FLASH, link, message, seed, tamper
+from tests.preferences.pages.test_pages_http import FLASH, link, message, seed, tamper
 from tests.support import Server
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -20,7 +20,7 @@ from engine.store.db import Database
 from engine.store.models import Preference
 from tests.support import Server, free_port
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TIDINGS = Path(sys.executable).with_name("tidings")
 
 FLASH_SALE = {

@@ -17,7 +17,7 @@ import engine.store.models  # noqa: F401  (registers the tables)
 from engine.settings import Settings
 from engine.store.db import make_engine, migrate
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TIDINGS = Path(sys.executable).with_name("tidings")
 BOTH_BACKENDS = pytest.mark.parametrize(
     "database_url",
