@@ -360,6 +360,16 @@ class EveryoneAudience(Strict):
     all: Literal[True]
 
 
+# A topic recipients follow: a card, a game, a brand (`card.genshin-monthly`).
+Topic = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")]
+
+
+class TopicAudience(Strict):
+    """Every recipient following `topic` when the notification is planned."""
+
+    topic: Topic
+
+
 def _audience_kind(value: Any) -> str | None:
     # Which form of `to` this is, so an error names the field inside that form.
     if isinstance(value, list):
@@ -368,6 +378,8 @@ def _audience_kind(value: Any) -> str | None:
         return "@segment"
     if isinstance(value, EveryoneAudience) or (isinstance(value, dict) and "all" in value):
         return "@all"
+    if isinstance(value, TopicAudience) or (isinstance(value, dict) and "topic" in value):
+        return "@topic"
     return None
 
 
@@ -412,12 +424,14 @@ RecipientIds = Annotated[
 Audience = Annotated[
     Annotated[RecipientIds, Tag("@ids")]
     | Annotated[SegmentAudience, Tag("@segment")]
-    | Annotated[EveryoneAudience, Tag("@all")],
+    | Annotated[EveryoneAudience, Tag("@all")]
+    | Annotated[TopicAudience, Tag("@topic")],
     Discriminator(
         _audience_kind,
         custom_error_type="audience",
         custom_error_message=(
-            'to is a list of recipient ids or objects, {"segment": {...}} or {"all": true}'
+            "to is a list of recipient ids or objects, "
+            '{"segment": {...}}, {"topic": "..."} or {"all": true}'
         ),
     ),
 ]
@@ -515,6 +529,24 @@ class KeyPath(Strict):
 
 class RecipientPath(Strict):
     id: Key
+
+
+class FollowPath(Strict):
+    id: Key
+    topic: Topic
+
+
+class FollowIn(Strict):
+    """One follow of `POST /v1/follows/bulk`."""
+
+    recipient: Key
+    topic: Topic
+
+
+class FollowsBulkIn(Strict):
+    """`POST /v1/follows/bulk`: at most `TIDINGS_MAX_BULK_RECIPIENTS` (1,000) follows a call."""
+
+    follows: list[FollowIn] = Field(min_length=1)
 
 
 class RowPath(Strict):
@@ -633,6 +665,24 @@ class RecipientOut(Out):
 
 class UpsertedOut(Out):
     upserted: int
+
+
+class FollowOut(Out):
+    topic: str
+    created_at: Timestamp | None
+
+
+class FollowList(Out):
+    items: list[FollowOut] = Field(description="The recipient's follows, by topic.")
+
+
+class UnfollowedOut(Out):
+    topic: str
+    followed: Literal[False]
+
+
+class FollowedOut(Out):
+    followed: int = Field(description="How many of the follows are new.")
 
 
 class ErasedOut(Out):

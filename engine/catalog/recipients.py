@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
+from engine.catalog import follows
 from engine.pipeline.segments import activity, tier
 from engine.schemas import RecipientIn
 from engine.settings import Settings
@@ -77,7 +78,8 @@ def public(recipient: Recipient, settings: Settings) -> dict[str, Any]:
 
 
 def erase(session: Session, recipient_id: str) -> bool:
-    """Remove a recipient's personal data: contact points, preferences, message copy, comments.
+    """Remove a recipient's personal data: contact points, preferences, follows, message copy,
+    comments.
 
     Receipts stay (counts and rates keep adding up) but no longer carry content, and they
     move to a tombstone id that no API id can spell: a recipient created later under the same
@@ -88,6 +90,7 @@ def erase(session: Session, recipient_id: str) -> bool:
         return False
     session.delete(row)
     store.erase(session, recipient_id)
+    follows.erase(session, recipient_id)
     tombstone = f"{ERASED_PREFIX}{uuid.uuid4().hex}"
     session.exec(
         update(Delivery)

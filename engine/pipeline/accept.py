@@ -19,7 +19,7 @@ from engine.errors import Invalid, NotFound, UnknownRecipients
 from engine.pipeline import content
 from engine.pipeline.segments import audience_filter
 from engine.pipeline.templates import DataError
-from engine.schemas import EveryoneAudience, NotificationIn, SegmentAudience
+from engine.schemas import EveryoneAudience, NotificationIn, SegmentAudience, TopicAudience
 from engine.settings import Settings
 from engine.store.db import Database
 from engine.store.models import Category, Delivery, DeliveryEvent, Notification, Recipient
@@ -106,6 +106,8 @@ def _audience(spec: NotificationIn) -> dict[str, Any]:
         return {"segment": spec.to.segment.model_dump(exclude_none=True)}
     if isinstance(spec.to, EveryoneAudience):
         return {"all": True}
+    if isinstance(spec.to, TopicAudience):
+        return {"topic": spec.to.topic}
     return {"ids": sorted(spec.recipient_ids)}
 
 

@@ -1,5 +1,5 @@
-"""Who a notification is for: derived segments (spend tier, activity, interest tags) and
-the one SQL condition that selects an audience.
+"""Who a notification is for: derived segments (spend tier, activity, interest tags), the
+followers of a topic, and the one SQL condition that selects an audience.
 
 Membership is decided in exactly one place, `audience_filter`: the accept answer's count,
 the cutting of the audience into chunks and each chunk's reload all select recipients
@@ -36,7 +36,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlmodel import col
 
 from engine.settings import Settings
-from engine.store.models import Notification, Recipient
+from engine.store.models import Follow, Notification, Recipient
 from engine.timeutil import aware, now
 
 TIERS = ("whale", "dolphin", "minnow")
@@ -144,9 +144,13 @@ def audience_filter(
     audience: dict[str, Any], at: datetime, settings: Settings
 ) -> list[ColumnElement[bool]]:
     """The conditions on `recipients` that select a notification's audience
-    (`{"ids": [...]}`, `{"segment": {...}}` or `{"all": true}`); none for everyone."""
+    (`{"ids": [...]}`, `{"segment": {...}}`, `{"topic": "..."}` or `{"all": true}`); none
+    for everyone. A topic selects its followers as they are when the audience is read."""
     if "ids" in audience:
         return [col(Recipient.id).in_(audience["ids"])]
+    if "topic" in audience:
+        followers = select(col(Follow.recipient_id)).where(col(Follow.topic) == audience["topic"])
+        return [col(Recipient.id).in_(followers)]
     if "segment" in audience:
         return [segment_clause(audience["segment"], at, settings)]
     return []

@@ -52,6 +52,18 @@ class Recipient(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
 
 
+class Follow(SQLModel, table=True):
+    """A recipient following a topic (a card, a game, a brand): a notification sent
+    `to: {"topic": …}` reaches every follower."""
+
+    __tablename__ = "follows"
+    __table_args__ = (Index("ix_follows_topic", "topic", "recipient_id"),)
+
+    recipient_id: str = Field(primary_key=True, max_length=200)
+    topic: str = Field(primary_key=True, max_length=100)
+    created_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
+
+
 class Category(SQLModel, table=True):
     """A kind of notification with its routing, caps, collapse rules and templates."""
 

@@ -13,6 +13,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from sqlmodel import Session, col, select
 
 from engine.api.context import REDIS
+from engine.catalog import follows
 from engine.schemas import FieldError, PreferencesIn
 from engine.store.models import Category, Feedback
 from engine.timeutil import now
@@ -37,6 +38,7 @@ class Snapshot:
     state: FormState
     unread: int
     suggest: list[str] = field(default_factory=list)
+    topics: list[str] = field(default_factory=list)
 
 
 def _snapshot(session: Session, visit: Visit) -> Snapshot:
@@ -62,7 +64,9 @@ def _snapshot(session: Session, visit: Visit) -> Snapshot:
             and not categories[key].required
         }
     )
-    return Snapshot(categories, view, state, unread_count(session, visit.recipient.id), suggest)
+    topics = [row.topic for row in follows.topics_of(session, visit.recipient.id)]
+    unread = unread_count(session, visit.recipient.id)
+    return Snapshot(categories, view, state, unread, suggest, topics)
 
 
 def _saved_codec(visit: Visit) -> URLSafeSerializer:
@@ -117,6 +121,8 @@ def describe(change: Sequence[Any], t: Translator, snap: Snapshot) -> str:
         return t("change.quiet", summary=_quiet_text(t, snap.state))
     if kind == "pause":
         return t("change.pause", date=args[0])
+    if kind == "unfollow":
+        return t("change.unfollow", topic=args[0])
     if kind == "digest":
         summary = t("digest.summary", at=snap.state.digest_at)
         return t("change.digest", summary=summary if snap.state.digest_enabled else t("state.off"))
@@ -153,6 +159,7 @@ def _show(
         "saved": None if errors else _saved(visit, snap),
         "unread": snap.unread,
         "suggest": snap.suggest,
+        "topics": snap.topics,
         "names": {row.key: row.name for row in snap.layout.rows()},
         "default_caps": {
             row.key: ", ".join(t.cap(c.count, c.per) for c in row.default_caps)
@@ -171,7 +178,8 @@ def _show(
 @routes.get("/p/{token}")
 @page("preferences")
 async def preference_center(visit: Visit) -> web.StreamResponse:
-    """The preference center: channels, categories, caps, quiet hours, pause and digest."""
+    """The preference center: channels, categories, follows, caps, quiet hours, pause and
+    digest."""
 
     def read() -> Snapshot:
         with visit.db.session() as session:
@@ -188,7 +196,8 @@ def _today(state: FormState, fallback: FormState) -> date:
 @routes.post("/p/{token}")
 @page("preferences", form=True)
 async def save_preferences(visit: Visit) -> web.StreamResponse:
-    """Save the form (or unsubscribe, resubscribe, mute one category), then show what changed."""
+    """Save the form (or unsubscribe, resubscribe, mute one category, stop following a
+    topic), then show what changed."""
     form = await visit.request.post()
     fields = {k: v for k, v in form.items() if isinstance(v, str)}
     days = [v for v in form.getall("quiet_days", []) if isinstance(v, str)]
@@ -206,6 +215,9 @@ async def save_preferences(visit: Visit) -> web.StreamResponse:
                 on = action == "unsubscribe"
                 changes_in = PreferencesIn(unsubscribed=on)
                 changes = [("unsubscribed",) if on else ("resubscribed",)]
+            elif action == "unfollow" and fields.get("topic") in snap.topics:
+                follows.unfollow(session, visit.recipient.id, fields["topic"])
+                return snap, None, {}, [("unfollow", fields["topic"])]
             elif action == "mute" and fields.get("category") in snap.state.categories:
                 key = fields["category"]
                 changes_in = forms.turn_off(key)

@@ -136,6 +136,14 @@ STRINGS: dict[str, tuple[str, str]] = {
         "当天 00:00 起恢复。订单回执、安全提醒等必要通知仍会送达。留空则不暂停。",
     ),
     "pause.banner": ("Optional messages are paused until {date}.", "非必要通知已暂停至 {date}。"),
+    "follows.title": ("What you follow", "我的关注"),
+    "follows.hint": (
+        "We tell you when something you follow has news, such as a card coming back.",
+        "您关注的内容有新动态时(例如卡券重新上架)，我们会通知您。",
+    ),
+    "follows.drop": ("Unfollow", "取消关注"),
+    "follows.drop_label": ("Unfollow {topic}", "取消关注 {topic}"),
+    "change.unfollow": ("No longer following {topic}", "已取消关注 {topic}"),
     "digest.title": ("Daily digest", "每日摘要"),
     "digest.enabled": (
         "Bundle low-priority messages into one digest",
