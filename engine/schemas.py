@@ -573,7 +573,7 @@ class ReceiptPage(Query):
 class StatsQuery(Query):
     """`GET /v1/stats`: grouping and time range (ISO 8601 with an offset)."""
 
-    by: Literal["category", "channel", "variant"] = "category"
+    by: Literal["category", "channel", "campaign", "variant"] = "category"
     since: AwareDatetime | None = Field(
         default=None, alias="from", description="Default: 7 days before `to`."
     )
@@ -814,13 +814,16 @@ class FeedbackCounts(Out):
 class StatsRow(Out):
     category: str | None = None
     channel: str | None = None
+    campaign: str | None = None
     variant: str | None = None
     deliveries: int
     sent: int
+    delivered: int
     opened: int
     clicked: int
     converted: int
     suppressed: int
+    suppressed_by_reason: dict[str, int] = Field(description="Suppressed deliveries per reason.")
     failed: int
     scheduled: int
     feedback: FeedbackCounts

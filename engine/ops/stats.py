@@ -1,50 +1,98 @@
-"""Engagement rates per category, channel or variant over a time range: what was sent,
-opened, clicked and converted, what was suppressed or failed, and how recipients rated it."""
+"""Engagement rates per category, channel, campaign or variant over a time range: what was
+sent, delivered, opened, clicked and converted, what was suppressed (and why) or failed,
+and how recipients rated it; and the same outcomes counted per hour or day.
+
+Both `GET /v1/stats` and the ops console's data panel read their figures here.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 
 from sqlalchemy import case, func
+from sqlalchemy import select as sa_select
+from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
 from engine.pipeline.receipts import REACHED
-from engine.store.models import Delivery, Feedback
+from engine.store.models import Delivery, Feedback, Notification
 
 OPENED = ("opened", "read", "clicked", "converted")
 CLICKED = ("clicked", "converted")
-GROUPS = {"category": Delivery.category, "channel": Delivery.channel, "variant": Delivery.variant}
+# Reached the recipient's device or inbox, as the channel reports it.
+DELIVERED = ("delivered", *OPENED)
+GROUPS: dict[str, Any] = {
+    "category": Delivery.category,
+    "channel": Delivery.channel,
+    "variant": Delivery.variant,
+    "campaign": Notification.campaign_id,
+}
+Bucket = Literal["hour", "day"]
+BUCKETS: dict[str, timedelta] = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
+# The outcomes a time series counts per bucket.
+OUTCOMES = ("sent", "delivered", "failed", "suppressed")
 
 
 def _rate(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
+def _grouped(query: Any, by: str) -> Any:
+    """`query` over deliveries, joined to their notification when grouping by campaign."""
+    query = query.select_from(Delivery)
+    if by == "campaign":
+        return query.join(Notification, col(Notification.id) == col(Delivery.notification_id))
+    return query
+
+
+def _label(value: Any) -> Any:
+    return str(value) if value is not None and not isinstance(value, str) else value
+
+
 def rates(session: Session, *, by: str, since: datetime, until: datetime) -> list[dict[str, Any]]:
-    """One row per group with counts and rates, largest first."""
+    """One row per group (`by`: category, channel, campaign or variant) of deliveries
+    created in [`since`, `until`), largest first.
+
+    Each row: counts (`deliveries`, `sent` = reached the provider or beyond, `delivered`,
+    `opened`, `clicked`, `converted`, `suppressed` with `suppressed_by_reason`, `failed`,
+    `scheduled`), `feedback` counts of `up`/`meh`/`down`, and rates from 0 to 1 over
+    `sent` (None when nothing was sent): open, click, conversion and complaint (👎).
+    """
     key = col(GROUPS[by])
     window = (col(Delivery.created_at) >= since, col(Delivery.created_at) < until)
     opened = (col(Delivery.read_at).is_not(None)) | col(Delivery.status).in_(OPENED)
     counts: dict[Any, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    query = (
-        select(key, Delivery.status, func.count(), func.sum(case((opened, 1), else_=0)))
-        .where(*window)
-        .group_by(key, col(Delivery.status))
+    reasons: dict[Any, dict[str, int]] = defaultdict(dict)
+    query = _grouped(
+        sa_select(
+            key,
+            col(Delivery.status),
+            col(Delivery.reason),
+            func.count(),
+            func.sum(case((opened, 1), else_=0)),
+        ),
+        by,
     )
-    for group, status, total, seen in session.exec(query):
+    query = query.where(*window).group_by(key, col(Delivery.status), col(Delivery.reason))
+    for group, status, reason, total, seen in session.execute(query):
         row = counts[group]
         row["deliveries"] += total
-        row[status] += total
+        # Statuses by their own key: `clicked` the status is not `clicked` the figure.
+        row[f"status_{status}"] += total
         row["reached"] += total if status in REACHED else 0
+        row["delivered"] += total if status in DELIVERED else 0
         row["opened"] += int(seen or 0)
         row["clicked"] += total if status in CLICKED else 0
-    ratings = (
-        select(key, Feedback.rating, func.count())
-        .join(Feedback, col(Feedback.delivery_id) == col(Delivery.id))
-        .where(*window, col(Delivery.status).in_(REACHED))
-        .group_by(key, col(Feedback.rating))
+        if status == "suppressed":
+            why = reason or "unknown"
+            reasons[group][why] = reasons[group].get(why, 0) + total
+    ratings = _grouped(select(key, Feedback.rating, func.count()), by).join(
+        Feedback, col(Feedback.delivery_id) == col(Delivery.id)
+    )
+    ratings = ratings.where(*window, col(Delivery.status).in_(REACHED)).group_by(
+        key, col(Feedback.rating)
     )
     for group, rating, total in session.exec(ratings):
         counts[group][f"feedback_{rating}"] += total
@@ -53,20 +101,76 @@ def rates(session: Session, *, by: str, since: datetime, until: datetime) -> lis
         reached = row["reached"]
         out.append(
             {
-                by: group,
+                by: _label(group),
                 "deliveries": row["deliveries"],
                 "sent": reached,
+                "delivered": row["delivered"],
                 "opened": row["opened"],
                 "clicked": row["clicked"],
-                "converted": row["converted"],
-                "suppressed": row["suppressed"],
-                "failed": row["failed"],
-                "scheduled": row["scheduled"],
+                "converted": row["status_converted"],
+                "suppressed": row["status_suppressed"],
+                "suppressed_by_reason": dict(sorted(reasons[group].items())),
+                "failed": row["status_failed"],
+                "scheduled": row["status_scheduled"],
                 "feedback": {r: row[f"feedback_{r}"] for r in ("up", "meh", "down")},
                 "open_rate": _rate(row["opened"], reached),
                 "click_rate": _rate(row["clicked"], reached),
-                "conversion_rate": _rate(row["converted"], reached),
+                "conversion_rate": _rate(row["status_converted"], reached),
                 "complaint_rate": _rate(row["feedback_down"], reached),
             }
         )
-    return sorted(out, key=lambda r: -r["deliveries"])
+    return sorted(out, key=lambda r: (-r["deliveries"], str(r[by])))
+
+
+def _bucket_of(session: Session, bucket: Bucket) -> ColumnElement[Any]:
+    """The SQL for the start of a delivery's hour or day, as `YYYY-MM-DD HH:00` text (UTC)."""
+    if session.get_bind().dialect.name == "postgresql":
+        utc = func.timezone("UTC", col(Delivery.created_at))
+        return func.to_char(func.date_trunc(bucket, utc), "YYYY-MM-DD HH24:00")
+    pattern = "%Y-%m-%d %H:00" if bucket == "hour" else "%Y-%m-%d 00:00"
+    return func.strftime(pattern, col(Delivery.created_at))
+
+
+def floor(at: datetime, bucket: Bucket) -> datetime:
+    """The start of the UTC hour or day holding `at`."""
+    at = at.astimezone(UTC)
+    if bucket == "day":
+        return at.replace(hour=0, minute=0, second=0, microsecond=0)
+    return at.replace(minute=0, second=0, microsecond=0)
+
+
+def series(
+    session: Session, *, since: datetime, until: datetime, bucket: Bucket
+) -> list[dict[str, Any]]:
+    """Deliveries created in [`since`, `until`) counted per UTC hour or day: one row per
+    bucket, empty ones included, oldest first.
+
+    Each row: `start` (aware datetime) and the counts `sent`, `delivered`, `failed`,
+    `suppressed`. Raises ValueError for a range of more than 1,000 buckets.
+    """
+    step = BUCKETS[bucket]
+    first = floor(since, bucket)
+    if (until - first) / step > 1000:
+        raise ValueError(f"more than 1000 {bucket}s")
+    start = _bucket_of(session, bucket)
+    query = (
+        select(start, Delivery.status, func.count())
+        .where(col(Delivery.created_at) >= since, col(Delivery.created_at) < until)
+        .group_by(start, col(Delivery.status))
+    )
+    found: dict[datetime, dict[str, int]] = defaultdict(lambda: dict.fromkeys(OUTCOMES, 0))
+    for label, status, total in session.exec(query):
+        at = datetime.strptime(label, "%Y-%m-%d %H:%M").replace(tzinfo=UTC)
+        row = found[at]
+        if status in REACHED:
+            row["sent"] += total
+        if status in DELIVERED:
+            row["delivered"] += total
+        if status in ("failed", "suppressed"):
+            row[status] += total
+    rows = []
+    at = first
+    while at < until:
+        rows.append({"start": at, **found.get(at, dict.fromkeys(OUTCOMES, 0))})
+        at += step
+    return rows
