@@ -75,12 +75,20 @@ def queue_reader(settings: Settings) -> tuple[Callable[[], Depths], Callable[[],
     return (lambda: queues(client, keys)), client.close
 
 
-def snapshot(settings: Settings) -> dict[str, Any]:
-    """Queues from the broker, processes from Redis, delivery states and throughput
-    from SQL."""
+def snapshot(settings: Settings, *, database: Database | None = None) -> dict[str, Any]:
+    """Queues from the broker, processes and the scheduler's last run from Redis, delivery
+    states and throughput from SQL.
+
+    `database`: an open one to read (the API's); by default one is opened and closed here.
+    Shape: `{"queues": {name: {"waiting", "delayed", "dead", "in_flight"}} | {"error"},
+    "deliveries": {status: count}, "throughput_last_minute": {"sent_or_delivered",
+    "per_second"}, "processes": {..., "detail": [...]} | {"error"},
+    "scheduler": {"last_run": ISO 8601 | None} | {"error"}}`.
+    """
     read, close = queue_reader(settings)
     own = redis.Redis.from_url(counters_url(settings), socket_timeout=5)
-    database = Database(settings)
+    owned = database is None
+    database = database or Database(settings)
     keys = RedisKeys.from_settings(settings)
     try:
         try:
@@ -92,6 +100,12 @@ def snapshot(settings: Settings) -> dict[str, Any]:
             processes: dict[str, Any] = {**supervisor.summary(views), "detail": views}
         except redis.RedisError as exc:
             processes = {"error": str(exc)}
+        try:
+            ran = own.get(keys.scheduler_ran)
+            last = ran.decode() if isinstance(ran, bytes) else ran
+            scheduler: dict[str, Any] = {"last_run": last or None}
+        except redis.RedisError as exc:
+            scheduler = {"error": str(exc)}
         since = now() - timedelta(minutes=1)
         with database.session() as session:
             by_status = dict(
@@ -115,11 +129,13 @@ def snapshot(settings: Settings) -> dict[str, Any]:
                 "per_second": round(recent / 60, 1),
             },
             "processes": processes,
+            "scheduler": scheduler,
         }
     finally:
         own.close()
         close()
-        database.close()
+        if owned:
+            database.close()
 
 
 def table(snapshot: dict[str, Any]) -> str:
@@ -145,6 +161,11 @@ def table(snapshot: dict[str, Any]) -> str:
         f"throughput   {recent['sent_or_delivered']} sent or delivered in the last minute "
         f"({recent['per_second']}/s)"
     )
+    scheduler = snapshot.get("scheduler", {})
+    if "error" in scheduler:
+        lines.append(f"scheduler    Redis did not answer: {scheduler['error']}")
+    else:
+        lines.append(f"scheduler    last run {scheduler.get('last_run') or 'not recorded yet'}")
     processes = snapshot["processes"]
     if "error" in processes:
         lines.append(f"processes    Redis did not answer: {processes['error']}")

@@ -27,6 +27,7 @@ from engine.pipeline.planning import enqueue_deliveries
 from engine.store import bulk
 from engine.store.models import Category, Delivery, Notification, PlanChunk
 from engine.store.outages import is_outage
+from engine.store.redis_keys import RedisKeys
 from engine.timeutil import aware, now
 from engine.worker.runtime import Runtime
 
@@ -465,6 +466,12 @@ def _enqueue(
         enqueue_deliveries(rt, items, queue, delay_ms=delay_ms)
 
 
+def note_run(rt: Runtime, at: datetime | None = None) -> None:
+    """Record when a tick finished, for `tidings status` and the console's health page."""
+    key = RedisKeys.from_settings(rt.settings).scheduler_ran
+    rt.counters.client.set(key, (at or now()).isoformat())
+
+
 def run(rt: Runtime) -> None:
     """Run the scheduler loop until interrupted (APScheduler, one tick at a time)."""
     from apscheduler.schedulers.blocking import BlockingScheduler
@@ -476,6 +483,7 @@ def run(rt: Runtime) -> None:
             counts = tick(rt)
             if any(counts.values()):
                 log.info("released %s", counts)
+            note_run(rt)
         except Exception as exc:
             if is_outage(exc):
                 if isinstance(exc, redis.RedisError):

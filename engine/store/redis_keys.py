@@ -95,6 +95,15 @@ class RedisKeys:
         live keys when it moves (`engine.api.keycache`)."""
         return f"{self.prefix}:keys:revoked"
 
+    @property
+    def scheduler_ran(self) -> str:
+        """When the scheduler last finished a tick (ISO 8601), for `tidings status`."""
+        return f"{self.prefix}:scheduler:last-run"
+
+    def console_signed_out(self, session_id: str) -> str:
+        """Held while a console session that signed out would still be within its age."""
+        return f"{self.prefix}:console:signed-out:{session_id}"
+
     def page_link_sent(self, recipient_id: str) -> str:
         """Held while a recipient's emailed page link may not be sent again."""
         return f"{self.prefix}:page-link:{recipient_id}"
