@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     plan_ahead: int = Field(default=8, ge=1)
     deliver_chunk_size: int = 500
     link_ttl: int = Field(default=30 * 86400, description="seconds a signed page link stays valid")
+    console_session_ttl: int = Field(
+        default=8 * 3600, ge=60, description="seconds an ops console sign-in lasts"
+    )
     stall_after: int = 300
     # A just-accepted notification is the API's to enqueue; the scheduler steps in after this.
     enqueue_grace: int = 10

@@ -14,6 +14,7 @@ from engine.api.context import AFTERWARDS, DB, DISPATCH, KEY_CACHE, METRICS, RED
 from engine.api.keycache import KeyCache
 from engine.api.middleware import auth, errors
 from engine.metrics import QueueCollector
+from engine.ops import console
 from engine.ops.status import queue_reader
 from engine.settings import Settings
 from engine.store import installation
@@ -45,6 +46,7 @@ def create_app(settings: Settings, *, database: Database | None = None) -> web.A
     for module in (follows, health, keys, links, management, notifications, openapi, stats):
         app.add_routes(module.routes)
     routes.setup(app)
+    console.setup(app)
     return app
 
 

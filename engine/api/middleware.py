@@ -26,8 +26,8 @@ KEY = TypeAdapter(Key)
 RETRY_AFTER = 5  # seconds a client waits before retrying while the database is down
 
 
-# Paths of the recipient's pages, which answer errors with pages of their own.
-PAGES = ("/p/", "/u/", "/inbox/", "/assets/")
+# Paths of the recipient's pages and the ops console, which answer errors with pages.
+PAGES = ("/p/", "/u/", "/inbox/", "/assets/", "/console")
 
 
 def error_response(exc: ApiError, headers: dict[str, str] | None = None) -> web.Response:

@@ -1,0 +1,25 @@
+"""The ops console at `/console`: a data panel, the message log, recipient lookup, health
+and a test send, for people holding an `admin` API key.
+
+Server-rendered (aiohttp-jinja2) in `en` and `zh-CN`, without any script: charts are
+SVG images drawn by pygal; sign-in is a signed, expiring cookie (`session`), and every
+form carries a CSRF token.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from engine.ops.console import health, panel, signin
+from engine.ops.console.web import ASSETS, ROOT, asset, environment, load_assets
+
+__all__ = ["ROOT", "setup"]
+
+
+def setup(app: web.Application) -> None:
+    """Add the console's routes, templates and stylesheet to `app`."""
+    environment(app)
+    app[ASSETS] = load_assets()
+    app.router.add_get(f"{ROOT}/assets/{{name}}", asset)
+    for module in (signin, panel, health):
+        app.add_routes(module.routes)

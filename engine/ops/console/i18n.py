@@ -1,0 +1,162 @@
+"""The console's words in English and Simplified Chinese, and its numbers, shares and
+times formatted for the reader's locale by Babel."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from babel import Locale
+from babel.dates import format_datetime
+from babel.numbers import format_decimal, format_percent
+
+from preferences.pages.i18n import LANGUAGE_NAMES, LOCALES, choose, from_accept_language
+
+__all__ = ["LANGUAGE_NAMES", "LOCALES", "Translator", "choose", "from_accept_language"]
+
+# key -> (English, 简体中文); `{name}` placeholders are filled by `Translator.__call__`.
+STRINGS: dict[str, tuple[str, str]] = {
+    "console": ("Ops console", "运营控制台"),
+    "language": ("Language", "语言"),
+    "nav": ("Console sections", "控制台栏目"),
+    "nav.panel": ("Data", "数据"),
+    "nav.messages": ("Messages", "消息记录"),
+    "nav.recipients": ("Recipients", "用户"),
+    "nav.health": ("Health", "运行状态"),
+    "nav.send": ("Test send", "测试发送"),
+    "sign_out": ("Sign out", "退出登录"),
+    "signed_in_as": ("Signed in with key “{name}”", "当前密钥：“{name}”"),
+    # Sign-in
+    "sign_in.title": ("Sign in", "登录"),
+    "sign_in.lead": (
+        "Sign in with an API key that has the admin scope. The key is checked once and is"
+        " not kept by your browser.",
+        "请使用具有 admin 权限的 API 密钥登录。密钥只校验一次，不会保存在浏览器中。",
+    ),
+    "sign_in.key": ("Admin API key", "管理员 API 密钥"),
+    "sign_in.button": ("Sign in", "登录"),
+    "sign_in.refused": (
+        "That key is unknown, revoked, or lacks the admin scope.",
+        "密钥无效、已吊销或没有 admin 权限。",
+    ),
+    "sign_in.missing": ("Sign in to open the console.", "请先登录控制台。"),
+    "sign_in.invalid": ("Sign in to open the console.", "请先登录控制台。"),
+    "sign_in.expired": (
+        "Your sign-in has expired. Please sign in again.",
+        "登录已过期，请重新登录。",
+    ),
+    "sign_in.revoked": (
+        "The key you signed in with was revoked. Sign in with a live admin key.",
+        "您登录所用的密钥已被吊销，请使用有效的管理员密钥登录。",
+    ),
+    "sign_in.signed_out": ("You are signed out.", "您已退出登录。"),
+    # Refusals
+    "error.csrf.title": ("This form has expired", "表单已过期"),
+    "error.csrf.body": (
+        "For your security, reload the page and try again. Nothing was changed.",
+        "为了安全，请刷新页面后重试。本次没有做任何修改。",
+    ),
+    "error.invalid.title": ("That request is not valid", "请求无效"),
+    "error.not_found.title": ("Not found", "未找到"),
+    "error.field": ("Field “{field}”: {message}", "字段“{field}”：{message}"),
+    "error.back": ("Back", "返回"),
+    # Data panel
+    "panel.title": ("Data", "数据"),
+    "panel.range": ("Range", "时间范围"),
+    "panel.from": ("From", "开始"),
+    "panel.to": ("To", "结束"),
+    "panel.bucket": ("Bucket", "粒度"),
+    "panel.by": ("Group by", "分组"),
+    "panel.show": ("Show", "查看"),
+    "bucket.hour": ("Hour", "小时"),
+    "bucket.day": ("Day", "天"),
+    "by.category": ("Category", "类别"),
+    "by.channel": ("Channel", "渠道"),
+    "by.campaign": ("Campaign", "活动"),
+    "by.variant": ("Variant", "变体"),
+    "panel.over_time": ("Deliveries over time", "投递趋势"),
+    "panel.rates": ("Engagement rates", "互动率"),
+    "panel.suppressed": ("Suppressed, by reason", "被抑制的投递（按原因）"),
+    "panel.feedback": ("👍 / 😕 / 👎 shares", "👍 / 😕 / 👎 占比"),
+    "panel.figures": ("Figures", "明细"),
+    "panel.empty": ("Nothing was sent in this range.", "该时间范围内没有发送记录。"),
+    "panel.none": ("(none)", "（无）"),
+    "figure.deliveries": ("Deliveries", "投递"),
+    "figure.sent": ("Sent", "已发送"),
+    "figure.delivered": ("Delivered", "已送达"),
+    "figure.failed": ("Failed", "失败"),
+    "figure.suppressed": ("Suppressed", "被抑制"),
+    "figure.open_rate": ("Open rate", "打开率"),
+    "figure.click_rate": ("Click rate", "点击率"),
+    "figure.conversion_rate": ("Conversion rate", "转化率"),
+    "figure.complaint_rate": ("Complaint rate (👎, unsubscribes)", "投诉率（👎、退订）"),
+    "figure.unsubscribed": ("Unsubscribes", "退订"),
+    "feedback.up": ("👍 Useful", "👍 有用"),
+    "feedback.meh": ("😕 So-so", "😕 一般"),
+    "feedback.down": ("👎 Not useful", "👎 没用"),
+    # Health
+    "health.title": ("Health", "运行状态"),
+    "health.queues": ("Queues", "队列"),
+    "health.queue": ("Queue", "队列"),
+    "health.waiting": ("Waiting", "等待中"),
+    "health.delayed": ("Delayed", "延迟"),
+    "health.in_flight": ("In flight", "处理中"),
+    "health.dead": ("Dead letters", "死信"),
+    "health.broker_down": ("The broker did not answer: {error}", "消息代理无响应：{error}"),
+    "health.throughput": ("Throughput", "吞吐量"),
+    "health.per_minute": (
+        "{count} sent or delivered in the last minute ({rate}/s)",
+        "最近一分钟发送或送达 {count} 条（每秒 {rate} 条）",
+    ),
+    "health.deliveries": ("Deliveries by status", "投递状态分布"),
+    "health.processes": ("Workers seen", "已发现的进程"),
+    "health.no_processes": (
+        "No supervisor is running (tidings worker / tidings up).",
+        "没有正在运行的守护进程（tidings worker / tidings up）。",
+    ),
+    "health.redis_down": ("Redis did not answer: {error}", "Redis 无响应：{error}"),
+    "health.process": ("Process", "进程"),
+    "health.host": ("Host", "主机"),
+    "health.state": ("State", "状态"),
+    "health.restarts": ("Restarts", "重启次数"),
+    "health.running": ("running", "运行中"),
+    "health.stopped": ("waiting", "等待中"),
+    "health.scheduler": ("Scheduler's last run", "调度器上次运行"),
+    "health.scheduler_never": ("No run recorded yet", "尚无运行记录"),
+    "health.status": ("Status", "状态"),
+    "health.count": ("Count", "数量"),
+}
+
+
+class Translator:
+    """The console's strings and number formats in one locale: `t("nav.panel")`,
+    `t.number(1200)` → `1,200`, `t.percent(0.125)` → `12.5%`."""
+
+    def __init__(self, locale: str) -> None:
+        self.locale = locale if locale in LOCALES else "en"
+        self._index = LOCALES.index(self.locale)
+        self._babel = Locale.parse(self.locale, sep="-")
+
+    def __call__(self, key: str, **params: object) -> str:
+        text = STRINGS[key][self._index]
+        return text.format(**params) if params else text
+
+    def has(self, key: str) -> bool:
+        return key in STRINGS
+
+    def number(self, value: float | int | None) -> str:
+        """A count or figure with the locale's grouping; `–` for none."""
+        if value is None:
+            return "–"
+        return format_decimal(value, locale=self._babel)
+
+    def percent(self, value: float | None) -> str:
+        """A share from 0 to 1 as a percentage with one decimal; `–` when undefined."""
+        if value is None:
+            return "–"
+        return format_percent(value, format="#,##0.0%", locale=self._babel)
+
+    def moment(self, value: datetime | None) -> str:
+        """A moment in UTC, written the locale's way; `–` for none."""
+        if value is None:
+            return "–"
+        return format_datetime(value, "medium", tzinfo=UTC, locale=self._babel) + " UTC"

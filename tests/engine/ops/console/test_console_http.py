@@ -1,0 +1,126 @@
+"""The console over raw HTTP: sign-in, the session cookie, CSRF, and refusals."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import httpx
+import time_machine
+
+from engine.catalog import keys
+from engine.ops.console import session
+from engine.settings import Settings
+from engine.store import installation
+from engine.store.db import Database
+from engine.store.models import ApiKey
+from engine.timeutil import now
+from tests.engine.ops.console.conftest import csrf_token, sign_in
+from tests.support import Server
+
+
+def test_an_admin_key_signs_in_and_the_cookie_never_holds_the_key(
+    server: Server, admin_key: str
+) -> None:
+    with httpx.Client(base_url=server.url) as client:
+        answer = sign_in(client, admin_key)
+        assert answer.status_code == 303
+        assert answer.headers["Location"].startswith("/console")
+        cookie = answer.headers["Set-Cookie"]
+        assert cookie.startswith(f"{session.COOKIE}=")
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/console" in cookie
+        assert admin_key not in cookie and keys.digest(admin_key) not in cookie
+        page = client.get("/console")
+    assert page.status_code == 200
+    assert "default-src 'none'" in page.headers["Content-Security-Policy"]
+    assert "script-src" not in page.headers["Content-Security-Policy"]
+    assert page.headers["Cache-Control"] == "no-store"
+    assert "Signed in with key “ops”" in page.text
+
+
+def test_a_key_without_the_admin_scope_is_refused(server: Server, api_keys: dict[str, str]) -> None:
+    with httpx.Client(base_url=server.url) as client:
+        for scope in ("send", "read", "links", "recipients"):
+            answer = sign_in(client, api_keys[scope])
+            assert answer.status_code == 401
+            assert "lacks the admin scope" in answer.text
+            assert session.COOKIE not in client.cookies
+        assert sign_in(client, "tk_not-a-key").status_code == 401
+
+
+def test_without_a_session_every_page_sends_you_to_sign_in(server: Server) -> None:
+    with httpx.Client(base_url=server.url) as client:
+        for path in ("/console", "/console/health"):
+            answer = client.get(path)
+            assert answer.status_code == 303
+            assert answer.headers["Location"].startswith("/console/sign-in?reason=missing")
+
+
+def test_a_forged_cookie_is_refused(server: Server) -> None:
+    with httpx.Client(base_url=server.url, cookies={session.COOKIE: "e30.forged.sig"}) as client:
+        answer = client.get("/console")
+    assert answer.status_code == 303
+    assert "reason=invalid" in answer.headers["Location"]
+
+
+def test_a_form_without_its_csrf_token_or_from_another_site_changes_nothing(
+    console: httpx.Client,
+) -> None:
+    assert console.post("/console/sign-out", data={}).status_code == 403
+    token = csrf_token(console.get("/console").text)
+    cross = console.post(
+        "/console/sign-out",
+        data={"csrf_token": token},
+        headers={"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
+    )
+    assert cross.status_code == 403
+    assert "This form has expired" in cross.text
+    assert console.get("/console").status_code == 200  # still signed in
+
+
+def test_the_sign_in_form_needs_its_own_token(server: Server, admin_key: str) -> None:
+    with httpx.Client(base_url=server.url) as client:
+        answer = client.post("/console/sign-in", data={"key": admin_key})
+    assert answer.status_code == 403
+    assert session.COOKIE not in answer.headers.get("Set-Cookie", "")
+
+
+def test_an_expired_sign_in_is_refused(
+    server: Server, admin_key: str, settings: Settings, db: Database
+) -> None:
+    secrets_ = installation.bind(settings, db).signing_keys
+    with db.session() as s:
+        row = s.get(ApiKey, 1)
+        assert row is not None
+        with time_machine.travel(now() - timedelta(seconds=settings.console_session_ttl + 60)):
+            stale = session.issue(secrets_, row)
+        fresh = session.issue(secrets_, row)
+    with httpx.Client(base_url=server.url, cookies={session.COOKIE: stale}) as client:
+        answer = client.get("/console")
+    assert answer.status_code == 303
+    assert "reason=expired" in answer.headers["Location"]
+    with httpx.Client(base_url=server.url, cookies={session.COOKIE: fresh}) as client:
+        assert client.get("/console").status_code == 200
+
+
+def test_revoking_the_key_signs_its_sessions_out(
+    console: httpx.Client, admin: httpx.Client, db: Database
+) -> None:
+    assert console.get("/console").status_code == 200
+    with db.session() as s:
+        (row,) = [k for k in keys.listing(s) if k.name == "ops"]
+    assert admin.post(f"/v1/keys/{row.id}/revoke").status_code == 200
+    answer = console.get("/console")
+    assert answer.status_code == 303
+    assert "reason=revoked" in answer.headers["Location"]
+
+
+def test_a_signed_out_cookie_stays_refused_even_when_replayed(console: httpx.Client) -> None:
+    kept = console.cookies[session.COOKIE]
+    token = csrf_token(console.get("/console").text)
+    out = console.post("/console/sign-out", data={"csrf_token": token})
+    assert out.status_code == 303
+    assert "reason=signed_out" in out.headers["Location"]
+    assert console.get(out.headers["Location"]).status_code == 200
+    replay = httpx.get(str(console.base_url.join("/console")), cookies={session.COOKIE: kept})
+    assert replay.status_code == 303
+    assert "reason=signed_out" in replay.headers["Location"]

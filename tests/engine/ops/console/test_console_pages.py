@@ -1,0 +1,125 @@
+"""The console's pages over HTTP: the data panel's figures and charts, health, bad input."""
+
+from __future__ import annotations
+
+import base64
+import re
+from datetime import timedelta
+
+import httpx
+from sqlmodel import delete
+
+from engine.settings import Settings
+from engine.store.db import Database
+from engine.store.models import Delivery, Feedback, Notification
+from engine.timeutil import now
+
+CHART = re.compile(r'src="data:image/svg\+xml;base64,([^"]+)"')
+
+
+def seed_outcomes(db: Database) -> None:
+    """Yesterday and today: flash-sale emails with every outcome, one order receipt."""
+    at = now() - timedelta(hours=1)
+    outcomes = [
+        ("promo.flash_sale", "clicked", None, "up"),
+        ("promo.flash_sale", "read", None, "down"),
+        ("promo.flash_sale", "delivered", None, None),
+        ("promo.flash_sale", "failed", None, None),
+        ("promo.flash_sale", "suppressed", "capped", None),
+        ("promo.flash_sale", "suppressed", "quiet_hours", None),
+        ("order.delivered", "sent", None, "meh"),
+    ]
+    with db.session() as session:
+        session.execute(delete(Delivery))
+        for n, (category, status, reason, rating) in enumerate(outcomes, start=1):
+            session.add(Notification(id=n, category=category, audience={"ids": ["r"]}))
+            row = Delivery(
+                notification_id=n,
+                recipient_id=f"r-{n}",
+                channel="email",
+                category=category,
+                status=status,
+                reason=reason,
+                created_at=at,
+            )
+            session.add(row)
+            session.flush()
+            if rating:
+                session.add(
+                    Feedback(
+                        delivery_id=row.id or 0,
+                        recipient_id=row.recipient_id,
+                        category=category,
+                        rating=rating,
+                    )
+                )
+
+
+def test_the_data_panel_shows_each_groups_figures_and_draws_them(
+    console: httpx.Client, db: Database
+) -> None:
+    seed_outcomes(db)
+    page = console.get("/console", params={"by": "category"})
+    assert page.status_code == 200
+    table = page.text[page.text.index('id="figures"') :]
+    flash = table[table.index("promo.flash_sale") :].split("</tr>")[0]
+    cells = re.findall(r'<td class="n">(.*?)</td>', flash, re.S)
+    # deliveries, sent (clicked, read, delivered), delivered, failed, suppressed + reasons
+    assert cells[:4] == ["6", "3", "3", "1"]
+    assert cells[4].startswith("2") and "capped 1" in cells[4] and "quiet_hours 1" in cells[4]
+    # open 2/3, click 1/3, conversion 0, complaint (👎) 1/3; 👍 1 of 2 ratings, 👎 1 of 2
+    assert cells[5:9] == ["66.7%", "33.3%", "0.0%", "33.3%"]
+    assert cells[9:12] == ["50.0%", "0.0%", "50.0%"]
+    charts = [base64.b64decode(c).decode() for c in CHART.findall(page.text)]
+    assert len(charts) == 4  # over time, rates, suppressed by reason, feedback shares
+    assert all(c.lstrip().startswith("<?xml") and "<svg" in c for c in charts)
+    assert "<script" not in CHART.sub("", page.text)  # the page itself runs nothing
+    assert "promo.flash_sale" in charts[1] and "capped" in charts[2]
+
+
+def test_the_data_panel_speaks_chinese_with_babel_numbers(
+    console: httpx.Client, db: Database
+) -> None:
+    seed_outcomes(db)
+    page = console.get("/console", params={"lang": "zh-CN", "by": "channel", "bucket": "hour"})
+    assert page.status_code == 200
+    assert '<html lang="zh-CN">' in page.text
+    assert "投递趋势" in page.text and "打开率" in page.text
+    assert "50.0%" in page.text  # 2 of the 4 emails that reached someone were opened
+    assert "小时" in page.text
+
+
+def test_a_bad_range_or_grouping_is_a_422_naming_the_field(console: httpx.Client) -> None:
+    for params, field in (
+        ({"from": "yesterday"}, "from"),
+        ({"to": "2026-13-01"}, "to"),
+        ({"from": "2026-11-30", "to": "2026-11-01"}, "from"),
+        ({"bucket": "minute"}, "bucket"),
+        ({"from": "2026-01-01", "to": "2026-11-30", "bucket": "hour"}, "bucket"),
+        ({"by": "recipient"}, "by"),
+    ):
+        page = console.get("/console", params=params)
+        assert page.status_code == 422, params
+        assert f"Field “{field}”" in page.text, params
+
+
+def test_health_shows_queues_and_the_schedulers_last_run(
+    console: httpx.Client, settings: Settings
+) -> None:
+    page = console.get("/console/health")
+    assert page.status_code == 200
+    for queue in ("critical", "normal", "bulk"):
+        assert f'<th scope="row">{queue}</th>' in page.text
+    assert "No run recorded yet" in page.text
+    from engine.pipeline.scheduler import note_run
+    from engine.worker.broker import make_broker
+    from engine.worker.runtime import Runtime
+
+    rt = Runtime(settings, make_broker(settings))
+    try:
+        note_run(rt)
+    finally:
+        rt.close()
+    page = console.get("/console/health")
+    assert "No run recorded yet" not in page.text
+    assert "UTC" in page.text[page.text.index('id="scheduler-last-run"') :][:200]
