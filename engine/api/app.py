@@ -9,7 +9,17 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from engine.api import follows, health, keys, links, management, notifications, openapi, stats
+from engine.api import (
+    campaigns,
+    follows,
+    health,
+    keys,
+    links,
+    management,
+    notifications,
+    openapi,
+    stats,
+)
 from engine.api.context import AFTERWARDS, DB, DISPATCH, KEY_CACHE, METRICS, REDIS, SETTINGS
 from engine.api.keycache import KeyCache
 from engine.api.middleware import auth, errors
@@ -43,7 +53,8 @@ def create_app(settings: Settings, *, database: Database | None = None) -> web.A
     app[AFTERWARDS] = set()
     app.cleanup_ctx.append(_redis)
     app.on_cleanup.append(_close_db)
-    for module in (follows, health, keys, links, management, notifications, openapi, stats):
+    modules = (campaigns, follows, health, keys, links, management, notifications, openapi, stats)
+    for module in modules:
         app.add_routes(module.routes)
     routes.setup(app)
     console.setup(app)

@@ -88,7 +88,7 @@ def _finished(task: asyncio.Future[None]) -> None:
         )
 
 
-def _recipient_writes(request: web.Request, specs: list[NotificationIn], *, batch: bool) -> None:
+def recipient_writes(request: web.Request, specs: list[NotificationIn], *, batch: bool) -> None:
     """Recipient objects in `to` write recipients: the key needs the `recipients` scope as
     well, and their webhook targets pass the policy `PUT /v1/recipients/{id}` applies."""
     settings = request.app[SETTINGS]
@@ -128,7 +128,7 @@ async def post_notification(
         if spec.idempotency_key not in (None, key):
             raise Invalid("the Idempotency-Key header and field differ", field="idempotency_key")
         spec = spec.model_copy(update={"idempotency_key": key})
-    _recipient_writes(request, [spec], batch=False)
+    recipient_writes(request, [spec], batch=False)
     settings = request.app[SETTINGS]
 
     (accepted,) = await request.app[DB].run(
@@ -157,7 +157,7 @@ async def post_batch(request: web.Request, body: BatchIn) -> Reply:
         raise Invalid(
             f"at most {settings.max_batch_notifications} per batch", field="notifications"
         )
-    _recipient_writes(request, body.notifications, batch=True)
+    recipient_writes(request, body.notifications, batch=True)
     accepted = await request.app[DB].run(
         accept.accept_all,
         request.app[DB],

@@ -101,7 +101,9 @@ def audience_size(
     return session.exec(select(func.count()).select_from(Recipient).where(*where)).one()
 
 
-def _audience(spec: NotificationIn) -> dict[str, Any]:
+def audience_of(spec: NotificationIn) -> dict[str, Any]:
+    """The audience as stored: `{"ids": [...]}` (sorted), `{"segment": {...}}` or
+    `{"all": true}`."""
     if isinstance(spec.to, SegmentAudience):
         return {"segment": spec.to.segment.model_dump(exclude_none=True)}
     if isinstance(spec.to, EveryoneAudience):
@@ -128,7 +130,7 @@ def accept(
         recipients.upsert_many(session, [(entry.id, entry) for entry in spec.upserts])
         session.flush()
     category = validate(session, spec, field_prefix=field_prefix)
-    audience = _audience(spec)
+    audience = audience_of(spec)
     at = now()
     row = Notification(
         category=category.key,

@@ -20,7 +20,7 @@ from sqlmodel import Session, col, select
 
 from channels.base import ADDRESS_FIELDS
 from engine import metrics
-from engine.pipeline import caps, policy
+from engine.pipeline import caps, policy, rhythm
 from engine.pipeline.content import Composer
 from engine.pipeline.segments import audience_filter, segment_at
 from engine.pipeline.templates import RenderError
@@ -88,7 +88,7 @@ def _cut(rt: Runtime, notification_id: int, *, inline: bool) -> None:
     queued: list[tuple[int, str]] = []
     with rt.db.session() as session:
         notification = session.get(Notification, notification_id)
-        if notification is None or notification.status in ("planned", "done"):
+        if notification is None or notification.status in ("planned", "done", "cancelled"):
             return
         send_at = aware(notification.send_at)
         if send_at is not None and send_at > now():
@@ -299,7 +299,8 @@ def _plan_claimed(
     if chunk is None or notification is None:
         return []
     category = session.get(Category, notification.category)
-    queued = _plan(rt, session, notification, category, chunk) if category else []
+    live = category is not None and notification.status != "cancelled"
+    queued = _plan(rt, session, notification, category, chunk) if live and category else []
     finished = session.execute(
         update(PlanChunk)
         .where(
@@ -362,7 +363,8 @@ def _plan(
         rules, request, ((r.id, prefs[r.id], addressable(r)) for r in todo), at
     )
     replaced = _collapse(session, notification, rules, decisions, at)
-    _cap(rt, notification.id, rules, prefs, decisions, at)
+    replaced += _rhythm(session, notification, decisions, chunk)
+    _cap(rt, notification.id, rules, prefs, decisions, at, request.expires_at)
     rows = _rows(rt, notification, category, {r.id: r for r in todo}, decisions, at)
     written = bulk.insert_ignore(
         session,
@@ -449,6 +451,41 @@ def _collapse(
     return replaced
 
 
+def _rhythm(
+    session: Session,
+    notification: Notification,
+    decisions: dict[str, list[policy.Decision]],
+    chunk: PlanChunk,
+) -> list[int]:
+    """A campaign step (`engine.pipeline.rhythm.step_fate`): recipients who clicked or
+    converted on an earlier step get nothing; earlier steps still waiting are replaced.
+    Returns the ids of the replaced deliveries. Reads only the chunk's recipients'
+    engaged or waiting deliveries of the earlier steps, in one query."""
+    if notification.campaign_id is None or not decisions:
+        return []
+    earlier_steps = select(Notification.id).where(
+        col(Notification.campaign_id) == notification.campaign_id,
+        col(Notification.id) < notification.id,
+    )
+    found: dict[str, list[rhythm.Earlier]] = defaultdict(list)
+    for delivery_id, rid, channel, state in session.exec(
+        select(Delivery.id, Delivery.recipient_id, Delivery.channel, Delivery.status).where(
+            col(Delivery.notification_id).in_(earlier_steps),
+            col(Delivery.recipient_id) >= chunk.lo,
+            col(Delivery.recipient_id) <= chunk.hi,
+            col(Delivery.status).in_((*rhythm.ENGAGED, "scheduled")),
+        )
+    ):
+        assert delivery_id is not None
+        found[rid].append(rhythm.Earlier(delivery_id, channel, state))
+    replaced: list[int] = []
+    for rid, earlier in found.items():
+        if rid in decisions:
+            decisions[rid], gone = rhythm.step_fate(decisions[rid], earlier)
+            replaced += gone
+    return replaced
+
+
 def _cap(
     rt: Runtime,
     notification_id: int,
@@ -456,8 +493,10 @@ def _cap(
     prefs: dict[str, EffectivePreferences],
     decisions: dict[str, list[policy.Decision]],
     at: datetime,
+    expires_at: datetime | None,
 ) -> None:
-    """Count the chunk against every cap in one Redis call; drop or defer what is over."""
+    """Count the chunk against every cap in one Redis call; drop or defer what is over
+    (a deferral to the expiry or later ends `suppressed/expired`)."""
     checks = [
         found
         for rid, ds in decisions.items()
@@ -466,8 +505,8 @@ def _cap(
     ]
     for check, frees_at in zip(checks, caps.admit(rt, checks, at), strict=True):
         if frees_at is not None:
-            decisions[check.recipient_id] = policy.over_cap(
-                rules, decisions[check.recipient_id], frees_at
+            decisions[check.recipient_id] = policy.expire_late(
+                policy.over_cap(rules, decisions[check.recipient_id], frees_at), expires_at
             )
 
 

@@ -115,7 +115,21 @@ def decide(
     if INBOX in usable:
         out.append(Decision(INBOX, "queued"))
     out.extend(_route(rules, prefs, interrupting, has_inbox=INBOX in usable, at=at))
-    return out
+    return expire_late(out, request.expires_at)
+
+
+def expire_late(decisions: Sequence[Decision], expires_at: datetime | None) -> list[Decision]:
+    """A delivery held until its notification's expiry or later (quiet hours past a sale's
+    start, a cap deferral past a campaign's event) is `suppressed/expired` now, never sent
+    late."""
+    if expires_at is None:
+        return list(decisions)
+    return [
+        Decision(d.channel, "suppressed", "expired")
+        if d.status == "scheduled" and d.due_at is not None and d.due_at >= expires_at
+        else d
+        for d in decisions
+    ]
 
 
 def _refused(
@@ -149,7 +163,10 @@ def recheck(
         return Decision(channel, "suppressed", "expired")
     if (refused := _refused(rules, prefs, set(addressable), channel)) is not None:
         return refused
-    return hold(rules, prefs, Decision(channel, "queued"), at)
+    (decision,) = expire_late(
+        [hold(rules, prefs, Decision(channel, "queued"), at)], request.expires_at
+    )
+    return decision
 
 
 # What `decide` reads of a recipient's preferences: all of them but whose they are.

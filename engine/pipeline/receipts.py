@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
 from engine.errors import Conflict, NotFound
+from engine.pipeline import rhythm
 from engine.pipeline.accept import deliveries_public
 from engine.store import bulk
-from engine.store.models import Delivery, Feedback
+from engine.store.models import Delivery, Feedback, Notification
 from engine.timeutil import format_duration, iso, now
 from preferences import store
 
@@ -68,8 +70,41 @@ def record_event(session: Session, delivery_id: int, kind: str) -> dict[str, Any
             {"delivery_id": i, "status": "suppressed", "reason": "seen_elsewhere", "at": at}
             for i in cancelled
         ]
+    if kind in rhythm.ENGAGED:
+        stopped = _stop_campaign(session, row, at)
+        events += [
+            {"delivery_id": i, "status": "suppressed", "reason": rhythm.STOPPED, "at": at}
+            for i in stopped
+        ]
     bulk.add_events(session, events)
     return {"id": str(delivery_id), "status": row.status, "cancelled": [str(i) for i in cancelled]}
+
+
+def _stop_campaign(session: Session, row: Delivery, at: datetime) -> list[int]:
+    """A click or conversion on a campaign step ends the recipient's waiting deliveries of
+    its other steps (`suppressed/converted_earlier`); later steps leave them out when
+    planned. Returns the ids ended."""
+    campaign_id = session.exec(
+        select(Notification.campaign_id).where(col(Notification.id) == row.notification_id)
+    ).first()
+    if campaign_id is None:
+        return []
+    steps = select(Notification.id).where(
+        col(Notification.campaign_id) == campaign_id, col(Notification.id) != row.notification_id
+    )
+    return [
+        r[0]
+        for r in session.execute(
+            update(Delivery)
+            .where(
+                col(Delivery.notification_id).in_(steps),
+                col(Delivery.recipient_id) == row.recipient_id,
+                col(Delivery.status).in_(("scheduled", "queued")),
+            )
+            .values(status="suppressed", reason=rhythm.STOPPED, due_at=None, updated_at=at)
+            .returning(col(Delivery.id))
+        )
+    ]
 
 
 def record_feedback(

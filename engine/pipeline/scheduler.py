@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Mapping
 from datetime import datetime, timedelta
 from math import ceil
 from typing import Any
@@ -25,7 +24,7 @@ from engine.pipeline import caps, planning, policy, redecide
 from engine.pipeline.delivery import DIED
 from engine.pipeline.planning import enqueue_deliveries
 from engine.store import bulk
-from engine.store.models import Category, Delivery, Notification, PlanChunk
+from engine.store.models import Delivery, Notification, PlanChunk
 from engine.store.outages import is_outage
 from engine.store.redis_keys import RedisKeys
 from engine.timeutil import aware, now
@@ -327,7 +326,7 @@ def release_deliveries(rt: Runtime, at: datetime) -> int:
                 going.append((h, d))
         # Of what may still go, a burst of one collapse group is one message: the newest.
         collapsed = policy.release_collapse(
-            [(h.id, h.recipient_id, h.channel, _group(d, situation.categories)) for h, d in going]
+            [(h.id, h.recipient_id, h.channel, _group(d, situation)) for h, d in going]
         )
         suppress["collapsed"] += sorted(collapsed)
         ready = [h for h, _ in going if h.id not in collapsed]
@@ -414,12 +413,17 @@ def _transition(
     return [(r[0], r[1], r[2]) for r in rows]
 
 
-def _group(delivery: Delivery, categories: Mapping[str, Category]) -> str | None:
+def _group(delivery: Delivery, situation: redecide.Situation) -> str | None:
+    """What a released delivery collapses with: its collapse key, its campaign (the steps
+    of one campaign never arrive together), or its promotional category."""
     if delivery.reason in ("escalation", "digest"):
         return None
     if delivery.collapse_key:
         return f"key:{delivery.collapse_key}"
-    category = categories.get(delivery.category)
+    notification = situation.notifications.get(delivery.notification_id)
+    if notification is not None and notification.campaign_id is not None:
+        return f"campaign:{notification.campaign_id}"
+    category = situation.categories.get(delivery.category)
     if category is not None and category.kind == "promotional":
         return f"category:{category.key}"
     return None

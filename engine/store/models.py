@@ -137,6 +137,24 @@ class Notification(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
 
 
+class Campaign(SQLModel, table=True):
+    """A promotion with an event time, reaching its audience in steps before it (the
+    "3-2-1" rhythm); each step is a notification of its own (`Notification.campaign_id`)."""
+
+    __tablename__ = "campaigns"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    category: str = Field(max_length=100, index=True)
+    audience: dict[str, Any] = Field(sa_type=JSON)
+    event_at: datetime = Field(sa_type=DateTime(timezone=True))
+    # In the order sent: {"offset": seconds from the event (negative), "notification_id":
+    # the step's notification, or None for a step whose time had passed at creation}.
+    steps: list[dict[str, Any]] = Field(sa_type=JSON)
+    cancelled_at: datetime | None = _stamp()
+    created_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
+    updated_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
+
+
 class PlanChunk(SQLModel, table=True):
     """A slice of a notification's audience (an id range), planned by one job."""
 

@@ -1,0 +1,87 @@
+"""Campaigns API: a promotion with an event time, sent in steps on the "3-2-1" rhythm."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from engine.api.context import DB, SETTINGS, scope
+from engine.api.contract import Reply, operation
+from engine.api.notifications import recipient_writes
+from engine.campaign_schemas import CampaignIn, CampaignList, CampaignOut, CampaignPage
+from engine.pipeline import campaigns
+from engine.schemas import RowPath
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/v1/campaigns")
+@scope("send")
+@operation(body=CampaignIn, responses={202: CampaignOut})
+async def post_campaign(request: web.Request, body: CampaignIn) -> Reply:
+    """Create a campaign: one notification per step (default "3-2-1": 3 days, 2 days and
+    1 hour before `event_at`), each released by the scheduler at its time.
+
+    A recipient who clicks or converts on a step gets no further steps; a step held by
+    quiet hours, a pause or a cap until the event or later ends `suppressed/expired`.
+    422 names `event_at` when the event has passed and `steps` when every step has.
+    """
+    recipient_writes(request, [body.notification()], batch=False)
+    settings = request.app[SETTINGS]
+    database = request.app[DB]
+
+    def write() -> dict[str, Any]:
+        with database.session() as session:
+            campaign_id = campaigns.create(session, body, settings=settings)
+            return campaigns.view(session, campaign_id)
+
+    return Reply(await database.run(write), status=202)
+
+
+@routes.get("/v1/campaigns")
+@scope("read")
+@operation(query=CampaignPage, responses={200: CampaignList})
+async def list_campaigns(request: web.Request, query: CampaignPage) -> dict[str, Any]:
+    """Campaigns, newest first, with each step's status (paged by `before`)."""
+    limit = query.limit or request.app[SETTINGS].page_size
+    before = int(query.before) if query.before else None
+
+    def read() -> dict[str, Any]:
+        with request.app[DB].session() as session:
+            return campaigns.page(session, before=before, limit=limit)
+
+    return await request.app[DB].run(read)
+
+
+@routes.get("/v1/campaigns/{id}")
+@scope("read")
+@operation(path=RowPath, responses={200: CampaignOut})
+async def get_campaign(request: web.Request, path: RowPath) -> dict[str, Any]:
+    """A campaign: each step's time, status, deliveries per status and funnel, and the
+    campaign's funnel over distinct recipients (sent → opened → clicked → converted,
+    and `stopped`: left out of later steps after a click or conversion)."""
+
+    def read() -> dict[str, Any]:
+        with request.app[DB].session() as session:
+            return campaigns.view(session, int(path.id))
+
+    return await request.app[DB].run(read)
+
+
+@routes.post("/v1/campaigns/{id}/cancel")
+@scope("send")
+@operation(
+    path=RowPath,
+    responses={200: CampaignOut},
+    errors={409: "Every step is done (`finished`): nothing is left to cancel."},
+)
+async def cancel_campaign(request: web.Request, path: RowPath) -> dict[str, Any]:
+    """Cancel what the campaign has not sent: later steps never go, waiting deliveries
+    end `suppressed/cancelled`. Cancelling again answers the cancelled campaign."""
+
+    def write() -> dict[str, Any]:
+        with request.app[DB].session() as session:
+            return campaigns.cancel(session, int(path.id))
+
+    return await request.app[DB].run(write)

@@ -1,0 +1,251 @@
+"""Campaigns: create one as a notification per step, read its steps and funnel, cancel it.
+
+Each step is an ordinary notification (`Notification.campaign_id`) with `send_at` at the
+step's time and `expires_at` at the event: durable in SQL, released by the scheduler,
+planned by the same chunk planner, so it obeys every preference, cap, quiet hour, pause
+and collapse rule a notification obeys; `engine.pipeline.rhythm` adds what is particular
+to a campaign (no step after a click or conversion, one step at a time).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from sqlalchemy import func, update
+from sqlmodel import Session, col, select
+
+from engine.campaign_schemas import CampaignIn
+from engine.errors import Conflict, Invalid, NotFound
+from engine.pipeline import accept, rhythm
+from engine.settings import Settings
+from engine.store import bulk
+from engine.store.models import Campaign, Delivery, Notification
+from engine.timeutil import aware, iso, now
+
+COUNTED = ("sent", "delivered", "scheduled", "queued", "suppressed", "failed")
+
+
+def create(session: Session, spec: CampaignIn, *, settings: Settings) -> int:
+    """Store a campaign and one notification per step still ahead; returns its id.
+
+    Raises `Invalid` (422) naming `event_at` when the event has passed, `steps` when
+    every step's time has, and the fields `accept.validate` names (category, channels,
+    to, content, data) as a notification would.
+    """
+    at = now()
+    event_at = spec.event_at
+    if event_at <= at:
+        raise Invalid("the event time has passed", field="event_at")
+    offsets = list(spec.steps or rhythm.DEFAULT_STEPS)
+    times = rhythm.step_times(event_at, offsets)
+    if all(t <= at for t in times):
+        raise Invalid("every step's time has passed: give steps closer to the event", field="steps")
+    base = spec.notification()
+    campaign = Campaign(
+        category=spec.category,
+        audience=accept.audience_of(base),
+        event_at=event_at,
+        steps=[],
+        created_at=at,
+        updated_at=at,
+    )
+    session.add(campaign)
+    session.flush()
+    steps: list[dict[str, Any]] = []
+    for offset, due in zip(offsets, times, strict=True):
+        step: dict[str, Any] = {"offset": offset, "notification_id": None}
+        if due > at:
+            step_spec = base.model_copy(update={"send_at": due, "expires_at": event_at})
+            accepted = accept.accept(session, step_spec, settings=settings)
+            row = session.get(Notification, accepted.id)
+            assert row is not None
+            row.campaign_id = campaign.id
+            session.add(row)
+            step["notification_id"] = accepted.id
+        steps.append(step)
+    campaign.steps = steps
+    session.add(campaign)
+    session.flush()
+    assert campaign.id is not None
+    return campaign.id
+
+
+def view(session: Session, campaign_id: int, *, detail: bool = True) -> dict[str, Any]:
+    """A campaign with each step's status; with `detail`, each step's deliveries per
+    status and funnel, and the campaign's funnel over distinct recipients."""
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise NotFound(f"no campaign {campaign_id}", field="id")
+    return _views(session, [campaign], detail=detail)[0]
+
+
+def page(session: Session, *, before: int | None, limit: int) -> dict[str, Any]:
+    """Campaigns, newest first, without counts."""
+    query = select(Campaign)
+    if before is not None:
+        query = query.where(col(Campaign.id) < before)
+    rows = list(session.exec(query.order_by(col(Campaign.id).desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {
+        "items": _views(session, rows, detail=False),
+        "next": str(rows[-1].id) if more and rows else None,
+    }
+
+
+def cancel(session: Session, campaign_id: int) -> dict[str, Any]:
+    """Cancel what a campaign has not sent yet: steps not yet planned never are, and
+    waiting deliveries end `suppressed/cancelled`. Cancelling again changes nothing.
+
+    Raises `NotFound` for an unknown campaign, `Conflict` (409, `finished`) for one whose
+    every step is done.
+    """
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise NotFound(f"no campaign {campaign_id}", field="id")
+    if campaign.cancelled_at is None:
+        current = _views(session, [campaign], detail=False)[0]
+        if current["status"] == "done":
+            raise Conflict(
+                f"campaign {campaign_id} is done: nothing is left to cancel",
+                field="id",
+                code="finished",
+            )
+        at = now()
+        ids = _step_ids(campaign)
+        session.execute(
+            update(Notification)
+            .where(col(Notification.id).in_(ids), col(Notification.status) == "accepted")
+            .values(status="cancelled", updated_at=at)
+        )
+        # Chunks still to plan find a cancelled notification and plan nothing.
+        session.execute(
+            update(Notification)
+            .where(col(Notification.id).in_(ids), col(Notification.status) == "planning")
+            .values(status="cancelled", updated_at=at)
+        )
+        ended = session.execute(
+            update(Delivery)
+            .where(
+                col(Delivery.notification_id).in_(ids),
+                col(Delivery.status).in_(("scheduled", "queued")),
+            )
+            .values(status="suppressed", reason="cancelled", due_at=None, updated_at=at)
+            .returning(col(Delivery.id))
+        ).all()
+        bulk.add_events(
+            session,
+            [
+                {"delivery_id": i, "status": "suppressed", "reason": "cancelled", "at": at}
+                for (i,) in ended
+            ],
+        )
+        campaign.cancelled_at = at
+        campaign.updated_at = at
+        session.add(campaign)
+        session.flush()
+    return view(session, campaign_id)
+
+
+def _step_ids(campaign: Campaign) -> list[int]:
+    return [int(s["notification_id"]) for s in campaign.steps if s["notification_id"] is not None]
+
+
+def _views(session: Session, campaigns: list[Campaign], *, detail: bool) -> list[dict[str, Any]]:
+    ids = [i for c in campaigns for i in _step_ids(c)]
+    notifications = {
+        n.id: n for n in session.exec(select(Notification).where(col(Notification.id).in_(ids)))
+    }
+    counts: dict[int, dict[str, int]] = defaultdict(lambda: dict.fromkeys(COUNTED, 0))
+    for notification_id, state, count in session.exec(
+        select(Delivery.notification_id, Delivery.status, func.count())
+        .where(col(Delivery.notification_id).in_(ids))
+        .group_by(col(Delivery.notification_id), col(Delivery.status))
+    ):
+        counts[notification_id][state] = count
+    step_funnels = _funnels(session, ids, by_step=True) if detail else {}
+    out = []
+    for campaign in campaigns:
+        steps = []
+        event_at = aware(campaign.event_at) or now()
+        offsets = [s["offset"] for s in campaign.steps]
+        for step, due in zip(campaign.steps, rhythm.step_times(event_at, offsets), strict=True):
+            nid = step["notification_id"]
+            notification = notifications.get(nid) if nid is not None else None
+            entry: dict[str, Any] = {
+                "offset": rhythm.format_offset(step["offset"]),
+                "at": iso(due),
+                "status": _step_status(notification, counts.get(nid or 0)),
+                "notification_id": str(nid) if nid is not None else None,
+            }
+            if detail:
+                entry["counts"] = dict(counts.get(nid or 0) or dict.fromkeys(COUNTED, 0))
+                entry["funnel"] = step_funnels.get(nid or 0, _zero())
+            steps.append(entry)
+        first = next((notifications[i] for i in _step_ids(campaign) if i in notifications), None)
+        body: dict[str, Any] = {
+            "id": str(campaign.id),
+            "category": campaign.category,
+            "status": _campaign_status(campaign, [s["status"] for s in steps]),
+            "event_at": iso(campaign.event_at),
+            "recipients": first.recipients if first is not None else 0,
+            "created_at": iso(campaign.created_at),
+            "cancelled_at": iso(campaign.cancelled_at),
+            "steps": steps,
+        }
+        if detail:
+            body["funnel"] = _funnels(session, _step_ids(campaign), by_step=False).get(0, _zero())
+        out.append(body)
+    return out
+
+
+def _zero() -> dict[str, int]:
+    return dict.fromkeys((*rhythm.FUNNEL, "stopped"), 0)
+
+
+def _funnels(session: Session, ids: list[int], *, by_step: bool) -> dict[int, dict[str, int]]:
+    """Distinct recipients at each funnel stage, per step (`by_step`) or over all of
+    `ids` (under key 0): one count query per stage."""
+    found: dict[int, dict[str, int]] = defaultdict(_zero)
+    if not ids:
+        return found
+    stages: dict[str, Any] = {
+        name: col(Delivery.status).in_(statuses) for name, statuses in rhythm.FUNNEL.items()
+    }
+    stages["stopped"] = col(Delivery.reason) == rhythm.STOPPED
+    for name, condition in stages.items():
+        distinct = func.count(func.distinct(col(Delivery.recipient_id)))
+        where = (col(Delivery.notification_id).in_(ids), condition)
+        if by_step:
+            for nid, count in session.exec(
+                select(Delivery.notification_id, distinct)
+                .where(*where)
+                .group_by(col(Delivery.notification_id))
+            ):
+                found[nid][name] = count
+        else:
+            found[0][name] = session.exec(select(distinct).where(*where)).one()
+    return found
+
+
+def _step_status(notification: Notification | None, counts: dict[str, int] | None) -> str:
+    if notification is None:
+        return "skipped"
+    state = notification.status
+    if state == "accepted":
+        return "scheduled"
+    if state == "planned" and not any((counts or {}).get(s) for s in accept.ACTIVE):
+        return "done"
+    return state
+
+
+def _campaign_status(campaign: Campaign, steps: list[str]) -> str:
+    if campaign.cancelled_at is not None:
+        return "cancelled"
+    live = [s for s in steps if s != "skipped"]
+    if all(s in ("done", "cancelled") for s in live):
+        return "done"
+    if any(s in ("planning", "planned", "done") for s in live):
+        return "running"
+    return "scheduled"
