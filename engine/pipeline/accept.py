@@ -102,8 +102,8 @@ def audience_size(
 
 
 def audience_of(spec: NotificationIn) -> dict[str, Any]:
-    """The audience as stored: `{"ids": [...]}` (sorted), `{"segment": {...}}` or
-    `{"all": true}`."""
+    """The audience as stored: `{"ids": [...]}` (sorted), `{"segment": {...}}`,
+    `{"topic": "..."}` or `{"all": true}`."""
     if isinstance(spec.to, SegmentAudience):
         return {"segment": spec.to.segment.model_dump(exclude_none=True)}
     if isinstance(spec.to, EveryoneAudience):

@@ -108,6 +108,14 @@ def test_unparseable_body_is_a_400(flash: httpx.Client) -> None:
     assert response.status_code == 400
 
 
+def test_a_campaign_reaches_the_followers_of_a_topic(flash: httpx.Client) -> None:
+    flash.put("/v1/recipients/u-2/follows/card.genshin").raise_for_status()
+    event = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    response = post(flash, to={"topic": "card.genshin"}, event_at=event)
+    assert response.status_code == 202, response.text
+    assert response.json()["recipients"] == 1
+
+
 def test_list_newest_first_and_paged(flash: httpx.Client) -> None:
     event = (datetime.now(UTC) + timedelta(days=4)).isoformat()
     ids = [post(flash, event_at=event).json()["id"] for _ in range(3)]
