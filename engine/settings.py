@@ -82,12 +82,11 @@ class Settings(BaseSettings):
     # A just-accepted notification is the API's to enqueue; the scheduler steps in after this.
     enqueue_grace: int = 10
     scheduler_interval: float = 1.0
-    # Dramatiq polls an empty queue with backoff up to this many ms: the longest a job
-    # waits to be picked up by an idle worker. A worker that serves the critical queue
-    # uses `critical_timeout_ms` instead, so an order notification is not kept waiting
-    # (at the cost of ~100 cheap Redis calls a second per idle queue).
-    worker_timeout_ms: int = Field(default=100, ge=1)
-    critical_timeout_ms: int = Field(default=10, ge=1)
+    # An idle worker sleeps until an enqueue wakes it; it looks at its queues unprompted
+    # at most every this many ms (capped at a third of `broker_heartbeat_timeout`), which
+    # bounds the wait only for work put back without a wake-up (taken back from a worker
+    # that died).
+    worker_timeout_ms: int = Field(default=5000, ge=1)
     # Recovery. A claim is a lease: the channel's timeout (`http_timeout`) plus
     # `lease_margin` seconds for a delivery, `chunk_lease` seconds for a plan chunk. Every
     # worker process renews a liveness key in Redis every `heartbeat_interval` seconds,

@@ -25,6 +25,9 @@ The phases live in `scripts/benchkit/`; progress goes to stderr.
     python scripts/bench.py --critical-worker                 # critical queue on its own worker
     python scripts/bench.py --profile workers.txt             # py-spy stacks of the workers
                                                               # (pip install --group bench)
+    python scripts/bench.py -n 1000 --idle 60                 # an idle `tidings up`: CPU, latency
+
+Redis is 127.0.0.1:6379 unless BENCH_REDIS_PORT names another port.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ from scripts.benchkit.broadcast import (
     sink_count,
 )
 from scripts.benchkit.client import Api, free_port, log, wait_until
+from scripts.benchkit.idle import idle
 from scripts.benchkit.processes import Fleet
 from scripts.benchkit.stores import (
     BROKER_DB,
@@ -155,6 +159,9 @@ def run(args: argparse.Namespace, url: str, logs: Path, result: dict[str, Any]) 
                 "mix": audience["mix"],
             }
 
+            if args.idle is not None:
+                result["idle"] = idle(args, settings, db, fleet, audience["probe"])
+                return
             fleet.start("api", [*me, "api", "--host", "127.0.0.1", "--port", str(api_port)])
             wait_until(
                 lambda: Api(settings.public_url).call("GET", "/healthz")[0] == 200,
@@ -258,6 +265,16 @@ def main(argv: list[str] | None = None) -> int:
         help="serve the critical queue from its own `tidings worker` (1 process, 2 threads)"
         " and keep the main one on normal and bulk",
     )
+    parser.add_argument(
+        "--idle",
+        type=float,
+        metavar="SECONDS",
+        help="instead of a broadcast: run `tidings up` with its defaults, measure its CPU over"
+        " SECONDS with nothing to do, then the latency of critical notifications sent to it idle",
+    )
+    parser.add_argument("--idle-settle", type=float, default=15, help="seconds before measuring")
+    parser.add_argument("--idle-probes", type=int, default=60)
+    parser.add_argument("--idle-every", type=float, default=0.5, help="seconds between probes")
     parser.add_argument("--baseline-recipients", type=int, default=20_000)
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--skip-latency", action="store_true")

@@ -71,13 +71,6 @@ def _queues(args: argparse.Namespace, settings: Settings) -> list[str]:
     return (args.queues or settings.worker_queues).replace(",", " ").split()
 
 
-def poll_timeout_ms(queues: Sequence[str], settings: Settings) -> int:
-    """How long an idle worker on these queues may take to notice new work (ms)."""
-    from engine.worker.broker import CRITICAL
-
-    return settings.critical_timeout_ms if CRITICAL in queues else settings.worker_timeout_ms
-
-
 def worker_specs(
     args: argparse.Namespace, settings: Settings, env: dict[str, str], name: str = "worker"
 ) -> list[Spec]:
@@ -91,8 +84,6 @@ def worker_specs(
         *queues,
         "--threads",
         str(args.threads or settings.worker_threads),
-        "--timeout-ms",
-        str(poll_timeout_ms(queues, settings)),
     ]
     processes = args.processes or settings.worker_processes
     return [Spec(f"{name}-{i}", argv, env) for i in range(processes)]

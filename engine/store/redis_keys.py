@@ -114,6 +114,14 @@ class RedisKeys:
     def delayed(self, queue: str) -> str:
         return f"{self.dramatiq}:{queue}.DQ"
 
+    def wake(self, queue: str) -> str:
+        """A queue's wake-up list: a token pushed on enqueue wakes an idle consumer."""
+        return f"{self.dramatiq}:{queue}.wake"
+
+    def wake_worker(self, broker_id: str) -> str:
+        """One worker process's own wake-up list, to wake its consumers when it stops."""
+        return f"{self.dramatiq}:__wake__.{broker_id}"
+
     def dead(self, queue: str) -> str:
         return f"{self.dramatiq}:{queue}.XQ"
 

@@ -8,7 +8,8 @@ The queues live in Redis by default, or in RabbitMQ when `TIDINGS_BROKER_URL` is
 `amqp://` URL: durable queues whose messages survive a broker restart, a delay queue
 and a dead-letter queue beside each (Dramatiq's `RabbitmqBroker`), and publisher
 confirms, so a message counts as enqueued only once RabbitMQ has taken it. Redis then
-keeps only Tidings' counters.
+keeps only Tidings' counters. On Redis, idle workers sleep until an enqueue wakes them
+(`engine.worker.waking`); RabbitMQ pushes messages to its consumers by itself.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from dramatiq.middleware import (
 
 from engine.settings import Settings
 from engine.store.redis_keys import RedisKeys
+from engine.worker.waking import WakingRedisBroker
 
 CRITICAL = "critical"
 QUEUES = (CRITICAL, "normal", "bulk")
@@ -73,9 +75,10 @@ def make_broker(settings: Settings) -> dramatiq.Broker:
 
         broker = RabbitmqBroker(url=url, middleware=stack, confirm_delivery=True)
     else:
-        broker = RedisBroker(  # type: ignore[no-untyped-call]
+        broker = WakingRedisBroker(
             url=url,
-            namespace=RedisKeys.from_settings(settings).dramatiq,
+            keys=RedisKeys.from_settings(settings),
+            idle_timeout_ms=settings.worker_timeout_ms,
             heartbeat_timeout=int(settings.broker_heartbeat_timeout * 1000),
             middleware=stack,
         )

@@ -5,7 +5,7 @@ when one of them exits, so a single crashed process would take every worker down
 it. `tidings worker` and `tidings up` instead run each worker process on its own under
 `engine.ops.supervisor`, which starts it again when it dies; this module is that process.
 
-Run as `python -m engine.worker.process --queues critical normal --threads 2 --timeout-ms 10`.
+Run as `python -m engine.worker.process --queues critical normal --threads 2`.
 """
 
 from __future__ import annotations
@@ -22,15 +22,13 @@ from engine.settings import get_settings
 
 log = logging.getLogger("tidings.worker")
 READY = "Worker process is ready for action."
+WORKER_THREAD_TIMEOUT_MS = 1000
 
 
 def parser() -> argparse.ArgumentParser:
     args = argparse.ArgumentParser(prog="python -m engine.worker.process", description=__doc__)
     args.add_argument("--queues", nargs="+", required=True)
     args.add_argument("--threads", type=int, default=1)
-    args.add_argument(
-        "--timeout-ms", type=int, default=100, help="longest wait before an idle queue is polled"
-    )
     args.add_argument(
         "--shutdown-timeout-ms",
         type=int,
@@ -54,19 +52,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     from dramatiq import Worker
 
     from engine.worker import actors
+    from engine.worker.waking import WakingRedisBroker
 
     actors.broker.emit_after("process_boot")
     worker = Worker(
         actors.broker,
         queues=set(args.queues),
         worker_threads=args.threads,
-        worker_timeout=args.timeout_ms,
+        # How often an idle worker thread looks up from its in-process queue (and so how
+        # soon it stops); idle consumers wait for work in the broker (`engine.worker.waking`).
+        worker_timeout=WORKER_THREAD_TIMEOUT_MS,
     )
     worker.start()
     log.info(READY, extra={"queues": args.queues, "threads": args.threads})
     while not stopping.wait(1):
         pass
     log.info("stopping: letting jobs under way finish")
+    if isinstance(actors.broker, WakingRedisBroker):
+        actors.broker.stop_waiting()
     worker.stop(timeout=args.shutdown_timeout_ms)
     actors.broker.close()
     return 0

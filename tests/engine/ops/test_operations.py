@@ -24,7 +24,7 @@ from tests.engine.conftest import (
     settled,
     wait_for,
 )
-from tests.support import Sink, free_port
+from tests.support import Sink
 
 
 def test_metrics_from_api_and_workers(admin: httpx.Client, pipeline: Processes) -> None:
@@ -130,19 +130,3 @@ def test_a_broadcast_starts_sending_before_its_audience_is_planned(
     # Each chunk's messages go out before the next chunk is planned, not after all ten.
     assert planned_at_first_message <= 3
     assert view["counts"]["delivered"] == 3000
-
-
-def test_a_worker_serving_the_critical_queue_picks_up_work_sooner_when_idle() -> None:
-    # Dramatiq backs off polling an empty queue up to the worker's timeout: that is how
-    # long an order notification can wait for an idle worker to notice it.
-    from argparse import Namespace
-
-    from engine.ops.cli import worker_specs
-
-    settings = Settings(worker_timeout_ms=100, critical_timeout_ms=10, metrics_port=free_port())
-    polls = {}
-    for queues in ("critical", "critical,normal,bulk", "normal,bulk"):
-        args = Namespace(queues=queues, processes=1, threads=1)
-        (spec,) = worker_specs(args, settings, {})
-        polls[queues] = spec.argv[spec.argv.index("--timeout-ms") + 1]
-    assert polls == {"critical": "10", "critical,normal,bulk": "10", "normal,bulk": "100"}
