@@ -1,64 +1,46 @@
-"""Errors the API answers with: JSON `{"error": {"code", "message", "field"}}`."""
+"""Refusals the domain raises: what is wrong, and the field of the request it is about.
+
+The pipeline, the catalog and the preferences raise these and know nothing of HTTP;
+the API answers each kind with its status (`engine.api.errors`), the CLI with a line
+naming its option. `code` is the stable, machine-readable name of the refusal.
+"""
 
 from __future__ import annotations
 
 
-class ApiError(Exception):
-    """An error with its HTTP status, a stable code, and the field it is about."""
+class TidingsError(Exception):
+    """A refusal: `message` for a person, `code` for a program, `field` (a dotted path
+    in the request's terms, like `notifications.2.to`) when one field is at fault."""
 
-    status = 400
-    code = "bad_request"
+    code = "refused"
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        field: str | None = None,
-        status: int | None = None,
-        code: str | None = None,
-    ) -> None:
+    def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
-        if status is not None:
-            self.status = status
-        if code is not None:
-            self.code = code
-
-    def body(self) -> dict[str, object]:
-        return {"error": {"code": self.code, "message": self.message, "field": self.field}}
 
 
-class Invalid(ApiError):
-    status = 422
+class Invalid(TidingsError):
+    """The request names something that cannot be: an unknown category, a channel its
+    category does not send, data its templates cannot render."""
+
     code = "invalid"
 
 
-class NotFound(ApiError):
-    status = 404
-    code = "not_found"
+class FieldError(Invalid, ValueError):
+    """An invalid value, raised where the field is known first; a `ValueError` too, so
+    a pydantic validator may raise it and keep its field."""
+
+    field: str
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message, field=field)
 
 
-class Conflict(ApiError):
-    status = 409
-    code = "conflict"
-
-
-class Unauthorized(ApiError):
-    status = 401
-    code = "unauthorized"
-
-
-class Forbidden(ApiError):
-    status = 403
-    code = "forbidden"
-
-
-class UnknownRecipients(ApiError):
+class UnknownRecipients(Invalid):
     """A send naming recipients that do not exist: all of them are listed, in `unknown`,
     so the caller can create them (or send each as an object in `to`)."""
 
-    status = 422
     code = "unknown_recipients"
 
     def __init__(self, unknown: list[str], *, field: str) -> None:
@@ -70,17 +52,32 @@ class UnknownRecipients(ApiError):
         )
         self.unknown = unknown
 
-    def body(self) -> dict[str, object]:
-        return {
-            "error": {
-                "code": self.code,
-                "message": self.message,
-                "field": self.field,
-                "unknown": self.unknown,
-            }
-        }
+
+class IdempotencyMismatch(Invalid):
+    """An idempotency key already used for a different request."""
+
+    code = "idempotency_mismatch"
 
 
-class Unavailable(ApiError):
-    status = 503
-    code = "unavailable"
+class NotFound(TidingsError):
+    """No such notification, delivery, recipient, category or key."""
+
+    code = "not_found"
+
+
+class Conflict(TidingsError):
+    """The thing exists, but its state does not allow what was asked."""
+
+    code = "conflict"
+
+
+class NotDelivered(Conflict):
+    """An event or a rating for a delivery that never reached its recipient."""
+
+    code = "not_delivered"
+
+
+class Forbidden(TidingsError):
+    """The caller may not do this (an API key without the scope it needs)."""
+
+    code = "forbidden"

@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from channels.base import CHANNEL_NAMES
+from engine.errors import FieldError
 from engine.pipeline.template_limits import limit_problem
 from engine.pipeline.templates import SANDBOX
 from engine.timeutil import parse_duration
@@ -312,15 +313,6 @@ class PreferencesIn(Strict):
     paused_until: UtcDatetime | None = None
     digest: DigestIn | None = None
     unsubscribed: StrictBool | None = None
-
-
-class FieldError(ValueError):
-    """A validation error that knows which field it is about."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
 
 
 InterestTag = Annotated[str, Field(min_length=1, max_length=100)]

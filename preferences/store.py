@@ -16,7 +16,8 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from channels.base import CHANNEL_NAMES
-from engine.schemas import CapIn, FieldError, PreferencesIn
+from engine.errors import FieldError
+from engine.schemas import CapIn, PreferencesIn
 from engine.settings import Settings
 from engine.store import bulk
 from engine.store.models import Category, Preference, Recipient

@@ -16,8 +16,9 @@ from aiohttp.web_protocol import RequestPayloadError
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from engine.api.context import DB, KEY_CACHE, KEY_SCOPES, REDIS, scope_of
-from engine.errors import ApiError, Forbidden, Invalid, Unauthorized, Unavailable
-from engine.schemas import MAX_BODY_DEPTH, FieldError, Key, Strict, json_problem
+from engine.api.errors import HttpError, Unauthorized, Unavailable, error_response
+from engine.errors import FieldError, Forbidden, Invalid, TidingsError
+from engine.schemas import MAX_BODY_DEPTH, Key, Strict, json_problem
 from engine.store.outages import sql_unreachable
 
 log = logging.getLogger("tidings.api")
@@ -30,17 +31,13 @@ RETRY_AFTER = 5  # seconds a client waits before retrying while the database is 
 PAGES = ("/p/", "/u/", "/inbox/", "/assets/", "/console")
 
 
-def error_response(exc: ApiError, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response(exc.body(), status=exc.status, headers=headers)
-
-
-def invalid_json(reason: str) -> ApiError:
-    return ApiError(
+def invalid_json(reason: str) -> HttpError:
+    return HttpError(
         f"the body is not valid JSON: {reason}", status=400, code="invalid_json", field="body"
     )
 
 
-def validation_error(exc: ValidationError) -> ApiError:
+def validation_error(exc: ValidationError) -> Invalid:
     """The first pydantic error as an `Invalid` naming its field as the API does.
 
     The path leaves out pydantic's own steps (union tags, `[key]`); the message says
@@ -183,22 +180,20 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """
     try:
         return await handler(request)
-    except ApiError as exc:
+    except (TidingsError, HttpError) as exc:
         return error_response(exc)
     except ValidationError as exc:
         return error_response(validation_error(exc))
-    except FieldError as exc:
-        return error_response(Invalid(exc.message, field=exc.field))
     except web.HTTPRequestEntityTooLarge:
         return error_response(
-            ApiError("the request body is too large", status=413, code="too_large", field="body")
+            HttpError("the request body is too large", status=413, code="too_large", field="body")
         )
     except web.HTTPMethodNotAllowed as exc:
         if request.path.startswith(PAGES):
             raise
         allowed = ", ".join(sorted(exc.allowed_methods))
         return error_response(
-            ApiError(
+            HttpError(
                 f"{request.method} is not allowed here; use {allowed}",
                 status=405,
                 code="method_not_allowed",
@@ -209,7 +204,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if exc.status < 400 or request.path.startswith(PAGES):
             raise
         code = {404: "not_found"}.get(exc.status, "http_error")
-        return error_response(ApiError(exc.reason, status=exc.status, code=code))
+        return error_response(HttpError(exc.reason, status=exc.status, code=code))
     except json.JSONDecodeError as exc:
         return error_response(invalid_json(exc.msg))
     except Exception as exc:
@@ -220,7 +215,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
                 headers={"Retry-After": str(RETRY_AFTER)},
             )
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(ApiError("internal error", status=500, code="internal"))
+        return error_response(HttpError("internal error", status=500, code="internal"))
 
 
 @web.middleware
@@ -258,7 +253,7 @@ async def json_body(request: web.Request) -> Any:
     try:
         raw = await request.read()
     except (RequestPayloadError, PayloadEncodingError) as exc:  # the encoding does not decode
-        raise ApiError(
+        raise HttpError(
             f"the body could not be read: {exc}",
             status=400,
             code="invalid_body",

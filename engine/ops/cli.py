@@ -344,7 +344,7 @@ def _keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
 def _send(args: argparse.Namespace, settings: Settings) -> int:
     from pydantic import ValidationError
 
-    from engine.errors import ApiError
+    from engine.errors import TidingsError
     from engine.pipeline import accept
     from engine.schemas import NotificationIn
     from engine.store.db import Database
@@ -375,7 +375,7 @@ def _send(args: argparse.Namespace, settings: Settings) -> int:
 
         error = validation_error(exc)
         raise BadInput(f"{_option(error.field)}: {error.message}") from None
-    except ApiError as exc:
+    except TidingsError as exc:
         raise BadInput(
             f"{_option(exc.field)}: {exc.message}" if exc.field else exc.message
         ) from None

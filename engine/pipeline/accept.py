@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from engine.catalog import recipients
-from engine.errors import Invalid, NotFound, UnknownRecipients
+from engine.errors import IdempotencyMismatch, Invalid, NotFound, UnknownRecipients
 from engine.pipeline import content
 from engine.pipeline.segments import audience_filter
 from engine.pipeline.templates import DataError
@@ -189,10 +189,9 @@ def _by_key(session: Session, key: str) -> Notification | None:
 
 def _replay(found: Notification, digest: str, field_prefix: str) -> Accepted:
     if found.request_hash != digest:
-        raise Invalid(
+        raise IdempotencyMismatch(
             "this Idempotency-Key was used for a different request",
             field=f"{field_prefix}idempotency_key",
-            code="idempotency_mismatch",
         )
     assert found.id is not None
     return Accepted(found.id, found.recipients, found.queue, due=False, replayed=True)

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
-from engine.errors import Conflict, NotFound
+from engine.errors import NotDelivered, NotFound
 from engine.pipeline import rhythm
 from engine.pipeline.accept import deliveries_public
 from engine.store import bulk
@@ -30,17 +30,16 @@ def record_event(session: Session, delivery_id: int, kind: str) -> dict[str, Any
     """Record opened/read/clicked/converted; a seen notification cancels its pending
     deliveries on the other channels (`seen_elsewhere`).
 
-    Raises `NotFound` for an unknown delivery and `Conflict` (409, naming the status) for
+    Raises `NotFound` for an unknown delivery and `NotDelivered` (naming the status) for
     one that never went out (scheduled, suppressed, failed).
     """
     row = session.get(Delivery, delivery_id)
     if row is None:
         raise NotFound(f"no delivery {delivery_id}", field="id")
     if row.status not in ENGAGEABLE:
-        raise Conflict(
+        raise NotDelivered(
             f"delivery {delivery_id} is {row.status}: it never reached its recipient",
             field="id",
-            code="not_delivered",
         )
     at = now()
     if row.status in PROGRESS and PROGRESS.index(kind) > PROGRESS.index(row.status):
@@ -117,19 +116,18 @@ def record_feedback(
 ) -> dict[str, Any]:
     """Record 👍 / 😕 / 👎 on a delivery; rating again replaces the earlier rating.
 
-    Raises `NotFound` for an unknown delivery (or another recipient's), and `Conflict`
-    (409, naming the status) for one that never reached its recipient: a suppressed,
+    Raises `NotFound` for an unknown delivery (or another recipient's), and
+    `NotDelivered` (naming the status) for one that never reached its recipient: a suppressed,
     failed, scheduled or queued message cannot have been liked or disliked.
     """
     row = session.get(Delivery, delivery_id)
     if row is None or (recipient_id is not None and row.recipient_id != recipient_id):
         raise NotFound(f"no delivery {delivery_id}", field="id")
     if row.status not in REACHED:
-        raise Conflict(
+        raise NotDelivered(
             f"delivery {delivery_id} is {row.status}, not delivered: only a delivered "
             "message can be rated",
             field="id",
-            code="not_delivered",
         )
     # Insert, or else lock and replace the earlier rating: two ratings at once take turns.
     rated = {

@@ -14,7 +14,8 @@ from sqlmodel import Session, col, select
 
 from engine.api.context import REDIS
 from engine.catalog import follows
-from engine.schemas import FieldError, PreferencesIn
+from engine.errors import FieldError
+from engine.schemas import PreferencesIn
 from engine.store.models import Category, Feedback
 from engine.timeutil import now
 from preferences import store
