@@ -19,7 +19,8 @@ from redis.exceptions import RedisError
 from yarl import URL
 
 from engine.api.context import DB, REDIS, SETTINGS
-from engine.errors import ApiError
+from engine.api.errors import status_of
+from engine.errors import NotFound, TidingsError
 from engine.ops.console import i18n, session
 from engine.settings import Settings
 from engine.store.db import Database
@@ -162,10 +163,10 @@ def console_page(*, form: bool = False) -> Callable[[DeskHandler], Handler]:
                 response = await handler(desk)
             except Refused as exc:
                 response = refusal(request, t, exc)
-            except ApiError as exc:
-                reason = "not_found" if exc.status == 404 else "invalid"
+            except TidingsError as exc:
+                reason = "not_found" if isinstance(exc, NotFound) else "invalid"
                 refused = Refused(reason, field=exc.field, message=exc.message)
-                response = refusal(request, t, refused, status=exc.status)
+                response = refusal(request, t, refused, status=status_of(exc))
             response.headers.update(HEADERS)
             return response
 
