@@ -14,10 +14,12 @@ class TidingsError(Exception):
 
     code = "refused"
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(self, message: str, *, field: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
+        if code is not None:  # a refusal more particular than its kind, like `finished`
+            self.code = code
 
 
 class Invalid(TidingsError):
