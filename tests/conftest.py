@@ -8,6 +8,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -171,3 +172,16 @@ def admin(server: Server, db: Database) -> Iterator[httpx.Client]:
 def api_keys(db: Database) -> dict[str, str]:
     """One plain key per scope."""
     return {scope: _key(db, [scope]) for scope in keys.SCOPES}
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """One headless Chromium (Playwright `Browser`) for every page test of the run."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser import ARGS, CHROMIUM
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield chromium
+        chromium.close()

@@ -32,20 +32,19 @@ from sqlalchemy import func
 from sqlmodel import col, select
 
 from engine.api.app import create_app
-from engine.catalog import keys, recipients
-from engine.schemas import RecipientIn
+from engine.catalog import keys
 from engine.settings import Settings
 from engine.store.db import Database, migrate
-from engine.store.models import Delivery, Preference
+from engine.store.models import Delivery
 from tests.conftest import BROKER_DB, COUNTERS_DB, REDIS_PORT
+from tests.engine.broadcasts import audience as broadcast_audience
+from tests.engine.broadcasts import ended, health_watched, processes_view, workers
 from tests.engine.conftest import Processes, send, wait_for
-from tests.engine.ops.test_supervisor import processes_view, workers
 from tests.support import Server, Sink, free_port
 
 RECOVERY = 60.0
 COUNT = 300
 SLOW_SINK = 1.0  # seconds each webhook request takes: the fault lands mid-send
-TERMINAL = ("sent", "delivered", "failed", "suppressed")
 CAPPED: dict[str, Any] = {
     "name": "Flash sale",
     "kind": "promotional",
@@ -91,29 +90,8 @@ class Outcome:
 
 
 def audience(db: Database, url: str, count: int = COUNT, prefix: str = "r") -> list[str]:
-    """`count` recipients with their own webhook path and quiet hours off, in bulk."""
-    ids = [f"{prefix}{i:04d}" for i in range(count)]
-    with db.session() as session:
-        recipients.upsert_many(
-            session, [(i, RecipientIn(webhook_url=f"{url}/hook/{i}")) for i in ids]
-        )
-    with db.session() as session:
-        session.add_all(Preference(recipient_id=i, quiet_hours={"enabled": False}) for i in ids)
-    return ids
-
-
-def finished(db: Database, notification_id: str) -> int:
-    with db.session() as session:
-        return int(
-            session.exec(
-                select(func.count())
-                .select_from(Delivery)
-                .where(
-                    col(Delivery.notification_id) == int(notification_id),
-                    col(Delivery.status).in_(TERMINAL),
-                )
-            ).one()
-        )
+    """`count` recipients `{prefix}0000…` with their own webhook path and quiet hours off."""
+    return broadcast_audience(db, url, count, prefix=prefix, width=4, quiet_hours=False)
 
 
 def statuses(db: Database, notification_id: str) -> dict[str, int]:
@@ -129,7 +107,7 @@ def statuses(db: Database, notification_id: str) -> dict[str, int]:
 def recover(db: Database, notification_id: str, count: int, since: float) -> float:
     """Seconds from `since` (monotonic) until all `count` deliveries ended; fails past 60 s."""
     left = RECOVERY - (time.monotonic() - since)
-    wait_for(lambda: finished(db, notification_id) == count, timeout=max(left, 1), every=0.2)
+    wait_for(lambda: ended(db, notification_id) == count, timeout=max(left, 1), every=0.2)
     return time.monotonic() - since
 
 
@@ -153,7 +131,7 @@ def capped_again(admin: httpx.Client, db: Database, count: int, uncapped: int = 
     """Caps exact: the same capped category again reaches none of the `count` who had
     their one a day, and does reach the `uncapped` who had none."""
     again = send(admin, category="promo.capped", to={"all": True})
-    wait_for(lambda: finished(db, again) == count + uncapped, timeout=30, every=0.2)
+    wait_for(lambda: ended(db, again) == count + uncapped, timeout=30, every=0.2)
     expected = {"suppressed": count, "delivered": uncapped} if uncapped else {"suppressed": count}
     assert statuses(db, again) == expected
 
@@ -183,7 +161,7 @@ def test_worker_sigkill_mid_broadcast(
     processes.scheduler()
     nid, paths = start_broadcast(admin, db, receiver, url)
     processes.kill("worker")
-    assert finished(db, nid) < COUNT, "the broadcast finished before the fault"
+    assert ended(db, nid) < COUNT, "the broadcast finished before the fault"
     fault_over = time.monotonic()
     processes.worker("worker-2", threads=2)
     outcome = exactly_once(receiver, paths, recover(db, nid, COUNT, fault_over))
@@ -337,7 +315,7 @@ def test_redis_flushed_mid_broadcast(
         with redis.Redis(port=REDIS_PORT, db=number) as client:
             client.flushdb()
     fault_over = time.monotonic()
-    assert finished(db, nid) < COUNT, "the broadcast finished before the fault"
+    assert ended(db, nid) < COUNT, "the broadcast finished before the fault"
     outcome = exactly_once(receiver, paths, recover(db, nid, COUNT, fault_over))
     report("Redis flushed", outcome)
     assert statuses(db, nid) == {"delivered": COUNT}
@@ -362,7 +340,7 @@ def test_redis_stopped_and_started_mid_broadcast(
             procs.scheduler()
             nid, paths = start_broadcast(admin, db, receiver, url)
             own_redis.stop()
-            assert finished(db, nid) < COUNT, "the broadcast finished before the fault"
+            assert ended(db, nid) < COUNT, "the broadcast finished before the fault"
             (late,) = audience(db, url, 1, prefix="x")
             # Accepted while Redis is down: in SQL, sent once Redis is back.
             outage = send(admin, category="order.hook", to=[late], data={"n": 1})
@@ -370,7 +348,7 @@ def test_redis_stopped_and_started_mid_broadcast(
             own_redis.start()  # empty: it kept nothing
             fault_over = time.monotonic()
             took = recover(db, nid, COUNT, fault_over)
-            wait_for(lambda: finished(db, outage) == 1, timeout=RECOVERY, every=0.2)
+            wait_for(lambda: ended(db, outage) == 1, timeout=RECOVERY, every=0.2)
             took = max(took, time.monotonic() - fault_over)
             outcome = exactly_once(receiver, [*paths, f"/hook/{late}"], took)
             report("Redis stopped and started", outcome)
@@ -396,7 +374,7 @@ def test_postgres_stopped_and_started_mid_broadcast(
             procs.worker(threads=2)
             procs.scheduler()
             nid, paths = start_broadcast(admin, db, receiver, url)
-            assert finished(db, nid) < COUNT, "the broadcast finished before the fault"
+            assert ended(db, nid) < COUNT, "the broadcast finished before the fault"
             own_postgres.stop()
             refused = admin.post(
                 "/v1/notifications", json={"category": "promo.capped", "to": ["r0000"]}
@@ -477,7 +455,7 @@ def test_api_killed_mid_burst(
     assert len(set(accepted.values())) == count
 
     def delivered() -> bool:
-        return all(finished(db, nid) == 1 for nid in accepted.values())
+        return all(ended(db, nid) == 1 for nid in accepted.values())
 
     wait_for(delivered, timeout=RECOVERY, every=0.5)
     outcome = exactly_once(receiver, [f"/hook/{i}" for i in ids], time.monotonic() - fault_over)
@@ -508,7 +486,7 @@ def test_poison_template_beside_healthy_sends(
     admin.put("/v1/categories/promo.div", json=POISON).raise_for_status()
     started = time.monotonic()
     nid = send(admin, category="promo.div", to=[*healthy, poison])
-    wait_for(lambda: finished(db, nid) == 2 * 101, timeout=RECOVERY, every=0.2)
+    wait_for(lambda: ended(db, nid) == 2 * 101, timeout=RECOVERY, every=0.2)
     took = time.monotonic() - started
     outcome = exactly_once(receiver, [f"/hook/{i}" for i in healthy], took)
     report("poison template", outcome)
@@ -529,29 +507,13 @@ def test_worker_process_killed_under_tidings_up(
     up = processes.start("up", "up", "--port", str(port), "--processes", "1")
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=key(db), timeout=10) as client:
         wait_for(lambda: (v := processes_view(client)) and v["running"] == 4, timeout=60)
-        failures: list[str] = []
-        watching = threading.Event()
-
-        def watch() -> None:
-            while not watching.is_set():
-                try:
-                    client.get("/healthz").raise_for_status()
-                except httpx.HTTPError as exc:
-                    failures.append(repr(exc))
-                time.sleep(0.1)
-
-        watcher = threading.Thread(target=watch)
-        watcher.start()
-        try:
+        with health_watched(client, every=0.1) as failures:
             nid, paths = start_broadcast(client, db, receiver, url)
             (general,) = workers(up.pid, "normal")
             os.kill(general, signal.SIGKILL)
             fault_over = time.monotonic()
-            assert finished(db, nid) < COUNT, "the broadcast finished before the fault"
+            assert ended(db, nid) < COUNT, "the broadcast finished before the fault"
             outcome = exactly_once(receiver, paths, recover(db, nid, COUNT, fault_over))
-        finally:
-            watching.set()
-            watcher.join()
         report("worker process killed under tidings up", outcome)
         assert failures == []
         assert statuses(db, nid) == {"delivered": COUNT}

@@ -16,13 +16,8 @@ from engine.api.app import create_app
 from engine.catalog import keys
 from engine.settings import Settings
 from engine.store.db import Database, migrate
-from tests.engine.acceptance.test_recovery import RECOVERY, resends
-from tests.engine.acceptance.test_resilience import (
-    BLAST,
-    assert_one_message_each,
-    audience,
-    terminal,
-)
+from tests.engine.acceptance.test_recovery import RECOVERY
+from tests.engine.broadcasts import BLAST, assert_one_message_each, audience, ended, resends
 from tests.engine.conftest import Processes, send, wait_for
 from tests.services import OwnPostgres
 from tests.support import Server, Sink
@@ -75,7 +70,7 @@ def test_a_stopped_database_is_answered_with_503_and_the_workers_resume(
             time.sleep(max(0.0, 10 - (time.monotonic() - stopped)))
             own_postgres.start()
             started = time.monotonic()
-            wait_for(lambda: terminal(db, nid) == count, timeout=RECOVERY + 30, every=0.5)
+            wait_for(lambda: ended(db, nid) == count, timeout=RECOVERY + 30, every=0.5)
             took = time.monotonic() - started
             assert client.get("/readyz").status_code == 200
             late = {**BLAST, "templates": {"webhook": {"en": {"title": "Late", "body": "x"}}}}

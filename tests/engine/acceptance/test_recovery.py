@@ -24,12 +24,7 @@ from engine.store.redis_keys import RedisKeys
 from engine.worker import runtime
 from engine.worker.broker import make_broker
 from tests.conftest import BROKER_DB, COUNTERS_DB, REDIS_PORT
-from tests.engine.acceptance.test_resilience import (
-    BLAST,
-    assert_one_message_each,
-    audience,
-    terminal,
-)
+from tests.engine.broadcasts import BLAST, assert_one_message_each, audience, ended, resends
 from tests.engine.conftest import Processes, send, settled, wait_for
 from tests.services import OwnRedis
 from tests.support import Server, Sink
@@ -49,13 +44,6 @@ def settings(settings: Settings) -> Settings:
     )
 
 
-def resends(receiver: Sink) -> int:
-    """Requests beyond the first for the same message (same webhook-id)."""
-    with receiver.lock:
-        ids = [headers["webhook-id"] for _, headers, _ in receiver.requests]
-    return len(ids) - len(set(ids))
-
-
 @pytest.mark.slow
 def test_a_killed_worker_is_recovered_in_seconds(
     admin: httpx.Client, processes: Processes, db: Database, sink: tuple[Sink, str]
@@ -70,9 +58,9 @@ def test_a_killed_worker_is_recovered_in_seconds(
     wait_for(lambda: len(receiver.requests) >= 300, timeout=60, every=0.02)
     processes.kill("worker")  # SIGKILL, in the middle of sending
     killed = time.monotonic()
-    assert terminal(db, nid) < count, "the broadcast finished before the crash"
+    assert ended(db, nid) < count, "the broadcast finished before the crash"
     processes.worker("worker-2", threads=8)  # what a supervisor does
-    wait_for(lambda: terminal(db, nid) == count, timeout=RECOVERY + 30, every=0.5)
+    wait_for(lambda: ended(db, nid) == count, timeout=RECOVERY + 30, every=0.5)
     took = time.monotonic() - killed
     assert took < RECOVERY, f"recovered after {took:.0f}s"
     assert_one_message_each(receiver, count)
@@ -100,8 +88,8 @@ def test_a_flushed_redis_is_noticed_and_what_was_in_flight_requeued(
         with redis.Redis(port=REDIS_PORT, db=number) as client:
             client.flushdb()
     flushed = time.monotonic()
-    assert terminal(db, nid) < count
-    wait_for(lambda: terminal(db, nid) == count, timeout=RECOVERY + 30, every=0.5)
+    assert ended(db, nid) < count
+    wait_for(lambda: ended(db, nid) == count, timeout=RECOVERY + 30, every=0.5)
     took = time.monotonic() - flushed
     assert took < RECOVERY, f"recovered after {took:.0f}s"
     assert_one_message_each(receiver, count)
@@ -147,7 +135,7 @@ def test_a_redis_stopped_and_started_empty_loses_nothing_sent_meanwhile(
             time.sleep(10)
             own_redis.start()  # empty
             started = time.monotonic()
-            wait_for(lambda: terminal(db, first) == count, timeout=RECOVERY + 30, every=0.5)
+            wait_for(lambda: ended(db, first) == count, timeout=RECOVERY + 30, every=0.5)
             wait_for(lambda: settled(client, during), timeout=RECOVERY)
             took = time.monotonic() - started
     finally:

@@ -4,7 +4,6 @@ Redis down when the API accepts, two schedulers at once, concurrent idempotent r
 from __future__ import annotations
 
 import threading
-from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,65 +14,13 @@ from sqlalchemy import func, update
 from sqlmodel import col, select
 
 from engine.api.app import create_app
-from engine.catalog import recipients
-from engine.schemas import RecipientIn
 from engine.settings import Settings
 from engine.store.db import Database
 from engine.store.models import Delivery, Notification, Preference
 from tests.conftest import BROKER_DB, COUNTERS_DB
+from tests.engine.broadcasts import BLAST, ORDER, assert_one_message_each, audience, ended
 from tests.engine.conftest import Processes, send, settled, wait_for
 from tests.support import Server, Sink
-
-ORDER = {
-    "name": "Order",
-    "kind": "transactional",
-    "priority": "critical",
-    "channels": ["inapp"],
-    "templates": {"inapp": {"en": {"title": "Your order", "body": "is here"}}},
-}
-BLAST = {
-    "name": "Blast",
-    "kind": "promotional",
-    "priority": "critical",
-    "channels": ["webhook"],
-    "templates": {"webhook": {"en": {"title": "Sale for {{ recipient.id }}", "body": "today"}}},
-}
-
-
-def audience(db: Database, url: str, count: int) -> None:
-    """`count` recipients with their own webhook path, written in bulk."""
-    items = [(f"r{i:05d}", RecipientIn(webhook_url=f"{url}/hook/r{i:05d}")) for i in range(count)]
-    with db.session() as session:
-        for start in range(0, count, 2000):
-            recipients.upsert_many(session, items[start : start + 2000])
-
-
-def terminal(db: Database, notification_id: str) -> int:
-    with db.session() as session:
-        return int(
-            session.exec(
-                select(func.count())
-                .select_from(Delivery)
-                .where(
-                    col(Delivery.notification_id) == int(notification_id),
-                    col(Delivery.status).in_(("sent", "delivered", "failed", "suppressed")),
-                )
-            ).one()
-        )
-
-
-def assert_one_message_each(receiver: Sink, count: int) -> None:
-    """Every recipient got the broadcast; any repeat is the same message (same webhook-id, body)."""
-    ids: dict[str, set[str]] = defaultdict(set)
-    bodies: dict[str, set[str]] = defaultdict(set)
-    with receiver.lock:
-        for path, headers, body in receiver.requests:
-            ids[path].add(headers["webhook-id"])
-            bodies[path].add(body["title"])
-    assert len(ids) == count
-    assert all(len(v) == 1 for v in ids.values()), "a recipient got two different messages"
-    assert all(len(v) == 1 for v in bodies.values())
-    assert len(set().union(*ids.values())) == count
 
 
 @pytest.mark.slow
@@ -89,10 +36,10 @@ def test_worker_killed_mid_broadcast_loses_nothing(
     nid = send(admin, category="promo.blast", to={"all": True})
     wait_for(lambda: len(receiver.requests) >= 1500, timeout=60, every=0.02)
     processes.kill("worker")  # SIGKILL, in the middle of sending
-    partial = terminal(db, nid)
+    partial = ended(db, nid)
     assert partial < count, "the broadcast finished before the crash; the test proves nothing"
     processes.worker("worker-2", threads=8)
-    wait_for(lambda: terminal(db, nid) == count, timeout=120, every=0.5)
+    wait_for(lambda: ended(db, nid) == count, timeout=120, every=0.5)
     view = wait_for(lambda: settled(admin, nid), timeout=30)
     assert view["status"] == "done" and view["counts"]["delivered"] == count
     assert_one_message_each(receiver, count)
@@ -114,8 +61,8 @@ def test_redis_flushed_mid_broadcast_loses_nothing(
     for number in (BROKER_DB, COUNTERS_DB):  # a restart without persistence
         with redis.Redis(db=number) as client:
             client.flushdb()
-    assert terminal(db, nid) < count
-    wait_for(lambda: terminal(db, nid) == count, timeout=120, every=0.5)
+    assert ended(db, nid) < count
+    wait_for(lambda: ended(db, nid) == count, timeout=120, every=0.5)
     assert_one_message_each(receiver, count)
 
 
@@ -180,7 +127,7 @@ def test_two_schedulers_release_deferred_work_once(
         )
     processes.scheduler("scheduler-a")
     processes.scheduler("scheduler-b")
-    wait_for(lambda: terminal(db, nid) == count, timeout=60, every=0.2)
+    wait_for(lambda: ended(db, nid) == count, timeout=60, every=0.2)
     assert len(receiver.requests) == count
     assert_one_message_each(receiver, count)
 

@@ -14,7 +14,7 @@ import httpx
 from engine.settings import Settings
 from engine.store.db import Database
 from engine.store.models import Notification
-from tests.engine.acceptance.test_resilience import BLAST, ORDER, audience
+from tests.engine.broadcasts import BLAST, ORDER, audience
 from tests.engine.conftest import (
     ROOT,
     Processes,

@@ -9,52 +9,15 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from pathlib import Path
-from typing import Any
 
 import httpx
 
 from engine.ops.supervisor import Spec, Supervisor
 from engine.timeutil import now
-from tests.engine.acceptance.test_resilience import ORDER
+from tests.engine.broadcasts import ORDER, children, health_watched, processes_view, workers
 from tests.engine.conftest import ROOT, Processes, recipient, send, settled, wait_for
 from tests.support import free_port
-
-
-def children(parent: int) -> dict[int, str]:
-    """pid → command line of each live child of `parent`, read from /proc."""
-    found: dict[int, str] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if fields[0] != "Z" and int(fields[1]) == parent:
-            found[int(entry.name)] = cmdline
-    return found
-
-
-def workers(parent: int, queue: str | None = None) -> set[int]:
-    """The `engine.worker.process` children of `parent`, optionally only those serving `queue`."""
-    return {
-        pid
-        for pid, cmd in children(parent).items()
-        if "engine.worker.process" in cmd and (queue is None or f"--queues {queue} " in cmd)
-    }
-
-
-def processes_view(client: httpx.Client) -> dict[str, Any] | None:
-    try:
-        body = client.get("/readyz").json()
-    except httpx.HTTPError:
-        return None
-    return body.get("processes")
 
 
 def test_a_worker_killed_under_tidings_up_is_restarted_while_the_api_keeps_serving(
@@ -77,29 +40,13 @@ def test_a_worker_killed_under_tidings_up_is_restarted_while_the_api_keeps_servi
         general = workers(up.pid, "normal")
         (critical,) = wait_for(lambda: workers(up.pid, "critical"), timeout=30)
 
-        failures: list[str] = []
-        watching = threading.Event()
-
-        def watch() -> None:  # the API answers all along
-            while not watching.is_set():
-                try:
-                    client.get("/healthz").raise_for_status()
-                except httpx.HTTPError as exc:
-                    failures.append(repr(exc))
-                time.sleep(0.05)
-
-        watcher = threading.Thread(target=watch)
-        watcher.start()
-        killed_at = now()
-        os.kill(critical, signal.SIGKILL)
-        try:
+        with health_watched(client) as failures:  # the API answers all along
+            killed_at = now()
+            os.kill(critical, signal.SIGKILL)
             # Sent while the only critical worker is dead: it is delivered by the new one.
             nid = send(client, category="order.delivered", to=["u-1"])
             done = wait_for(lambda: settled(client, nid), timeout=30)
             assert done["counts"]["delivered"] == 1
-        finally:
-            watching.set()
-            watcher.join()
         assert failures == []
 
         restarted = workers(up.pid, "critical")

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -13,23 +12,17 @@ from engine.ops.demo import BRAND
 from engine.settings import Settings
 from engine.store.db import Database
 from engine.store.models import Delivery
+from tests.browser import CHROMIUM, NEEDS_CHROMIUM
 from tests.preferences.pages.test_pages_browser import (
-    ARGS,
-    CHROMIUM,
     fits_the_screen_and_labels_every_control,
 )
-from tests.preferences.pages.test_pages_http import link, message, seed, tamper
+from tests.preferences.pages.test_pages_http import link, message, tamper
 from tests.support import Server
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing: install Debian's chromium package"
-    ),
-]
+pytestmark = NEEDS_CHROMIUM
 
 if CHROMIUM.exists():
-    from playwright.sync_api import Browser, Page, expect, sync_playwright
+    from playwright.sync_api import Page, expect
 
 ORANGE = "rgb(234, 88, 12)"  # the demo's #ea580c
 
@@ -38,24 +31,6 @@ ORANGE = "rgb(234, 88, 12)"  # the demo's #ea580c
 def settings(settings: Settings) -> Settings:
     """The demo platform's brand: the mascot 卡卡 as logo, orange, a support address."""
     return settings.model_copy(update=BRAND)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def phone(browser: Browser, db: Database) -> Iterator[Page]:
-    seed(db)
-    context = browser.new_context(viewport={"width": 375, "height": 812}, locale="en-US")
-    page = context.new_page()
-    page.set_default_timeout(10_000)
-    yield page
-    context.close()
 
 
 def shows_the_brand(page: Page) -> None:

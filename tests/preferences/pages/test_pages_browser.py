@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
-import pytest
 from sqlmodel import col, select
 
 from engine.pipeline.policy import Request, decide, rules_of
@@ -15,48 +12,14 @@ from engine.settings import Settings
 from engine.store.db import Database
 from engine.store.models import Category, Delivery, Feedback, Recipient
 from preferences import store
-from tests.preferences.pages.test_pages_http import FLASH, link, message, seed, tamper
+from tests.browser import CHROMIUM, NEEDS_CHROMIUM
+from tests.preferences.pages.test_pages_http import FLASH, link, message, tamper
 from tests.support import Server
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing: install Debian's chromium package"
-    ),
-]
+pytestmark = NEEDS_CHROMIUM
 
 if CHROMIUM.exists():
-    from playwright.sync_api import Browser, Page, expect, sync_playwright
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def phone(browser: Browser, db: Database) -> Iterator[Page]:
-    """A 375-pixel-wide phone screen, with the catalog and recipient `u-1` in place."""
-    seed(db)
-    context = browser.new_context(viewport={"width": 375, "height": 812}, locale="en-US")
-    page = context.new_page()
-    page.set_default_timeout(10_000)
-    yield page
-    context.close()
+    from playwright.sync_api import Page, expect
 
 
 def fits_the_screen_and_labels_every_control(page: Page) -> None:
