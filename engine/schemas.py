@@ -206,7 +206,7 @@ CategoryDescription = Annotated[
 class CategoryIn(Strict):
     """`PUT /v1/categories/{key}`. `name` and `description` are one text for every
     reader or one per locale; a reader sees the best match for their locale
-    (`engine.pipeline.locales`), the default locale's otherwise."""
+    (`engine.locales`), the default locale's otherwise."""
 
     name: CategoryName
     description: CategoryDescription | None = None
@@ -319,7 +319,7 @@ InterestTag = Annotated[str, Field(min_length=1, max_length=100)]
 
 
 class SegmentIn(Strict):
-    """A segment: recipients matching every condition given (`engine.pipeline.segments`).
+    """A segment: recipients matching every condition given (`engine.catalog.segments`).
 
     `tier` and `activity` list the values any of which will do; `tags_any` needs one of
     its tags, `tags_all` all of them. Each list has at least one entry, and a segment at

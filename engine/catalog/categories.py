@@ -6,10 +6,9 @@ from typing import Any
 
 from sqlmodel import Session
 
-from engine.pipeline.locales import choose as choose_locale
-from engine.pipeline.policy import OPTIONAL_KINDS
+from engine.locales import choose as choose_locale
 from engine.schemas import CategoryIn
-from engine.store.models import Category
+from engine.store.models import OPTIONAL_KINDS, Category
 from engine.timeutil import format_duration, iso, now
 
 
@@ -52,7 +51,7 @@ def _in(texts: Any, locale: str | None, default: str = "en") -> str:
 
 
 def name_in(category: Category, locale: str | None) -> str:
-    """The category's name for a reader of `locale` (BCP 47 matching, `engine.pipeline.locales`)."""
+    """The category's name for a reader of `locale` (BCP 47 matching, `engine.locales`)."""
     return _in(category.names, locale, category.default_locale) if category.names else category.name
 
 

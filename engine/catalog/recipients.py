@@ -10,7 +10,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from engine.catalog import follows
-from engine.pipeline.segments import activity, tier
+from engine.catalog.segments import activity, tier
 from engine.schemas import RecipientIn
 from engine.settings import Settings
 from engine.store.models import Delivery, Feedback, Recipient

@@ -1,6 +1,6 @@
 """The path of a notification, in the order it travels.
 
-accept → segments (who) → planning (the I/O) around policy (the pure rules), caps
+accept → planning (the I/O) around policy (the pure rules), caps
 and counters → content → delivery → scheduler (releases held work, recovers stalled
 work) → receipts (what comes back).
 """

@@ -15,9 +15,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from engine.catalog import recipients
+from engine.catalog.segments import audience_filter
 from engine.errors import IdempotencyMismatch, Invalid, NotFound, UnknownRecipients
 from engine.pipeline import content
-from engine.pipeline.segments import audience_filter
 from engine.pipeline.templates import DataError
 from engine.schemas import EveryoneAudience, NotificationIn, SegmentAudience, TopicAudience
 from engine.settings import Settings

@@ -20,9 +20,9 @@ from sqlmodel import Session, col, select
 
 from channels.base import ADDRESS_FIELDS
 from engine import metrics
+from engine.catalog.segments import audience_filter, segment_at
 from engine.pipeline import caps, policy, rhythm
 from engine.pipeline.content import Composer
-from engine.pipeline.segments import audience_filter, segment_at
 from engine.pipeline.templates import RenderError
 from engine.settings import Settings
 from engine.store import bulk, locks

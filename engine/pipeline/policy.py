@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields, replace
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from engine.store.models import Category
+from engine.store.models import OPTIONAL_KINDS, Category
 from preferences import wallclock
 from preferences.model import Cap, EffectivePreferences
 
@@ -25,7 +25,6 @@ PENDING = frozenset({"scheduled"})
 SEEN = frozenset({"opened", "read", "clicked", "converted"})
 # The optional kinds: a pause drops them and the recipient's global cap counts them,
 # unless a category says otherwise.
-OPTIONAL_KINDS = frozenset({"promotional", "social"})
 # During a pause service notices wait for its end; the optional kinds are dropped, and
 # the essentials (transactional kinds, required categories) are not paused at all.
 HELD_DURING_PAUSE = frozenset({"service"})

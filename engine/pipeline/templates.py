@@ -22,7 +22,7 @@ from jinja2 import (
 )
 from jinja2.utils import missing
 
-from engine.pipeline import locales
+from engine import locales
 from engine.pipeline.template_limits import BoundedSandbox, bounded, field_limit
 
 SANDBOX = BoundedSandbox(undefined=StrictUndefined, autoescape=False)
@@ -51,7 +51,7 @@ def pick_locale(
     templates: Mapping[str, Mapping[str, Any]], locale: str | None, default: str
 ) -> str | None:
     """The locale of the copy to use for a reader of `locale`: the best BCP 47 match
-    (script and region, `engine.pipeline.locales`), else the default's, else the first in order."""
+    (script and region, `engine.locales`), else the default's, else the first in order."""
     return locales.choose(locale, templates, default)
 
 

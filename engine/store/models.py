@@ -64,6 +64,10 @@ class Follow(SQLModel, table=True):
     created_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
 
 
+# The kinds of category a recipient may turn off; transactional ones always reach them.
+OPTIONAL_KINDS = frozenset({"promotional", "social"})
+
+
 class Category(SQLModel, table=True):
     """A kind of notification with its routing, caps, collapse rules and templates."""
 

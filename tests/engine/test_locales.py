@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from engine.pipeline.locales import choose, match
+from engine.locales import choose, match
 from tests.engine.conftest import Processes, recipient, send, settled, wait_for
 
 # Reader → (with zh-TW, zh-CN and en, default en) and (with only zh-CN and en).

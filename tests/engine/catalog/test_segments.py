@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlmodel import select
 
-from engine.pipeline.segments import activity, segment_clause, tier
+from engine.catalog.segments import activity, segment_clause, tier
 from engine.settings import Settings
 from engine.store.db import Database
 from engine.store.models import Recipient
