@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from engine.pipeline import locales
+from engine import locales
 from engine.timeutil import format_duration
 
 LOCALES = ("en", "zh-CN")
@@ -282,7 +282,7 @@ STRINGS: dict[str, tuple[str, str]] = {
 
 
 def normalise(value: str | None) -> str | None:
-    """The pages' language that best serves a reader of `value` (`engine.pipeline.locales`): `zh`,
+    """The pages' language that best serves a reader of `value` (`engine.locales`): `zh`,
     `zh-SG` and `zh-Hans` read `zh-CN`; Traditional Chinese readers have no pages of
     their own and are not handed Simplified ones."""
     if not value:
