@@ -40,7 +40,6 @@ class Message:
     data: Mapping[str, Any] = field(default_factory=dict)
     # Signed one-click unsubscribe link (RFC 8058); None for required categories.
     unsubscribe_url: str | None = None
-    preferences_url: str | None = None
     created_at: str | None = None
 
 
