@@ -66,6 +66,11 @@ class Links:
         base = self.settings.public_url.rstrip("/")
         return base + self.path(recipient_id, version, purpose, salt)
 
+    def mint(self, recipient_id: str, version: int, salt: str | None = None) -> dict[str, str]:
+        """A fresh signed URL per page (`preferences`, `inbox`, `unsubscribe`), as the API's
+        `POST /v1/recipients/{id}/links` and the ops console hand them out."""
+        return {purpose: self.url(recipient_id, version, purpose, salt) for purpose in PURPOSES}
+
     def expires_at(self, minted: datetime | None = None) -> datetime:
         """When a link minted at `minted` (default now) stops working."""
         return (minted or now()) + timedelta(seconds=self.settings.link_ttl)

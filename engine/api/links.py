@@ -49,7 +49,7 @@ async def mint_links(request: web.Request, path: RecipientPath) -> dict[str, Any
     if found is None:
         raise NotFound(f"no recipient {rid!r}", field="id")
     version, salt = found
-    body: dict[str, Any] = {purpose: links.url(rid, version, purpose, salt) for purpose in PURPOSES}
+    body: dict[str, Any] = dict(links.mint(rid, version, salt))
     body["expires_at"] = iso(links.expires_at())
     return body
 
