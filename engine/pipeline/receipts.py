@@ -240,3 +240,25 @@ def inbox(session: Session, recipient_id: str, *, before: int | None, limit: int
         ],
         "next": str(page[-1].id) if more and page else None,
     }
+
+
+def recipient_feedback(session: Session, recipient_id: str, *, limit: int) -> list[dict[str, Any]]:
+    """A recipient's latest 👍 / 😕 / 👎, newest first: at most `limit` of
+    `{delivery_id, category, variant, rating, comment, created_at}` (ISO 8601)."""
+    rows = session.exec(
+        select(Feedback)
+        .where(col(Feedback.recipient_id) == recipient_id)
+        .order_by(col(Feedback.id).desc())
+        .limit(limit)
+    )
+    return [
+        {
+            "delivery_id": str(f.delivery_id),
+            "category": f.category,
+            "variant": f.variant,
+            "rating": f.rating,
+            "comment": f.comment,
+            "created_at": iso(f.created_at),
+        }
+        for f in rows
+    ]
