@@ -174,3 +174,20 @@ def series(
         rows.append({"start": at, **found.get(at, dict.fromkeys(OUTCOMES, 0))})
         at += step
     return rows
+
+
+FUNNEL = ("deliveries", "sent", "delivered", "opened", "clicked", "converted")
+
+
+def funnel(counts: dict[str, int]) -> dict[str, int]:
+    """From counts per delivery status, how many deliveries reached each step: planned
+    (`deliveries`), `sent`, `delivered`, `opened`, `clicked`, `converted`; each step
+    counts the deliveries that went on past it."""
+    return {
+        "deliveries": sum(counts.values()),
+        "sent": sum(counts.get(s, 0) for s in REACHED),
+        "delivered": sum(counts.get(s, 0) for s in DELIVERED),
+        "opened": sum(counts.get(s, 0) for s in OPENED),
+        "clicked": sum(counts.get(s, 0) for s in CLICKED),
+        "converted": counts.get("converted", 0),
+    }

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from engine.ops.console import health, panel, signin
+from engine.ops.console import health, messages, panel, recipients, send, signin
 from engine.ops.console.web import ASSETS, ROOT, asset, environment, load_assets
 
 __all__ = ["ROOT", "setup"]
@@ -21,5 +21,5 @@ def setup(app: web.Application) -> None:
     environment(app)
     app[ASSETS] = load_assets()
     app.router.add_get(f"{ROOT}/assets/{{name}}", asset)
-    for module in (signin, panel, health):
+    for module in (signin, panel, messages, recipients, health, send):
         app.add_routes(module.routes)

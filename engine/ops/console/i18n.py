@@ -124,6 +124,67 @@ STRINGS: dict[str, tuple[str, str]] = {
     "health.scheduler_never": ("No run recorded yet", "尚无运行记录"),
     "health.status": ("Status", "状态"),
     "health.count": ("Count", "数量"),
+    # Recipients
+    "recipient.id": ("Recipient id", "用户 ID"),
+    "recipient.find": ("Look up", "查询"),
+    "recipient.attributes": ("Attributes", "属性"),
+    "recipient.preferences": ("Effective preferences", "生效的通知设置"),
+    "recipient.chosen": ("chosen", "用户设置"),
+    "recipient.default": ("default", "默认"),
+    "recipient.required": ("always on", "始终开启"),
+    "recipient.caps": ("Overall limit", "总上限"),
+    "recipient.quiet": ("Quiet hours", "免打扰"),
+    "recipient.digest": ("Daily digest", "每日摘要"),
+    "recipient.unsubscribed": (
+        "Unsubscribed from all optional messages.",
+        "已退订所有非必要通知。",
+    ),
+    "recipient.deliveries": ("Recent deliveries", "最近的投递"),
+    "recipient.inbox": ("Inbox ({count} unread)", "站内信（{count} 条未读）"),
+    "recipient.feedback": ("Feedback", "反馈"),
+    "recipient.none": ("None yet.", "暂无。"),
+    "recipient.mint": ("Mint page links", "生成页面链接"),
+    "recipient.links": ("Page links", "页面链接"),
+    "recipient.links_expire": (
+        "They open the recipient's own pages: share them only with the recipient."
+        " They expire on {at}.",
+        "这些链接可打开该用户的个人页面，请只发给用户本人。有效期至 {at}。",
+    ),
+    "recipient.link.preferences": ("Preferences", "通知设置"),
+    "recipient.link.inbox": ("Inbox", "站内信"),
+    "recipient.link.unsubscribe": ("Unsubscribe", "退订"),
+    "state.on": ("on", "开启"),
+    "state.off": ("off", "关闭"),
+    "delivery.recipient": ("Recipient", "用户"),
+    "delivery.history": ("History", "记录"),
+    # Messages
+    "message.title": ("Notification {id}", "通知 {id}"),
+    "message.summary": ("Summary", "概况"),
+    "message.recipients": ("Recipients", "收件人数"),
+    "message.created": ("Created", "创建时间"),
+    "message.counts": ("Deliveries by status", "投递状态"),
+    "message.funnel": ("Funnel", "转化漏斗"),
+    "message.settling": ("settling; this page refreshes itself", "处理中，本页会自动刷新"),
+    "message.more": ("More deliveries", "更多投递"),
+    "funnel.deliveries": ("Planned", "已计划"),
+    "funnel.sent": ("Sent", "已发送"),
+    "funnel.delivered": ("Delivered", "已送达"),
+    "funnel.opened": ("Opened", "已打开"),
+    "funnel.clicked": ("Clicked", "已点击"),
+    "funnel.converted": ("Converted", "已转化"),
+    # Test send
+    "send.title": ("Test send", "测试发送"),
+    "send.lead": (
+        "Send one category's message to one recipient, exactly as the API would, and"
+        " watch its deliveries settle.",
+        "按 API 的方式向一位用户发送某个类别的消息，并实时查看投递结果。",
+    ),
+    "send.data": ("Template data (JSON)", "模板数据（JSON）"),
+    "send.button": ("Send", "发送"),
+    "send.accepted": (
+        "Accepted. Its deliveries appear below as they settle.",
+        "已受理，投递结果会陆续显示在下方。",
+    ),
 }
 
 

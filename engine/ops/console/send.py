@@ -1,0 +1,86 @@
+"""Test send: one category's message to one recipient, accepted exactly as
+`POST /v1/notifications` accepts it, then watched on the notification's page."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from engine.api.middleware import validation_error
+from engine.api.notifications import _enqueue
+from engine.errors import ApiError
+from engine.ops.console.web import ROOT, Desk, console_page, redirect
+from engine.pipeline import accept
+from engine.schemas import NotificationIn
+from engine.store.models import Category
+from preferences import store
+
+routes = web.RouteTableDef()
+
+
+async def _categories(desk: Desk) -> list[Category]:
+    def read() -> list[Category]:
+        with desk.db.session() as session:
+            return sorted(store.load_categories(session).values(), key=lambda c: c.key)
+
+    return await desk.db.run(read)
+
+
+def _form(
+    desk: Desk,
+    categories: list[Category],
+    values: dict[str, str],
+    error: ApiError | None = None,
+) -> web.Response:
+    context = {
+        "section": "send",
+        "categories": categories,
+        "values": values,
+        "error": error,
+    }
+    return desk.render("send.html", context, status=error.status if error else 200)
+
+
+@routes.get(f"{ROOT}/send")
+@console_page()
+async def send_form(desk: Desk) -> web.Response:
+    """The form: a category, a recipient id, and the template's data as JSON."""
+    values = {"category": "", "recipient": desk.request.query.get("recipient", ""), "data": "{}"}
+    return _form(desk, await _categories(desk), values)
+
+
+@routes.post(f"{ROOT}/send")
+@console_page(form=True)
+async def send(desk: Desk) -> web.Response:
+    """Accept the test notification and open its page; a bad field re-shows the form
+    with a 422 naming it as the API would (`category`, `to.0`, `data`)."""
+    form = await desk.request.post()  # its CSRF token was checked already
+    values = {k: str(form.get(k, "")).strip() for k in ("category", "recipient", "data")}
+    categories = await _categories(desk)
+    try:
+        spec = _spec(values)
+        (accepted,) = await desk.db.run(
+            accept.accept_all, desk.db, [spec], settings=desk.settings, batch=False
+        )
+    except ApiError as exc:
+        return _form(desk, categories, values, exc)
+    await _enqueue(desk.request, [accepted])
+    return redirect(desk.href(f"{ROOT}/messages/{accepted.id}", sent=1))
+
+
+def _spec(values: dict[str, str]) -> NotificationIn:
+    """The notification the form describes; `ApiError` naming the field that is wrong."""
+    try:
+        data: Any = json.loads(values["data"] or "{}")
+    except json.JSONDecodeError as exc:
+        raise ApiError(
+            f"the data is not valid JSON: {exc.msg}", status=400, code="invalid_json", field="data"
+        ) from None
+    body = {"category": values["category"], "to": [values["recipient"]], "data": data}
+    try:
+        return NotificationIn.model_validate(body)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
