@@ -9,9 +9,10 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
+from engine.api.errors import HttpError, status_of
 from engine.api.middleware import validation_error
 from engine.api.notifications import _enqueue
-from engine.errors import ApiError
+from engine.errors import TidingsError
 from engine.ops.console.web import ROOT, Desk, console_page, redirect
 from engine.pipeline import accept
 from engine.schemas import NotificationIn
@@ -33,7 +34,7 @@ def _form(
     desk: Desk,
     categories: list[Category],
     values: dict[str, str],
-    error: ApiError | None = None,
+    error: TidingsError | HttpError | None = None,
 ) -> web.Response:
     context = {
         "section": "send",
@@ -41,7 +42,10 @@ def _form(
         "values": values,
         "error": error,
     }
-    return desk.render("send.html", context, status=error.status if error else 200)
+    status = 200
+    if error is not None:
+        status = error.status if isinstance(error, HttpError) else status_of(error)
+    return desk.render("send.html", context, status=status)
 
 
 @routes.get(f"{ROOT}/send")
@@ -65,18 +69,19 @@ async def send(desk: Desk) -> web.Response:
         (accepted,) = await desk.db.run(
             accept.accept_all, desk.db, [spec], settings=desk.settings, batch=False
         )
-    except ApiError as exc:
+    except (TidingsError, HttpError) as exc:
         return _form(desk, categories, values, exc)
     await _enqueue(desk.request, [accepted])
     return redirect(desk.href(f"{ROOT}/messages/{accepted.id}", sent=1))
 
 
 def _spec(values: dict[str, str]) -> NotificationIn:
-    """The notification the form describes; `ApiError` naming the field that is wrong."""
+    """The notification the form describes; a 400 `HttpError` for data that is not JSON,
+    an `Invalid` naming the field that is wrong."""
     try:
         data: Any = json.loads(values["data"] or "{}")
     except json.JSONDecodeError as exc:
-        raise ApiError(
+        raise HttpError(
             f"the data is not valid JSON: {exc.msg}", status=400, code="invalid_json", field="data"
         ) from None
     body = {"category": values["category"], "to": [values["recipient"]], "data": data}
