@@ -756,6 +756,9 @@ class NotificationOut(Out):
     expires_at: Timestamp | None
     collapse_key: str | None
     created_at: Timestamp | None
+    cancelled_at: Timestamp | None = Field(
+        default=None, description="When `POST /v1/notifications/{id}/cancel` cancelled it."
+    )
     counts: dict[str, int]
     deliveries: list[DeliveryOut]
     next: IdText | None = Field(description="Pass as `after` for the next page.")

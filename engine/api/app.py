@@ -16,6 +16,7 @@ from engine.api import (
     keys,
     links,
     management,
+    message_log,
     notifications,
     openapi,
     stats,
@@ -53,7 +54,18 @@ def create_app(settings: Settings, *, database: Database | None = None) -> web.A
     app[AFTERWARDS] = set()
     app.cleanup_ctx.append(_redis)
     app.on_cleanup.append(_close_db)
-    modules = (campaigns, follows, health, keys, links, management, notifications, openapi, stats)
+    modules = (
+        campaigns,
+        follows,
+        health,
+        keys,
+        links,
+        management,
+        message_log,
+        notifications,
+        openapi,
+        stats,
+    )
     for module in modules:
         app.add_routes(module.routes)
     routes.setup(app)

@@ -203,6 +203,16 @@ def mark_enqueued(session: Session, notification_ids: list[int], at: datetime) -
         session.add(row)
 
 
+def notification_state(row: Notification, counts: dict[str, int]) -> str:
+    """`cancelled` once cancelled; `done` once planned with nothing scheduled, queued or
+    being sent; else the planning stage (`accepted`, `planning`, `planned`)."""
+    if row.cancelled_at is not None:
+        return "cancelled"
+    if row.status == "planned" and not any(counts.get(s) for s in ACTIVE):
+        return "done"
+    return row.status
+
+
 def status(
     session: Session, notification_id: int, *, after: int | None, limit: int
 ) -> dict[str, Any]:
@@ -223,18 +233,16 @@ def status(
     page = list(session.exec(query.order_by(col(Delivery.id)).limit(limit + 1)))
     more = len(page) > limit
     page = page[:limit]
-    state = row.status
-    if state == "planned" and not any(counts.get(s) for s in ACTIVE):
-        state = "done"
     return {
         "id": str(row.id),
         "category": row.category,
-        "status": state,
+        "status": notification_state(row, counts),
         "recipients": row.recipients,
         "send_at": iso(row.send_at),
         "expires_at": iso(row.expires_at),
         "collapse_key": row.collapse_key,
         "created_at": iso(row.created_at),
+        "cancelled_at": iso(row.cancelled_at),
         "counts": counts,
         "deliveries": deliveries_public(session, page),
         "next": str(page[-1].id) if more and page else None,

@@ -137,7 +137,9 @@ class Notification(SQLModel, table=True):
     campaign_id: int | None = Field(default=None, index=True)
     # When a plan job was last handed to the broker; the scheduler retries what stalls.
     enqueued_at: datetime | None = _stamp()
-    created_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
+    # Set by `POST /v1/notifications/{id}/cancel`: nothing of it is planned or sent after.
+    cancelled_at: datetime | None = _stamp()
+    created_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True), index=True)
     updated_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
 
 
@@ -169,7 +171,8 @@ class PlanChunk(SQLModel, table=True):
     lo: str = Field(max_length=200)
     hi: str = Field(max_length=200)
     size: int = 0
-    # pending → planning (claimed by a job) → done, or failed after too many attempts
+    # pending → planning (claimed by a job) → done, or failed after too many attempts, or
+    # cancelled with its notification before a job claimed it
     status: str = Field(default="pending", max_length=10, index=True)
     attempts: int = 0
     error: str | None = None
