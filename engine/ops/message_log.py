@@ -12,7 +12,7 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, func, not_
+from sqlalchemy import ColumnElement, exists, func, not_, or_
 from sqlmodel import Session, col, select
 
 from engine.catalog.segments import segment_clause
@@ -29,7 +29,7 @@ COUNTED = ("scheduled", "queued", "sending", "sent", "delivered", "suppressed", 
 def _state_filter(state: str) -> list[ColumnElement[bool]]:
     """The SQL conditions for a notification `status` filter."""
     if state == "cancelled":
-        return [col(Notification.cancelled_at).is_not(None)]
+        return [or_(col(Notification.cancelled_at).is_not(None), col(Notification.status) == state)]
     live = col(Notification.cancelled_at).is_(None)
     if state not in ("planned", "done"):
         return [live, col(Notification.status) == state]

@@ -206,7 +206,7 @@ def mark_enqueued(session: Session, notification_ids: list[int], at: datetime) -
 def notification_state(row: Notification, counts: dict[str, int]) -> str:
     """`cancelled` once cancelled; `done` once planned with nothing scheduled, queued or
     being sent; else the planning stage (`accepted`, `planning`, `planned`)."""
-    if row.cancelled_at is not None:
+    if row.cancelled_at is not None or row.status == "cancelled":
         return "cancelled"
     if row.status == "planned" and not any(counts.get(s) for s in ACTIVE):
         return "done"

@@ -22,6 +22,7 @@ from channels.base import ADDRESS_FIELDS
 from engine import metrics
 from engine.catalog.segments import audience_filter, segment_at
 from engine.pipeline import caps, policy, rhythm
+from engine.pipeline.cancel import is_cancelled
 from engine.pipeline.content import Composer
 from engine.pipeline.templates import RenderError
 from engine.settings import Settings
@@ -90,6 +91,8 @@ def _cut(rt: Runtime, notification_id: int, *, inline: bool) -> None:
         notification = session.get(Notification, notification_id)
         if notification is None or notification.status in ("planned", "done", "cancelled"):
             return
+        if is_cancelled(notification):
+            return
         send_at = aware(notification.send_at)
         if send_at is not None and send_at > now():
             return
@@ -107,6 +110,9 @@ def _cut(rt: Runtime, notification_id: int, *, inline: bool) -> None:
             if batch:
                 chunks.append(_chunk(notification_id, len(chunks), batch))
                 total += len(batch)
+            if not _still_to_cut(session, notification_id):
+                session.rollback()  # cancelled, or cut by another job, meanwhile
+                return
             inline = inline and len(chunks) == 1
             if inline:
                 chunks[0]["status"] = "planning"  # claimed by this job
@@ -134,6 +140,23 @@ def _cut(rt: Runtime, notification_id: int, *, inline: bool) -> None:
     enqueue_deliveries(rt, queued, queue)
     for seq in pending[: rt.settings.plan_ahead]:
         rt.dispatch.plan_chunk(notification_id, seq, queue)
+
+
+def _still_to_cut(session: Session, notification_id: int) -> bool:
+    """Whether the notification is still uncut and not cancelled, checked by a write that
+    holds its row (PostgreSQL) or the write turn (SQLite) until this job commits: a cancel
+    (`engine.pipeline.cancel`) either comes before and is seen, or waits for the cut."""
+    touched = session.execute(
+        update(Notification)
+        .where(
+            col(Notification.id) == notification_id,
+            col(Notification.cancelled_at).is_(None),
+            col(Notification.status) != "cancelled",
+            col(Notification.chunks_total).is_(None),
+        )
+        .values(updated_at=now())
+    )
+    return getattr(touched, "rowcount", 0) == 1
 
 
 def _chunk(notification_id: int, seq: int, ids: list[str]) -> dict[str, Any]:
@@ -299,7 +322,8 @@ def _plan_claimed(
     if chunk is None or notification is None:
         return []
     category = session.get(Category, notification.category)
-    live = category is not None and notification.status != "cancelled"
+    # A chunk claimed just before its notification was cancelled writes nothing.
+    live = category is not None and not is_cancelled(notification)
     queued = _plan(rt, session, notification, category, chunk) if live and category else []
     finished = session.execute(
         update(PlanChunk)

@@ -17,6 +17,7 @@ from datetime import datetime
 from sqlmodel import Session, col, select
 
 from engine.pipeline import policy
+from engine.pipeline.cancel import is_cancelled
 from engine.pipeline.planning import addressable
 from engine.settings import Settings
 from engine.store import bulk
@@ -88,7 +89,8 @@ def load(
 
 def decide(situation: Situation, held: Iterable[Held], at: datetime) -> dict[int, policy.Decision]:
     """Each delivery's fate at `at`: `queued` (it may go), `scheduled` (with a new due time
-    and reason: quiet hours, a pause) or `suppressed` (with the reason). A delivery whose
+    and reason: quiet hours, a pause) or `suppressed` (with the reason; `cancelled` once its
+    notification was cancelled). A delivery whose
     notification or category is gone is left `queued` for sending to fail it with why."""
     out: dict[int, policy.Decision] = {}
     for d in held:
@@ -96,6 +98,9 @@ def decide(situation: Situation, held: Iterable[Held], at: datetime) -> dict[int
         rules = situation.rules(d)
         if notification is None or rules is None:
             out[d.id] = policy.Decision(d.channel, "queued")
+            continue
+        if is_cancelled(notification):
+            out[d.id] = policy.Decision(d.channel, "suppressed", "cancelled")
             continue
         recipient = situation.recipients.get(d.recipient_id)
         if recipient is None:

@@ -1,0 +1,148 @@
+"""Cancelling a notification: what has not gone out never will.
+
+A cancel marks the notification, leaves the slices of its audience no job has claimed
+unplanned, and ends its scheduled and queued deliveries `suppressed` with reason
+`cancelled`; sent and delivered ones are history and stay as they are. Work already in a
+worker's hands is the race: a delivery being sent (`sending`) or a slice being planned
+(`planning`). The cancel waits for those to finish, then suppresses again whatever they
+left queued, so that when it answers nothing of the notification is in flight. Past that
+point every worker decides a delivery anew before sending it (`engine.pipeline.redecide`)
+and sees the cancel, and planning refuses a cancelled notification, so nothing is sent
+after the answer, even by a worker that died holding a delivery and is taken over later.
+
+Cancelling again changes nothing and answers the same state.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, update
+from sqlmodel import Session, col, select
+
+from engine.errors import NotFound
+from engine.store import bulk
+from engine.store.db import Database
+from engine.store.models import Delivery, Notification, PlanChunk
+from engine.timeutil import aware, now
+
+PENDING = ("scheduled", "queued")
+POLL = 0.05
+
+
+def is_cancelled(notification: Notification) -> bool:
+    """Whether a notification was cancelled: by itself (`cancelled_at`) or with its
+    campaign (status `cancelled`)."""
+    return notification.cancelled_at is not None or notification.status == "cancelled"
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    """What a cancel did: the deliveries and audience slices it stopped, and when the
+    notification was cancelled (the first call's time on a repeat)."""
+
+    notification_id: int
+    cancelled_at: datetime
+    deliveries: int
+    chunks: int
+
+
+def cancel(db: Database, notification_id: int, *, wait: float) -> Cancelled:
+    """Cancel a notification; returns once nothing of it is being planned or sent, or
+    after `wait` seconds (a worker holding a delivery longer died, and whoever takes its
+    delivery over suppresses it).
+
+    Raises `NotFound` for an unknown notification.
+    """
+    deadline = time.monotonic() + wait
+    deliveries = chunks = 0
+    while True:
+        with db.session() as session:
+            at, stopped, unplanned = _stop(session, notification_id)
+            deliveries += stopped
+            chunks += unplanned
+            busy = _in_flight(session, notification_id)
+        if not busy or time.monotonic() >= deadline:
+            return Cancelled(notification_id, at, deliveries, chunks)
+        time.sleep(POLL)
+
+
+def _stop(session: Session, notification_id: int) -> tuple[datetime, int, int]:
+    """One pass in one transaction: mark the notification, cancel its unclaimed slices,
+    suppress its pending deliveries. Returns (cancelled_at, deliveries, slices)."""
+    at = now()
+    # The first write takes the notification's row lock (PostgreSQL) or the write turn
+    # (SQLite): cutting the audience (`planning._cut`) checks the mark under the same lock.
+    session.execute(
+        update(Notification)
+        .where(col(Notification.id) == notification_id, col(Notification.cancelled_at).is_(None))
+        .values(cancelled_at=at, updated_at=at)
+    )
+    row = session.exec(select(Notification).where(col(Notification.id) == notification_id)).first()
+    if row is None:
+        raise NotFound(f"no notification {notification_id}", field="id")
+    if row.chunks_total is None:  # not cut yet: there is nothing to plan
+        row.chunks_total = 0
+        row.status = "planned"
+        session.add(row)
+    unplanned = session.execute(
+        update(PlanChunk)
+        .where(
+            col(PlanChunk.notification_id) == notification_id, col(PlanChunk.status) == "pending"
+        )
+        .values(status="cancelled", error="cancelled", updated_at=at)
+    )
+    slices = int(getattr(unplanned, "rowcount", 0) or 0)
+    if slices:
+        session.execute(
+            update(Notification)
+            .where(col(Notification.id) == notification_id)
+            .values(chunks_done=Notification.chunks_done + slices)
+        )
+        session.execute(
+            update(Notification)
+            .where(
+                col(Notification.id) == notification_id,
+                col(Notification.chunks_done) >= col(Notification.chunks_total),
+            )
+            .values(status="planned")
+        )
+    stopped = [
+        r[0]
+        for r in session.execute(
+            update(Delivery)
+            .where(
+                col(Delivery.notification_id) == notification_id, col(Delivery.status).in_(PENDING)
+            )
+            .values(status="suppressed", reason="cancelled", due_at=None, updated_at=at)
+            .returning(col(Delivery.id))
+        )
+    ]
+    bulk.add_events(
+        session,
+        [
+            {"delivery_id": i, "status": "suppressed", "reason": "cancelled", "at": at}
+            for i in stopped
+        ],
+    )
+    cancelled_at = aware(row.cancelled_at) or at
+    return cancelled_at, len(stopped), slices
+
+
+def _in_flight(session: Session, notification_id: int) -> int:
+    """Deliveries being sent plus slices being planned, right now."""
+    sending = session.exec(
+        select(func.count())
+        .select_from(Delivery)
+        .where(col(Delivery.notification_id) == notification_id, col(Delivery.status) == "sending")
+    ).one()
+    planning = session.exec(
+        select(func.count())
+        .select_from(PlanChunk)
+        .where(
+            col(PlanChunk.notification_id) == notification_id, col(PlanChunk.status) == "planning"
+        )
+    ).one()
+    return int(sending) + int(planning)
