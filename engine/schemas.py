@@ -6,6 +6,7 @@ a silently ignored setting.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from datetime import UTC, datetime
@@ -22,11 +23,13 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PlainValidator,
     RootModel,
     StrictBool,
     StrictFloat,
     StrictInt,
     Tag,
+    WithJsonSchema,
     model_validator,
 )
 
@@ -215,6 +218,14 @@ class CategoryIn(Strict):
     channels: Annotated[list[ChannelName], AfterValidator(_unique)] = Field(min_length=1)
     required: StrictBool = False
     caps: list[CapIn] = Field(default_factory=list, max_length=10)
+    caps_by_activity: (
+        dict[Literal["active", "sleeping", "churned"], Annotated[list[CapIn], Field(max_length=10)]]
+        | None
+    ) = Field(
+        default=None,
+        description="More caps by the recipient's activity, on top of `caps`: "
+        '{"active": [{"count": 2, "per": "1w"}], "churned": [{"count": 1, "per": "30d"}]}.',
+    )
     over_cap: Literal["drop", "defer"] | None = None
     collapse_window: Duration | None = None
     escalate_after: Duration | None = None
@@ -245,9 +256,41 @@ class CategoryIn(Strict):
         return self
 
 
-class RecipientIn(Strict):
-    """`PUT /v1/recipients/{id}`; keys left out keep their value, null clears one."""
+ATTRIBUTE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+MAX_ATTRIBUTES = 50
+MAX_ATTRIBUTES_BYTES = 4096
+MAX_ATTRIBUTES_DEPTH = 4
 
+
+def _attributes(value: dict[str, Any]) -> dict[str, Any]:
+    for key in value:
+        if not ATTRIBUTE_KEY.match(key):
+            raise FieldError(
+                f"attributes.{key}",
+                "an attribute name is 1-64 letters, digits or _ and starts with a letter or _",
+            )
+    if len(value) > MAX_ATTRIBUTES:
+        raise FieldError("attributes", f"at most {MAX_ATTRIBUTES} attributes")
+    if problem := json_problem(value, max_depth=MAX_ATTRIBUTES_DEPTH, path="attributes"):
+        raise FieldError(*problem)
+    size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+    if size > MAX_ATTRIBUTES_BYTES:
+        raise FieldError(
+            "attributes",
+            f"attributes take at most {MAX_ATTRIBUTES_BYTES} bytes as JSON; these take {size}",
+        )
+    return value
+
+
+class RecipientIn(Strict):
+    """`PUT /v1/recipients/{id}`; keys left out keep their value, null clears one.
+
+    `attributes` is replaced whole when given: at most 50 names (letters, digits, `_`), 4 KB
+    as JSON, nested at most 4 levels.
+    """
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    attributes: Annotated[dict[str, Any], AfterValidator(_attributes)] | None = None
     email: str | None = Field(default=None, max_length=320)
     phone: str | None = None
     push_tokens: list[Annotated[str, Field(min_length=1, max_length=4096)]] | None = Field(
@@ -318,12 +361,80 @@ class PreferencesIn(Strict):
 InterestTag = Annotated[str, Field(min_length=1, max_length=100)]
 
 
+def _attribute_number(value: Any) -> int | float:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return value
+    raise ValueError("a number")
+
+
+def _attribute_value(value: Any) -> bool | int | float | str:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        if len(value) > 1000:
+            raise ValueError("at most 1000 characters")
+        return value
+    try:
+        return _attribute_number(value)
+    except ValueError:
+        raise ValueError("a number, a text or true/false") from None
+
+
+# One error per field, named without pydantic's union branches (`level.gt`, not `level.gt.int`).
+AttributeNumber = Annotated[
+    int | float, PlainValidator(_attribute_number), WithJsonSchema({"type": "number"})
+]
+AttributeValue = Annotated[
+    bool | int | float | str,
+    PlainValidator(_attribute_value),
+    WithJsonSchema({"type": ["string", "number", "boolean"]}),
+]
+
+
+class AttributeCondition(Strict):
+    """One attribute's condition in a segment: `eq` a value, `in` a list of values, or a
+    numeric range (`gt`, `gte`, `lt`, `lte`, any of them). Values match their own JSON
+    type only: `12` matches the number 12 (or 12.0), never the text "12" nor `true`; a
+    range matches numbers only. A recipient without the attribute matches none."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    eq: AttributeValue | None = None
+    in_: list[AttributeValue] | None = Field(default=None, alias="in", min_length=1, max_length=100)
+    gt: AttributeNumber | None = None
+    gte: AttributeNumber | None = None
+    lt: AttributeNumber | None = None
+    lte: AttributeNumber | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> AttributeCondition:
+        given = self.model_dump(exclude_none=True)
+        ranged = {"gt", "gte", "lt", "lte"} & set(given)
+        forms = ("eq" in given) + ("in_" in given) + bool(ranged)
+        if forms != 1:
+            raise ValueError("give one of eq, in, or a range (gt, gte, lt, lte)")
+        return self
+
+    def document(self) -> dict[str, Any]:
+        """As stored with the notification: `{"eq": …}`, `{"in": […]}` or the bounds."""
+        return self.model_dump(exclude_none=True, by_alias=True)
+
+
+def _attribute_conditions(value: dict[str, AttributeCondition]) -> dict[str, AttributeCondition]:
+    for key in value:
+        if not ATTRIBUTE_KEY.match(key):
+            raise FieldError(key, "an attribute name is 1-64 letters, digits or _")
+    return value
+
+
 class SegmentIn(Strict):
     """A segment: recipients matching every condition given (`engine.catalog.segments`).
 
     `tier` and `activity` list the values any of which will do; `tags_any` needs one of
-    its tags, `tags_all` all of them. Each list has at least one entry, and a segment at
-    least one condition: everyone is `{"all": true}`, not an empty segment.
+    its tags, `tags_all` all of them; `attributes` holds a condition per attribute of the
+    recipient's own (`AttributeCondition`), every one of which must hold. Each list has
+    at least one entry, and a segment at least one condition: everyone is
+    `{"all": true}`, not an empty segment.
     """
 
     tier: list[Literal["whale", "dolphin", "minnow"]] | None = Field(default=None, min_length=1)
@@ -332,6 +443,9 @@ class SegmentIn(Strict):
     )
     tags_any: list[InterestTag] | None = Field(default=None, min_length=1, max_length=100)
     tags_all: list[InterestTag] | None = Field(default=None, min_length=1, max_length=100)
+    attributes: (
+        Annotated[dict[str, AttributeCondition], AfterValidator(_attribute_conditions)] | None
+    ) = Field(default=None, min_length=1, max_length=20)
 
     @model_validator(mode="after")
     def _check(self) -> SegmentIn:
@@ -339,9 +453,16 @@ class SegmentIn(Strict):
             raise FieldError(
                 "to.segment",
                 "a segment needs at least one condition (tier, activity, tags_any, "
-                'tags_all); to reach everyone send to {"all": true}',
+                'tags_all, attributes); to reach everyone send to {"all": true}',
             )
         return self
+
+    def document(self) -> dict[str, Any]:
+        """The segment as stored with the notification (`engine.catalog.segments`)."""
+        out = self.model_dump(exclude_none=True, exclude={"attributes"})
+        if self.attributes:
+            out["attributes"] = {k: c.document() for k, c in self.attributes.items()}
+        return out
 
 
 class SegmentAudience(Strict):
@@ -624,6 +745,7 @@ class CategoryOut(Out):
     channels: list[str]
     required: bool
     caps: list[CapOut]
+    caps_by_activity: dict[str, list[CapOut]]
     over_cap: str | None
     collapse_window: str | None
     escalate_after: str | None
@@ -640,6 +762,8 @@ class CategoryList(Out):
 
 class RecipientOut(Out):
     id: str
+    name: str | None
+    attributes: dict[str, Any]
     email: str | None
     phone: str | None
     push_tokens: list[str]

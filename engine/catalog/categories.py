@@ -31,6 +31,14 @@ def upsert(session: Session, key: str, spec: CategoryIn) -> Category:
     row.channels = [str(c) for c in spec.channels]
     row.required = spec.required
     row.caps = [{"count": c.count, "per": c.per} for c in spec.caps]
+    row.caps_by_activity = (
+        {
+            activity: [{"count": c.count, "per": c.per} for c in caps]
+            for activity, caps in spec.caps_by_activity.items()
+        }
+        if spec.caps_by_activity
+        else None
+    )
     row.over_cap = spec.over_cap or "drop"
     row.collapse_window = spec.collapse_window
     row.escalate_after = spec.escalate_after
@@ -66,6 +74,10 @@ def _duration(seconds: int | None) -> str | None:
     return format_duration(seconds) if seconds is not None else None
 
 
+def _caps(caps: list[dict[str, int]]) -> list[dict[str, Any]]:
+    return [{"count": c["count"], "per": format_duration(c["per"])} for c in caps]
+
+
 def public(category: Category) -> dict[str, Any]:
     """The category as the API shows it."""
     return {
@@ -76,7 +88,10 @@ def public(category: Category) -> dict[str, Any]:
         "priority": category.priority,
         "channels": category.channels,
         "required": category.required,
-        "caps": [{"count": c["count"], "per": format_duration(c["per"])} for c in category.caps],
+        "caps": _caps(category.caps),
+        "caps_by_activity": {
+            activity: _caps(caps) for activity, caps in (category.caps_by_activity or {}).items()
+        },
         "over_cap": category.over_cap,
         "collapse_window": _duration(category.collapse_window),
         "escalate_after": _duration(category.escalate_after),

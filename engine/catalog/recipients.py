@@ -61,6 +61,8 @@ def public(recipient: Recipient, settings: Settings) -> dict[str, Any]:
     """The recipient as the API shows it, with derived `tier` and `activity`."""
     return {
         "id": recipient.id,
+        "name": recipient.name,
+        "attributes": recipient.attributes or {},
         "email": recipient.email,
         "phone": recipient.phone,
         "push_tokens": recipient.push_tokens or [],

@@ -18,8 +18,10 @@ from sqlalchemy import (
     ARRAY,
     Boolean,
     ColumnElement,
+    Float,
     Text,
     and_,
+    case,
     cast,
     distinct,
     exists,
@@ -104,14 +106,96 @@ def _has_tags_jsonb(element: _HasTags, compiler: SQLCompiler, **kw: Any) -> str:
     return compiler.process(found, **kw)
 
 
+RANGE_OPERATORS = ("gt", "gte", "lt", "lte")
+
+
+def _compare(value: Any, operator: str, bound: float) -> ColumnElement[bool]:
+    if operator == "gt":
+        return value > bound  # type: ignore[no-any-return]
+    if operator == "gte":
+        return value >= bound  # type: ignore[no-any-return]
+    if operator == "lt":
+        return value < bound  # type: ignore[no-any-return]
+    return value <= bound  # type: ignore[no-any-return]
+
+
+class _Attribute(ColumnElement[bool]):
+    """Whether a recipient's attribute (in the `attributes` JSON document) meets one
+    condition: `{"eq": v}`, `{"in": [v, …]}` or bounds (`gt`, `gte`, `lt`, `lte`).
+
+    A value matches its own JSON type only (a number a number, text text, a boolean a
+    boolean); bounds match numbers only; a missing attribute matches nothing.
+    """
+
+    inherit_cache = False
+    type = Boolean()
+
+    def __init__(self, column: Any, key: str, condition: dict[str, Any]) -> None:
+        self.column = column
+        self.key = key
+        self.condition = condition
+
+
+def _values(condition: dict[str, Any]) -> list[Any]:
+    return [condition["eq"]] if "eq" in condition else list(condition.get("in", ()))
+
+
+@compiles(_Attribute)
+def _attribute_json1(element: _Attribute, compiler: SQLCompiler, **kw: Any) -> str:
+    # SQLite: json_type() says the JSON type ('integer', 'real', 'text', 'true', 'false').
+    path = f'$."{element.key}"'
+    kind = func.json_type(element.column, path)
+    value = func.json_extract(element.column, path)
+    number = kind.in_(("integer", "real"))
+    parts: list[ColumnElement[bool]] = []
+    for wanted in _values(element.condition):
+        if isinstance(wanted, bool):
+            parts.append(kind == ("true" if wanted else "false"))
+        elif isinstance(wanted, int | float):
+            parts.append(and_(number, value == wanted))
+        else:
+            parts.append(and_(kind == "text", value == wanted))
+    bounds = [(op, element.condition[op]) for op in RANGE_OPERATORS if op in element.condition]
+    if bounds:
+        clause = and_(number, *(_compare(value, op, bound) for op, bound in bounds))
+    else:
+        clause = or_(false(), *parts)
+    return f"({compiler.process(clause, **kw)})"  # one term inside AND / OR
+
+
+@compiles(_Attribute, "postgresql")
+def _attribute_jsonb(element: _Attribute, compiler: SQLCompiler, **kw: Any) -> str:
+    # PostgreSQL: jsonb_typeof() says the JSON type ('number', 'string', 'boolean').
+    item = cast(element.column, JSONB)[element.key]
+    kind = func.jsonb_typeof(item)
+    text = cast(element.column, JSONB)[element.key].astext
+    number = case((kind == "number", cast(text, Float(precision=53))), else_=None)
+    string = case((kind == "string", text), else_=None)
+    parts: list[ColumnElement[bool]] = []
+    for wanted in _values(element.condition):
+        if isinstance(wanted, bool):
+            parts.append(and_(kind == "boolean", text == ("true" if wanted else "false")))
+        elif isinstance(wanted, int | float):
+            parts.append(number == float(wanted))
+        else:
+            parts.append(string == wanted)
+    bounds = [(op, element.condition[op]) for op in RANGE_OPERATORS if op in element.condition]
+    if bounds:
+        clause = and_(true(), *(_compare(number, op, float(bound)) for op, bound in bounds))
+    else:
+        clause = or_(false(), *parts)
+    return f"({compiler.process(clause, **kw)})"  # one term inside AND / OR
+
+
 def segment_clause(
     segment: dict[str, Any], at: datetime, settings: Settings
 ) -> ColumnElement[bool]:
     """The SQL condition for a segment: every condition given must hold.
 
     `tier` and `activity` list the values any of which is fine; `tags_any` needs one of
-    its tags, `tags_all` every one. A segment with no condition (stored before empty
-    segments were refused) selects everyone, as it always did.
+    its tags, `tags_all` every one; each of `attributes` its condition (`_Attribute`).
+    A segment with no condition (stored before empty segments were refused) selects
+    everyone, as it always did.
     """
     parts: list[ColumnElement[bool]] = []
     spend = col(Recipient.annual_spend)
@@ -137,6 +221,8 @@ def segment_clause(
         parts.append(_HasTags(tags, any_of, every=False) if any_of else false())
     if all_of := segment.get("tags_all"):
         parts.append(_HasTags(tags, all_of, every=True))
+    for key, condition in (segment.get("attributes") or {}).items():
+        parts.append(_Attribute(col(Recipient.attributes), key, condition))
     return and_(true(), *parts)
 
 

@@ -105,7 +105,7 @@ def audience_of(spec: NotificationIn) -> dict[str, Any]:
     """The audience as stored: `{"ids": [...]}` (sorted), `{"segment": {...}}`,
     `{"topic": "..."}` or `{"all": true}`."""
     if isinstance(spec.to, SegmentAudience):
-        return {"segment": spec.to.segment.model_dump(exclude_none=True)}
+        return {"segment": spec.to.segment.document()}
     if isinstance(spec.to, EveryoneAudience):
         return {"all": True}
     if isinstance(spec.to, TopicAudience):

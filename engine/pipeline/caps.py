@@ -38,10 +38,14 @@ WAIT_FOR_REBUILD_SECONDS = 30.0
 
 
 def check(
-    rules: policy.Rules, prefs: EffectivePreferences, notification_id: int
+    rules: policy.Rules,
+    prefs: EffectivePreferences,
+    notification_id: int,
+    activity: str | None = None,
 ) -> CapCheck | None:
-    """The caps one notification to one recipient must pass, or None if none applies."""
-    limits = policy.cap_limits(rules, prefs)
+    """The caps one notification to one recipient of `activity` (`active`, `sleeping`,
+    `churned`) must pass, or None if none applies."""
+    limits = policy.cap_limits(rules, prefs, activity)
     if not limits:
         return None
     return CapCheck(prefs.recipient_id, str(notification_id), prefs.quiet_hours.timezone, limits)
@@ -96,10 +100,10 @@ def _ttl(horizon: timedelta) -> int:
 
 
 def _horizon(session: Session) -> timedelta:
-    longest = max(
-        (int(c["per"]) for caps in session.exec(select(Category.caps)) for c in caps or ()),
-        default=0,
-    )
+    longest = 0
+    for caps, by_activity in session.exec(select(Category.caps, Category.caps_by_activity)):
+        for group in (caps, *(by_activity or {}).values()):
+            longest = max([longest, *(int(c["per"]) for c in group or ())])
     return max(HORIZON, timedelta(seconds=longest + 86400))
 
 
@@ -151,7 +155,7 @@ def _counters(
     """The counters a notification of this category draws on (as `policy.cap_limits`)."""
     if not policy.capped_scope(rules):
         return
-    if rules.caps:
+    if rules.caps or rules.caps_by_activity:
         yield f"c:{rules.key}"
     if rules.required:
         return

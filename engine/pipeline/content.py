@@ -1,6 +1,7 @@
 """What a delivery says: literal content, or the category's templates for its channel and
 locale (with fallback), rendered in the sandbox. Renders once per notification, channel
-and locale when the templates do not mention the recipient."""
+and locale when the templates do not mention the recipient; templates that do
+(`{{ recipient.name }}`, `{{ recipient.attributes.level }}`) render per recipient."""
 
 from __future__ import annotations
 
@@ -49,6 +50,17 @@ def check(category: Category, channels: Sequence[str], data: Mapping[str, Any]) 
                 raise DataError(where, exc.field, f"{exc.message} ({where})") from None
 
 
+def reader(recipient: Recipient) -> dict[str, Any]:
+    """What templates know of the reader: `recipient.id`, `.locale`, `.name` (None when
+    not given) and `.attributes` (the platform's own, `{}` when none)."""
+    return {
+        "id": recipient.id,
+        "locale": recipient.locale,
+        "name": recipient.name,
+        "attributes": recipient.attributes or {},
+    }
+
+
 class Composer:
     """Renders copy for deliveries, caching what does not depend on the recipient."""
 
@@ -91,7 +103,7 @@ class Composer:
             return self._shared[key]
         context: dict[str, Any] = {
             "data": data,
-            "recipient": {"id": recipient.id, "locale": recipient.locale} if recipient else {},
+            "recipient": reader(recipient) if recipient else {},
             "links": links() if not shared else {},
         }
         out = render(fields, context)

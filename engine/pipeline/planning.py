@@ -20,7 +20,7 @@ from sqlmodel import Session, col, select
 
 from channels.base import ADDRESS_FIELDS
 from engine import metrics
-from engine.catalog.segments import audience_filter, segment_at
+from engine.catalog.segments import activity, audience_filter, segment_at
 from engine.pipeline import caps, policy, rhythm
 from engine.pipeline.cancel import is_cancelled
 from engine.pipeline.content import Composer
@@ -388,7 +388,8 @@ def _plan(
     )
     replaced = _collapse(session, notification, rules, decisions, at)
     replaced += _rhythm(session, notification, decisions, chunk)
-    _cap(rt, notification.id, rules, prefs, decisions, at, request.expires_at)
+    activities = {r.id: activity(r.last_active_at, at, rt.settings) for r in todo}
+    _cap(rt, notification.id, rules, prefs, activities, decisions, at, request.expires_at)
     rows = _rows(rt, notification, category, {r.id: r for r in todo}, decisions, at)
     written = bulk.insert_ignore(
         session,
@@ -515,6 +516,7 @@ def _cap(
     notification_id: int,
     rules: policy.Rules,
     prefs: dict[str, EffectivePreferences],
+    activities: dict[str, str],
     decisions: dict[str, list[policy.Decision]],
     at: datetime,
     expires_at: datetime | None,
@@ -525,7 +527,7 @@ def _cap(
         found
         for rid, ds in decisions.items()
         if policy.counts_against_caps(ds)
-        and (found := caps.check(rules, prefs[rid], notification_id)) is not None
+        and (found := caps.check(rules, prefs[rid], notification_id, activities[rid])) is not None
     ]
     for check, frees_at in zip(checks, caps.admit(rt, checks, at), strict=True):
         if frees_at is not None:

@@ -40,6 +40,8 @@ class Rules:
     channels: tuple[str, ...]
     required: bool = False
     caps: tuple[Cap, ...] = ()
+    # More caps by the recipient's activity (`active`, `sleeping`, `churned`).
+    caps_by_activity: tuple[tuple[str, tuple[Cap, ...]], ...] = ()
     over_cap: str = "drop"
     collapse_window: int | None = None
     escalate_after: int | None = None
@@ -49,6 +51,10 @@ class Rules:
     def essential(self) -> bool:
         """Required categories and transactional kinds: a pause never holds them."""
         return self.required or self.kind == "transactional"
+
+    def activity_caps(self, activity: str | None) -> tuple[Cap, ...]:
+        """The caps for a recipient of this activity, on top of `caps`."""
+        return next((caps for name, caps in self.caps_by_activity if name == activity), ())
 
     @property
     def under_global_cap(self) -> bool:
@@ -276,17 +282,22 @@ def capped_scope(rules: Rules) -> bool:
     return rules.priority != "critical"
 
 
-def cap_limits(rules: Rules, prefs: EffectivePreferences) -> list[tuple[str, Cap]]:
+def cap_limits(
+    rules: Rules, prefs: EffectivePreferences, activity: str | None = None
+) -> list[tuple[str, Cap]]:
     """Every cap that applies, each with the name of the counter it draws on.
 
-    The category's own caps always apply; a required category is exempt from the
+    The category's own caps always apply, with those it sets for the recipient's
+    `activity` (`active`, `sleeping`, `churned`: the playbook's "active users one or two
+    promotions a week, churned ones a win-back a month"); a required category is exempt from the
     recipient's caps and the global cap, so an order receipt is never held back. The
     global cap applies only to categories `Rules.under_global_cap` (by default the
     optional kinds), so a marketing cap never holds a transactional message.
     """
     if not capped_scope(rules):
         return []
-    limits = [(f"c:{rules.key}", cap) for cap in rules.caps]
+    own = (*rules.caps, *rules.activity_caps(activity))
+    limits = [(f"c:{rules.key}", cap) for cap in own]
     if not rules.required:
         limits += [(f"r:{rules.key}", cap) for cap in prefs.category(rules.key).caps]
         if rules.under_global_cap:
@@ -372,6 +383,10 @@ def rules_of(category: Category) -> Rules:
         channels=tuple(category.channels),
         required=category.required,
         caps=tuple(Cap(int(c["count"]), int(c["per"])) for c in category.caps),
+        caps_by_activity=tuple(
+            (name, tuple(Cap(int(c["count"]), int(c["per"])) for c in caps))
+            for name, caps in sorted((category.caps_by_activity or {}).items())
+        ),
         over_cap=category.over_cap,
         collapse_window=category.collapse_window,
         escalate_after=category.escalate_after,

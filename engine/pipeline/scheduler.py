@@ -20,6 +20,7 @@ import redis
 from sqlalchemy import and_, func, or_, update
 from sqlmodel import Session, col, select
 
+from engine.catalog.segments import activity
 from engine.pipeline import caps, planning, policy, redecide
 from engine.pipeline.delivery import DIED
 from engine.pipeline.planning import enqueue_deliveries
@@ -378,7 +379,9 @@ def _cap(
         prefs = situation.prefs.get(recipient_id)
         if rules is None or prefs is None:
             continue
-        if (found := caps.check(rules, prefs, notification_id)) is not None:
+        recipient = situation.recipients.get(recipient_id)
+        seen = activity(recipient.last_active_at, at, rt.settings) if recipient else None
+        if (found := caps.check(rules, prefs, notification_id, seen)) is not None:
             checks.append(found)
             keys.append((notification_id, recipient_id))
     refused = {

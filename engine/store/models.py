@@ -34,6 +34,10 @@ class Recipient(SQLModel, table=True):
     __tablename__ = "recipients"
 
     id: str = Field(primary_key=True, max_length=200)
+    # What copy calls the reader (`{{ recipient.name }}`), and the platform's own facts
+    # about them (level, region, favourite game) for copy and segments.
+    name: str | None = Field(default=None, max_length=200)
+    attributes: dict[str, Any] | None = _json()
     email: str | None = Field(default=None, max_length=320)
     phone: str | None = Field(default=None, max_length=32)
     push_tokens: list[str] | None = _json()
@@ -84,6 +88,8 @@ class Category(SQLModel, table=True):
     channels: list[str] = Field(sa_type=JSON)
     required: bool = False
     caps: list[dict[str, int]] = Field(default_factory=list, sa_type=JSON)
+    # More caps by the recipient's activity: {"active": [{"count": 2, "per": 604800}], …}.
+    caps_by_activity: dict[str, list[dict[str, int]]] | None = _json()
     over_cap: str = Field(default="drop", max_length=10)
     collapse_window: int | None = None
     escalate_after: int | None = None
