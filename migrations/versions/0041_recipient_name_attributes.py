@@ -1,7 +1,7 @@
 """recipients' name and attributes; category caps by activity
 
 Revision ID: 0041
-Revises: 0050
+Revises: 0060
 Create Date: 2026-11-30
 """
 
@@ -12,7 +12,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0041"
-down_revision = "0050"
+down_revision = "0060"
 branch_labels = None
 depends_on = None
 
