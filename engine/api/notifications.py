@@ -4,14 +4,12 @@ and read a recipient's receipts and inbox."""
 from __future__ import annotations
 
 import asyncio
-import logging
-from datetime import datetime
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 from sqlmodel import Session
 
-from engine import metrics
 from engine.api.context import AFTERWARDS, DB, DISPATCH, KEY_SCOPES, SETTINGS, scope
 from engine.api.contract import Reply, operation
 from engine.api.management import check_outbound
@@ -36,56 +34,26 @@ from engine.schemas import (
     RecipientPath,
     RowPath,
 )
-from engine.store import sqlite
 from engine.store.models import Recipient
-from engine.timeutil import now
 
 routes = web.RouteTableDef()
-log = logging.getLogger("tidings.api")
 
 
-async def _enqueue(request: web.Request, accepted: list[Accepted]) -> None:
-    """Hand due notifications to the broker; if Redis is down they stay accepted in SQL
-    and the scheduler enqueues them later.
+def _afterwards(request: web.Request) -> accept.Later:
+    """Bookkeeping that runs after the answer has gone out (awaited on shutdown); it may
+    be handed over from a database thread."""
+    app = request.app
+    loop = asyncio.get_running_loop()
 
-    Noting when they were enqueued is bookkeeping for that recovery: it is written after
-    the answer, giving way to the writes that deliver (the worker planning them).
-    """
-    due = [a for a in accepted if a.due]
-    if not due:
-        return
-    dispatch = request.app[DISPATCH]
-    db = request.app[DB]
+    def start(work: Callable[[], None]) -> None:
+        task = asyncio.ensure_future(app[DB].run(work))
+        app[AFTERWARDS].add(task)
+        task.add_done_callback(app[AFTERWARDS].discard)
 
-    def send() -> None:
-        for item in due:
-            dispatch.plan(item.id, item.queue)
+    def later(work: Callable[[], None]) -> None:
+        loop.call_soon_threadsafe(start, work)
 
-    def mark(at: datetime) -> None:
-        with sqlite.background(), db.session() as session:
-            accept.mark_enqueued(session, [a.id for a in due], at)
-
-    try:
-        await db.run(send)
-    except Exception as exc:
-        log.warning(
-            "could not enqueue %d notifications now (%s); the scheduler will", len(due), exc
-        )
-        return
-    afterwards = request.app[AFTERWARDS]
-    task = asyncio.ensure_future(db.run(mark, now()))
-    afterwards.add(task)
-    task.add_done_callback(_finished)
-    task.add_done_callback(afterwards.discard)
-
-
-def _finished(task: asyncio.Future[None]) -> None:
-    if not task.cancelled() and (exc := task.exception()) is not None:
-        log.warning(
-            "could not note notifications as enqueued (%s); the scheduler will enqueue them "
-            "again, and planning twice changes nothing",
-            exc,
-        )
+    return later
 
 
 def recipient_writes(request: web.Request, specs: list[NotificationIn], *, batch: bool) -> None:
@@ -129,16 +97,16 @@ async def post_notification(
             raise Invalid("the Idempotency-Key header and field differ", field="idempotency_key")
         spec = spec.model_copy(update={"idempotency_key": key})
     recipient_writes(request, [spec], batch=False)
-    settings = request.app[SETTINGS]
-
     (accepted,) = await request.app[DB].run(
-        accept.accept_all, request.app[DB], [spec], settings=settings, batch=False
+        accept.submit,
+        request.app[DB],
+        [spec],
+        settings=request.app[SETTINGS],
+        planner=request.app[DISPATCH],
+        later=_afterwards(request),
     )
-    if not accepted.replayed:
-        metrics.NOTIFICATIONS.labels(accepted.queue).inc()
-        await _enqueue(request, [accepted])
     return Reply(
-        accepted.body(),
+        accepted_out(accepted),
         status=202,
         headers={"Idempotent-Replayed": "true"} if accepted.replayed else {},
     )
@@ -159,17 +127,20 @@ async def post_batch(request: web.Request, body: BatchIn) -> Reply:
         )
     recipient_writes(request, body.notifications, batch=True)
     accepted = await request.app[DB].run(
-        accept.accept_all,
+        accept.submit,
         request.app[DB],
         body.notifications,
         settings=settings,
+        planner=request.app[DISPATCH],
         batch=True,
+        later=_afterwards(request),
     )
-    for result in accepted:
-        if not result.replayed:
-            metrics.NOTIFICATIONS.labels(result.queue).inc()
-    await _enqueue(request, [a for a in accepted if not a.replayed])
-    return Reply({"items": [a.body() for a in accepted]}, status=202)
+    return Reply(BatchAcceptedOut(items=[accepted_out(a) for a in accepted]), status=202)
+
+
+def accepted_out(accepted: Accepted) -> AcceptedOut:
+    """The answer for an accepted notification (or for the first of a repeated key)."""
+    return AcceptedOut(id=str(accepted.id), status="accepted", recipients=accepted.recipients)
 
 
 @routes.get("/v1/notifications/{id}")

@@ -344,11 +344,11 @@ def _keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
 def _send(args: argparse.Namespace, settings: Settings) -> int:
     from pydantic import ValidationError
 
+    from engine.api.notifications import accepted_out
     from engine.errors import TidingsError
     from engine.pipeline import accept
     from engine.schemas import NotificationIn
     from engine.store.db import Database
-    from engine.timeutil import now
     from engine.worker.broker import Dispatcher, make_broker
 
     try:
@@ -364,12 +364,9 @@ def _send(args: argparse.Namespace, settings: Settings) -> int:
     database = Database(settings)
     try:
         spec = NotificationIn.model_validate(body)
-        with database.session() as session:
-            accepted = accept.accept(session, spec, settings=settings)
-        if accepted.due:
-            Dispatcher(make_broker(settings)).plan(accepted.id, accepted.queue)
-            with database.session() as session:
-                accept.mark_enqueued(session, [accepted.id], now())
+        (accepted,) = accept.submit(
+            database, [spec], settings=settings, planner=Dispatcher(make_broker(settings))
+        )
     except ValidationError as exc:
         from engine.api.middleware import validation_error
 
@@ -381,7 +378,7 @@ def _send(args: argparse.Namespace, settings: Settings) -> int:
         ) from None
     finally:
         database.close()
-    print(json.dumps(accepted.body()))
+    print(json.dumps(accepted_out(accepted).model_dump(mode="json")))
     return 0
 
 

@@ -1,19 +1,23 @@
-"""Accepting notifications (with idempotency) and reading back their status and receipts."""
+"""Accepting notifications (with idempotency), handing them to the workers, and reading
+back their status and receipts."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from engine import metrics
 from engine.catalog import recipients
 from engine.catalog.segments import audience_filter
 from engine.errors import IdempotencyMismatch, Invalid, NotFound, UnknownRecipients
@@ -21,25 +25,25 @@ from engine.pipeline import content
 from engine.pipeline.templates import DataError
 from engine.schemas import EveryoneAudience, NotificationIn, SegmentAudience, TopicAudience
 from engine.settings import Settings
+from engine.store import sqlite
 from engine.store.db import Database
 from engine.store.models import Category, Delivery, DeliveryEvent, Notification, Recipient
 from engine.timeutil import aware, iso, now
 
 ACTIVE = ("scheduled", "queued", "sending")
+log = logging.getLogger("tidings.accept")
 
 
 @dataclass(frozen=True)
 class Accepted:
-    """What the API answers for an accepted notification."""
+    """A notification stored: its id, audience size, queue, whether it is due now, and
+    whether this answers a repeated idempotency key (`replayed`)."""
 
     id: int
     recipients: int
     queue: str
     due: bool
     replayed: bool = False
-
-    def body(self) -> dict[str, Any]:
-        return {"id": str(self.id), "status": "accepted", "recipients": self.recipients}
 
 
 def request_hash(spec: NotificationIn) -> str:
@@ -198,6 +202,7 @@ def _replay(found: Notification, digest: str, field_prefix: str) -> Accepted:
 
 
 def mark_enqueued(session: Session, notification_ids: list[int], at: datetime) -> None:
+    """Note when notifications were handed to the broker (`enqueued_at`)."""
     for row in session.exec(select(Notification).where(col(Notification.id).in_(notification_ids))):
         row.enqueued_at = at
         session.add(row)
@@ -211,6 +216,72 @@ def notification_state(row: Notification, counts: dict[str, int]) -> str:
     if row.status == "planned" and not any(counts.get(s) for s in ACTIVE):
         return "done"
     return row.status
+
+
+class Planner(Protocol):
+    """What hands a notification to the workers: `engine.worker.broker.Dispatcher`."""
+
+    def plan(self, notification_id: int, queue: str) -> None: ...
+
+
+# When bookkeeping runs: now (the default), or later, like after an HTTP answer has gone.
+Later = Callable[[Callable[[], None]], None]
+
+
+def _at_once(work: Callable[[], None]) -> None:
+    work()
+
+
+def submit(
+    database: Database,
+    specs: Sequence[NotificationIn],
+    *,
+    settings: Settings,
+    planner: Planner,
+    batch: bool = False,
+    later: Later = _at_once,
+) -> list[Accepted]:
+    """Accept notifications and hand the due ones to the workers: the one way in for the
+    API (`POST /v1/notifications`, `/batch`) and the CLI (`tidings send`).
+
+    Validates, stores all of `specs` in one transaction or none (`accept_all`, which
+    answers a repeated idempotency key with its first answer), counts the new ones, and
+    enqueues the plan job of each one due now. If the broker does not answer they stay
+    accepted in SQL and the scheduler enqueues them. Noting when they were enqueued is
+    bookkeeping for that recovery, run by `later`, giving way to the writes that deliver.
+
+    Returns one `Accepted` per spec, in order. Raises `Invalid` (or `UnknownRecipients`,
+    `IdempotencyMismatch`) naming the field, prefixed `notifications.<i>.` in a batch.
+    """
+    accepted = accept_all(database, specs, settings=settings, batch=batch)
+    fresh = [a for a in accepted if not a.replayed]
+    for item in fresh:
+        metrics.NOTIFICATIONS.labels(item.queue).inc()
+    due = [a for a in fresh if a.due]
+    if not due:
+        return accepted
+    try:
+        for item in due:
+            planner.plan(item.id, item.queue)
+    except Exception as exc:
+        log.warning(
+            "could not enqueue %d notifications now (%s); the scheduler will", len(due), exc
+        )
+        return accepted
+    later(functools.partial(_note_enqueued, database, [a.id for a in due], now()))
+    return accepted
+
+
+def _note_enqueued(database: Database, notification_ids: list[int], at: datetime) -> None:
+    try:
+        with sqlite.background(), database.session() as session:
+            mark_enqueued(session, notification_ids, at)
+    except Exception as exc:
+        log.warning(
+            "could not note notifications as enqueued (%s); the scheduler will enqueue them "
+            "again, and planning twice changes nothing",
+            exc,
+        )
 
 
 def status(

@@ -16,8 +16,12 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from engine.catalog import categories, recipients
 from engine.ops.cli import main
+from engine.schemas import CategoryIn, RecipientIn
 from engine.settings import Settings
+from engine.store.db import Database
+from engine.store.models import Notification
 from tests.engine.conftest import ROOT, Processes, env_for, wait_for
 from tests.support import free_port
 
@@ -181,3 +185,31 @@ def test_every_process_logs_in_one_format(
     api = processes.log("api")
     assert f"http://127.0.0.1:{port}" in api and "links use" in api
     assert "metrics on http://127.0.0.1:" in processes.log("worker")
+
+
+def test_send_with_the_broker_down_keeps_the_notification_for_the_scheduler(
+    settings: Settings, db: Database
+) -> None:
+    with db.session() as session:
+        categories.upsert(
+            session,
+            "order.shipped",
+            CategoryIn(
+                name="Shipped",
+                kind="transactional",
+                priority="high",
+                channels=["inapp"],
+                templates={"inapp": {"en": {"title": "Shipped", "body": "on its way"}}},
+            ),
+        )
+        recipients.upsert(session, "u-1", RecipientIn())
+    down = f"redis://127.0.0.1:{free_port()}/0"
+    done = _tidings(
+        settings, "send", "--category", "order.shipped", "--to", "u-1", TIDINGS_BROKER_URL=down
+    )
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done
+    answer = json.loads(done.stdout)
+    assert answer == {"id": answer["id"], "status": "accepted", "recipients": 1}
+    with db.session() as session:
+        row = session.get(Notification, int(answer["id"]))
+        assert row is not None and row.enqueued_at is None  # the scheduler enqueues it
