@@ -39,7 +39,7 @@ from engine.store.models import Recipient
 routes = web.RouteTableDef()
 
 
-def _afterwards(request: web.Request) -> accept.Later:
+def after_answer(request: web.Request) -> accept.Later:
     """Bookkeeping that runs after the answer has gone out (awaited on shutdown); it may
     be handed over from a database thread."""
     app = request.app
@@ -103,7 +103,7 @@ async def post_notification(
         [spec],
         settings=request.app[SETTINGS],
         planner=request.app[DISPATCH],
-        later=_afterwards(request),
+        later=after_answer(request),
     )
     return Reply(
         accepted_out(accepted),
@@ -133,7 +133,7 @@ async def post_batch(request: web.Request, body: BatchIn) -> Reply:
         settings=settings,
         planner=request.app[DISPATCH],
         batch=True,
-        later=_afterwards(request),
+        later=after_answer(request),
     )
     return Reply(BatchAcceptedOut(items=[accepted_out(a) for a in accepted]), status=202)
 

@@ -9,9 +9,10 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
+from engine.api.context import DISPATCH
 from engine.api.errors import HttpError, status_of
 from engine.api.middleware import validation_error
-from engine.api.notifications import _enqueue
+from engine.api.notifications import after_answer
 from engine.errors import TidingsError
 from engine.ops.console.web import ROOT, Desk, console_page, redirect
 from engine.pipeline import accept
@@ -67,11 +68,15 @@ async def send(desk: Desk) -> web.Response:
     try:
         spec = _spec(values)
         (accepted,) = await desk.db.run(
-            accept.accept_all, desk.db, [spec], settings=desk.settings, batch=False
+            accept.submit,
+            desk.db,
+            [spec],
+            settings=desk.settings,
+            planner=desk.request.app[DISPATCH],
+            later=after_answer(desk.request),
         )
     except (TidingsError, HttpError) as exc:
         return _form(desk, categories, values, exc)
-    await _enqueue(desk.request, [accepted])
     return redirect(desk.href(f"{ROOT}/messages/{accepted.id}", sent=1))
 
 
