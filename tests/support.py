@@ -152,6 +152,7 @@ class Sink:
         self.requests: list[tuple[str, dict[str, str], Any]] = []
         self.raw: list[bytes] = []  # each request's body as it arrived, for signature checks
         self.arrivals: list[float] = []
+        self.answered = 0  # requests answered so far (after their delay)
         self.lock = threading.Lock()
         self.app = web.Application()
         self.app.router.add_route("*", "/{tail:.*}", self.handle)
@@ -164,6 +165,8 @@ class Sink:
             self.arrivals.append(time.time())
         if self.delay:
             await asyncio.sleep(self.delay)
+        with self.lock:
+            self.answered += 1
         if request.path.startswith("/fail"):
             return web.Response(status=500, text="upstream is down")
         if request.path.startswith("/gone"):

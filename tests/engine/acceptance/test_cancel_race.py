@@ -1,0 +1,120 @@
+"""A cancel racing real workers mid-broadcast: after the cancel answered, not one more
+webhook reaches the receiver, and every delivery ended sent (exactly those the receiver
+got) or `suppressed/cancelled`; on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func
+from sqlmodel import col, select
+
+from engine.catalog import recipients
+from engine.schemas import RecipientIn
+from engine.settings import Settings
+from engine.store.db import Database
+from engine.store.models import Delivery, PlanChunk, Preference
+from tests.engine.conftest import Processes, send, wait_for
+from tests.support import Sink
+
+BOTH = pytest.mark.parametrize(
+    "database_url",
+    [pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)],
+    indirect=True,
+)
+COUNT = 240
+SALE: dict[str, Any] = {
+    "name": "Flash sale",
+    "kind": "promotional",
+    "priority": "high",
+    "channels": ["webhook"],
+    "templates": {"webhook": {"en": {"title": "Sale for {{ recipient.id }}", "body": "today"}}},
+}
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """Slices of 40 recipients and deliver jobs of 10: when the cancel lands, some of the
+    audience is unplanned, some deliveries wait in the broker and some are being sent."""
+    return settings.model_copy(
+        update={"plan_chunk_size": 40, "plan_ahead": 1, "deliver_chunk_size": 10}
+    )
+
+
+def audience(db: Database, url: str) -> None:
+    ids = [f"r{i:04d}" for i in range(COUNT)]
+    with db.session() as session:
+        recipients.upsert_many(
+            session, [(i, RecipientIn(webhook_url=f"{url}/hook/{i}")) for i in ids]
+        )
+    with db.session() as session:
+        session.add_all(Preference(recipient_id=i, quiet_hours={"enabled": False}) for i in ids)
+
+
+def settled(db: Database, nid: int) -> bool:
+    """Nothing of the notification is waiting, queued, being sent or being planned."""
+    with db.session() as session:
+        busy = session.exec(
+            select(func.count())
+            .select_from(Delivery)
+            .where(
+                col(Delivery.notification_id) == nid,
+                col(Delivery.status).in_(("scheduled", "queued", "sending")),
+            )
+        ).one()
+        planning = session.exec(
+            select(func.count())
+            .select_from(PlanChunk)
+            .where(
+                col(PlanChunk.notification_id) == nid,
+                col(PlanChunk.status).in_(("pending", "planning")),
+            )
+        ).one()
+    return busy == 0 and planning == 0
+
+
+@BOTH
+def test_nothing_is_sent_after_the_cancel_answered(
+    admin: httpx.Client, processes: Processes, db: Database, sink: tuple[Sink, str]
+) -> None:
+    receiver, url = sink
+    receiver.delay = 0.3  # each webhook takes a while: the cancel lands mid-send
+    admin.put("/v1/categories/promo.sale", json=SALE).raise_for_status()
+    audience(db, url)
+    processes.worker("worker-1", threads=4)
+    processes.worker("worker-2", threads=4)
+    processes.scheduler()
+    nid = int(send(admin, category="promo.sale", to={"all": True}))
+    wait_for(lambda: len(receiver.seconds()) >= 20, timeout=60, every=0.01)
+
+    answer = admin.post(f"/v1/notifications/{nid}/cancel")
+    assert answer.status_code == 200, answer.text
+    # Requests the receiver had begun or finished when the cancel answered: the cancel
+    # waits for sends under way, so every one of them was already answered.
+    with receiver.lock:
+        received_at_answer, answered_at_answer = len(receiver.arrivals), receiver.answered
+    assert received_at_answer < COUNT, "the broadcast finished before the cancel"
+    assert answered_at_answer == received_at_answer
+
+    wait_for(lambda: settled(db, nid), timeout=60, every=0.2)
+    # Give every job already in the broker its chance: a cancelled slice or delivery
+    # found by a late job must still send nothing.
+    admin.post(f"/v1/notifications/{nid}/cancel").raise_for_status()
+    assert len(receiver.seconds()) == received_at_answer
+
+    with db.session() as session:
+        rows = session.exec(select(Delivery).where(col(Delivery.notification_id) == nid)).all()
+    outcomes = {(d.status, d.reason) for d in rows}
+    assert outcomes <= {("delivered", None), ("suppressed", "cancelled")}, outcomes
+    delivered = {f"/hook/{d.recipient_id}" for d in rows if d.status == "delivered"}
+    with receiver.lock:
+        reached = {path for path, _, _ in receiver.requests if path.startswith("/hook/")}
+    assert reached == delivered
+    stopped = answer.json()
+    assert stopped["cancelled"] + stopped["chunks_cancelled"] > 0, stopped
+    assert len(delivered) < COUNT
+    view = admin.get(f"/v1/notifications/{nid}").json()
+    assert view["status"] == "cancelled"
+    assert view["counts"]["delivered"] == len(delivered)
