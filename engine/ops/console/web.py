@@ -162,11 +162,11 @@ def console_page(*, form: bool = False) -> Callable[[DeskHandler], Handler]:
                     await checked_form(request, operator.session_id, max_age=max_age)
                 response = await handler(desk)
             except Refused as exc:
-                response = refusal(request, t, exc)
+                response = refusal(request, t, exc, desk=desk)
             except TidingsError as exc:
                 reason = "not_found" if isinstance(exc, NotFound) else "invalid"
                 refused = Refused(reason, field=exc.field, message=exc.message)
-                response = refusal(request, t, refused, status=status_of(exc))
+                response = refusal(request, t, refused, status=status_of(exc), desk=desk)
             response.headers.update(HEADERS)
             return response
 
@@ -207,12 +207,18 @@ def signed_out(request: web.Request, t: i18n.Translator, reason: str) -> web.Res
 
 
 def refusal(
-    request: web.Request, t: i18n.Translator, exc: Refused, *, status: int | None = None
+    request: web.Request,
+    t: i18n.Translator,
+    exc: Refused,
+    *,
+    status: int | None = None,
+    desk: Desk | None = None,
 ) -> web.Response:
+    """A page saying why the request was refused, with the console's navigation when
+    someone is signed in."""
     context = {"reason": exc.reason, "field": exc.field, "message": exc.message}
-    return render(
-        request, "refused.html", context, t=t, status=status or Refused.STATUS[exc.reason]
-    )
+    code = status or Refused.STATUS[exc.reason]
+    return render(request, "refused.html", context, t=t, desk=desk, status=code)
 
 
 def render(

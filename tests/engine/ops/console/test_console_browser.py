@@ -1,0 +1,147 @@
+"""The console in a real browser: Debian's headless Chromium driven by Playwright."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import time_machine
+
+from engine.ops.console import session
+from engine.settings import Settings
+from engine.store import installation
+from engine.store.db import Database
+from engine.store.models import ApiKey
+from engine.timeutil import now
+from tests.engine.ops.console.test_console_pages import seed_outcomes
+from tests.support import Server
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
+PHONE = {"width": 375, "height": 812}
+DESKTOP = {"width": 1280, "height": 900}
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing: install Debian's chromium package"
+    ),
+]
+
+if CHROMIUM.exists():
+    from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(params=["phone", "desktop"])
+def page(request: pytest.FixtureRequest, browser: Browser) -> Iterator[Page]:
+    """A browser tab at phone or desktop width that fails the test on any CSP refusal."""
+    size = PHONE if request.param == "phone" else DESKTOP
+    context = browser.new_context(viewport=size, locale="en-US")  # type: ignore[arg-type]
+    tab = context.new_page()
+    tab.set_default_timeout(15_000)
+    refusals: list[str] = []
+    tab.on(
+        "console",
+        lambda m: refusals.append(m.text) if "Content Security Policy" in m.text else None,
+    )
+    yield tab
+    context.close()
+    assert refusals == [], refusals
+
+
+def sign_in(page: Page, server: Server, key: str) -> None:
+    page.goto(f"{server.url}/console")
+    expect(page).to_have_url(f"{server.url}/console/sign-in?reason=missing&lang=en")
+    page.get_by_label("Admin API key").fill(key)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Data", exact=True)).to_be_visible()
+
+
+def fits(page: Page) -> None:
+    """Nothing is wider than the screen; wide tables scroll inside their own box."""
+    width = page.evaluate("document.documentElement.scrollWidth")
+    viewport = page.viewport_size
+    assert viewport is not None
+    assert width <= viewport["width"], f"the page is {width}px wide on {viewport['width']}px"
+
+
+def test_sign_in_every_page_and_sign_out(
+    page: Page, server: Server, admin_key: str, db: Database, tmp_path: Path
+) -> None:
+    seed_outcomes(db)
+    sign_in(page, server, admin_key)
+    # The key is nowhere in the browser: not in a cookie, not in storage.
+    cookies = page.context.cookies()
+    assert [c["name"] for c in cookies] == [session.COOKIE]
+    assert all(admin_key not in c["value"] for c in cookies)
+    assert cookies[0]["httpOnly"] and cookies[0]["sameSite"] == "Strict"
+    assert page.evaluate("localStorage.length + sessionStorage.length") == 0
+
+    charts = page.locator("img.chart")
+    expect(charts).to_have_count(4)
+    for index in range(4):  # each chart decoded and drawn under the page's CSP
+        assert charts.nth(index).evaluate("img => img.complete && img.naturalWidth") > 0
+    expect(page.locator("#figures")).to_contain_text("promo.flash_sale")
+    fits(page)
+    page.screenshot(path=str(tmp_path / "panel.png"), full_page=True)
+
+    page.get_by_label("Group by").select_option("channel")
+    page.get_by_role("button", name="Show").click()
+    expect(page.locator("#figures")).to_contain_text("email")
+
+    for name, heading in (("Health", "Health"), ("Test send", "Test send")):
+        page.get_by_role("link", name=name, exact=True).click()
+        expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
+        fits(page)
+    page.get_by_role("link", name="Recipients", exact=True).click()
+    page.get_by_label("Recipient id").fill("r-1")
+    page.get_by_role("button", name="Look up").click()
+    expect(page.get_by_role("heading", name="Not found")).to_be_visible()
+
+    page.get_by_role("link", name="中文").click()
+    expect(page.get_by_role("button", name="退出登录")).to_be_visible()
+    page.get_by_role("link", name="English").click()
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("status")).to_have_text("You are signed out.")
+    page.goto(f"{server.url}/console/health")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+
+
+def test_a_tampered_form_token_is_refused_and_changes_nothing(
+    page: Page, server: Server, admin_key: str
+) -> None:
+    sign_in(page, server, admin_key)
+    page.eval_on_selector("input[name=csrf_token]", "el => { el.value = 'forged'; }")
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", name="This form has expired")).to_be_visible()
+    page.goto(f"{server.url}/console/health")
+    expect(page.get_by_role("heading", name="Health", exact=True)).to_be_visible()
+
+
+def test_an_expired_sign_in_sends_you_back_to_sign_in(
+    page: Page, server: Server, admin_key: str, settings: Settings, db: Database
+) -> None:
+    with db.session() as s:
+        row = s.get(ApiKey, 1)
+        assert row is not None
+        ago = now() - timedelta(seconds=settings.console_session_ttl + 1)
+        with time_machine.travel(ago):
+            stale = session.issue(installation.bind(settings, db).signing_keys, row)
+    page.context.add_cookies(
+        [{"name": session.COOKIE, "value": stale, "domain": "127.0.0.1", "path": "/console"}]
+    )
+    page.goto(f"{server.url}/console")
+    expect(page.get_by_role("status")).to_have_text(
+        "Your sign-in has expired. Please sign in again."
+    )
+    assert session.COOKIE not in [c["name"] for c in page.context.cookies()]
