@@ -126,6 +126,8 @@ def stacked(
         top = max((sum(v) for v in zip(*parts.values(), strict=True)), default=0)
         step = max(1, math.ceil(top / 5))
         extra["y_labels"] = list(range(0, int(top) + step + 1, step))
+    # Up to three parts side by side in one legend row; more wrap two to a row.
+    extra["legend_at_bottom_columns"] = len(parts) if len(parts) <= 3 else 2
     chart = pygal.HorizontalStackedBar(**_config(**extra))
     chart.x_labels = list(groups)
     for name, values in parts.items():

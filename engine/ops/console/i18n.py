@@ -171,6 +171,24 @@ STRINGS: dict[str, tuple[str, str]] = {
     "funnel.opened": ("Opened", "已打开"),
     "funnel.clicked": ("Clicked", "已点击"),
     "funnel.converted": ("Converted", "已转化"),
+    "message.cancel": ("Cancel this notification", "取消这条通知"),
+    "message.cancel_hint": (
+        "Scheduled and queued deliveries end suppressed (cancelled); sent ones stay as they are.",
+        "已计划和排队中的投递将被取消；已发送的不受影响。",
+    ),
+    "message.cancelled": (
+        "Cancelled. Nothing of it that had not gone out will go out.",
+        "已取消，尚未发出的投递不会再发出。",
+    ),
+    "log.all": ("All", "全部"),
+    "log.created_after": ("Created from", "创建日期自"),
+    "log.created_before": ("Created until", "创建日期至"),
+    "log.audience": ("Audience", "受众"),
+    "log.ids": ("{count} listed", "指定 {count} 人"),
+    "log.segment": ("Segment", "人群"),
+    "log.topic": ("Followers of {topic}", "关注 {topic} 的用户"),
+    "log.everyone": ("Everyone", "全部用户"),
+    "log.older": ("Older notifications", "更早的通知"),
     # Test send
     "send.title": ("Test send", "测试发送"),
     "send.lead": (

@@ -3,19 +3,83 @@ counts, funnel and paged deliveries (with their history and errors); and cancell
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import date, timedelta
+from typing import Any, get_args
 
 from aiohttp import web
+from pydantic import ValidationError
 
-from engine.ops import stats
-from engine.ops.console.web import ROOT, Desk, Refused, console_page
-from engine.pipeline import accept
+from engine.api.middleware import validation_error
+from engine.ops import message_log, stats
+from engine.ops.console.web import ROOT, Desk, Refused, console_page, redirect
+from engine.pipeline import accept, cancel
+from engine.schemas_log import NotificationsQuery, NotificationState
+from preferences import store
 
 routes = web.RouteTableDef()
 PAGE = 50
 # While these remain, the page reloads itself to show deliveries settling.
 SETTLING_NOTIFICATION = ("accepted", "planning")
 SETTLING_DELIVERY = ("queued", "sending")
+STATES = get_args(NotificationState)
+# The log's counts, in the order a delivery moves through them.
+COLUMNS = ("scheduled", "queued", "sent", "delivered", "suppressed", "failed")
+
+
+def _query(raw: dict[str, str]) -> NotificationsQuery:
+    """The log's filters, checked by the same model as `GET /v1/notifications`; the
+    form's dates (`YYYY-MM-DD`) mean midnight UTC, and `created_before` includes its
+    day. A bad one is a 422 naming its field."""
+    given = {k: v for k, v in raw.items() if k in NotificationsQuery.model_fields and v}
+    for field in ("created_after", "created_before"):
+        if field in given:
+            try:
+                day = date.fromisoformat(given[field])
+            except ValueError:
+                message = "expected a date such as 2026-11-30"
+                raise Refused("invalid", field=field, message=message) from None
+            if field == "created_before":
+                day += timedelta(days=1)
+            given[field] = f"{day.isoformat()}T00:00:00+00:00"
+    try:
+        return NotificationsQuery.model_validate(given)
+    except ValidationError as exc:
+        refused = validation_error(exc)
+        raise Refused("invalid", field=refused.field, message=refused.message) from None
+
+
+@routes.get(f"{ROOT}/messages")
+@console_page()
+async def log(desk: Desk) -> web.Response:
+    """Notifications newest first with their category, audience, status and counts,
+    filtered by category, status and creation day, paged by `before`."""
+    raw = dict(desk.request.query)
+    query = _query(raw)
+
+    def read() -> tuple[dict[str, Any], list[str]]:
+        with desk.db.session() as session:
+            page = message_log.notifications(
+                session,
+                category=query.category,
+                state=query.status,
+                created_after=query.created_after,
+                created_before=query.created_before,
+                before=int(query.before) if query.before else None,
+                limit=query.limit or PAGE,
+            )
+            return page, sorted(store.load_categories(session))
+
+    page, categories = await desk.db.run(read)
+    filters = {k: raw.get(k, "") for k in ("category", "status", "created_after", "created_before")}
+    context = {
+        "section": "messages",
+        "page": page,
+        "categories": categories,
+        "states": STATES,
+        "columns": COLUMNS,
+        "filters": filters,
+    }
+    return desk.render("messages.html", context)
 
 
 def _row_id(raw: str, field: str) -> int:
@@ -44,6 +108,8 @@ async def notification(desk: Desk) -> web.Response:
     )
     context = {
         "section": "messages",
+        "cancellable": shown["status"] != "cancelled" and shown["status"] != "done",
+        "just_cancelled": desk.request.query.get("cancelled") == "1",
         "n": shown,
         "funnel": stats.funnel(counts),
         "deliveries": {"items": shown["deliveries"], "next": shown["next"]},
@@ -51,3 +117,15 @@ async def notification(desk: Desk) -> web.Response:
         "just_sent": desk.request.query.get("sent") == "1",
     }
     return desk.render("notification.html", context)
+
+
+@routes.post(f"{ROOT}/messages/{{id}}/cancel")
+@console_page(form=True)
+async def cancel_notification(desk: Desk) -> web.Response:
+    """Cancel as `POST /v1/notifications/{id}/cancel` does: what has not gone out never
+    will; the answer waits for deliveries being sent. Cancelling again changes nothing."""
+    nid = _row_id(desk.request.match_info["id"], "id")
+    settings = desk.settings
+    wait = settings.http_timeout + settings.lease_margin
+    await desk.db.run(cancel.cancel, desk.db, nid, wait=wait)
+    return redirect(desk.href(f"{ROOT}/messages/{nid}", cancelled=1))

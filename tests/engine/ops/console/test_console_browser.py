@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 import time_machine
 
@@ -15,6 +16,8 @@ from engine.store import installation
 from engine.store.db import Database
 from engine.store.models import ApiKey
 from engine.timeutil import now
+from tests.engine.acceptance.test_pipeline import ORDER
+from tests.engine.conftest import recipient, send
 from tests.engine.ops.console.test_console_pages import seed_outcomes
 from tests.support import Server
 
@@ -99,7 +102,11 @@ def test_sign_in_every_page_and_sign_out(
     page.get_by_role("button", name="Show").click()
     expect(page.locator("#figures")).to_contain_text("email")
 
-    for name, heading in (("Health", "Health"), ("Test send", "Test send")):
+    for name, heading in (
+        ("Messages", "Messages"),
+        ("Health", "Health"),
+        ("Test send", "Test send"),
+    ):
         page.get_by_role("link", name=name, exact=True).click()
         expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
         fits(page)
@@ -145,3 +152,25 @@ def test_an_expired_sign_in_sends_you_back_to_sign_in(
         "Your sign-in has expired. Please sign in again."
     )
     assert session.COOKIE not in [c["name"] for c in page.context.cookies()]
+
+
+def test_cancel_a_notification_from_the_log(
+    page: Page, server: Server, admin_key: str, admin: httpx.Client
+) -> None:
+    admin.put("/v1/categories/order.delivered", json=ORDER).raise_for_status()
+    recipient(admin, "u-1", email="u1@example.com")
+    nid = send(admin, category="order.delivered", to=["u-1"], data={"card": "c", "order_id": "1"})
+    sign_in(page, server, admin_key)
+    page.get_by_role("link", name="Messages", exact=True).click()
+    page.get_by_label("Status").select_option("accepted")
+    page.get_by_role("button", name="Show").click()
+    page.get_by_role("link", name=nid, exact=True).click()
+    expect(
+        page.get_by_role("heading", name=f"Notification {nid} · order.delivered")
+    ).to_be_visible()
+    fits(page)
+    page.get_by_role("button", name="Cancel this notification").click()
+    expect(page.get_by_role("status")).to_contain_text("Cancelled.")
+    expect(page.locator("#notification-status")).to_have_text("cancelled")
+    expect(page.get_by_role("button", name="Cancel this notification")).to_have_count(0)
+    assert admin.get(f"/v1/notifications/{nid}").json()["status"] == "cancelled"
