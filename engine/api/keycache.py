@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from cachetools import TTLCache
 from sqlalchemy import update
-from sqlmodel import col
+from sqlmodel import Session, col
 
 from engine.catalog import keys
 from engine.store.db import Database
@@ -80,12 +80,11 @@ class KeyCache:
         hit = self._live.get(digest) if usable else None
         if hit is None:
 
-            def lookup() -> LiveKey | None:
-                with db.session() as session:
-                    row = keys.find(session, plain)
-                    return LiveKey(int(row.id or 0), frozenset(row.scopes)) if row else None
+            def lookup(session: Session) -> LiveKey | None:
+                row = keys.find(session, plain)
+                return LiveKey(int(row.id or 0), frozenset(row.scopes)) if row else None
 
-            hit = await db.run(lookup)
+            hit = await db.read(lookup)
             if hit is None:
                 return None
             if usable:
@@ -98,13 +97,10 @@ class KeyCache:
     def _touch(self, db: Database, key_id: int) -> None:
         """Note when the key was last used, after the answer (a failure only logs)."""
 
-        def write() -> None:
-            with db.session() as session:
-                session.exec(
-                    update(ApiKey).where(col(ApiKey.id) == key_id).values(last_used_at=now())
-                )
+        def write(session: Session) -> None:
+            session.exec(update(ApiKey).where(col(ApiKey.id) == key_id).values(last_used_at=now()))
 
-        task = asyncio.ensure_future(db.run(write))
+        task = asyncio.ensure_future(db.write(write))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
         task.add_done_callback(_logged)

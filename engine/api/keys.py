@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from sqlmodel import Session
 
 from engine.api.context import DB, KEY_CACHE, REDIS, scope
 from engine.api.contract import operation
@@ -21,11 +22,10 @@ routes = web.RouteTableDef()
 async def list_keys(request: web.Request) -> dict[str, Any]:
     """Every API key with its name, scopes, when it was created, last used and revoked."""
 
-    def read() -> list[dict[str, Any]]:
-        with request.app[DB].session() as session:
-            return [keys.public(row) for row in keys.listing(session)]
+    def read(session: Session) -> list[dict[str, Any]]:
+        return [keys.public(row) for row in keys.listing(session)]
 
-    return {"items": await request.app[DB].run(read)}
+    return {"items": await request.app[DB].read(read)}
 
 
 @routes.post("/v1/keys/{id}/revoke")
@@ -35,12 +35,11 @@ async def revoke_key(request: web.Request, path: RowPath) -> dict[str, Any]:
     """Revoke a key: every API process refuses it from the very next request."""
     key_id = int(path.id)
 
-    def write() -> dict[str, Any] | None:
-        with request.app[DB].session() as session:
-            row = keys.revoke(session, key_id)
-            return keys.public(row) if row else None
+    def write(session: Session) -> dict[str, Any] | None:
+        row = keys.revoke(session, key_id)
+        return keys.public(row) if row else None
 
-    revoked = await request.app[DB].run(write)
+    revoked = await request.app[DB].write(write)
     if revoked is None:
         raise NotFound(f"no API key {path.id!r}", field="id")
     # Other API processes drop their caches when the counter moves; if Redis is down,

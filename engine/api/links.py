@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import create_model
 from sqlalchemy import update
-from sqlmodel import col
+from sqlmodel import Session, col
 
 from engine.api.context import DB, SETTINGS, scope
 from engine.api.contract import operation
@@ -40,12 +40,11 @@ async def mint_links(request: web.Request, path: RecipientPath) -> dict[str, Any
     rid = path.id
     links = Links(request.app[SETTINGS])
 
-    def read() -> tuple[int, str | None] | None:
-        with request.app[DB].session() as session:
-            row = session.get(Recipient, rid)
-            return (row.links_version, row.links_salt) if row else None
+    def read(session: Session) -> tuple[int, str | None] | None:
+        row = session.get(Recipient, rid)
+        return (row.links_version, row.links_salt) if row else None
 
-    found = await request.app[DB].run(read)
+    found = await request.app[DB].read(read)
     if found is None:
         raise NotFound(f"no recipient {rid!r}", field="id")
     version, salt = found
@@ -61,17 +60,16 @@ async def revoke_links(request: web.Request, path: RecipientPath) -> dict[str, A
     """Revoke every page link minted for a recipient so far (a leaked link, a new owner)."""
     rid = path.id
 
-    def write() -> int | None:
-        with request.app[DB].session() as session:
-            bumped = session.execute(
-                update(Recipient)
-                .where(col(Recipient.id) == rid)
-                .values(links_version=col(Recipient.links_version) + 1, updated_at=now())
-                .returning(col(Recipient.links_version))
-            ).first()
-            return int(bumped[0]) if bumped else None
+    def write(session: Session) -> int | None:
+        bumped = session.execute(
+            update(Recipient)
+            .where(col(Recipient.id) == rid)
+            .values(links_version=col(Recipient.links_version) + 1, updated_at=now())
+            .returning(col(Recipient.links_version))
+        ).first()
+        return int(bumped[0]) if bumped else None
 
-    version = await request.app[DB].run(write)
+    version = await request.app[DB].write(write)
     if version is None:
         raise NotFound(f"no recipient {rid!r}", field="id")
     return {"id": rid, "revoked": True, "links_version": version}

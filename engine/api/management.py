@@ -40,11 +40,10 @@ routes = web.RouteTableDef()
 async def put_category(request: web.Request, path: KeyPath, body: CategoryIn) -> dict[str, Any]:
     """Define or replace a category: routing, caps, collapse and templates."""
 
-    def write() -> dict[str, Any]:
-        with request.app[DB].session() as session:
-            return categories.public(categories.upsert(session, path.key, body))
+    def write(session: Session) -> dict[str, Any]:
+        return categories.public(categories.upsert(session, path.key, body))
 
-    return await request.app[DB].run(write)
+    return await request.app[DB].write(write)
 
 
 @routes.get("/v1/categories")
@@ -53,12 +52,11 @@ async def put_category(request: web.Request, path: KeyPath, body: CategoryIn) ->
 async def list_categories(request: web.Request) -> dict[str, Any]:
     """Every category, by key."""
 
-    def read() -> list[dict[str, Any]]:
-        with request.app[DB].session() as session:
-            rows = session.exec(select(Category).order_by(col(Category.key)))
-            return [categories.public(c) for c in rows]
+    def read(session: Session) -> list[dict[str, Any]]:
+        rows = session.exec(select(Category).order_by(col(Category.key)))
+        return [categories.public(c) for c in rows]
 
-    return {"items": await request.app[DB].run(read)}
+    return {"items": await request.app[DB].read(read)}
 
 
 @routes.get("/v1/categories/{key}")
@@ -67,12 +65,11 @@ async def list_categories(request: web.Request) -> dict[str, Any]:
 async def get_category(request: web.Request, path: KeyPath) -> dict[str, Any]:
     """One category."""
 
-    def read() -> dict[str, Any] | None:
-        with request.app[DB].session() as session:
-            row = session.get(Category, path.key)
-            return categories.public(row) if row else None
+    def read(session: Session) -> dict[str, Any] | None:
+        row = session.get(Category, path.key)
+        return categories.public(row) if row else None
 
-    found = await request.app[DB].run(read)
+    found = await request.app[DB].read(read)
     if found is None:
         raise NotFound(f"no category {path.key!r}", field="key")
     return found
@@ -88,11 +85,10 @@ async def put_recipient(
     settings = request.app[SETTINGS]
     check_outbound(body, settings, "webhook_url")
 
-    def write() -> dict[str, Any]:
-        with request.app[DB].session() as session:
-            return recipients.public(recipients.upsert(session, path.id, body), settings)
+    def write(session: Session) -> dict[str, Any]:
+        return recipients.public(recipients.upsert(session, path.id, body), settings)
 
-    return await request.app[DB].run(write)
+    return await request.app[DB].write(write)
 
 
 @routes.post("/v1/recipients/bulk")
@@ -116,11 +112,10 @@ async def bulk_recipients(request: web.Request, body: RecipientsBulkIn) -> dict[
         seen.add(entry.id)
     parsed = [(entry.id, entry) for entry in body.recipients]
 
-    def write() -> int:
-        with request.app[DB].session() as session:
-            return len(recipients.upsert_many(session, parsed))
+    def write(session: Session) -> int:
+        return len(recipients.upsert_many(session, parsed))
 
-    return {"upserted": await request.app[DB].run(write)}
+    return {"upserted": await request.app[DB].write(write)}
 
 
 def check_outbound(changes: RecipientIn, settings: Settings, field: str) -> None:
@@ -143,11 +138,10 @@ async def get_recipient(request: web.Request, path: RecipientPath) -> dict[str, 
     """A recipient with derived `tier` and `activity`."""
     settings = request.app[SETTINGS]
 
-    def read() -> dict[str, Any]:
-        with request.app[DB].session() as session:
-            return recipients.public(_recipient(session, path.id), settings)
+    def read(session: Session) -> dict[str, Any]:
+        return recipients.public(_recipient(session, path.id), settings)
 
-    return await request.app[DB].run(read)
+    return await request.app[DB].read(read)
 
 
 @routes.delete("/v1/recipients/{id}")
@@ -155,12 +149,7 @@ async def get_recipient(request: web.Request, path: RecipientPath) -> dict[str, 
 @operation(path=RecipientPath, responses={200: ErasedOut})
 async def delete_recipient(request: web.Request, path: RecipientPath) -> dict[str, Any]:
     """Erase a recipient: contact points, preferences and message copy are removed."""
-
-    def erase() -> bool:
-        with request.app[DB].session() as session:
-            return recipients.erase(session, path.id)
-
-    if not await request.app[DB].run(erase):
+    if not await request.app[DB].write(recipients.erase, path.id):
         raise NotFound(f"no recipient {path.id!r}", field="id")
     return {"id": path.id, "erased": True}
 
@@ -172,12 +161,11 @@ async def get_preferences(request: web.Request, path: RecipientPath) -> dict[str
     """A recipient's preferences with every default resolved."""
     settings = request.app[SETTINGS]
 
-    def read() -> dict[str, Any]:
-        with request.app[DB].session() as session:
-            prefs = store.load_one(session, _recipient(session, path.id), settings=settings)
-            return store.document(prefs, list(store.load_categories(session).values()))
+    def read(session: Session) -> dict[str, Any]:
+        prefs = store.load_one(session, _recipient(session, path.id), settings=settings)
+        return store.document(prefs, list(store.load_categories(session).values()))
 
-    return await request.app[DB].run(read)
+    return await request.app[DB].read(read)
 
 
 @routes.put("/v1/recipients/{id}/preferences")
@@ -189,13 +177,12 @@ async def put_preferences(
     """Change a recipient's preferences; keys left out keep their value."""
     settings = request.app[SETTINGS]
 
-    def write() -> dict[str, Any]:
-        with request.app[DB].session() as session:
-            recipient = _recipient(session, path.id)
-            cats = store.load_categories(session)
-            store.update(session, path.id, body, categories=cats)
-            session.flush()
-            prefs = store.load_one(session, recipient, settings=settings)
-            return store.document(prefs, list(cats.values()))
+    def write(session: Session) -> dict[str, Any]:
+        recipient = _recipient(session, path.id)
+        cats = store.load_categories(session)
+        store.update(session, path.id, body, categories=cats)
+        session.flush()
+        prefs = store.load_one(session, recipient, settings=settings)
+        return store.document(prefs, list(cats.values()))
 
-    return await request.app[DB].run(write)
+    return await request.app[DB].write(write)

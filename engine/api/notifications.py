@@ -153,11 +153,7 @@ async def get_notification(
     limit = query.limit or request.app[SETTINGS].page_size
     after = int(query.after) if query.after else None
 
-    def read() -> dict[str, Any]:
-        with request.app[DB].session() as session:
-            return accept.status(session, int(path.id), after=after, limit=limit)
-
-    return await request.app[DB].run(read)
+    return await request.app[DB].read(accept.status, int(path.id), after=after, limit=limit)
 
 
 NOT_DELIVERED = {
@@ -170,12 +166,7 @@ NOT_DELIVERED = {
 @operation(path=RowPath, body=EventIn, responses={200: EventRecordedOut}, errors=NOT_DELIVERED)
 async def post_event(request: web.Request, path: RowPath, body: EventIn) -> dict[str, Any]:
     """Record opened, read, clicked or converted; reading cancels pending sends elsewhere."""
-
-    def write() -> dict[str, Any]:
-        with request.app[DB].session() as session:
-            return receipts.record_event(session, int(path.id), body.type)
-
-    return await request.app[DB].run(write)
+    return await request.app[DB].write(receipts.record_event, int(path.id), body.type)
 
 
 @routes.post("/v1/deliveries/{id}/feedback")
@@ -183,12 +174,9 @@ async def post_event(request: web.Request, path: RowPath, body: EventIn) -> dict
 @operation(path=RowPath, body=FeedbackIn, responses={200: FeedbackOut}, errors=NOT_DELIVERED)
 async def post_feedback(request: web.Request, path: RowPath, body: FeedbackIn) -> dict[str, Any]:
     """Record 👍 / 😕 / 👎 (`up`, `meh`, `down`) with an optional comment."""
-
-    def write() -> dict[str, Any]:
-        with request.app[DB].session() as session:
-            return receipts.record_feedback(session, int(path.id), body.rating, body.comment)
-
-    return await request.app[DB].run(write)
+    return await request.app[DB].write(
+        receipts.record_feedback, int(path.id), body.rating, body.comment
+    )
 
 
 def _known(session: Session, rid: str) -> None:
@@ -206,12 +194,11 @@ async def get_recipient_deliveries(
     limit = query.limit or request.app[SETTINGS].page_size
     before = int(query.before) if query.before else None
 
-    def read() -> dict[str, Any]:
-        with request.app[DB].session() as session:
-            _known(session, path.id)
-            return receipts.recipient_deliveries(session, path.id, before=before, limit=limit)
+    def read(session: Session) -> dict[str, Any]:
+        _known(session, path.id)
+        return receipts.recipient_deliveries(session, path.id, before=before, limit=limit)
 
-    return await request.app[DB].run(read)
+    return await request.app[DB].read(read)
 
 
 @routes.get("/v1/recipients/{id}/inbox")
@@ -224,9 +211,8 @@ async def get_inbox(
     limit = query.limit or request.app[SETTINGS].page_size
     before = int(query.before) if query.before else None
 
-    def read() -> dict[str, Any]:
-        with request.app[DB].session() as session:
-            _known(session, path.id)
-            return receipts.inbox(session, path.id, before=before, limit=limit)
+    def read(session: Session) -> dict[str, Any]:
+        _known(session, path.id)
+        return receipts.inbox(session, path.id, before=before, limit=limit)
 
-    return await request.app[DB].run(read)
+    return await request.app[DB].read(read)

@@ -30,10 +30,5 @@ async def get_stats(request: web.Request, query: StatsQuery) -> dict[str, Any]:
         raise Invalid("to is too early to look 7 days back from", field="to") from None
     if since >= until:
         raise Invalid("from must be before to", field="from")
-
-    def read() -> list[dict[str, Any]]:
-        with request.app[DB].session() as session:
-            return stats.rates(session, by=query.by, since=since, until=until)
-
-    items = await request.app[DB].run(read)
+    items = await request.app[DB].read(stats.rates, by=query.by, since=since, until=until)
     return {"by": query.by, "from": since.isoformat(), "to": until.isoformat(), "items": items}

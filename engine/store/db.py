@@ -1,17 +1,24 @@
 """SQL engines and sessions, and running the Alembic migrations.
 
 Workers, the scheduler and the CLI use these synchronous sessions directly; the
-aiohttp handlers run them through `run_db`, off the event loop.
+aiohttp handlers hand a data-access function to `Database.read` or `Database.write`,
+which run it in a session of its own off the event loop.
+
+On SQLite, writers take turns (`engine.store.sqlite`): foreground writers first, and a
+background writer only while none of them waits. Whether a write is background work is
+decided here, by the session it runs in (`background=True`) or the block around it
+(`background()`), so that nothing outside the store deals with SQLite's turns.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import orjson
 from sqlalchemy import Engine, create_engine, event
@@ -21,6 +28,7 @@ from engine.settings import Settings
 from engine.store import sqlite
 
 T = TypeVar("T")
+P = ParamSpec("P")
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
 
@@ -65,6 +73,13 @@ def make_engine(settings: Settings) -> Engine:
     )
 
 
+def background() -> AbstractContextManager[None]:
+    """A block whose SQL writes, in this thread, are background work: on SQLite they take
+    a turn only while no foreground writer (the API, the scheduler, critical jobs) waits.
+    PostgreSQL has no turns to take; there the block changes nothing."""
+    return sqlite.background()
+
+
 class Database:
     """The engine and a session factory for one process."""
 
@@ -74,9 +89,13 @@ class Database:
         self._executor: ThreadPoolExecutor | None = None
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A session that commits on success and rolls back on error."""
-        with Session(self.engine, expire_on_commit=False) as session:
+    def session(self, *, background: bool = False) -> Iterator[Session]:
+        """A session that commits on success and rolls back on error.
+
+        With `background=True` its writes give way to foreground writes (see
+        `background()`): for bookkeeping nobody waits for.
+        """
+        with _background(background), Session(self.engine, expire_on_commit=False) as session:
             try:
                 yield session
                 session.commit()
@@ -84,17 +103,48 @@ class Database:
                 session.rollback()
                 raise
 
-    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run a blocking data-access function off the event loop."""
+    async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """`fn(*args, **kwargs)`, a blocking function, run off the event loop."""
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="tidings-db")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+
+    async def read(
+        self, fn: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """`fn(session, *args, **kwargs)` in a session of its own, off the event loop.
+
+        Nothing is committed: a read that adds or changes rows by mistake leaves them
+        unwritten. Rows it returns stay readable after the session closes.
+        """
+
+        def call() -> T:
+            with Session(self.engine, expire_on_commit=False) as session:
+                return fn(session, *args, **kwargs)
+
+        return await self.run(call)
+
+    async def write(
+        self, fn: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """`fn(session, *args, **kwargs)` in a transaction of its own, off the event loop:
+        committed when `fn` returns, rolled back when it raises (its exception propagates)."""
+
+        def call() -> T:
+            with self.session() as session:
+                return fn(session, *args, **kwargs)
+
+        return await self.run(call)
 
     def close(self) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=False)
         self.engine.dispose()
+
+
+def _background(on: bool) -> AbstractContextManager[None]:
+    return sqlite.background() if on else nullcontext()
 
 
 def schema_revision(settings: Settings) -> str | None:

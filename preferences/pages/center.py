@@ -181,12 +181,7 @@ def _show(
 async def preference_center(visit: Visit) -> web.StreamResponse:
     """The preference center: channels, categories, follows, caps, quiet hours, pause and
     digest."""
-
-    def read() -> Snapshot:
-        with visit.db.session() as session:
-            return _snapshot(session, visit)
-
-    return _show(visit, await visit.db.run(read))
+    return _show(visit, await visit.db.read(_snapshot, visit))
 
 
 def _today(state: FormState, fallback: FormState) -> date:
@@ -204,32 +199,33 @@ async def save_preferences(visit: Visit) -> web.StreamResponse:
     days = [v for v in form.getall("quiet_days", []) if isinstance(v, str)]
     action = fields.get("action", "save")
 
-    def write() -> tuple[Snapshot, FormState | None, dict[str, Problem], list[Change]]:
-        with visit.db.session() as session:
-            snap = _snapshot(session, visit)
-            if action == "save":
-                after = forms.submitted(fields, days, snap.layout, snap.state)
-                if problems := forms.validate(after, today=_today(after, snap.state)):
-                    return snap, after, problems, []
-                changes_in, changes = forms.difference(snap.state, after)
-            elif action in ("unsubscribe", "resubscribe"):
-                on = action == "unsubscribe"
-                changes_in = PreferencesIn(unsubscribed=on)
-                changes = [("unsubscribed",) if on else ("resubscribed",)]
-            elif action == "unfollow" and fields.get("topic") in snap.topics:
-                follows.unfollow(session, visit.recipient.id, fields["topic"])
-                return snap, None, {}, [("unfollow", fields["topic"])]
-            elif action == "mute" and fields.get("category") in snap.state.categories:
-                key = fields["category"]
-                changes_in = forms.turn_off(key)
-                changes = [("category", key, False)]
-            else:
-                return snap, None, {}, []
-            store.update(session, visit.recipient.id, changes_in, categories=snap.categories)
-            return snap, None, {}, changes
+    def write(
+        session: Session,
+    ) -> tuple[Snapshot, FormState | None, dict[str, Problem], list[Change]]:
+        snap = _snapshot(session, visit)
+        if action == "save":
+            after = forms.submitted(fields, days, snap.layout, snap.state)
+            if problems := forms.validate(after, today=_today(after, snap.state)):
+                return snap, after, problems, []
+            changes_in, changes = forms.difference(snap.state, after)
+        elif action in ("unsubscribe", "resubscribe"):
+            on = action == "unsubscribe"
+            changes_in = PreferencesIn(unsubscribed=on)
+            changes = [("unsubscribed",) if on else ("resubscribed",)]
+        elif action == "unfollow" and fields.get("topic") in snap.topics:
+            follows.unfollow(session, visit.recipient.id, fields["topic"])
+            return snap, None, {}, [("unfollow", fields["topic"])]
+        elif action == "mute" and fields.get("category") in snap.state.categories:
+            key = fields["category"]
+            changes_in = forms.turn_off(key)
+            changes = [("category", key, False)]
+        else:
+            return snap, None, {}, []
+        store.update(session, visit.recipient.id, changes_in, categories=snap.categories)
+        return snap, None, {}, changes
 
     try:
-        snap, state, problems, changes = await visit.db.run(write)
+        snap, state, problems, changes = await visit.db.write(write)
     except FieldError:  # a required category cannot be muted
         return redirect(visit.here())
     if problems:
@@ -241,11 +237,10 @@ async def save_preferences(visit: Visit) -> web.StreamResponse:
 async def _unsubscribe_page(visit: Visit, *, done: bool) -> web.Response:
     """The unsubscribe page. It links nowhere else: this token opens only this page."""
 
-    def read() -> bool:
-        with visit.db.session() as session:
-            return store.load_one(session, visit.recipient, settings=visit.settings).unsubscribed
+    def read(session: Session) -> bool:
+        return store.load_one(session, visit.recipient, settings=visit.settings).unsubscribed
 
-    already = await visit.db.run(read)
+    already = await visit.db.read(read)
     query = visit.request.query
     context = {
         "done": done or already,
@@ -277,16 +272,15 @@ async def unsubscribe(visit: Visit) -> web.StreamResponse:
     if not on:
         await check_form(visit)
 
-    def write() -> None:
-        with visit.db.session() as session:
-            store.update(
-                session,
-                visit.recipient.id,
-                PreferencesIn(unsubscribed=on),
-                categories=store.load_categories(session),
-            )
+    def write(session: Session) -> None:
+        store.update(
+            session,
+            visit.recipient.id,
+            PreferencesIn(unsubscribed=on),
+            categories=store.load_categories(session),
+        )
 
-    await visit.db.run(write)
+    await visit.db.write(write)
     if not on:
         return redirect(visit.here(saved="resubscribed") + "#saved")
     return await _unsubscribe_page(visit, done=True)

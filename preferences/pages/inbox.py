@@ -44,11 +44,10 @@ async def inbox(visit: Visit) -> web.StreamResponse:
     query = visit.request.query
     before = row_id(query.get("before"))
 
-    def read() -> dict[str, Any]:
-        with visit.db.session() as session:
-            box = receipts.inbox(session, visit.recipient.id, before=before, limit=PAGE_SIZE)
-            categories = store.load_categories(session)
-            prefs = store.load_one(session, visit.recipient, settings=visit.settings)
+    def read(session: Session) -> dict[str, Any]:
+        box = receipts.inbox(session, visit.recipient.id, before=before, limit=PAGE_SIZE)
+        categories = store.load_categories(session)
+        prefs = store.load_one(session, visit.recipient, settings=visit.settings)
         box["names"] = {key: name_in(c, visit.lang) for key, c in categories.items()}
         # A 👎 tightens the recipient's own cap for the category; the page says to what.
         box["own_caps"] = {
@@ -63,7 +62,7 @@ async def inbox(visit: Visit) -> web.StreamResponse:
         }
         return box
 
-    box = await visit.db.run(read)
+    box = await visit.db.read(read)
     today = now().astimezone(visit.zone)
     keep = {"before": str(before)} if before is not None else {}
     for item in box["items"]:
@@ -108,12 +107,7 @@ def _back(visit: Visit, form: Any, **query: str) -> str:
 async def mark_all_read(visit: Visit) -> web.StreamResponse:
     """Mark every unread message read, as opening each would."""
     form = await check_form(visit)
-
-    def write() -> int:
-        with visit.db.session() as session:
-            return receipts.mark_all_read(session, visit.recipient.id)
-
-    count = await visit.db.run(write)
+    count = await visit.db.write(receipts.mark_all_read, visit.recipient.id)
     return redirect(_back(visit, form, marked=str(count)))
 
 
@@ -123,13 +117,12 @@ async def mark_read(visit: Visit) -> web.StreamResponse:
     """Open a message: it is marked read, which cancels its pending sends on other channels."""
     form = await check_form(visit)
 
-    def write() -> str:
-        with visit.db.session() as session:
-            row = _own(session, visit)
-            receipts.record_event(session, int(row.id or 0), "read")
-            return str(row.id)
+    def write(session: Session) -> str:
+        row = _own(session, visit)
+        receipts.record_event(session, int(row.id or 0), "read")
+        return str(row.id)
 
-    did = await visit.db.run(write)
+    did = await visit.db.write(write)
     return redirect(_back(visit, form, open=did))
 
 
@@ -142,16 +135,15 @@ async def rate(visit: Visit) -> web.StreamResponse:
     if rating not in ("up", "meh", "down"):
         return redirect(_back(visit, form))
 
-    def write() -> str:
-        with visit.db.session() as session:
-            row = _own(session, visit)
-            did = int(row.id or 0)
-            receipts.record_feedback(session, did, str(rating), None, recipient_id=row.recipient_id)
-            if row.read_at is None:
-                receipts.record_event(session, did, "read")
-            return str(did)
+    def write(session: Session) -> str:
+        row = _own(session, visit)
+        did = int(row.id or 0)
+        receipts.record_feedback(session, did, str(rating), None, recipient_id=row.recipient_id)
+        if row.read_at is None:
+            receipts.record_event(session, did, "read")
+        return str(did)
 
-    did = await visit.db.run(write)
+    did = await visit.db.write(write)
     return redirect(_back(visit, form, rated=did, open=did))
 
 
@@ -160,14 +152,13 @@ async def rate(visit: Visit) -> web.StreamResponse:
 async def follow(visit: Visit) -> web.StreamResponse:
     """Follow a message's action link; the click is recorded on the way."""
 
-    def write() -> str | None:
-        with visit.db.session() as session:
-            row = _own(session, visit)
-            if row.action_url:
-                receipts.record_event(session, int(row.id or 0), "clicked")
-            return row.action_url
+    def write(session: Session) -> str | None:
+        row = _own(session, visit)
+        if row.action_url:
+            receipts.record_event(session, int(row.id or 0), "clicked")
+        return row.action_url
 
-    target = await visit.db.run(write)
+    target = await visit.db.write(write)
     if not target:
         raise Refused("not_found", recipient=visit.recipient)
     return redirect(target)
@@ -180,16 +171,15 @@ async def mute(visit: Visit) -> web.StreamResponse:
     form = await check_form(visit)
     key = form.get("category")
 
-    def write() -> bool:
-        with visit.db.session() as session:
-            categories = store.load_categories(session)
-            category = categories.get(str(key))
-            if category is None or category.required:
-                return False
-            store.update(
-                session, visit.recipient.id, forms.turn_off(category.key), categories=categories
-            )
-            return True
+    def write(session: Session) -> bool:
+        categories = store.load_categories(session)
+        category = categories.get(str(key))
+        if category is None or category.required:
+            return False
+        store.update(
+            session, visit.recipient.id, forms.turn_off(category.key), categories=categories
+        )
+        return True
 
-    muted = await visit.db.run(write)
+    muted = await visit.db.write(write)
     return redirect(_back(visit, form, **({"muted": str(key)} if muted else {})))

@@ -117,6 +117,10 @@ class Visit:
         return str(url)
 
 
+def _recipient(session: Session, recipient_id: str) -> Recipient | None:
+    return session.get(Recipient, recipient_id)
+
+
 def language(request: web.Request, recipient_locale: str | None) -> i18n.Translator:
     """`?lang=` first, then the recipient's locale, then the browser's, then the platform's."""
     return i18n.Translator(
@@ -136,12 +140,7 @@ async def open_visit(request: web.Request, purposes: tuple[str, ...]) -> Visit:
         claims = Links(request.app[SETTINGS]).check(token, purposes=purposes)
     except LinkError as exc:
         raise Refused(exc.reason, recipient_id=exc.recipient_id) from None
-
-    def load() -> Recipient | None:
-        with request.app[DB].session() as session:
-            return session.get(Recipient, claims.recipient_id)
-
-    recipient = await request.app[DB].run(load)
+    recipient = await request.app[DB].read(_recipient, claims.recipient_id)
     if recipient is None:  # erased since the link was minted
         raise Refused("revoked")
     if claims.revoked(recipient.links_version, recipient.links_salt):
@@ -201,13 +200,7 @@ async def refusal(request: web.Request, exc: Refused) -> web.Response:
     """A clear page saying why, in the recipient's language when we know who it is."""
     recipient = exc.recipient
     if recipient is None and exc.recipient_id is not None:
-        rid = exc.recipient_id
-
-        def load() -> Recipient | None:
-            with request.app[DB].session() as session:
-                return session.get(Recipient, rid)
-
-        recipient = await request.app[DB].run(load)
+        recipient = await request.app[DB].read(_recipient, exc.recipient_id)
     t = language(request, recipient.locale if recipient else None)
     reason = "invalid" if exc.reason == "wrong_page" else exc.reason
     back = "/".join(request.path.split("/")[:3]) + f"?lang={t.locale}"
