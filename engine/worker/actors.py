@@ -3,6 +3,7 @@
 `tidings worker` points Dramatiq at this module; importing it sets the global
 broker from the process's settings. Every job has one actor per queue, with the
 queue's priority, so a worker serving several queues always takes critical work first.
+The queue's middleware decides whether a job's writes give way (`engine.worker.middleware`).
 """
 
 from __future__ import annotations
@@ -19,11 +20,9 @@ from dramatiq.middleware.prometheus import Prometheus
 
 from engine.pipeline import delivery, planning
 from engine.settings import get_settings
-from engine.store import sqlite
 from engine.store.outages import ride_out
 from engine.worker import runtime
 from engine.worker.broker import (
-    CRITICAL,
     DELIVER,
     DELIVER_EXHAUSTED,
     PLAN,
@@ -92,7 +91,7 @@ def _declare(
         declare = dramatiq.actor(
             actor_name=actor_name(name, queue), queue_name=queue, priority=base + later, **options
         )
-        declare(_riding_out(fn if queue == CRITICAL else _giving_way(fn)))
+        declare(_riding_out(fn))
 
 
 def _riding_out(fn: Callable[..., None]) -> Callable[..., None]:
@@ -103,17 +102,6 @@ def _riding_out(fn: Callable[..., None]) -> Callable[..., None]:
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> None:
         ride_out(lambda: fn(*args, **kwargs), wait=settings.outage_wait, what=fn.__name__)
-
-    return run
-
-
-def _giving_way(fn: Callable[..., None]) -> Callable[..., None]:
-    """`fn` with its SQLite writes giving way to critical work and the API."""
-
-    @functools.wraps(fn)
-    def run(*args: Any, **kwargs: Any) -> None:
-        with sqlite.background():
-            fn(*args, **kwargs)
 
     return run
 

@@ -23,6 +23,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import (
     AgeLimit,
     Callbacks,
+    Middleware,
     Pipelines,
     Retries,
     ShutdownNotifications,
@@ -31,6 +32,7 @@ from dramatiq.middleware import (
 
 from engine.settings import Settings
 from engine.store.redis_keys import RedisKeys
+from engine.worker.middleware import GiveWay
 from engine.worker.waking import WakingRedisBroker
 
 CRITICAL = "critical"
@@ -57,17 +59,23 @@ def is_rabbitmq(url: str) -> bool:
     return urlsplit(url).scheme in ("amqp", "amqps")
 
 
-def make_broker(settings: Settings) -> dramatiq.Broker:
-    """The broker for `broker_url(settings)` with the middleware Tidings relies on, its
-    queues declared."""
-    stack = [
+def middleware_stack() -> list[Middleware]:
+    """The middleware every Tidings broker runs its jobs through: Dramatiq's limits,
+    callbacks and retries, and critical jobs' writes going first (`GiveWay`)."""
+    return [
         AgeLimit(),
         TimeLimit(time_limit=10 * 60 * 1000),
         ShutdownNotifications(),
         Callbacks(),
         Pipelines(),
         Retries(max_retries=8, min_backoff=500, max_backoff=60_000),
+        GiveWay(first=[CRITICAL]),
     ]
+
+
+def make_broker(settings: Settings) -> dramatiq.Broker:
+    """The broker for `broker_url(settings)` with `middleware_stack()`, its queues declared."""
+    stack = middleware_stack()
     url = broker_url(settings)
     broker: dramatiq.Broker
     if is_rabbitmq(url):
