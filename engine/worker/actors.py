@@ -3,7 +3,8 @@
 `tidings worker` points Dramatiq at this module; importing it sets the global
 broker from the process's settings. Every job has one actor per queue, with the
 queue's priority, so a worker serving several queues always takes critical work first.
-The queue's middleware decides whether a job's writes give way (`engine.worker.middleware`).
+The process's runtime is built when its worker boots (`runtime.Booted`); the queue's
+middleware decides whether a job's writes give way (`engine.worker.middleware`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from collections.abc import Callable
 from typing import Any
 
 import dramatiq
-from dramatiq.middleware import Middleware
 from dramatiq.middleware.prometheus import Prometheus
 
 from engine.pipeline import delivery, planning
@@ -42,42 +42,32 @@ sys.setswitchinterval(0.0005)
 settings = get_settings()
 broker = make_broker(settings)
 dramatiq.set_broker(broker)
-
-
-def _rt() -> runtime.Runtime:
-    return runtime.current(settings, broker)
-
-
-class CloseRuntime(Middleware):
-    """Release SQL, Redis and channel connections when the worker stops."""
-
-    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
-        runtime.reset()
-
-
-broker.add_middleware(CloseRuntime())
+booted = runtime.Booted(settings)
+broker.add_middleware(booted)
 broker.add_middleware(Prometheus())
 
 
 def plan(notification_id: int) -> None:
     """Cut a notification's audience into chunks and enqueue one job per chunk."""
-    planning.plan(_rt(), notification_id)
+    planning.plan(booted.runtime, notification_id)
 
 
 def plan_chunk(notification_id: int, seq: int) -> None:
     """Plan one chunk of recipients: rules, caps, collapse, deliveries written in bulk."""
-    planning.plan_chunk(_rt(), notification_id, seq)
+    planning.plan_chunk(booted.runtime, notification_id, seq)
 
 
 def deliver(delivery_ids: list[int]) -> None:
     """Send a batch of deliveries of one channel and record every outcome."""
-    delivery.deliver(_rt(), delivery_ids)
+    delivery.deliver(booted.runtime, delivery_ids)
 
 
 def deliver_exhausted(message: dict[str, Any], retry_info: dict[str, Any]) -> None:
     """A deliver job out of retries: its deliveries end `failed`, never silently gone."""
     ids = message["args"][0]
-    delivery.fail_exhausted(_rt(), ids, f"gave up after {retry_info.get('retries')} retries")
+    delivery.fail_exhausted(
+        booted.runtime, ids, f"gave up after {retry_info.get('retries')} retries"
+    )
 
 
 def _declare(

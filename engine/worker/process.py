@@ -52,6 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from dramatiq import Worker
 
     from engine.worker import actors
+    from engine.worker.runtime import BootFailed
     from engine.worker.waking import WakingRedisBroker
 
     actors.broker.emit_after("process_boot")
@@ -63,7 +64,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # soon it stops); idle consumers wait for work in the broker (`engine.worker.waking`).
         worker_timeout=WORKER_THREAD_TIMEOUT_MS,
     )
-    worker.start()
+    try:
+        worker.start()  # builds the process's runtime before any job runs
+    except BootFailed as exc:
+        log.error("%s", exc)  # the supervisor starts the process again, after a backoff
+        actors.broker.close()
+        return 1
     log.info(READY, extra={"queues": args.queues, "threads": args.threads})
     while not stopping.wait(1):
         pass

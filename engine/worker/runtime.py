@@ -1,5 +1,9 @@
 """What a worker process holds while it runs jobs: SQL, Redis counters, the broker,
-opened channels, and an event loop thread for the async channels."""
+opened channels, and an event loop thread for the async channels.
+
+A worker process builds its `Runtime` once, as it boots (`Booted`), and closes it when it
+stops; its actors only pass it on. The scheduler builds one of its own.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import dramatiq
+from dramatiq.middleware import Middleware, MiddlewareError
 
 from channels.registry import Channels
 from engine.pipeline.counters import Counters
@@ -61,23 +66,35 @@ class Runtime:
         self.db.close()
 
 
-_lock = threading.Lock()
-_current: Runtime | None = None
+class BootFailed(MiddlewareError):
+    """The worker process could not build its runtime; it stops instead of taking jobs."""
 
 
-def current(settings: Settings, broker: dramatiq.Broker) -> Runtime:
-    """This process's runtime, built on first use."""
-    global _current
-    with _lock:
-        if _current is None:
-            _current = Runtime(settings, broker)
-        return _current
+class Booted(Middleware):
+    """Builds the worker process's `Runtime` before its threads take any job, and closes
+    it once they have stopped."""
 
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._runtime: Runtime | None = None
 
-def reset() -> None:
-    """Close this process's runtime (worker shutdown, tests)."""
-    global _current
-    with _lock:
-        if _current is not None:
-            _current.close()
-            _current = None
+    @property
+    def runtime(self) -> Runtime:
+        """This process's runtime; raises `RuntimeError` before the worker boots or after
+        it stops."""
+        if self._runtime is None:
+            raise RuntimeError("the worker has not booted: its runtime is not built")
+        return self._runtime
+
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        # Dramatiq logs and ignores a middleware's failure here, except its own errors:
+        # a worker without its runtime must not start taking jobs.
+        try:
+            self._runtime = Runtime(self.settings, broker)
+        except Exception as exc:
+            raise BootFailed(f"cannot build the worker's runtime: {exc}") from exc
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        runtime, self._runtime = self._runtime, None
+        if runtime is not None:
+            runtime.close()

@@ -164,7 +164,6 @@ def test_the_enqueued_mark_is_undone_when_the_dispatch_fails(
             nid = send(client, category="promo.blast", to=["u-1"])
     finally:
         cut_off.stop()
-    runtime.reset()
     rt = runtime.Runtime(down, make_broker(down))
     try:
         with pytest.raises(redis.ConnectionError):
@@ -178,10 +177,10 @@ def test_the_enqueued_mark_is_undone_when_the_dispatch_fails(
 
 @pytest.fixture
 def rt(settings: Settings, db: Database) -> Iterator[runtime.Runtime]:
-    """This process's runtime on the test database and Redis (no worker runs the jobs)."""
-    runtime.reset()
-    yield runtime.current(settings, make_broker(settings))
-    runtime.reset()
+    """A worker's runtime on the test database and Redis (no worker runs the jobs)."""
+    rt = runtime.Runtime(settings, make_broker(settings))
+    yield rt
+    rt.close()
 
 
 @pytest.mark.parametrize("holder_alive", [False, True])

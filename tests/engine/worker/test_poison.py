@@ -151,10 +151,10 @@ def test_one_poisoned_notification_in_a_scheduler_release_does_not_hold_up_the_r
 
 @pytest.fixture
 def rt(settings: Settings, db: Database) -> Iterator[runtime.Runtime]:
-    """This process's runtime on the test database and Redis (no worker runs the jobs)."""
-    runtime.reset()
-    yield runtime.current(settings, make_broker(settings))
-    runtime.reset()
+    """A worker's runtime on the test database and Redis (no worker runs the jobs)."""
+    rt = runtime.Runtime(settings, make_broker(settings))
+    yield rt
+    rt.close()
 
 
 def test_a_chunk_that_keeps_failing_is_ended_after_its_attempts(
