@@ -25,7 +25,6 @@ from engine.pipeline import content
 from engine.pipeline.templates import DataError
 from engine.schemas import EveryoneAudience, NotificationIn, SegmentAudience, TopicAudience
 from engine.settings import Settings
-from engine.store import sqlite
 from engine.store.db import Database
 from engine.store.models import Category, Delivery, DeliveryEvent, Notification, Recipient
 from engine.timeutil import aware, iso, now
@@ -274,7 +273,7 @@ def submit(
 
 def _note_enqueued(database: Database, notification_ids: list[int], at: datetime) -> None:
     try:
-        with sqlite.background(), database.session() as session:
+        with database.session(background=True) as session:
             mark_enqueued(session, notification_ids, at)
     except Exception as exc:
         log.warning(
