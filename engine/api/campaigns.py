@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from sqlmodel import Session
 
 from engine.api.context import DB, SETTINGS, scope
 from engine.api.contract import Reply, operation
@@ -31,12 +32,11 @@ async def post_campaign(request: web.Request, body: CampaignIn) -> Reply:
     settings = request.app[SETTINGS]
     database = request.app[DB]
 
-    def write() -> dict[str, Any]:
-        with database.session() as session:
-            campaign_id = campaigns.create(session, body, settings=settings)
-            return campaigns.view(session, campaign_id)
+    def write(session: Session) -> dict[str, Any]:
+        campaign_id = campaigns.create(session, body, settings=settings)
+        return campaigns.view(session, campaign_id)
 
-    return Reply(await database.run(write), status=202)
+    return Reply(await database.write(write), status=202)
 
 
 @routes.get("/v1/campaigns")
@@ -46,12 +46,7 @@ async def list_campaigns(request: web.Request, query: CampaignPage) -> dict[str,
     """Campaigns, newest first, with each step's status (paged by `before`)."""
     limit = query.limit or request.app[SETTINGS].page_size
     before = int(query.before) if query.before else None
-
-    def read() -> dict[str, Any]:
-        with request.app[DB].session() as session:
-            return campaigns.page(session, before=before, limit=limit)
-
-    return await request.app[DB].run(read)
+    return await request.app[DB].read(campaigns.page, before=before, limit=limit)
 
 
 @routes.get("/v1/campaigns/{id}")
@@ -61,12 +56,7 @@ async def get_campaign(request: web.Request, path: RowPath) -> dict[str, Any]:
     """A campaign: each step's time, status, deliveries per status and funnel, and the
     campaign's funnel over distinct recipients (sent → opened → clicked → converted,
     and `stopped`: left out of later steps after a click or conversion)."""
-
-    def read() -> dict[str, Any]:
-        with request.app[DB].session() as session:
-            return campaigns.view(session, int(path.id))
-
-    return await request.app[DB].run(read)
+    return await request.app[DB].read(campaigns.view, int(path.id))
 
 
 @routes.post("/v1/campaigns/{id}/cancel")
@@ -79,9 +69,4 @@ async def get_campaign(request: web.Request, path: RowPath) -> dict[str, Any]:
 async def cancel_campaign(request: web.Request, path: RowPath) -> dict[str, Any]:
     """Cancel what the campaign has not sent: later steps never go, waiting deliveries
     end `suppressed/cancelled`. Cancelling again answers the cancelled campaign."""
-
-    def write() -> dict[str, Any]:
-        with request.app[DB].session() as session:
-            return campaigns.cancel(session, int(path.id))
-
-    return await request.app[DB].run(write)
+    return await request.app[DB].write(campaigns.cancel, int(path.id))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from sqlmodel import Session
 
 from engine.api.context import DB, SETTINGS, scope
 from engine.api.contract import operation
@@ -33,11 +34,10 @@ async def put_follow(request: web.Request, path: FollowPath) -> dict[str, Any]:
     404 (field `id`) for an unknown recipient.
     """
 
-    def write() -> dict[str, Any]:
-        with request.app[DB].session() as session:
-            return follows.public(follows.follow(session, path.id, path.topic))
+    def write(session: Session) -> dict[str, Any]:
+        return follows.public(follows.follow(session, path.id, path.topic))
 
-    return await request.app[DB].run(write)
+    return await request.app[DB].write(write)
 
 
 @routes.delete("/v1/recipients/{id}/follows/{topic}")
@@ -46,12 +46,7 @@ async def put_follow(request: web.Request, path: FollowPath) -> dict[str, Any]:
 async def delete_follow(request: web.Request, path: FollowPath) -> dict[str, Any]:
     """Stop following a topic. 404 for an unknown recipient (field `id`) or a topic the
     recipient does not follow (field `topic`)."""
-
-    def write() -> bool:
-        with request.app[DB].session() as session:
-            return follows.unfollow(session, path.id, path.topic)
-
-    if not await request.app[DB].run(write):
+    if not await request.app[DB].write(follows.unfollow, path.id, path.topic):
         raise NotFound(f"recipient {path.id!r} does not follow {path.topic!r}", field="topic")
     return {"topic": path.topic, "followed": False}
 
@@ -62,13 +57,12 @@ async def delete_follow(request: web.Request, path: FollowPath) -> dict[str, Any
 async def list_follows(request: web.Request, path: RecipientPath) -> dict[str, Any]:
     """The topics a recipient follows, by topic. 404 (field `id`) for an unknown recipient."""
 
-    def read() -> list[dict[str, Any]] | None:
-        with request.app[DB].session() as session:
-            if not follows.exists(session, path.id):
-                return None
-            return [follows.public(row) for row in follows.topics_of(session, path.id)]
+    def read(session: Session) -> list[dict[str, Any]] | None:
+        if not follows.exists(session, path.id):
+            return None
+        return [follows.public(row) for row in follows.topics_of(session, path.id)]
 
-    items = await request.app[DB].run(read)
+    items = await request.app[DB].read(read)
     if items is None:
         raise NotFound(f"no recipient {path.id!r}", field="id")
     return {"items": items}
@@ -88,9 +82,4 @@ async def bulk_follow(request: web.Request, body: FollowsBulkIn) -> dict[str, An
     if len(body.follows) > limit:
         raise Invalid(f"at most {limit} follows per call", field="follows")
     pairs = [(entry.recipient, entry.topic) for entry in body.follows]
-
-    def write() -> int:
-        with request.app[DB].session() as session:
-            return follows.follow_many(session, pairs)
-
-    return {"followed": await request.app[DB].run(write)}
+    return {"followed": await request.app[DB].write(follows.follow_many, pairs)}

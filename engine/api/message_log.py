@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from sqlmodel import Session
 
 from engine.api.context import DB, SETTINGS, scope
 from engine.api.contract import operation
@@ -38,19 +39,15 @@ async def list_notifications(request: web.Request, query: NotificationsQuery) ->
     `category`, `status` and `created_after`/`created_before`, paged by `before`."""
     limit = query.limit or request.app[SETTINGS].page_size
 
-    def read() -> dict[str, Any]:
-        with request.app[DB].session() as session:
-            return message_log.notifications(
-                session,
-                category=query.category,
-                state=query.status,
-                created_after=query.created_after,
-                created_before=query.created_before,
-                before=int(query.before) if query.before else None,
-                limit=limit,
-            )
-
-    return await request.app[DB].run(read)
+    return await request.app[DB].read(
+        message_log.notifications,
+        category=query.category,
+        state=query.status,
+        created_after=query.created_after,
+        created_before=query.created_before,
+        before=int(query.before) if query.before else None,
+        limit=limit,
+    )
 
 
 @routes.get("/v1/deliveries/{id}")
@@ -58,12 +55,7 @@ async def list_notifications(request: web.Request, query: NotificationsQuery) ->
 @operation(path=RowPath, responses={200: DeliveryDetailOut})
 async def get_delivery(request: web.Request, path: RowPath) -> dict[str, Any]:
     """One delivery: status, reason, error, attempts, its copy and its event history."""
-
-    def read() -> dict[str, Any]:
-        with request.app[DB].session() as session:
-            return message_log.delivery(session, int(path.id))
-
-    return await request.app[DB].run(read)
+    return await request.app[DB].read(message_log.delivery, int(path.id))
 
 
 @routes.post("/v1/notifications/{id}/cancel")
@@ -83,18 +75,14 @@ async def cancel_notification(request: web.Request, path: RowPath) -> dict[str, 
     wait = settings.http_timeout + settings.lease_margin
     done = await db.run(cancel.cancel, db, int(path.id), wait=wait)
 
-    def read() -> dict[str, int]:
-        with db.session() as session:
-            return message_log.counts_of(session, [done.notification_id])[done.notification_id]
-
-    counts = await db.run(read)
+    counts = await db.read(message_log.counts_of, [done.notification_id])
     return {
         "id": str(done.notification_id),
         "status": "cancelled",
         "cancelled": done.deliveries,
         "chunks_cancelled": done.chunks,
         "cancelled_at": iso(done.cancelled_at),
-        "counts": counts,
+        "counts": counts[done.notification_id],
     }
 
 
@@ -110,11 +98,10 @@ async def list_recipients(request: web.Request, query: RecipientsQuery) -> dict[
         settings, prefix=query.prefix, tier=query.tier, activity=query.activity, tag=query.tag
     )
 
-    def read() -> dict[str, Any]:
-        with request.app[DB].session() as session:
-            page, following = message_log.recipients(
-                session, settings, where=where, after=query.after, limit=limit
-            )
-            return {"items": [catalog.public(r, settings) for r in page], "next": following}
+    def read(session: Session) -> dict[str, Any]:
+        page, following = message_log.recipients(
+            session, settings, where=where, after=query.after, limit=limit
+        )
+        return {"items": [catalog.public(r, settings) for r in page], "next": following}
 
-    return await request.app[DB].run(read)
+    return await request.app[DB].read(read)
