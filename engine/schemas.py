@@ -37,7 +37,7 @@ from channels.base import CHANNEL_NAMES
 from engine.errors import FieldError
 from engine.pipeline.template_limits import limit_problem
 from engine.pipeline.templates import SANDBOX
-from engine.timeutil import parse_duration
+from engine.timeutil import iso, parse_duration
 from preferences.model import WEEKDAYS, parse_hhmm
 
 KINDS = ("transactional", "service", "promotional", "social")
@@ -705,8 +705,21 @@ class IdempotencyHeaders(BaseModel):
 
 # Answers ---------------------------------------------------------------------------------
 
-Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
-IdText = Annotated[str, Field(pattern=ID_PATTERN)]
+
+def _stamp(value: Any) -> Any:
+    return iso(value) if isinstance(value, datetime) else value
+
+
+def _id_text(value: Any) -> Any:
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+# An answer reads the domain's values as they are (an aware or naive UTC `datetime`, an
+# integer row id) and writes the API's text for them (ISO 8601 with offset, digits).
+Timestamp = Annotated[
+    str, Field(json_schema_extra={"format": "date-time"}), BeforeValidator(_stamp)
+]
+IdText = Annotated[str, Field(pattern=ID_PATTERN), BeforeValidator(_id_text)]
 
 
 class Out(BaseModel):

@@ -61,7 +61,11 @@ def operation(
     errors: Mapping[int, str] | None = None,
 ) -> Callable[[Callable[..., Awaitable[Any]]], Handler]:
     """Declare a route's contract; the handler gets `path`, `query`, `headers` and `body`
-    keyword arguments for the models given, and returns a body (200) or a `Reply`."""
+    keyword arguments for the models given, and returns a body (200) or a `Reply`.
+
+    A body is the response model itself, or what it reads: a dict, or a domain result
+    (a dataclass) whose attributes it takes, turning ids and datetimes into the API's text.
+    """
     contract = Contract(
         responses=responses,
         path=path,
@@ -130,7 +134,7 @@ def _answer(contract: Contract, reply: Reply) -> web.Response:
         document = reply.body.model_dump(mode="json", by_alias=True)
     else:
         try:
-            checked = model.model_validate(reply.body)
+            checked = model.model_validate(reply.body, from_attributes=True)
         except ValidationError as exc:
             raise OffContract(f"answer off its schema {model.__name__}: {exc}") from None
         document = checked.model_dump(mode="json", by_alias=True, exclude_unset=True)

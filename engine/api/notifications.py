@@ -164,7 +164,7 @@ NOT_DELIVERED = {
 @routes.post("/v1/deliveries/{id}/events")
 @scope("send")
 @operation(path=RowPath, body=EventIn, responses={200: EventRecordedOut}, errors=NOT_DELIVERED)
-async def post_event(request: web.Request, path: RowPath, body: EventIn) -> dict[str, Any]:
+async def post_event(request: web.Request, path: RowPath, body: EventIn) -> receipts.EventRecorded:
     """Record opened, read, clicked or converted; reading cancels pending sends elsewhere."""
     return await request.app[DB].write(receipts.record_event, int(path.id), body.type)
 
@@ -172,7 +172,9 @@ async def post_event(request: web.Request, path: RowPath, body: EventIn) -> dict
 @routes.post("/v1/deliveries/{id}/feedback")
 @scope("send")
 @operation(path=RowPath, body=FeedbackIn, responses={200: FeedbackOut}, errors=NOT_DELIVERED)
-async def post_feedback(request: web.Request, path: RowPath, body: FeedbackIn) -> dict[str, Any]:
+async def post_feedback(
+    request: web.Request, path: RowPath, body: FeedbackIn
+) -> receipts.FeedbackRecorded:
     """Record 👍 / 😕 / 👎 (`up`, `meh`, `down`) with an optional comment."""
     return await request.app[DB].write(
         receipts.record_feedback, int(path.id), body.rating, body.comment

@@ -383,7 +383,7 @@ def _record(
 ) -> None:
     at = now()
     updates: list[dict[str, Any]] = []
-    events: list[dict[str, Any]] = []
+    events: list[bulk.EventRow] = []
     retries: dict[float, list[int]] = {}
     for o in outcomes:
         row: dict[str, Any] = {

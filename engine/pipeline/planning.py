@@ -398,7 +398,7 @@ def _plan(
         conflict=("notification_id", "recipient_id", "channel"),
         returning=("id", "channel", "status", "reason"),
     )
-    events = []
+    events: list[bulk.EventRow] = []
     for row in written:
         if row.status == "delivered":  # the inbox: stored here, nothing left to send
             events += [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +27,35 @@ ENGAGEABLE = frozenset(PROGRESS)
 CANCELS_OTHERS = frozenset({"opened", "read", "clicked", "converted"})
 
 
-def record_event(session: Session, delivery_id: int, kind: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class EventRecorded:
+    """A delivery after an event: its status now, and the ids of its pending copies on
+    other channels that the event cancelled (`suppressed/seen_elsewhere`)."""
+
+    id: int
+    status: str
+    cancelled: list[int]
+
+
+@dataclass(frozen=True)
+class Cap:
+    """At most `count` messages per `per` (a duration like '1h' or '7d')."""
+
+    count: int
+    per: str
+
+
+@dataclass(frozen=True)
+class FeedbackRecorded:
+    """A rating kept, and the recipient's cap for the category if a 👎 tightened it."""
+
+    delivery_id: int
+    rating: str
+    comment: str | None
+    cap_lowered_to: Cap | None
+
+
+def record_event(session: Session, delivery_id: int, kind: str) -> EventRecorded:
     """Record opened/read/clicked/converted; a seen notification cancels its pending
     deliveries on the other channels (`seen_elsewhere`).
 
@@ -48,7 +77,7 @@ def record_event(session: Session, delivery_id: int, kind: str) -> dict[str, Any
         row.read_at = at
     row.updated_at = at
     session.add(row)
-    events: list[dict[str, Any]] = [{"delivery_id": delivery_id, "status": kind, "at": at}]
+    events: list[bulk.EventRow] = [{"delivery_id": delivery_id, "status": kind, "at": at}]
     cancelled: list[int] = []
     if kind in CANCELS_OTHERS:
         cancelled = [
@@ -76,7 +105,7 @@ def record_event(session: Session, delivery_id: int, kind: str) -> dict[str, Any
             for i in stopped
         ]
     bulk.add_events(session, events)
-    return {"id": str(delivery_id), "status": row.status, "cancelled": [str(i) for i in cancelled]}
+    return EventRecorded(id=delivery_id, status=row.status, cancelled=cancelled)
 
 
 def _stop_campaign(session: Session, row: Delivery, at: datetime) -> list[int]:
@@ -113,7 +142,7 @@ def record_feedback(
     comment: str | None,
     *,
     recipient_id: str | None = None,
-) -> dict[str, Any]:
+) -> FeedbackRecorded:
     """Record 👍 / 😕 / 👎 on a delivery; rating again replaces the earlier rating.
 
     Raises `NotFound` for an unknown delivery (or another recipient's), and
@@ -154,14 +183,12 @@ def record_feedback(
     lowered = None
     if rating == "down" and before != "down":
         lowered = store.lower_cap(session, row.recipient_id, row.category)
-    return {
-        "delivery_id": str(delivery_id),
-        "rating": rating,
-        "comment": comment,
-        "cap_lowered_to": (
-            {"count": lowered["count"], "per": format_duration(lowered["per"])} if lowered else None
-        ),
-    }
+    return FeedbackRecorded(
+        delivery_id=delivery_id,
+        rating=rating,
+        comment=comment,
+        cap_lowered_to=Cap(lowered["count"], format_duration(lowered["per"])) if lowered else None,
+    )
 
 
 def recipient_deliveries(

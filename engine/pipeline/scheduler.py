@@ -14,7 +14,6 @@ import logging
 from collections import defaultdict
 from datetime import datetime, timedelta
 from math import ceil
-from typing import Any
 
 import redis
 from sqlalchemy import and_, func, or_, update
@@ -337,7 +336,7 @@ def release_deliveries(rt: Runtime, at: datetime) -> int:
                 suppress["capped"].append(delivery_id)
             elif fate.due_at is not None:
                 later[(fate.due_at, "capped")].append(delivery_id)
-        events: list[dict[str, Any]] = []
+        events: list[bulk.EventRow] = []
         for reason, ids in suppress.items():
             done = _transition(session, ids, at, status="suppressed", reason=reason)
             events += [

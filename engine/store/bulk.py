@@ -15,9 +15,10 @@ from __future__ import annotations
 import functools
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from itertools import chain
 from operator import itemgetter
-from typing import Any, TypeVar, cast
+from typing import Any, NotRequired, TypedDict, TypeVar, cast
 
 from sqlalchemy import ColumnElement, Connection, Dialect, Row, Table, select
 from sqlmodel import Session, SQLModel
@@ -183,7 +184,18 @@ def update_by_id(session: Session, model: type[SQLModel], rows: Sequence[dict[st
         connection.exec_driver_sql(sql, values)
 
 
-def add_events(session: Session, events: Sequence[dict[str, Any]]) -> None:
+class EventRow(TypedDict):
+    """One step in a delivery's history (a `DeliveryEvent` row): the status it reached,
+    when (aware UTC), and for a suppression or hold its reason; `detail` adds words."""
+
+    delivery_id: int
+    status: str
+    at: datetime
+    reason: NotRequired[str | None]
+    detail: NotRequired[str | None]
+
+
+def add_events(session: Session, events: Sequence[EventRow]) -> None:
     """Append delivery events in multi-row inserts."""
     if events:
         rows = [{"reason": None, "detail": None, **event} for event in events]
