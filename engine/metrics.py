@@ -15,6 +15,8 @@ from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from engine.store.states import DeliveryStatus
+
 NOTIFICATIONS = Counter(
     "tidings_notifications_accepted_total", "Notifications accepted by the API", ["queue"]
 )
@@ -37,7 +39,7 @@ def outcomes(rows: Iterable[tuple[str, str, str | None]]) -> None:
     tally = Tally(rows)
     for (channel, status, reason), count in tally.items():
         DELIVERIES.labels(channel, status).inc(count)
-        if status == "suppressed" and reason:
+        if status == DeliveryStatus.SUPPRESSED and reason:
             SUPPRESSED.labels(channel, reason).inc(count)
 
 

@@ -37,6 +37,13 @@ from channels.base import CHANNEL_NAMES
 from engine.errors import FieldError
 from engine.pipeline.template_limits import limit_problem
 from engine.pipeline.templates import SANDBOX
+from engine.store.states import (
+    DeliveryStatus,
+    Engagement,
+    EventStatus,
+    NotificationStatus,
+    Reason,
+)
 from engine.timeutil import iso, parse_duration
 from preferences.model import WEEKDAYS, parse_hhmm
 
@@ -602,7 +609,7 @@ class BatchIn(Strict):
 class EventIn(Strict):
     """`POST /v1/deliveries/{id}/events`."""
 
-    type: Literal["opened", "read", "clicked", "converted"]
+    type: Engagement
 
 
 class FeedbackIn(Strict):
@@ -852,7 +859,7 @@ class PreferencesOut(Out):
 
 class AcceptedOut(Out):
     id: IdText
-    status: Literal["accepted"]
+    status: Literal[NotificationStatus.ACCEPTED]
     recipients: int | None = Field(description="null for a segment or everyone.")
 
 
@@ -861,9 +868,9 @@ class BatchAcceptedOut(Out):
 
 
 class EventOut(Out):
-    status: str
+    status: EventStatus
     at: Timestamp | None
-    reason: str | None = None
+    reason: Reason | None = None
     detail: str | None = None
 
 
@@ -873,8 +880,8 @@ class DeliveryOut(Out):
     recipient: str
     channel: str
     category: str
-    status: str
-    reason: str | None
+    status: DeliveryStatus
+    reason: Reason | None
     due_at: Timestamp | None
     error: str | None
     attempts: int
@@ -887,7 +894,7 @@ class DeliveryOut(Out):
 class NotificationOut(Out):
     id: IdText
     category: str
-    status: str
+    status: NotificationStatus
     recipients: int
     send_at: Timestamp | None
     expires_at: Timestamp | None
@@ -896,7 +903,7 @@ class NotificationOut(Out):
     cancelled_at: Timestamp | None = Field(
         default=None, description="When `POST /v1/notifications/{id}/cancel` cancelled it."
     )
-    counts: dict[str, int]
+    counts: dict[DeliveryStatus, int]
     deliveries: list[DeliveryOut]
     next: IdText | None = Field(description="Pass as `after` for the next page.")
 
@@ -926,7 +933,7 @@ class InboxOut(Out):
 
 class EventRecordedOut(Out):
     id: IdText
-    status: str
+    status: DeliveryStatus
     cancelled: list[IdText] = Field(description="Pending copies on other channels, cancelled.")
 
 

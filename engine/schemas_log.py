@@ -23,10 +23,11 @@ from engine.schemas import (
     Timestamp,
     UtcDatetime,
 )
+from engine.store.states import DeliveryStatus, NotificationStatus
 
 # What `status` of a notification may be: the planning stage, `done` once planned with
 # nothing left to send, or `cancelled`.
-NotificationState = Literal["accepted", "planning", "planned", "done", "cancelled"]
+NotificationState = NotificationStatus
 Tier = Literal["whale", "dolphin", "minnow"]
 Activity = Literal["active", "sleeping", "churned"]
 
@@ -65,7 +66,7 @@ class NotificationSummaryOut(Out):
     expires_at: Timestamp | None
     created_at: Timestamp | None
     cancelled_at: Timestamp | None
-    counts: dict[str, int] = Field(description="Deliveries per status.")
+    counts: dict[DeliveryStatus, int] = Field(description="Deliveries per status.")
 
 
 class NotificationList(Out):
@@ -89,7 +90,7 @@ class CancelledOut(Out):
     cancelled: int = Field(description="Deliveries this call suppressed with reason `cancelled`.")
     chunks_cancelled: int = Field(description="Slices of the audience this call left unplanned.")
     cancelled_at: Timestamp
-    counts: dict[str, int] = Field(description="Deliveries per status after the cancel.")
+    counts: dict[DeliveryStatus, int] = Field(description="Deliveries per status after the cancel.")
 
 
 class RecipientsQuery(Query):

@@ -26,6 +26,7 @@ from engine.schemas_log import (
     RecipientList,
     RecipientsQuery,
 )
+from engine.store.states import NotificationStatus
 from engine.timeutil import iso
 
 routes = web.RouteTableDef()
@@ -78,7 +79,7 @@ async def cancel_notification(request: web.Request, path: RowPath) -> dict[str, 
     counts = await db.read(message_log.counts_of, [done.notification_id])
     return {
         "id": str(done.notification_id),
-        "status": "cancelled",
+        "status": NotificationStatus.CANCELLED,
         "cancelled": done.deliveries,
         "chunks_cancelled": done.chunks,
         "cancelled_at": iso(done.cancelled_at),

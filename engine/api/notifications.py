@@ -35,6 +35,7 @@ from engine.schemas import (
     RowPath,
 )
 from engine.store.models import Recipient
+from engine.store.states import NotificationStatus
 
 routes = web.RouteTableDef()
 
@@ -140,7 +141,9 @@ async def post_batch(request: web.Request, body: BatchIn) -> Reply:
 
 def accepted_out(accepted: Accepted) -> AcceptedOut:
     """The answer for an accepted notification (or for the first of a repeated key)."""
-    return AcceptedOut(id=str(accepted.id), status="accepted", recipients=accepted.recipients)
+    return AcceptedOut(
+        id=str(accepted.id), status=NotificationStatus.ACCEPTED, recipients=accepted.recipients
+    )
 
 
 @routes.get("/v1/notifications/{id}")

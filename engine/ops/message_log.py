@@ -17,26 +17,36 @@ from sqlmodel import Session, col, select
 
 from engine.catalog.segments import segment_clause
 from engine.errors import NotFound
-from engine.pipeline.accept import ACTIVE, deliveries_public, notification_state
+from engine.pipeline.accept import deliveries_public, notification_state
 from engine.settings import Settings
 from engine.store.models import Delivery, Notification, Recipient
+from engine.store.states import UNSETTLED, DeliveryStatus, NotificationStatus
 from engine.timeutil import iso, now
 
 # Every count a notification shows, zero when none of its deliveries is in it.
-COUNTED = ("scheduled", "queued", "sending", "sent", "delivered", "suppressed", "failed")
+COUNTED = (
+    DeliveryStatus.SCHEDULED,
+    DeliveryStatus.QUEUED,
+    DeliveryStatus.SENDING,
+    DeliveryStatus.SENT,
+    DeliveryStatus.DELIVERED,
+    DeliveryStatus.SUPPRESSED,
+    DeliveryStatus.FAILED,
+)
 
 
-def _state_filter(state: str) -> list[ColumnElement[bool]]:
+def _state_filter(state: NotificationStatus) -> list[ColumnElement[bool]]:
     """The SQL conditions for a notification `status` filter."""
-    if state == "cancelled":
+    if state == NotificationStatus.CANCELLED:
         return [or_(col(Notification.cancelled_at).is_not(None), col(Notification.status) == state)]
     live = col(Notification.cancelled_at).is_(None)
-    if state not in ("planned", "done"):
+    if state not in (NotificationStatus.PLANNED, NotificationStatus.DONE):
         return [live, col(Notification.status) == state]
     busy = exists().where(
-        col(Delivery.notification_id) == col(Notification.id), col(Delivery.status).in_(ACTIVE)
+        col(Delivery.notification_id) == col(Notification.id), col(Delivery.status).in_(UNSETTLED)
     )
-    return [live, col(Notification.status) == "planned", busy if state == "planned" else not_(busy)]
+    planned = col(Notification.status) == NotificationStatus.PLANNED
+    return [live, planned, busy if state == NotificationStatus.PLANNED else not_(busy)]
 
 
 def counts_of(session: Session, notification_ids: list[int]) -> dict[int, dict[str, int]]:
@@ -68,7 +78,7 @@ def notifications(
     session: Session,
     *,
     category: str | None = None,
-    state: str | None = None,
+    state: NotificationStatus | None = None,
     created_after: datetime | None = None,
     created_before: datetime | None = None,
     before: int | None = None,

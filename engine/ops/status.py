@@ -22,6 +22,7 @@ from engine.settings import Settings
 from engine.store.db import Database
 from engine.store.models import Delivery, DeliveryEvent
 from engine.store.redis_keys import RedisKeys, counters_url
+from engine.store.states import EventStatus
 from engine.timeutil import now
 from engine.worker.broker import QUEUES, broker_url, is_rabbitmq
 
@@ -118,7 +119,7 @@ def snapshot(settings: Settings, *, database: Database | None = None) -> dict[st
                 .select_from(DeliveryEvent)
                 .where(
                     col(DeliveryEvent.at) >= since,
-                    col(DeliveryEvent.status).in_(("sent", "delivered")),
+                    col(DeliveryEvent.status).in_((EventStatus.SENT, EventStatus.DELIVERED)),
                 )
             ).one()
         return {

@@ -27,9 +27,9 @@ from engine.schemas import EveryoneAudience, NotificationIn, SegmentAudience, To
 from engine.settings import Settings
 from engine.store.db import Database
 from engine.store.models import Category, Delivery, DeliveryEvent, Notification, Recipient
+from engine.store.states import REPORTED, UNSETTLED, NotificationStatus
 from engine.timeutil import aware, iso, now
 
-ACTIVE = ("scheduled", "queued", "sending")
 log = logging.getLogger("tidings.accept")
 
 
@@ -207,13 +207,13 @@ def mark_enqueued(session: Session, notification_ids: list[int], at: datetime) -
         session.add(row)
 
 
-def notification_state(row: Notification, counts: dict[str, int]) -> str:
+def notification_state(row: Notification, counts: dict[str, int]) -> NotificationStatus:
     """`cancelled` once cancelled; `done` once planned with nothing scheduled, queued or
     being sent; else the planning stage (`accepted`, `planning`, `planned`)."""
-    if row.cancelled_at is not None or row.status == "cancelled":
-        return "cancelled"
-    if row.status == "planned" and not any(counts.get(s) for s in ACTIVE):
-        return "done"
+    if row.cancelled_at is not None or row.status == NotificationStatus.CANCELLED:
+        return NotificationStatus.CANCELLED
+    if row.status == NotificationStatus.PLANNED and not any(counts.get(s) for s in UNSETTLED):
+        return NotificationStatus.DONE
     return row.status
 
 
@@ -290,7 +290,7 @@ def status(
     row = session.get(Notification, notification_id)
     if row is None:
         raise NotFound(f"no notification {notification_id}", field="id")
-    counts = dict.fromkeys(("sent", "delivered", "scheduled", "queued", "suppressed", "failed"), 0)
+    counts: dict[str, int] = dict.fromkeys(REPORTED, 0)
     for state, count in session.exec(
         select(Delivery.status, func.count())
         .where(col(Delivery.notification_id) == notification_id)

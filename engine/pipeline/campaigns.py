@@ -21,9 +21,16 @@ from engine.pipeline import accept, rhythm
 from engine.settings import Settings
 from engine.store import bulk
 from engine.store.models import Campaign, Delivery, Notification
+from engine.store.states import (
+    REPORTED,
+    UNSENT,
+    UNSETTLED,
+    DeliveryStatus,
+    EventStatus,
+    NotificationStatus,
+    Reason,
+)
 from engine.timeutil import aware, iso, now
-
-COUNTED = ("sent", "delivered", "scheduled", "queued", "suppressed", "failed")
 
 
 def create(session: Session, spec: CampaignIn, *, settings: Settings) -> int:
@@ -116,28 +123,44 @@ def cancel(session: Session, campaign_id: int) -> dict[str, Any]:
         ids = _step_ids(campaign)
         session.execute(
             update(Notification)
-            .where(col(Notification.id).in_(ids), col(Notification.status) == "accepted")
-            .values(status="cancelled", updated_at=at)
+            .where(
+                col(Notification.id).in_(ids),
+                col(Notification.status) == NotificationStatus.ACCEPTED,
+            )
+            .values(status=NotificationStatus.CANCELLED, updated_at=at)
         )
         # Chunks still to plan find a cancelled notification and plan nothing.
         session.execute(
             update(Notification)
-            .where(col(Notification.id).in_(ids), col(Notification.status) == "planning")
-            .values(status="cancelled", updated_at=at)
+            .where(
+                col(Notification.id).in_(ids),
+                col(Notification.status) == NotificationStatus.PLANNING,
+            )
+            .values(status=NotificationStatus.CANCELLED, updated_at=at)
         )
         ended = session.execute(
             update(Delivery)
             .where(
                 col(Delivery.notification_id).in_(ids),
-                col(Delivery.status).in_(("scheduled", "queued")),
+                col(Delivery.status).in_(UNSENT),
             )
-            .values(status="suppressed", reason="cancelled", due_at=None, updated_at=at)
+            .values(
+                status=DeliveryStatus.SUPPRESSED,
+                reason=Reason.CANCELLED,
+                due_at=None,
+                updated_at=at,
+            )
             .returning(col(Delivery.id))
         ).all()
         bulk.add_events(
             session,
             [
-                {"delivery_id": i, "status": "suppressed", "reason": "cancelled", "at": at}
+                {
+                    "delivery_id": i,
+                    "status": EventStatus.SUPPRESSED,
+                    "reason": Reason.CANCELLED,
+                    "at": at,
+                }
                 for (i,) in ended
             ],
         )
@@ -157,7 +180,7 @@ def _views(session: Session, campaigns: list[Campaign], *, detail: bool) -> list
     notifications = {
         n.id: n for n in session.exec(select(Notification).where(col(Notification.id).in_(ids)))
     }
-    counts: dict[int, dict[str, int]] = defaultdict(lambda: dict.fromkeys(COUNTED, 0))
+    counts: dict[int, dict[str, int]] = defaultdict(lambda: dict.fromkeys(REPORTED, 0))
     for notification_id, state, count in session.exec(
         select(Delivery.notification_id, Delivery.status, func.count())
         .where(col(Delivery.notification_id).in_(ids))
@@ -180,7 +203,7 @@ def _views(session: Session, campaigns: list[Campaign], *, detail: bool) -> list
                 "notification_id": str(nid) if nid is not None else None,
             }
             if detail:
-                entry["counts"] = dict(counts.get(nid or 0) or dict.fromkeys(COUNTED, 0))
+                entry["counts"] = dict(counts.get(nid or 0) or dict.fromkeys(REPORTED, 0))
                 entry["funnel"] = step_funnels.get(nid or 0, _zero())
             steps.append(entry)
         first = next((notifications[i] for i in _step_ids(campaign) if i in notifications), None)
@@ -233,10 +256,10 @@ def _step_status(notification: Notification | None, counts: dict[str, int] | Non
     if notification is None:
         return "skipped"
     state = notification.status
-    if state == "accepted":
+    if state == NotificationStatus.ACCEPTED:
         return "scheduled"
-    if state == "planned" and not any((counts or {}).get(s) for s in accept.ACTIVE):
-        return "done"
+    if state == NotificationStatus.PLANNED and not any((counts or {}).get(s) for s in UNSETTLED):
+        return NotificationStatus.DONE
     return state
 
 

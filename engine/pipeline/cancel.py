@@ -26,16 +26,25 @@ from engine.errors import NotFound
 from engine.store import bulk
 from engine.store.db import Database
 from engine.store.models import Delivery, Notification, PlanChunk
+from engine.store.states import (
+    UNSENT,
+    ChunkStatus,
+    DeliveryStatus,
+    EventStatus,
+    NotificationStatus,
+    Reason,
+)
 from engine.timeutil import aware, now
 
-PENDING = ("scheduled", "queued")
 POLL = 0.05
 
 
 def is_cancelled(notification: Notification) -> bool:
     """Whether a notification was cancelled: by itself (`cancelled_at`) or with its
     campaign (status `cancelled`)."""
-    return notification.cancelled_at is not None or notification.status == "cancelled"
+    return (
+        notification.cancelled_at is not None or notification.status == NotificationStatus.CANCELLED
+    )
 
 
 @dataclass(frozen=True)
@@ -85,14 +94,15 @@ def _stop(session: Session, notification_id: int) -> tuple[datetime, int, int]:
         raise NotFound(f"no notification {notification_id}", field="id")
     if row.chunks_total is None:  # not cut yet: there is nothing to plan
         row.chunks_total = 0
-        row.status = "planned"
+        row.status = NotificationStatus.PLANNED
         session.add(row)
     unplanned = session.execute(
         update(PlanChunk)
         .where(
-            col(PlanChunk.notification_id) == notification_id, col(PlanChunk.status) == "pending"
+            col(PlanChunk.notification_id) == notification_id,
+            col(PlanChunk.status) == ChunkStatus.PENDING,
         )
-        .values(status="cancelled", error="cancelled", updated_at=at)
+        .values(status=ChunkStatus.CANCELLED, error="cancelled", updated_at=at)
     )
     slices = int(getattr(unplanned, "rowcount", 0) or 0)
     if slices:
@@ -107,23 +117,33 @@ def _stop(session: Session, notification_id: int) -> tuple[datetime, int, int]:
                 col(Notification.id) == notification_id,
                 col(Notification.chunks_done) >= col(Notification.chunks_total),
             )
-            .values(status="planned")
+            .values(status=NotificationStatus.PLANNED)
         )
     stopped = [
         r[0]
         for r in session.execute(
             update(Delivery)
             .where(
-                col(Delivery.notification_id) == notification_id, col(Delivery.status).in_(PENDING)
+                col(Delivery.notification_id) == notification_id, col(Delivery.status).in_(UNSENT)
             )
-            .values(status="suppressed", reason="cancelled", due_at=None, updated_at=at)
+            .values(
+                status=DeliveryStatus.SUPPRESSED,
+                reason=Reason.CANCELLED,
+                due_at=None,
+                updated_at=at,
+            )
             .returning(col(Delivery.id))
         )
     ]
     bulk.add_events(
         session,
         [
-            {"delivery_id": i, "status": "suppressed", "reason": "cancelled", "at": at}
+            {
+                "delivery_id": i,
+                "status": EventStatus.SUPPRESSED,
+                "reason": Reason.CANCELLED,
+                "at": at,
+            }
             for i in stopped
         ],
     )
@@ -136,13 +156,17 @@ def _in_flight(session: Session, notification_id: int) -> int:
     sending = session.exec(
         select(func.count())
         .select_from(Delivery)
-        .where(col(Delivery.notification_id) == notification_id, col(Delivery.status) == "sending")
+        .where(
+            col(Delivery.notification_id) == notification_id,
+            col(Delivery.status) == DeliveryStatus.SENDING,
+        )
     ).one()
     planning = session.exec(
         select(func.count())
         .select_from(PlanChunk)
         .where(
-            col(PlanChunk.notification_id) == notification_id, col(PlanChunk.status) == "planning"
+            col(PlanChunk.notification_id) == notification_id,
+            col(PlanChunk.status) == ChunkStatus.PLANNING,
         )
     ).one()
     return int(sending) + int(planning)

@@ -22,14 +22,12 @@ from engine.pipeline import policy
 from engine.pipeline.counters import CapCheck, Counted, CountersLost
 from engine.store import bulk
 from engine.store.models import Category, Delivery, DeliveryEvent, Preference
+from engine.store.states import COUNTED, EventStatus
 from engine.timeutil import aware, now
 from engine.worker.runtime import Runtime
 from preferences.model import EffectivePreferences
 
 log = logging.getLogger("tidings.caps")
-# Statuses of a delivery that went out (or was handed to its channel): it was counted.
-WENT_OUT = ("queued", "sending", "sent", "delivered", "opened", "read", "clicked", "converted")
-COUNTED = (*WENT_OUT, "failed")
 # How far back a rebuild reads: the longest cap a recipient can choose on the preference
 # page (30 days, after repeated 👎) and then some; longer category caps extend it.
 HORIZON = timedelta(days=32)
@@ -116,7 +114,7 @@ def counted_since(session: Session, since: datetime) -> Iterator[Counted]:
         select(Delivery.recipient_id, Delivery.notification_id, Delivery.category, first_out)
         .join(DeliveryEvent, col(DeliveryEvent.delivery_id) == col(Delivery.id))
         .where(
-            col(DeliveryEvent.status) == "queued",
+            col(DeliveryEvent.status) == EventStatus.QUEUED,
             col(DeliveryEvent.at) >= since,
             col(Delivery.status).in_(COUNTED),
         )

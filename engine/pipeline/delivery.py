@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import and_, update
 from sqlmodel import Session, col, select
@@ -33,6 +33,7 @@ from engine.store import bulk
 from engine.store.leases import delivery_lease
 from engine.store.models import Category, Delivery, Notification, Recipient
 from engine.store.outages import is_outage, ride_out
+from engine.store.states import IN_FLIGHT, DeliveryStatus, EventStatus, Reason
 from engine.timeutil import aware, iso, now
 from engine.worker.runtime import Runtime
 
@@ -41,11 +42,18 @@ CONCURRENCY = 64
 DIED = "its worker stopped while sending it"
 
 
+# Outcomes that leave a delivery queued for another try: a transient error (`retry`, an
+# attempt) or the channel's rate limit (`throttled`, not an attempt).
+Again = Literal["retry", "throttled"]
+
+
 @dataclass(frozen=True)
 class Outcome:
+    """What became of one delivery in this job: the status it ends in, or `Again`."""
+
     delivery_id: int
-    status: str
-    reason: str | None = None
+    status: DeliveryStatus | Again
+    reason: Reason | None = None
     error: str | None = None
     retry_in: float | None = None
     due_at: datetime | None = None  # held again (quiet hours, a pause) until then
@@ -90,8 +98,8 @@ def claim(
     returning = tuple(col(getattr(Delivery, f.name)) for f in fields(Claimed))
     result = session.execute(
         update(Delivery)
-        .where(col(Delivery.id).in_(list(ids)), col(Delivery.status) == "queued")
-        .values(status="sending", **lease)
+        .where(col(Delivery.id).in_(list(ids)), col(Delivery.status) == DeliveryStatus.QUEUED)
+        .values(status=DeliveryStatus.SENDING, **lease)
         .returning(*returning)
     )
     rows = [Claimed(*row) for row in result]
@@ -99,7 +107,7 @@ def claim(
     if rest and gone is not None:
         expired = and_(
             col(Delivery.id).in_(rest),
-            col(Delivery.status) == "sending",
+            col(Delivery.status) == DeliveryStatus.SENDING,
             col(Delivery.lease_until) < at,
         )
         stale = session.exec(select(Delivery.claimed_by).where(expired).distinct()).all()
@@ -143,7 +151,7 @@ def deliver(rt: Runtime, delivery_ids: Sequence[int]) -> None:
     _record(rt, outcomes, copies, attempts, queue=_queue(notifications))
     _observe(rows, notifications, outcomes)
     for o in outcomes:
-        if o.status == "failed":
+        if o.status == DeliveryStatus.FAILED:
             log.warning("delivery failed", extra={"delivery_id": o.delivery_id, "error": o.error})
     log.info(
         "delivered batch",
@@ -159,7 +167,7 @@ def _within_attempts(rt: Runtime, rows: list[Claimed]) -> tuple[list[Claimed], l
     """Split off deliveries taken back from dead workers too many times: they end `failed`."""
     limit = rt.settings.delivery_max_attempts
     over = [
-        Outcome(d.id, "failed", error=f"{DIED} ({d.attempts} times)")
+        Outcome(d.id, DeliveryStatus.FAILED, error=f"{DIED} ({d.attempts} times)")
         for d in rows
         if d.attempts >= limit
     ]
@@ -205,7 +213,8 @@ def _send(
     for d in rows:
         try:
             fate = redecide.decide(situation, [held[d.id]], at)[d.id]
-            if fate.status != "queued":  # suppressed, or held again by a pause or quiet hours
+            # Suppressed, or held again by a pause or quiet hours.
+            if fate.status != DeliveryStatus.QUEUED:
                 outcomes.append(Outcome(d.id, fate.status, fate.reason, due_at=fate.due_at))
                 continue
             ready = _message(
@@ -218,10 +227,10 @@ def _send(
                 at,
             )
         except RenderError as exc:
-            ready = Outcome(d.id, "failed", error=str(exc))
+            ready = Outcome(d.id, DeliveryStatus.FAILED, error=str(exc))
         except Exception as exc:  # one delivery's bug must not hold up the batch
             log.exception("preparing delivery %s failed", d.id)
-            ready = Outcome(d.id, "failed", error=f"{type(exc).__name__}: {exc}")
+            ready = Outcome(d.id, DeliveryStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
         if isinstance(ready, Outcome):
             outcomes.append(ready)
             continue
@@ -251,14 +260,14 @@ def _message(
 ) -> Message | Outcome:
     """The message to send for one delivery, or the outcome that ends it unsent."""
     if notification is None or category is None:
-        return Outcome(d.id, "failed", error="notification or category is gone")
+        return Outcome(d.id, DeliveryStatus.FAILED, error="notification or category is gone")
     expires = aware(notification.expires_at)
     if expires is not None and at >= expires:
-        return Outcome(d.id, "suppressed", "expired")
+        return Outcome(d.id, DeliveryStatus.SUPPRESSED, Reason.EXPIRED)
     field = ADDRESS_FIELDS.get(d.channel)
     address = getattr(recipient, field, None) if recipient and field else None
     if recipient is None or (field is not None and not address):
-        return Outcome(d.id, "suppressed", "no_address")
+        return Outcome(d.id, DeliveryStatus.SUPPRESSED, Reason.NO_ADDRESS)
     # Signing links costs; only email headers and templates that mention them need them.
     links = partial(page_links, rt, recipient, category)
     copy = composer.compose(notification, category, d.channel, recipient, links)
@@ -296,21 +305,24 @@ def release(rt: Runtime, rows: Sequence[Claimed], error: BaseException) -> None:
                 tries = d.attempts + 1 if counted else d.attempts
                 gone = tries >= rt.settings.delivery_max_attempts
                 values: dict[str, Any] = {
-                    "status": "failed" if gone else "queued",
+                    "status": DeliveryStatus.FAILED if gone else DeliveryStatus.QUEUED,
                     "attempts": tries,
                     "error": detail,
                     "updated_at": at,
                 }
                 session.execute(
                     update(Delivery)
-                    .where(col(Delivery.id) == d.id, col(Delivery.status) == "sending")
+                    .where(col(Delivery.id) == d.id, col(Delivery.status) == DeliveryStatus.SENDING)
                     .values(**values)
                 )
                 if gone:
                     ended.append(d.id)
             bulk.add_events(
                 session,
-                [{"delivery_id": i, "status": "failed", "detail": detail, "at": at} for i in ended],
+                [
+                    {"delivery_id": i, "status": EventStatus.FAILED, "detail": detail, "at": at}
+                    for i in ended
+                ],
             )
     except Exception:
         log.exception("could not give back %d claimed deliveries", len(rows))
@@ -356,18 +368,24 @@ async def _send_all(
                 tries = attempts.get(message.delivery_id, 0) + 1
                 if tries >= rt.settings.delivery_max_attempts:
                     return Outcome(
-                        message.delivery_id, "failed", error=f"{exc} (after {tries} attempts)"
+                        message.delivery_id,
+                        DeliveryStatus.FAILED,
+                        error=f"{exc} (after {tries} attempts)",
                     )
                 wait = max(exc.retry_after or 0, backoff(tries, rt.settings.retry_backoff_base))
                 return Outcome(message.delivery_id, "retry", error=str(exc), retry_in=wait)
             except PermanentError as exc:
-                return Outcome(message.delivery_id, "failed", error=str(exc))
+                return Outcome(message.delivery_id, DeliveryStatus.FAILED, error=str(exc))
             except Exception as exc:  # a channel bug must not lose the batch
                 log.exception(
                     "channel %s crashed on delivery %s", message.channel, message.delivery_id
                 )
-                return Outcome(message.delivery_id, "failed", error=f"{type(exc).__name__}: {exc}")
-            status = "delivered" if sent.delivered else "sent"
+                return Outcome(
+                    message.delivery_id,
+                    DeliveryStatus.FAILED,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+            status = DeliveryStatus.DELIVERED if sent.delivered else DeliveryStatus.SENT
             return Outcome(message.delivery_id, status, provider_id=sent.provider_id)
 
     return list(await asyncio.gather(*(one(m) for m in messages)))
@@ -394,29 +412,39 @@ def _record(
         tries = attempts.get(o.delivery_id, 0) + 1
         if o.status == "throttled":  # over the rate limit: waits its turn, not an attempt
             assert o.retry_in is not None
-            row.update(status="queued", due_at=at + timedelta(seconds=o.retry_in))
+            row.update(status=DeliveryStatus.QUEUED, due_at=at + timedelta(seconds=o.retry_in))
             retries.setdefault(o.retry_in, []).append(o.delivery_id)
-        elif o.status == "scheduled":  # held again until a pause or quiet hours end
+        elif o.status == DeliveryStatus.SCHEDULED:  # held again until a pause or quiet hours end
             row.update(
-                status="scheduled",
+                status=DeliveryStatus.SCHEDULED,
                 reason=o.reason,
                 due_at=o.due_at,
                 claimed_by=None,
                 lease_until=None,
             )
             events.append(
-                {"delivery_id": o.delivery_id, "status": "scheduled", "reason": o.reason, "at": at}
+                {
+                    "delivery_id": o.delivery_id,
+                    "status": EventStatus.SCHEDULED,
+                    "reason": o.reason,
+                    "at": at,
+                }
             )
         elif o.status == "retry":
             assert o.retry_in is not None
             row.update(
-                status="queued",
+                status=DeliveryStatus.QUEUED,
                 attempts=tries,
                 error=o.error,
                 due_at=at + timedelta(seconds=o.retry_in),
             )
             events.append(
-                {"delivery_id": o.delivery_id, "status": "retrying", "detail": o.error, "at": at}
+                {
+                    "delivery_id": o.delivery_id,
+                    "status": EventStatus.RETRYING,
+                    "detail": o.error,
+                    "at": at,
+                }
             )
             retries.setdefault(o.retry_in, []).append(o.delivery_id)
         else:
@@ -428,13 +456,13 @@ def _record(
                 due_at=None,
                 provider_id=o.provider_id,
             )
-            if o.status == "delivered":
+            if o.status == DeliveryStatus.DELIVERED:
                 # A delivered message was also sent: keep both steps in its history.
-                events.append({"delivery_id": o.delivery_id, "status": "sent", "at": at})
+                events.append({"delivery_id": o.delivery_id, "status": EventStatus.SENT, "at": at})
             events.append(
                 {
                     "delivery_id": o.delivery_id,
-                    "status": o.status,
+                    "status": EventStatus(o.status),
                     "reason": o.reason,
                     "detail": o.error,
                     "at": at,
@@ -463,11 +491,13 @@ def _observe(
     rows: list[Claimed], notifications: dict[int, Notification], outcomes: list[Outcome]
 ) -> None:
     by_id = {d.id: d for d in rows}
-    final = [o for o in outcomes if o.status not in ("retry", "throttled", "scheduled")]
+    final = [
+        o for o in outcomes if o.status not in ("retry", "throttled", DeliveryStatus.SCHEDULED)
+    ]
     metrics.outcomes((by_id[o.delivery_id].channel, o.status, o.reason) for o in final)
     done = now()
     for o in final:
-        if o.status in ("sent", "delivered"):
+        if o.status in (DeliveryStatus.SENT, DeliveryStatus.DELIVERED):
             d = by_id[o.delivery_id]
             accepted = aware(notifications[d.notification_id].created_at)
             if accepted is not None:
@@ -482,13 +512,16 @@ def fail_exhausted(rt: Runtime, delivery_ids: Sequence[int], error: str) -> None
             update(Delivery)
             .where(
                 col(Delivery.id).in_(list(delivery_ids)),
-                col(Delivery.status).in_(("queued", "sending")),
+                col(Delivery.status).in_(IN_FLIGHT),
             )
-            .values(status="failed", error=error, updated_at=at)
+            .values(status=DeliveryStatus.FAILED, error=error, updated_at=at)
             .returning(col(Delivery.id))
         )
         failed = [row[0] for row in result]
         bulk.add_events(
             session,
-            [{"delivery_id": i, "status": "failed", "detail": error, "at": at} for i in failed],
+            [
+                {"delivery_id": i, "status": EventStatus.FAILED, "detail": error, "at": at}
+                for i in failed
+            ],
         )

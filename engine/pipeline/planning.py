@@ -30,6 +30,15 @@ from engine.store import bulk, locks
 from engine.store.leases import chunk_lease
 from engine.store.models import Category, Delivery, Notification, PlanChunk, Recipient
 from engine.store.outages import is_outage, ride_out
+from engine.store.states import (
+    CHUNK_OPEN,
+    UNPLANNED,
+    ChunkStatus,
+    DeliveryStatus,
+    EventStatus,
+    NotificationStatus,
+    Reason,
+)
 from engine.timeutil import aware, now
 from engine.worker.runtime import Runtime
 from preferences import store
@@ -89,7 +98,7 @@ def _cut(rt: Runtime, notification_id: int, *, inline: bool) -> None:
     queued: list[tuple[int, str]] = []
     with rt.db.session() as session:
         notification = session.get(Notification, notification_id)
-        if notification is None or notification.status in ("planned", "done", "cancelled"):
+        if notification is None or notification.status not in UNPLANNED:
             return
         if is_cancelled(notification):
             return
@@ -115,11 +124,13 @@ def _cut(rt: Runtime, notification_id: int, *, inline: bool) -> None:
                 return
             inline = inline and len(chunks) == 1
             if inline:
-                chunks[0]["status"] = "planning"  # claimed by this job
+                chunks[0]["status"] = ChunkStatus.PLANNING  # claimed by this job
             bulk.insert_ignore(session, PlanChunk, chunks, conflict=("notification_id", "seq"))
             notification.chunks_total = len(chunks)
             notification.recipients = total
-            notification.status = "planning" if chunks else "planned"
+            notification.status = (
+                NotificationStatus.PLANNING if chunks else NotificationStatus.PLANNED
+            )
             notification.updated_at = now()
             session.add(notification)
             if inline:
@@ -132,7 +143,7 @@ def _cut(rt: Runtime, notification_id: int, *, inline: bool) -> None:
             session.exec(
                 select(PlanChunk.seq).where(
                     col(PlanChunk.notification_id) == notification_id,
-                    col(PlanChunk.status) == "pending",
+                    col(PlanChunk.status) == ChunkStatus.PENDING,
                 )
             )
         )
@@ -151,7 +162,7 @@ def _still_to_cut(session: Session, notification_id: int) -> bool:
         .where(
             col(Notification.id) == notification_id,
             col(Notification.cancelled_at).is_(None),
-            col(Notification.status) != "cancelled",
+            col(Notification.status) != NotificationStatus.CANCELLED,
             col(Notification.chunks_total).is_(None),
         )
         .values(updated_at=now())
@@ -166,7 +177,7 @@ def _chunk(notification_id: int, seq: int, ids: list[str]) -> dict[str, Any]:
         "lo": ids[0],
         "hi": ids[-1],
         "size": len(ids),
-        "status": "pending",
+        "status": ChunkStatus.PENDING,
         "updated_at": now(),
     }
 
@@ -213,14 +224,19 @@ def _claim_chunk(rt: Runtime, notification_id: int, seq: int) -> bool:
     with rt.db.session() as session:
         claimed = session.execute(
             update(PlanChunk)
-            .where(this, col(PlanChunk.status) == "pending")
-            .values(status="planning", **lease)
+            .where(this, col(PlanChunk.status) == ChunkStatus.PENDING)
+            .values(status=ChunkStatus.PLANNING, **lease)
         )
         if getattr(claimed, "rowcount", 0) == 1:
             return True
         chunk = session.get(PlanChunk, (notification_id, seq))
         expired = aware(chunk.lease_until) if chunk is not None else None
-        if chunk is None or chunk.status != "planning" or expired is None or expired >= at:
+        if (
+            chunk is None
+            or chunk.status != ChunkStatus.PLANNING
+            or expired is None
+            or expired >= at
+        ):
             return False
         if not rt.judge.gone([chunk.claimed_by]):
             return False
@@ -229,7 +245,9 @@ def _claim_chunk(rt: Runtime, notification_id: int, seq: int) -> bool:
             return False
         taken = session.execute(
             update(PlanChunk)
-            .where(this, col(PlanChunk.status) == "planning", col(PlanChunk.lease_until) < at)
+            .where(
+                this, col(PlanChunk.status) == ChunkStatus.PLANNING, col(PlanChunk.lease_until) < at
+            )
             .values(attempts=PlanChunk.attempts + 1, error=DIED, **lease)
         )
         return getattr(taken, "rowcount", 0) == 1
@@ -243,9 +261,15 @@ def end_chunk(session: Session, notification_id: int, seq: int, error: str) -> N
         .where(
             col(PlanChunk.notification_id) == notification_id,
             col(PlanChunk.seq) == seq,
-            col(PlanChunk.status).in_(("pending", "planning")),
+            col(PlanChunk.status).in_(CHUNK_OPEN),
         )
-        .values(status="failed", error=error, claimed_by=None, lease_until=None, updated_at=now())
+        .values(
+            status=ChunkStatus.FAILED,
+            error=error,
+            claimed_by=None,
+            lease_until=None,
+            updated_at=now(),
+        )
     )
     if getattr(ended, "rowcount", 0) == 1:
         _count_finished(session, notification_id)
@@ -263,7 +287,7 @@ def _give_up(rt: Runtime, notification_id: int, seq: int, error: Exception) -> b
     counted = not is_outage(error)
     with rt.db.session() as session:
         chunk = session.get(PlanChunk, (notification_id, seq))
-        if chunk is None or chunk.status != "planning":
+        if chunk is None or chunk.status != ChunkStatus.PLANNING:
             return False
         tries = chunk.attempts + 1 if counted else chunk.attempts
         gone = tries >= rt.settings.plan_max_attempts
@@ -272,10 +296,10 @@ def _give_up(rt: Runtime, notification_id: int, seq: int, error: Exception) -> b
             .where(
                 col(PlanChunk.notification_id) == notification_id,
                 col(PlanChunk.seq) == seq,
-                col(PlanChunk.status) == "planning",
+                col(PlanChunk.status) == ChunkStatus.PLANNING,
             )
             .values(
-                status="failed" if gone else "pending",
+                status=ChunkStatus.FAILED if gone else ChunkStatus.PENDING,
                 attempts=tries,
                 error=detail,
                 updated_at=now(),
@@ -308,7 +332,7 @@ def _count_finished(session: Session, notification_id: int) -> None:
             col(Notification.id) == notification_id,
             col(Notification.chunks_done) >= col(Notification.chunks_total),
         )
-        .values(status="planned")
+        .values(status=NotificationStatus.PLANNED)
     )
 
 
@@ -330,9 +354,9 @@ def _plan_claimed(
         .where(
             col(PlanChunk.notification_id) == notification_id,
             col(PlanChunk.seq) == seq,
-            col(PlanChunk.status) == "planning",
+            col(PlanChunk.status) == ChunkStatus.PLANNING,
         )
-        .values(status="done", updated_at=now())
+        .values(status=ChunkStatus.DONE, updated_at=now())
     )
     if getattr(finished, "rowcount", 0) != 1:  # reclaimed as stalled and finished elsewhere
         session.rollback()
@@ -400,23 +424,33 @@ def _plan(
     )
     events: list[bulk.EventRow] = []
     for row in written:
-        if row.status == "delivered":  # the inbox: stored here, nothing left to send
+        if row.status == DeliveryStatus.DELIVERED:  # the inbox: stored here, nothing to send
             events += [
-                {"delivery_id": row.id, "status": "queued", "reason": None, "at": at},
-                {"delivery_id": row.id, "status": "delivered", "reason": None, "at": at},
+                {"delivery_id": row.id, "status": EventStatus.QUEUED, "reason": None, "at": at},
+                {"delivery_id": row.id, "status": EventStatus.DELIVERED, "reason": None, "at": at},
             ]
         else:
             events.append(
-                {"delivery_id": row.id, "status": row.status, "reason": row.reason, "at": at}
+                {
+                    "delivery_id": row.id,
+                    "status": EventStatus(row.status),
+                    "reason": row.reason,
+                    "at": at,
+                }
             )
     if replaced:
         session.execute(
             update(Delivery)
-            .where(col(Delivery.id).in_(replaced), col(Delivery.status) == "scheduled")
-            .values(status="suppressed", reason="collapsed", updated_at=at)
+            .where(col(Delivery.id).in_(replaced), col(Delivery.status) == DeliveryStatus.SCHEDULED)
+            .values(status=DeliveryStatus.SUPPRESSED, reason=Reason.COLLAPSED, updated_at=at)
         )
         events += [
-            {"delivery_id": rid, "status": "suppressed", "reason": "collapsed", "at": at}
+            {
+                "delivery_id": rid,
+                "status": EventStatus.SUPPRESSED,
+                "reason": Reason.COLLAPSED,
+                "at": at,
+            }
             for rid in replaced
         ]
     bulk.add_events(session, events)
@@ -430,9 +464,9 @@ def _plan(
         },
     )
     metrics.outcomes((row.channel, row.status, row.reason) for row in written)
-    if any(row.status == "delivered" for row in written):
+    if any(row.status == DeliveryStatus.DELIVERED for row in written):
         metrics.latency(policy.INBOX, aware(notification.created_at) or at, at)
-    return [(row.id, row.channel) for row in written if row.status == "queued"]
+    return [(row.id, row.channel) for row in written if row.status == DeliveryStatus.QUEUED]
 
 
 def _unplanned(
@@ -498,7 +532,7 @@ def _rhythm(
             col(Delivery.notification_id).in_(earlier_steps),
             col(Delivery.recipient_id) >= chunk.lo,
             col(Delivery.recipient_id) <= chunk.hi,
-            col(Delivery.status).in_((*rhythm.ENGAGED, "scheduled")),
+            col(Delivery.status).in_((*rhythm.ENGAGED, DeliveryStatus.SCHEDULED)),
         )
     ):
         assert delivery_id is not None
@@ -569,7 +603,7 @@ def _rows(
             row["reason"] = d.reason
             row["due_at"] = d.due_at
             row["locale"] = recipient.locale
-            if d.channel == policy.INBOX and d.status == "queued":
+            if d.channel == policy.INBOX and d.status == DeliveryStatus.QUEUED:
                 try:
                     copy = composer.compose(
                         notification,
@@ -579,7 +613,7 @@ def _rows(
                         partial(page_links, rt, recipient, category),
                     )
                     row.update(
-                        status="delivered",
+                        status=DeliveryStatus.DELIVERED,
                         title=copy.title,
                         body=copy.body,
                         action_url=copy.action_url,
@@ -587,7 +621,7 @@ def _rows(
                         attempts=1,
                     )
                 except RenderError as exc:
-                    row.update(status="failed", error=str(exc), attempts=1)
+                    row.update(status=DeliveryStatus.FAILED, error=str(exc), attempts=1)
             rows.append(row)
     return rows
 
@@ -607,5 +641,5 @@ def _previous(
         )
     ):
         assert delivery_id is not None
-        found[rid].append(policy.Previous(delivery_id, state))
+        found[rid].append(policy.Previous(delivery_id, DeliveryStatus(state)))
     return found

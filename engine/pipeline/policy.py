@@ -13,16 +13,11 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 from engine.store.models import OPTIONAL_KINDS, Category
+from engine.store.states import PENDING, WENT_OUT, DeliveryStatus, Reason
 from preferences import wallclock
 from preferences.model import Cap, EffectivePreferences
 
 INBOX = "inapp"
-# Statuses of a delivery that has been handed to (or through) a channel.
-IN_FLIGHT = frozenset(
-    {"queued", "sending", "sent", "delivered", "opened", "read", "clicked", "converted"}
-)
-PENDING = frozenset({"scheduled"})
-SEEN = frozenset({"opened", "read", "clicked", "converted"})
 # The optional kinds: a pause drops them and the recipient's global cap counts them,
 # unless a category says otherwise.
 # During a pause service notices wait for its end; the optional kinds are dropped, and
@@ -79,8 +74,8 @@ class Decision:
     """One channel's fate for one recipient: queued, scheduled (with due time) or suppressed."""
 
     channel: str
-    status: str
-    reason: str | None = None
+    status: DeliveryStatus
+    reason: Reason | None = None
     due_at: datetime | None = None
 
 
@@ -89,7 +84,7 @@ class Previous:
     """An earlier delivery with the same collapse key to the same recipient."""
 
     id: int
-    status: str
+    status: DeliveryStatus
 
 
 def candidate_channels(rules: Rules, request: Request) -> list[str]:
@@ -107,7 +102,7 @@ def decide(
     """Opt-ins, addresses, priority routing, pause and quiet hours for one recipient."""
     channels = candidate_channels(rules, request)
     if request.expires_at is not None and at >= request.expires_at:
-        return [Decision(c, "suppressed", "expired") for c in channels]
+        return [Decision(c, DeliveryStatus.SUPPRESSED, Reason.EXPIRED) for c in channels]
     reachable = set(addressable)
     out: list[Decision] = []
     usable: list[str] = []
@@ -118,7 +113,7 @@ def decide(
             usable.append(channel)
     interrupting = [c for c in usable if c != INBOX]
     if INBOX in usable:
-        out.append(Decision(INBOX, "queued"))
+        out.append(Decision(INBOX, DeliveryStatus.QUEUED))
     out.extend(_route(rules, prefs, interrupting, has_inbox=INBOX in usable, at=at))
     return expire_late(out, request.expires_at)
 
@@ -130,8 +125,8 @@ def expire_late(decisions: Sequence[Decision], expires_at: datetime | None) -> l
     if expires_at is None:
         return list(decisions)
     return [
-        Decision(d.channel, "suppressed", "expired")
-        if d.status == "scheduled" and d.due_at is not None and d.due_at >= expires_at
+        Decision(d.channel, DeliveryStatus.SUPPRESSED, Reason.EXPIRED)
+        if d.status == DeliveryStatus.SCHEDULED and d.due_at is not None and d.due_at >= expires_at
         else d
         for d in decisions
     ]
@@ -143,10 +138,12 @@ def _refused(
     """Why `channel` is not for this recipient (opted out, unsubscribed, no address)."""
     if not prefs.opted_in(rules.key, channel, required=rules.required):
         return Decision(
-            channel, "suppressed", "unsubscribed" if prefs.unsubscribed else "opted_out"
+            channel,
+            DeliveryStatus.SUPPRESSED,
+            Reason.UNSUBSCRIBED if prefs.unsubscribed else Reason.OPTED_OUT,
         )
     if channel not in reachable:
-        return Decision(channel, "suppressed", "no_address")
+        return Decision(channel, DeliveryStatus.SUPPRESSED, Reason.NO_ADDRESS)
     return None
 
 
@@ -165,11 +162,11 @@ def recheck(
     quiet hours hold it again, or `suppressed` with the reason.
     """
     if request.expires_at is not None and at >= request.expires_at:
-        return Decision(channel, "suppressed", "expired")
+        return Decision(channel, DeliveryStatus.SUPPRESSED, Reason.EXPIRED)
     if (refused := _refused(rules, prefs, set(addressable), channel)) is not None:
         return refused
     (decision,) = expire_late(
-        [hold(rules, prefs, Decision(channel, "queued"), at)], request.expires_at
+        [hold(rules, prefs, Decision(channel, DeliveryStatus.QUEUED), at)], request.expires_at
     )
     return decision
 
@@ -209,11 +206,16 @@ def _route(
     if not channels:
         return []
     if rules.priority == "critical":
-        return [Decision(c, "queued") for c in channels]
+        return [Decision(c, DeliveryStatus.QUEUED) for c in channels]
     if rules.priority == "low" and has_inbox:
         if prefs.digest.enabled:
             return [
-                Decision(channels[0], "scheduled", "digest", next_local(prefs, prefs.digest.at, at))
+                Decision(
+                    channels[0],
+                    DeliveryStatus.SCHEDULED,
+                    Reason.DIGEST,
+                    next_local(prefs, prefs.digest.at, at),
+                )
             ]
         return []
     if rules.priority == "high":
@@ -224,13 +226,18 @@ def _route(
         step = rules.escalate_after
         later = (
             [
-                Decision(c, "scheduled", "escalation", at + timedelta(seconds=step * (i + 1)))
+                Decision(
+                    c,
+                    DeliveryStatus.SCHEDULED,
+                    Reason.ESCALATION,
+                    at + timedelta(seconds=step * (i + 1)),
+                )
                 for i, c in enumerate(channels[1:])
             ]
             if step
             else []
         )
-    return [hold(rules, prefs, Decision(c, "queued"), at) for c in now] + later
+    return [hold(rules, prefs, Decision(c, DeliveryStatus.QUEUED), at) for c in now] + later
 
 
 def hold(rules: Rules, prefs: EffectivePreferences, decision: Decision, at: datetime) -> Decision:
@@ -243,10 +250,16 @@ def hold(rules: Rules, prefs: EffectivePreferences, decision: Decision, at: date
         return decision
     if not rules.essential and (paused := prefs.paused_at(at)) is not None:
         if rules.kind in HELD_DURING_PAUSE:
-            return replace(decision, status="scheduled", reason="paused", due_at=paused)
-        return replace(decision, status="suppressed", reason="paused", due_at=None)
+            return replace(
+                decision, status=DeliveryStatus.SCHEDULED, reason=Reason.PAUSED, due_at=paused
+            )
+        return replace(
+            decision, status=DeliveryStatus.SUPPRESSED, reason=Reason.PAUSED, due_at=None
+        )
     if (quiet_end := prefs.quiet_hours.ends_at(at)) is not None:
-        return replace(decision, status="scheduled", reason="quiet_hours", due_at=quiet_end)
+        return replace(
+            decision, status=DeliveryStatus.SCHEDULED, reason=Reason.QUIET_HOURS, due_at=quiet_end
+        )
     return decision
 
 
@@ -269,9 +282,11 @@ def collapse(
 
     Returns the decisions and the ids of earlier pending deliveries to mark `collapsed`.
     """
-    if any(p.status in IN_FLIGHT for p in previous):
+    if any(p.status in WENT_OUT for p in previous):
         return [
-            d if d.status == "suppressed" else Decision(d.channel, "suppressed", "duplicate")
+            d
+            if d.status == DeliveryStatus.SUPPRESSED
+            else Decision(d.channel, DeliveryStatus.SUPPRESSED, Reason.DUPLICATE)
             for d in decisions
         ], []
     return list(decisions), [p.id for p in previous if p.status in PENDING]
@@ -308,20 +323,20 @@ def cap_limits(
 def counts_against_caps(decisions: Sequence[Decision]) -> bool:
     """A notification counts once per recipient, when the first of its deliveries goes
     out: at planning if any goes now, else when a held one is released."""
-    return any(d.status == "queued" for d in decisions)
+    return any(d.status == DeliveryStatus.QUEUED for d in decisions)
 
 
 def over_cap(rules: Rules, decisions: Sequence[Decision], resets_at: datetime) -> list[Decision]:
     """Drop or defer what a cap refused, as the category says."""
     out = []
     for d in decisions:
-        if d.status not in ("queued", "scheduled"):
+        if d.status not in (DeliveryStatus.QUEUED, DeliveryStatus.SCHEDULED):
             out.append(d)
         elif rules.over_cap == "defer":
             due = max(resets_at, d.due_at) if d.due_at else resets_at
-            out.append(Decision(d.channel, "scheduled", "capped", due))
+            out.append(Decision(d.channel, DeliveryStatus.SCHEDULED, Reason.CAPPED, due))
         else:
-            out.append(Decision(d.channel, "suppressed", "capped"))
+            out.append(Decision(d.channel, DeliveryStatus.SUPPRESSED, Reason.CAPPED))
     return out
 
 

@@ -14,17 +14,20 @@ from engine.pipeline import rhythm
 from engine.pipeline.accept import deliveries_public
 from engine.store import bulk
 from engine.store.models import Delivery, Feedback, Notification
+from engine.store.states import (
+    ARRIVED,
+    PROGRESS,
+    REACHED,
+    SEEN,
+    UNSENT,
+    WENT_OUT,
+    DeliveryStatus,
+    Engagement,
+    EventStatus,
+    Reason,
+)
 from engine.timeutil import format_duration, iso, now
 from preferences import store
-
-# How far along a delivery is; an event never moves a delivery backwards.
-PROGRESS = ("queued", "sending", "sent", "delivered", "opened", "read", "clicked", "converted")
-# A delivery in one of these reached its recipient (a channel took it, or it is in the
-# inbox): the only ones a recipient can rate, and the only ratings statistics count.
-REACHED = PROGRESS[PROGRESS.index("sent") :]
-# Events may also arrive for a delivery still being sent: the channel can answer first.
-ENGAGEABLE = frozenset(PROGRESS)
-CANCELS_OTHERS = frozenset({"opened", "read", "clicked", "converted"})
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,7 @@ class EventRecorded:
     other channels that the event cancelled (`suppressed/seen_elsewhere`)."""
 
     id: int
-    status: str
+    status: DeliveryStatus
     cancelled: list[int]
 
 
@@ -55,7 +58,7 @@ class FeedbackRecorded:
     cap_lowered_to: Cap | None
 
 
-def record_event(session: Session, delivery_id: int, kind: str) -> EventRecorded:
+def record_event(session: Session, delivery_id: int, kind: Engagement) -> EventRecorded:
     """Record opened/read/clicked/converted; a seen notification cancels its pending
     deliveries on the other channels (`seen_elsewhere`).
 
@@ -65,21 +68,24 @@ def record_event(session: Session, delivery_id: int, kind: str) -> EventRecorded
     row = session.get(Delivery, delivery_id)
     if row is None:
         raise NotFound(f"no delivery {delivery_id}", field="id")
-    if row.status not in ENGAGEABLE:
+    if row.status not in WENT_OUT:
         raise NotDelivered(
             f"delivery {delivery_id} is {row.status}: it never reached its recipient",
             field="id",
         )
     at = now()
-    if row.status in PROGRESS and PROGRESS.index(kind) > PROGRESS.index(row.status):
-        row.status = kind
-    if kind in ("opened", "read", "clicked") and row.read_at is None:
+    reached = DeliveryStatus(kind)
+    if PROGRESS.index(reached) > PROGRESS.index(row.status):
+        row.status = reached
+    if kind in (Engagement.OPENED, Engagement.READ, Engagement.CLICKED) and row.read_at is None:
         row.read_at = at
     row.updated_at = at
     session.add(row)
-    events: list[bulk.EventRow] = [{"delivery_id": delivery_id, "status": kind, "at": at}]
+    events: list[bulk.EventRow] = [
+        {"delivery_id": delivery_id, "status": EventStatus(kind), "at": at}
+    ]
     cancelled: list[int] = []
-    if kind in CANCELS_OTHERS:
+    if reached in SEEN:
         cancelled = [
             r[0]
             for r in session.execute(
@@ -88,20 +94,30 @@ def record_event(session: Session, delivery_id: int, kind: str) -> EventRecorded
                     col(Delivery.notification_id) == row.notification_id,
                     col(Delivery.recipient_id) == row.recipient_id,
                     col(Delivery.id) != delivery_id,
-                    col(Delivery.status).in_(("scheduled", "queued")),
+                    col(Delivery.status).in_(UNSENT),
                 )
-                .values(status="suppressed", reason="seen_elsewhere", due_at=None, updated_at=at)
+                .values(
+                    status=DeliveryStatus.SUPPRESSED,
+                    reason=Reason.SEEN_ELSEWHERE,
+                    due_at=None,
+                    updated_at=at,
+                )
                 .returning(col(Delivery.id))
             )
         ]
         events += [
-            {"delivery_id": i, "status": "suppressed", "reason": "seen_elsewhere", "at": at}
+            {
+                "delivery_id": i,
+                "status": EventStatus.SUPPRESSED,
+                "reason": Reason.SEEN_ELSEWHERE,
+                "at": at,
+            }
             for i in cancelled
         ]
-    if kind in rhythm.ENGAGED:
+    if reached in rhythm.ENGAGED:
         stopped = _stop_campaign(session, row, at)
         events += [
-            {"delivery_id": i, "status": "suppressed", "reason": rhythm.STOPPED, "at": at}
+            {"delivery_id": i, "status": EventStatus.SUPPRESSED, "reason": rhythm.STOPPED, "at": at}
             for i in stopped
         ]
     bulk.add_events(session, events)
@@ -127,9 +143,11 @@ def _stop_campaign(session: Session, row: Delivery, at: datetime) -> list[int]:
             .where(
                 col(Delivery.notification_id).in_(steps),
                 col(Delivery.recipient_id) == row.recipient_id,
-                col(Delivery.status).in_(("scheduled", "queued")),
+                col(Delivery.status).in_(UNSENT),
             )
-            .values(status="suppressed", reason=rhythm.STOPPED, due_at=None, updated_at=at)
+            .values(
+                status=DeliveryStatus.SUPPRESSED, reason=rhythm.STOPPED, due_at=None, updated_at=at
+            )
             .returning(col(Delivery.id))
         )
     ]
@@ -207,9 +225,6 @@ def recipient_deliveries(
     }
 
 
-INBOX_VISIBLE = ("delivered", "opened", "read", "clicked", "converted")
-
-
 def mark_all_read(session: Session, recipient_id: str) -> int:
     """Mark every unread in-app message of a recipient read, each as opening it would
     (cancelling its still-pending copies on other channels); returns how many."""
@@ -217,13 +232,13 @@ def mark_all_read(session: Session, recipient_id: str) -> int:
         select(Delivery.id).where(
             col(Delivery.recipient_id) == recipient_id,
             col(Delivery.channel) == "inapp",
-            col(Delivery.status).in_(INBOX_VISIBLE),
+            col(Delivery.status).in_(ARRIVED),
             col(Delivery.read_at).is_(None),
         )
     ).all()
     for delivery_id in unread:
         if delivery_id is not None:
-            record_event(session, delivery_id, "read")
+            record_event(session, delivery_id, Engagement.READ)
     return len(unread)
 
 
@@ -232,7 +247,7 @@ def inbox(session: Session, recipient_id: str, *, before: int | None, limit: int
     visible = (
         col(Delivery.recipient_id) == recipient_id,
         col(Delivery.channel) == "inapp",
-        col(Delivery.status).in_(INBOX_VISIBLE),
+        col(Delivery.status).in_(ARRIVED),
     )
     unread = session.exec(
         select(func.count()).select_from(Delivery).where(*visible, col(Delivery.read_at).is_(None))

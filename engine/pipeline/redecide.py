@@ -22,6 +22,7 @@ from engine.pipeline.planning import addressable
 from engine.settings import Settings
 from engine.store import bulk
 from engine.store.models import Category, Notification, Recipient
+from engine.store.states import DeliveryStatus, Reason
 from engine.timeutil import aware
 from preferences import store
 from preferences.model import EffectivePreferences
@@ -97,14 +98,14 @@ def decide(situation: Situation, held: Iterable[Held], at: datetime) -> dict[int
         notification = situation.notifications.get(d.notification_id)
         rules = situation.rules(d)
         if notification is None or rules is None:
-            out[d.id] = policy.Decision(d.channel, "queued")
+            out[d.id] = policy.Decision(d.channel, DeliveryStatus.QUEUED)
             continue
         if is_cancelled(notification):
-            out[d.id] = policy.Decision(d.channel, "suppressed", "cancelled")
+            out[d.id] = policy.Decision(d.channel, DeliveryStatus.SUPPRESSED, Reason.CANCELLED)
             continue
         recipient = situation.recipients.get(d.recipient_id)
         if recipient is None:
-            out[d.id] = policy.Decision(d.channel, "suppressed", "erased")
+            out[d.id] = policy.Decision(d.channel, DeliveryStatus.SUPPRESSED, Reason.ERASED)
             continue
         request = policy.Request(expires_at=aware(notification.expires_at))
         out[d.id] = policy.recheck(

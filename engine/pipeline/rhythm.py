@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from engine.pipeline.policy import Decision
+from engine.store.states import CLICKED_THROUGH, REACHED, SEEN, DeliveryStatus, Reason
 from engine.timeutil import format_duration, parse_duration
 
 DAY = 86400
@@ -21,15 +22,15 @@ DAY = 86400
 DEFAULT_STEPS = (-3 * DAY, -2 * DAY, -3600)
 MAX_STEPS = 10
 # A recipient whose delivery of one step reached these gets no further steps.
-ENGAGED = frozenset({"clicked", "converted"})
+ENGAGED = CLICKED_THROUGH
 # The funnel's stages, each a delivery status and every status past it.
-FUNNEL = {
-    "sent": ("sent", "delivered", "opened", "read", "clicked", "converted"),
-    "opened": ("opened", "read", "clicked", "converted"),
-    "clicked": ("clicked", "converted"),
-    "converted": ("converted",),
+FUNNEL: dict[str, frozenset[DeliveryStatus]] = {
+    "sent": REACHED,
+    "opened": SEEN,
+    "clicked": CLICKED_THROUGH,
+    "converted": frozenset({DeliveryStatus.CONVERTED}),
 }
-STOPPED = "converted_earlier"
+STOPPED = Reason.CONVERTED_EARLIER
 
 
 def parse_offset(value: str | int) -> int:
@@ -82,7 +83,9 @@ def step_fate(
     before = list(earlier)
     if any(e.status in ENGAGED for e in before):
         return [
-            d if d.status == "suppressed" else Decision(d.channel, "suppressed", STOPPED)
+            d
+            if d.status == DeliveryStatus.SUPPRESSED
+            else Decision(d.channel, DeliveryStatus.SUPPRESSED, STOPPED)
             for d in decisions
         ], []
-    return list(decisions), [e.id for e in before if e.status == "scheduled"]
+    return list(decisions), [e.id for e in before if e.status == DeliveryStatus.SCHEDULED]

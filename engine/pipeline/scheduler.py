@@ -27,6 +27,17 @@ from engine.store import bulk
 from engine.store.models import Delivery, Notification, PlanChunk
 from engine.store.outages import is_outage
 from engine.store.redis_keys import RedisKeys
+from engine.store.states import (
+    IN_FLIGHT,
+    OWN_MESSAGE,
+    SEEN,
+    UNPLANNED,
+    ChunkStatus,
+    DeliveryStatus,
+    EventStatus,
+    NotificationStatus,
+    Reason,
+)
 from engine.timeutil import aware, now
 from engine.worker.runtime import Runtime
 
@@ -65,17 +76,18 @@ def requeue_in_flight(rt: Runtime, at: datetime) -> int:
     with rt.db.session() as session:
         queued = session.exec(
             select(Delivery.id, Delivery.channel, Delivery.notification_id, Delivery.due_at)
-            .where(col(Delivery.status) == "queued")
+            .where(col(Delivery.status) == DeliveryStatus.QUEUED)
             .order_by(col(Delivery.id))
         ).all()
         chunks = session.exec(
             select(PlanChunk.notification_id, PlanChunk.seq)
-            .where(col(PlanChunk.status) == "pending")
+            .where(col(PlanChunk.status) == ChunkStatus.PENDING)
             .order_by(col(PlanChunk.notification_id), col(PlanChunk.seq))
         ).all()
         waiting = session.exec(
             select(Notification.id, Notification.queue).where(
-                col(Notification.status) == "accepted", col(Notification.enqueued_at).is_not(None)
+                col(Notification.status) == NotificationStatus.ACCEPTED,
+                col(Notification.enqueued_at).is_not(None),
             )
         ).all()
         queues = _queues(session, {n for _, _, n, _ in queued} | {n for n, _ in chunks})
@@ -110,20 +122,22 @@ def take_back(rt: Runtime, at: datetime) -> int:
         holders = list(
             session.exec(
                 select(Delivery.claimed_by)
-                .where(col(Delivery.status) == "sending", col(Delivery.lease_until) < at)
+                .where(
+                    col(Delivery.status) == DeliveryStatus.SENDING, col(Delivery.lease_until) < at
+                )
                 .distinct()
             )
         )
         holders += session.exec(
             select(PlanChunk.claimed_by)
-            .where(col(PlanChunk.status) == "planning", col(PlanChunk.lease_until) < at)
+            .where(col(PlanChunk.status) == ChunkStatus.PLANNING, col(PlanChunk.lease_until) < at)
             .distinct()
         ).all()
     gone = rt.judge.gone(holders)
     if not gone:
         return 0
     leased = and_(
-        col(Delivery.status) == "sending",
+        col(Delivery.status) == DeliveryStatus.SENDING,
         col(Delivery.lease_until) < at,
         col(Delivery.claimed_by).in_(gone),
     )
@@ -133,27 +147,34 @@ def take_back(rt: Runtime, at: datetime) -> int:
         ended = session.execute(
             update(Delivery)
             .where(leased, col(Delivery.attempts) >= limit - 1)
-            .values(status="failed", attempts=Delivery.attempts + 1, error=DIED, **free)
+            .values(
+                status=DeliveryStatus.FAILED, attempts=Delivery.attempts + 1, error=DIED, **free
+            )
             .returning(col(Delivery.id))
         ).all()
         bulk.add_events(
             session,
-            [{"delivery_id": i, "status": "failed", "detail": DIED, "at": at} for (i,) in ended],
+            [
+                {"delivery_id": i, "status": EventStatus.FAILED, "detail": DIED, "at": at}
+                for (i,) in ended
+            ],
         )
         back = session.execute(
             update(Delivery)
             .where(leased)
-            .values(status="queued", attempts=Delivery.attempts + 1, error=DIED, **free)
+            .values(
+                status=DeliveryStatus.QUEUED, attempts=Delivery.attempts + 1, error=DIED, **free
+            )
             .returning(col(Delivery.id), col(Delivery.channel), col(Delivery.notification_id))
         ).all()
         chunks = session.execute(
             update(PlanChunk)
             .where(
-                col(PlanChunk.status) == "planning",
+                col(PlanChunk.status) == ChunkStatus.PLANNING,
                 col(PlanChunk.lease_until) < at,
                 col(PlanChunk.claimed_by).in_(gone),
             )
-            .values(status="pending", attempts=PlanChunk.attempts + 1, error=DIED, **free)
+            .values(status=ChunkStatus.PENDING, attempts=PlanChunk.attempts + 1, error=DIED, **free)
             .returning(col(PlanChunk.notification_id), col(PlanChunk.seq), col(PlanChunk.attempts))
         ).all()
         for notification_id, seq, attempts in chunks:
@@ -180,7 +201,7 @@ def release_notifications(rt: Runtime, at: datetime) -> int:
     stale = at - timedelta(seconds=rt.settings.stall_after)
     grace = timedelta(seconds=rt.settings.enqueue_grace)
     due = and_(
-        col(Notification.status).in_(("accepted", "planning")),
+        col(Notification.status).in_(UNPLANNED),
         or_(
             and_(
                 col(Notification.enqueued_at).is_(None),
@@ -230,7 +251,8 @@ def retry_chunks(rt: Runtime, at: datetime) -> int:
     a notification whose planning made no progress for as long (a message was lost)."""
     stale = at - timedelta(seconds=rt.settings.stall_after)
     idle = select(Notification.id).where(
-        col(Notification.status) == "planning", col(Notification.updated_at) <= stale
+        col(Notification.status) == NotificationStatus.PLANNING,
+        col(Notification.updated_at) <= stale,
     )
     with rt.db.session() as session:
         claimed = session.execute(
@@ -238,14 +260,14 @@ def retry_chunks(rt: Runtime, at: datetime) -> int:
             .where(
                 col(PlanChunk.updated_at) <= stale,
                 or_(
-                    col(PlanChunk.status) == "planning",
+                    col(PlanChunk.status) == ChunkStatus.PLANNING,
                     and_(
-                        col(PlanChunk.status) == "pending",
+                        col(PlanChunk.status) == ChunkStatus.PENDING,
                         col(PlanChunk.notification_id).in_(idle),
                     ),
                 ),
             )
-            .values(status="pending", updated_at=at)
+            .values(status=ChunkStatus.PENDING, updated_at=at)
             .returning(col(PlanChunk.notification_id), col(PlanChunk.seq))
         ).all()
         queues = _queues(session, {n for n, _ in claimed})
@@ -258,7 +280,7 @@ def retry_stalled(rt: Runtime, at: datetime) -> int:
     """Deliveries queued (or being sent) for too long go back on the queue."""
     stale = at - timedelta(seconds=rt.settings.stall_after)
     stalled = and_(
-        col(Delivery.status).in_(("queued", "sending")),
+        col(Delivery.status).in_(IN_FLIGHT),
         func.coalesce(col(Delivery.due_at), col(Delivery.updated_at)) <= stale,
         col(Delivery.updated_at) <= stale,
     )
@@ -269,7 +291,7 @@ def retry_stalled(rt: Runtime, at: datetime) -> int:
         claimed = session.execute(
             update(Delivery)
             .where(col(Delivery.id).in_(ids), stalled)
-            .values(status="queued", updated_at=at)
+            .values(status=DeliveryStatus.QUEUED, updated_at=at)
             .returning(col(Delivery.id), col(Delivery.channel), col(Delivery.notification_id))
         ).all()
         queues = _queues(session, {n for _, _, n in claimed})
@@ -293,7 +315,7 @@ def release_deliveries(rt: Runtime, at: datetime) -> int:
         due = list(
             session.exec(
                 select(Delivery)
-                .where(col(Delivery.status) == "scheduled", col(Delivery.due_at) <= at)
+                .where(col(Delivery.status) == DeliveryStatus.SCHEDULED, col(Delivery.due_at) <= at)
                 .order_by(col(Delivery.id))
                 .limit(BATCH)
             )
@@ -305,57 +327,59 @@ def release_deliveries(rt: Runtime, at: datetime) -> int:
             for d in due
         ]
         situation = redecide.load(session, rt.settings, held)
-        seen = _seen(session, [d for d in due if d.reason == "escalation"])
-        suppress: dict[str, list[int]] = defaultdict(list)
-        later: dict[tuple[datetime, str], list[int]] = defaultdict(list)
+        seen = _seen(session, [d for d in due if d.reason == Reason.ESCALATION])
+        suppress: dict[Reason | None, list[int]] = defaultdict(list)
+        later: dict[tuple[datetime, Reason | None], list[int]] = defaultdict(list)
         candidates: list[tuple[redecide.Held, Delivery]] = []
         for h, d in zip(held, due, strict=True):
-            if d.reason == "escalation" and (h.notification_id, h.recipient_id) in seen:
-                suppress["seen_elsewhere"].append(h.id)
+            if d.reason == Reason.ESCALATION and (h.notification_id, h.recipient_id) in seen:
+                suppress[Reason.SEEN_ELSEWHERE].append(h.id)
             else:
                 candidates.append((h, d))
         fates = redecide.decide(situation, [h for h, _ in candidates], at)
         going: list[tuple[redecide.Held, Delivery]] = []
         for h, d in candidates:
             fate = fates[h.id]
-            if fate.status == "suppressed":
-                suppress[fate.reason or "suppressed"].append(h.id)
-            elif fate.status == "scheduled" and fate.due_at is not None:
-                later[(fate.due_at, fate.reason or "scheduled")].append(h.id)
+            if fate.status == DeliveryStatus.SUPPRESSED:
+                suppress[fate.reason].append(h.id)
+            elif fate.status == DeliveryStatus.SCHEDULED and fate.due_at is not None:
+                later[(fate.due_at, fate.reason)].append(h.id)
             else:
                 going.append((h, d))
         # Of what may still go, a burst of one collapse group is one message: the newest.
         collapsed = policy.release_collapse(
             [(h.id, h.recipient_id, h.channel, _group(d, situation)) for h, d in going]
         )
-        suppress["collapsed"] += sorted(collapsed)
+        suppress[Reason.COLLAPSED] += sorted(collapsed)
         ready = [h for h, _ in going if h.id not in collapsed]
         go, over = _cap(rt, situation, ready, at)
         for delivery_id, fate in over:
-            if fate.status == "suppressed":
-                suppress["capped"].append(delivery_id)
+            if fate.status == DeliveryStatus.SUPPRESSED:
+                suppress[Reason.CAPPED].append(delivery_id)
             elif fate.due_at is not None:
-                later[(fate.due_at, "capped")].append(delivery_id)
+                later[(fate.due_at, Reason.CAPPED)].append(delivery_id)
         events: list[bulk.EventRow] = []
         for reason, ids in suppress.items():
-            done = _transition(session, ids, at, status="suppressed", reason=reason)
+            done = _transition(session, ids, at, status=DeliveryStatus.SUPPRESSED, reason=reason)
             events += [
-                {"delivery_id": i, "status": "suppressed", "reason": reason, "at": at}
+                {"delivery_id": i, "status": EventStatus.SUPPRESSED, "reason": reason, "at": at}
                 for i, _, _ in done
             ]
         for (until, reason), ids in later.items():
             rows = session.execute(
                 update(Delivery)
-                .where(col(Delivery.id).in_(ids), col(Delivery.status) == "scheduled")
+                .where(col(Delivery.id).in_(ids), col(Delivery.status) == DeliveryStatus.SCHEDULED)
                 .values(due_at=until, reason=reason, updated_at=at)
                 .returning(col(Delivery.id))
             ).all()
             events += [
-                {"delivery_id": row[0], "status": "scheduled", "reason": reason, "at": at}
+                {"delivery_id": row[0], "status": EventStatus.SCHEDULED, "reason": reason, "at": at}
                 for row in rows
             ]
-        released = _transition(session, go, at, status="queued", reason=None)
-        events += [{"delivery_id": i, "status": "queued", "at": at} for i, _, _ in released]
+        released = _transition(session, go, at, status=DeliveryStatus.QUEUED, reason=None)
+        events += [
+            {"delivery_id": i, "status": EventStatus.QUEUED, "at": at} for i, _, _ in released
+        ]
         bulk.add_events(session, events)
         queues = _queues(session, {n for _, _, n in released})
     _enqueue(rt, released, queues)
@@ -396,19 +420,26 @@ def _cap(
         if frees_at is None or rules is None:
             go.append(h.id)
         else:
-            (fate,) = policy.over_cap(rules, [policy.Decision(h.channel, "queued")], frees_at)
+            (fate,) = policy.over_cap(
+                rules, [policy.Decision(h.channel, DeliveryStatus.QUEUED)], frees_at
+            )
             over.append((h.id, fate))
     return go, over
 
 
 def _transition(
-    session: Session, ids: list[int], at: datetime, *, status: str, reason: str | None
+    session: Session,
+    ids: list[int],
+    at: datetime,
+    *,
+    status: DeliveryStatus,
+    reason: Reason | None,
 ) -> list[tuple[int, str, int]]:
     if not ids:
         return []
     rows = session.execute(
         update(Delivery)
-        .where(col(Delivery.id).in_(ids), col(Delivery.status) == "scheduled")
+        .where(col(Delivery.id).in_(ids), col(Delivery.status) == DeliveryStatus.SCHEDULED)
         .values(status=status, reason=reason, due_at=None, updated_at=at)
         .returning(col(Delivery.id), col(Delivery.channel), col(Delivery.notification_id))
     ).all()
@@ -418,7 +449,7 @@ def _transition(
 def _group(delivery: Delivery, situation: redecide.Situation) -> str | None:
     """What a released delivery collapses with: its collapse key, its campaign (the steps
     of one campaign never arrive together), or its promotional category."""
-    if delivery.reason in ("escalation", "digest"):
+    if delivery.reason in OWN_MESSAGE:
         return None
     if delivery.collapse_key:
         return f"key:{delivery.collapse_key}"
@@ -439,7 +470,7 @@ def _seen(session: Session, escalations: list[Delivery]) -> set[tuple[int, str]]
         select(Delivery.notification_id, Delivery.recipient_id).where(
             col(Delivery.notification_id).in_({n for n, _ in pairs}),
             col(Delivery.recipient_id).in_({r for _, r in pairs}),
-            or_(col(Delivery.read_at).is_not(None), col(Delivery.status).in_(policy.SEEN)),
+            or_(col(Delivery.read_at).is_not(None), col(Delivery.status).in_(SEEN)),
         )
     )
     return {(n, r) for n, r in rows} & pairs

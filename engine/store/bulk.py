@@ -24,6 +24,7 @@ from sqlalchemy import ColumnElement, Connection, Dialect, Row, Table, select
 from sqlmodel import Session, SQLModel
 
 from engine.store.models import DeliveryEvent
+from engine.store.states import EventStatus, Reason
 
 # Bound parameters per statement: SQLite allows 32,766 (since 3.32), PostgreSQL 65,535.
 MAX_PARAMS = 30_000
@@ -189,9 +190,9 @@ class EventRow(TypedDict):
     when (aware UTC), and for a suppression or hold its reason; `detail` adds words."""
 
     delivery_id: int
-    status: str
+    status: EventStatus
     at: datetime
-    reason: NotRequired[str | None]
+    reason: NotRequired[Reason | None]
     detail: NotRequired[str | None]
 
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, DateTime, Enum, Index, Integer, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from engine.store.states import ChunkStatus, DeliveryStatus, EventStatus, NotificationStatus, Reason
 from engine.timeutil import now
 
 # Sequential integer keys: SQLite only auto-increments an INTEGER PRIMARY KEY.
@@ -22,6 +24,20 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 def _json(nullable: bool = True) -> Any:
     return Field(default=None, sa_type=JSON, nullable=nullable)
+
+
+def _state(enum: type[StrEnum], length: int) -> Enum:
+    """A column of `enum`'s values, stored as VARCHAR(`length`) text (no database enum
+    type, no CHECK constraint: adding a member needs no migration). Rows read back as
+    members; writing text that is not a member raises `LookupError`."""
+    return Enum(
+        enum,
+        native_enum=False,
+        create_constraint=False,
+        length=length,
+        validate_strings=True,
+        values_callable=lambda members: [m.value for m in members],
+    )
 
 
 def _stamp(nullable: bool = True, index: bool = False) -> Any:
@@ -135,8 +151,10 @@ class Notification(SQLModel, table=True):
     idempotency_key: str | None = Field(default=None, max_length=200, unique=True)
     request_hash: str | None = Field(default=None, max_length=64)
     queue: str = Field(default="normal", max_length=20)
-    # accepted → planning → planned → done
-    status: str = Field(default="accepted", max_length=20, index=True)
+    # accepted → planning → planned (`done` is only answered, never stored)
+    status: NotificationStatus = Field(
+        default=NotificationStatus.ACCEPTED, sa_type=_state(NotificationStatus, 20), index=True
+    )
     recipients: int = 0
     chunks_total: int | None = None
     chunks_done: int = 0
@@ -179,7 +197,9 @@ class PlanChunk(SQLModel, table=True):
     size: int = 0
     # pending → planning (claimed by a job) → done, or failed after too many attempts, or
     # cancelled with its notification before a job claimed it
-    status: str = Field(default="pending", max_length=10, index=True)
+    status: ChunkStatus = Field(
+        default=ChunkStatus.PENDING, sa_type=_state(ChunkStatus, 10), index=True
+    )
     attempts: int = 0
     error: str | None = None
     # The lease of the job planning it: which worker process, until when (engine.store.leases).
@@ -204,8 +224,8 @@ class Delivery(SQLModel, table=True):
     recipient_id: str = Field(max_length=200)
     channel: str = Field(max_length=20)
     category: str = Field(max_length=100)
-    status: str = Field(max_length=20)
-    reason: str | None = Field(default=None, max_length=30)
+    status: DeliveryStatus = Field(sa_type=_state(DeliveryStatus, 20))
+    reason: Reason | None = Field(default=None, sa_type=_state(Reason, 30))
     due_at: datetime | None = _stamp()
     collapse_key: str | None = Field(default=None, max_length=200)
     variant: str | None = Field(default=None, max_length=50)
@@ -233,8 +253,8 @@ class DeliveryEvent(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
     delivery_id: int = Field(sa_type=BigInteger, index=True)
-    status: str = Field(max_length=20)
-    reason: str | None = Field(default=None, max_length=30)
+    status: EventStatus = Field(sa_type=_state(EventStatus, 20))
+    reason: Reason | None = Field(default=None, sa_type=_state(Reason, 30))
     detail: str | None = None
     at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
 

@@ -10,9 +10,9 @@ from sqlmodel import Session
 
 from engine.catalog.categories import name_in
 from engine.pipeline import receipts
-from engine.pipeline.receipts import INBOX_VISIBLE
 from engine.schemas import row_id
 from engine.store.models import Delivery
+from engine.store.states import ARRIVED, Engagement
 from engine.timeutil import aware, now
 from preferences import store
 from preferences.pages import forms
@@ -31,7 +31,7 @@ def _own(session: Session, visit: Visit) -> Delivery:
         row is None
         or row.recipient_id != visit.recipient.id
         or row.channel != "inapp"
-        or row.status not in INBOX_VISIBLE
+        or row.status not in ARRIVED
     ):
         raise Refused("not_found", recipient=visit.recipient)
     return row
@@ -119,7 +119,7 @@ async def mark_read(visit: Visit) -> web.StreamResponse:
 
     def write(session: Session) -> str:
         row = _own(session, visit)
-        receipts.record_event(session, int(row.id or 0), "read")
+        receipts.record_event(session, int(row.id or 0), Engagement.READ)
         return str(row.id)
 
     did = await visit.db.write(write)
@@ -140,7 +140,7 @@ async def rate(visit: Visit) -> web.StreamResponse:
         did = int(row.id or 0)
         receipts.record_feedback(session, did, str(rating), None, recipient_id=row.recipient_id)
         if row.read_at is None:
-            receipts.record_event(session, did, "read")
+            receipts.record_event(session, did, Engagement.READ)
         return str(did)
 
     did = await visit.db.write(write)
@@ -155,7 +155,7 @@ async def follow(visit: Visit) -> web.StreamResponse:
     def write(session: Session) -> str | None:
         row = _own(session, visit)
         if row.action_url:
-            receipts.record_event(session, int(row.id or 0), "clicked")
+            receipts.record_event(session, int(row.id or 0), Engagement.CLICKED)
         return row.action_url
 
     target = await visit.db.write(write)

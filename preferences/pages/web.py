@@ -20,10 +20,10 @@ from sqlmodel import Session, col, select
 from yarl import URL
 
 from engine.api.context import DB, SETTINGS
-from engine.pipeline.receipts import INBOX_VISIBLE
 from engine.settings import Settings
 from engine.store.db import Database
 from engine.store.models import Delivery, Recipient
+from engine.store.states import ARRIVED
 from preferences.links import PATHS, LinkError, Links
 from preferences.pages import csrf, i18n
 from preferences.pages.branding import Brand
@@ -265,7 +265,7 @@ def unread_count(session: Session, recipient_id: str) -> int:
             .where(
                 col(Delivery.recipient_id) == recipient_id,
                 col(Delivery.channel) == "inapp",
-                col(Delivery.status).in_(INBOX_VISIBLE),
+                col(Delivery.status).in_(ARRIVED),
                 col(Delivery.read_at).is_(None),
             )
         ).one()

@@ -4,7 +4,7 @@ counts, funnel and paged deliveries (with their history and errors); and cancell
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import Any, get_args
+from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -13,17 +13,22 @@ from engine.api.middleware import validation_error
 from engine.ops import message_log, stats
 from engine.ops.console.web import ROOT, Desk, Refused, console_page, redirect
 from engine.pipeline import accept, cancel
-from engine.schemas_log import NotificationsQuery, NotificationState
+from engine.schemas_log import NotificationsQuery
+from engine.store.states import IN_FLIGHT, UNPLANNED, DeliveryStatus, NotificationStatus
 from preferences import store
 
 routes = web.RouteTableDef()
 PAGE = 50
-# While these remain, the page reloads itself to show deliveries settling.
-SETTLING_NOTIFICATION = ("accepted", "planning")
-SETTLING_DELIVERY = ("queued", "sending")
-STATES = get_args(NotificationState)
+STATES = tuple(NotificationStatus)
 # The log's counts, in the order a delivery moves through them.
-COLUMNS = ("scheduled", "queued", "sent", "delivered", "suppressed", "failed")
+COLUMNS = (
+    DeliveryStatus.SCHEDULED,
+    DeliveryStatus.QUEUED,
+    DeliveryStatus.SENT,
+    DeliveryStatus.DELIVERED,
+    DeliveryStatus.SUPPRESSED,
+    DeliveryStatus.FAILED,
+)
 
 
 def _query(raw: dict[str, str]) -> NotificationsQuery:
@@ -103,9 +108,8 @@ async def notification(desk: Desk) -> web.Response:
 
     shown = await desk.db.run(read)
     counts = shown["counts"]
-    settling = shown["status"] in SETTLING_NOTIFICATION or any(
-        counts.get(s) for s in SETTLING_DELIVERY
-    )
+    # While planning or sending goes on, the page reloads itself to show it settling.
+    settling = shown["status"] in UNPLANNED or any(counts.get(s) for s in IN_FLIGHT)
     context = {
         "section": "messages",
         "cancellable": shown["status"] != "cancelled" and shown["status"] != "done",

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import Enum, inspect
 from sqlmodel import SQLModel
 
 import engine.store.models  # noqa: F401  (registers the tables)
@@ -75,3 +75,40 @@ def test_the_migrate_command(settings: Settings) -> None:
         assert done.returncode == 0, done.stderr
         assert "latest schema" in done.stdout
     assert set(SQLModel.metadata.tables) <= set(_tables(settings))
+
+
+@BOTH_BACKENDS
+def test_status_and_reason_columns_keep_the_type_the_migrations_made(settings: Settings) -> None:
+    """The state columns are typed with enums in the models but stay the VARCHAR columns the
+    migrations created: comparing their types finds no difference, so no data migration."""
+    migrate(settings)
+    states = {
+        (table.name, column.name)
+        for table in SQLModel.metadata.tables.values()
+        for column in table.columns
+        if isinstance(column.type, Enum)
+    }
+    assert ("deliveries", "status") in states and ("delivery_events", "reason") in states
+    engine = make_engine(settings)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            differences = compare_metadata(context, SQLModel.metadata)
+            columns = inspect(connection)
+            lengths = {
+                (table, column["name"]): getattr(column["type"], "length", None)
+                for table in {t for t, _ in states}
+                for column in columns.get_columns(table)
+            }
+    finally:
+        engine.dispose()
+    changed = [
+        (diff[0][2], diff[0][3])
+        for diff in differences
+        if isinstance(diff, list) and diff[0][0] == "modify_type"
+    ]
+    assert not [column for column in changed if column in states]
+    for table, name in states:
+        declared = SQLModel.metadata.tables[table].c[name].type
+        assert isinstance(declared, Enum)
+        assert lengths[(table, name)] == declared.length, (table, name)
