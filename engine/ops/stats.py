@@ -16,13 +16,9 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
-from engine.pipeline.receipts import REACHED
 from engine.store.models import Delivery, Feedback, Notification
+from engine.store.states import ARRIVED, CLICKED_THROUGH, REACHED, SEEN, DeliveryStatus
 
-OPENED = ("opened", "read", "clicked", "converted")
-CLICKED = ("clicked", "converted")
-# Reached the recipient's device or inbox, as the channel reports it.
-DELIVERED = ("delivered", *OPENED)
 GROUPS: dict[str, Any] = {
     "category": Delivery.category,
     "channel": Delivery.channel,
@@ -31,7 +27,7 @@ GROUPS: dict[str, Any] = {
 }
 Bucket = Literal["hour", "day"]
 BUCKETS: dict[str, timedelta] = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
-# The outcomes a time series counts per bucket.
+# The figures a time series counts per bucket.
 OUTCOMES = ("sent", "delivered", "failed", "suppressed")
 
 
@@ -62,7 +58,7 @@ def rates(session: Session, *, by: str, since: datetime, until: datetime) -> lis
     """
     key = col(GROUPS[by])
     window = (col(Delivery.created_at) >= since, col(Delivery.created_at) < until)
-    opened = (col(Delivery.read_at).is_not(None)) | col(Delivery.status).in_(OPENED)
+    opened = (col(Delivery.read_at).is_not(None)) | col(Delivery.status).in_(SEEN)
     counts: dict[Any, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     reasons: dict[Any, dict[str, int]] = defaultdict(dict)
     query = _grouped(
@@ -82,10 +78,10 @@ def rates(session: Session, *, by: str, since: datetime, until: datetime) -> lis
         # Statuses by their own key: `clicked` the status is not `clicked` the figure.
         row[f"status_{status}"] += total
         row["reached"] += total if status in REACHED else 0
-        row["delivered"] += total if status in DELIVERED else 0
+        row["delivered"] += total if status in ARRIVED else 0
         row["opened"] += int(seen or 0)
-        row["clicked"] += total if status in CLICKED else 0
-        if status == "suppressed":
+        row["clicked"] += total if status in CLICKED_THROUGH else 0
+        if status == DeliveryStatus.SUPPRESSED:
             why = reason or "unknown"
             reasons[group][why] = reasons[group].get(why, 0) + total
     ratings = _grouped(select(key, Feedback.rating, func.count()), by).join(
@@ -164,9 +160,9 @@ def series(
         row = found[at]
         if status in REACHED:
             row["sent"] += total
-        if status in DELIVERED:
+        if status in ARRIVED:
             row["delivered"] += total
-        if status in ("failed", "suppressed"):
+        if status in (DeliveryStatus.FAILED, DeliveryStatus.SUPPRESSED):
             row[status] += total
     rows = []
     at = first
