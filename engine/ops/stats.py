@@ -182,8 +182,8 @@ def funnel(counts: dict[str, int]) -> dict[str, int]:
     return {
         "deliveries": sum(counts.values()),
         "sent": sum(counts.get(s, 0) for s in REACHED),
-        "delivered": sum(counts.get(s, 0) for s in DELIVERED),
-        "opened": sum(counts.get(s, 0) for s in OPENED),
-        "clicked": sum(counts.get(s, 0) for s in CLICKED),
-        "converted": counts.get("converted", 0),
+        "delivered": sum(counts.get(s, 0) for s in ARRIVED),
+        "opened": sum(counts.get(s, 0) for s in SEEN),
+        "clicked": sum(counts.get(s, 0) for s in CLICKED_THROUGH),
+        "converted": counts.get(DeliveryStatus.CONVERTED, 0),
     }
