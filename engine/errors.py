@@ -7,6 +7,8 @@ naming its option. `code` is the stable, machine-readable name of the refusal.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 
 class TidingsError(Exception):
     """A refusal: `message` for a person, `code` for a program, `field` (a dotted path
@@ -53,6 +55,34 @@ class UnknownRecipients(Invalid):
             field=field,
         )
         self.unknown = unknown
+
+
+@dataclass(frozen=True)
+class LineProblem:
+    """Why one line of an imported file is refused: its number (1 is the first line, a
+    CSV's header included), the field in the API's terms (`line` for a line that does not
+    parse), and the reason."""
+
+    line: int
+    field: str
+    message: str
+
+
+class LinesRefused(Invalid):
+    """Lines of an imported file are refused, so nothing was written: the first of them
+    in `problems`, how many in all in `refused`, out of `lines` read."""
+
+    code = "invalid_lines"
+
+    def __init__(self, problems: list[LineProblem], *, refused: int, lines: int) -> None:
+        super().__init__(
+            f"{refused} of {lines} lines are refused (the first {len(problems)} are listed);"
+            " nothing was imported",
+            field="body",
+        )
+        self.problems = problems
+        self.refused = refused
+        self.lines = lines
 
 
 class IdempotencyMismatch(Invalid):

@@ -735,12 +735,35 @@ class Out(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class LineErrorOut(Out):
+    """One refused line of an import: its number (1 is the first, a CSV header included),
+    the field in the API's terms (`line` for a line that does not parse) and why."""
+
+    line: int
+    field: str
+    message: str
+
+
+class ImportedOut(Out):
+    """An import that landed whole."""
+
+    upserted: int = Field(description="Recipients created or updated.")
+    lines: int = Field(description="The number of the last line holding a recipient.")
+
+
 class ErrorDetail(Out):
     code: str
     message: str
     field: str | None
     unknown: list[str] | None = Field(
         default=None, description="`unknown_recipients`: every recipient id not found."
+    )
+    refused: int | None = Field(
+        default=None, description="`invalid_lines`: how many lines of an import are refused."
+    )
+    lines: list[LineErrorOut] | None = Field(
+        default=None,
+        description="`invalid_lines`: the first 100 refused lines of an import, in order.",
     )
 
 

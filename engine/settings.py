@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     # API limits
     max_body_bytes: int = 1_048_576
     max_bulk_recipients: int = 1000
+    # `POST /v1/recipients/import` streams to a temporary file: no cap on rows, only bytes.
+    max_import_bytes: int = Field(default=1 << 30, ge=1)
     max_batch_notifications: int = 100
     page_size: int = 100
 

@@ -26,6 +26,7 @@ The phases live in `scripts/benchkit/`; progress goes to stderr.
     python scripts/bench.py --profile workers.txt             # py-spy stacks of the workers
                                                               # (pip install --group bench)
     python scripts/bench.py -n 1000 --idle 60                 # an idle `tidings up`: CPU, latency
+    python scripts/bench.py --import-recipients 1000000       # imports: file, CLI, bulk calls
 
 Redis is 127.0.0.1:6379 unless BENCH_REDIS_PORT names another port.
 """
@@ -65,6 +66,7 @@ from scripts.benchkit.broadcast import (
 )
 from scripts.benchkit.client import Api, free_port, log, wait_until
 from scripts.benchkit.idle import idle
+from scripts.benchkit.imports import imports
 from scripts.benchkit.processes import Fleet
 from scripts.benchkit.stores import (
     BROKER_DB,
@@ -148,6 +150,9 @@ def run(args: argparse.Namespace, url: str, logs: Path, result: dict[str, Any]) 
             sink = Api(f"http://127.0.0.1:{sink_port}")
             wait_until(lambda: sink_count(sink) == 0, timeout=30, what="the sink")
 
+            if args.import_recipients:
+                result["import"] = imports(args, settings, db, fleet, logs)
+                return
             log(f"writing {args.recipients:,} recipients")
             started, at = time.monotonic(), now()
             audience = populate(db, args.recipients, f"http://127.0.0.1:{sink_port}", at)
@@ -275,6 +280,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle-settle", type=float, default=15, help="seconds before measuring")
     parser.add_argument("--idle-probes", type=int, default=60)
     parser.add_argument("--idle-every", type=float, default=0.5, help="seconds between probes")
+    parser.add_argument(
+        "--import-recipients",
+        type=int,
+        metavar="N",
+        help="instead of a broadcast: import N recipients from one NDJSON and one CSV file"
+        " through POST /v1/recipients/import, then with tidings import recipients",
+    )
+    parser.add_argument(
+        "--import-bulk-baseline",
+        type=int,
+        default=100_000,
+        help="recipients sent beside it in calls of 1,000 to POST /v1/recipients/bulk",
+    )
     parser.add_argument("--baseline-recipients", type=int, default=20_000)
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--skip-latency", action="store_true")

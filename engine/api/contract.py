@@ -41,6 +41,9 @@ class Contract:
     query: type[BaseModel] | None = None
     headers: type[BaseModel] | None = None
     body: type[BaseModel] | None = None
+    # A body that is not one JSON document, read by the handler itself: its media types,
+    # each with the model of one of its lines where it has one (NDJSON).
+    upload: Mapping[str, type[BaseModel] | None] = field(default_factory=dict)
     # A response that is not JSON (Prometheus text): its media type.
     media_type: str | None = None
     # Headers the answer may carry, by status: {202: {"Idempotent-Replayed": "..."}}.
@@ -56,6 +59,7 @@ def operation(
     query: type[BaseModel] | None = None,
     headers: type[BaseModel] | None = None,
     body: type[BaseModel] | None = None,
+    upload: Mapping[str, type[BaseModel] | None] | None = None,
     media_type: str | None = None,
     response_headers: Mapping[int, Mapping[str, str]] | None = None,
     errors: Mapping[int, str] | None = None,
@@ -72,6 +76,7 @@ def operation(
         query=query,
         headers=headers,
         body=body,
+        upload=upload or {},
         media_type=media_type,
         response_headers=response_headers or {},
         errors=errors or {},

@@ -13,6 +13,7 @@ from engine.errors import (
     Conflict,
     Forbidden,
     Invalid,
+    LinesRefused,
     NotFound,
     TidingsError,
     UnknownRecipients,
@@ -61,10 +62,16 @@ def status_of(exc: TidingsError) -> int:
 
 
 def error_body(exc: TidingsError | HttpError) -> dict[str, object]:
-    """The error document: code, message and field; `unknown` lists unknown recipients."""
+    """The error document: code, message and field; `unknown` lists unknown recipients,
+    `refused` and `lines` an import's refused lines."""
     detail: dict[str, object] = {"code": exc.code, "message": exc.message, "field": exc.field}
     if isinstance(exc, UnknownRecipients):
         detail["unknown"] = exc.unknown
+    if isinstance(exc, LinesRefused):
+        detail["refused"] = exc.refused
+        detail["lines"] = [
+            {"line": p.line, "field": p.field, "message": p.message} for p in exc.problems
+        ]
     return {"error": detail}
 
 

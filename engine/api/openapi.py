@@ -98,6 +98,19 @@ def _operation(
                 "application/json": {"schema": {"$ref": REF.format(model=contract.body.__name__)}}
             },
         }
+    if contract.upload:
+        content: dict[str, Any] = {}
+        for media, line in contract.upload.items():
+            if line is None:
+                content[media] = {"schema": {"type": "string"}}
+            else:
+                models.add(line)
+                # The schema of each line: OpenAPI 3.2's `itemSchema`, an extension in 3.1.
+                content[media] = {
+                    "schema": {"type": "string"},
+                    "x-itemSchema": {"$ref": REF.format(model=line.__name__)},
+                }
+        op["requestBody"] = {"required": True, "content": content}
     for status, model in contract.responses.items():
         meaning = (model.__doc__ or "").strip()
         response: dict[str, Any] = {"description": meaning or HTTPStatus(status).phrase}
@@ -118,7 +131,7 @@ def _operation(
     for code, text in ERRORS.items():
         if code in ("401", "403") and not needed:
             continue
-        if code in ("400", "413") and contract.body is None:
+        if code in ("400", "413") and contract.body is None and not contract.upload:
             continue
         op["responses"].setdefault(code, _error(text))
     op["responses"]["default"] = _error("Any other error, in the same document.")

@@ -1,4 +1,5 @@
-"""`tidings`: the one console script (api, worker, scheduler, migrate, up, keys, send, status)."""
+"""`tidings`: the one console script (api, worker, scheduler, migrate, up, keys, send,
+import, status)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Literal, NoReturn
 
 from engine.logs import configure
 from engine.ops import exporter
@@ -382,6 +383,45 @@ def _send(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+IMPORT_FORMATS: dict[str, Literal["ndjson", "csv"]] = {
+    ".csv": "csv",
+    ".ndjson": "ndjson",
+    ".jsonl": "ndjson",
+}
+
+
+def _import_recipients(args: argparse.Namespace, settings: Settings) -> int:
+    """Load recipients from an NDJSON or CSV file: all of them, or none with every refused
+    line listed on stderr (`FILE:LINE: field: reason`, status 2)."""
+    from engine.api.imports import describe, outbound_check
+    from engine.catalog.imports import import_recipients
+    from engine.errors import LinesRefused
+    from engine.store.db import Database
+
+    path = Path(args.file)
+    kind: Literal["ndjson", "csv"] | None = args.format or IMPORT_FORMATS.get(path.suffix.lower())
+    if kind is None:
+        raise BadInput(f"{path}: name the format with --format ndjson or --format csv")
+    try:
+        stream = path.open("rb")
+    except OSError as exc:
+        raise BadInput(f"{path}: {exc.strerror}") from None
+    database = Database(settings)
+    try:
+        with stream:
+            done = import_recipients(
+                database, stream, kind, describe=describe, check=outbound_check(settings)
+            )
+    except LinesRefused as refused:
+        for problem in refused.problems:
+            print(f"{path}:{problem.line}: {problem.field}: {problem.message}", file=sys.stderr)
+        raise BadInput(f"{path}: {refused.message}") from None
+    finally:
+        database.close()
+    print(f"imported {done.recipients} recipients from {done.lines} lines of {path}")
+    return 0
+
+
 def _option(field: str | None) -> str:
     """The command-line option a notification field came from (`data.x` → `--data x`)."""
     head, _, rest = (field or "body").partition(".")
@@ -462,6 +502,16 @@ def parser() -> argparse.ArgumentParser:
     send.add_argument("--title")
     send.add_argument("--body")
     send.set_defaults(run=_send)
+
+    load = commands.add_parser("import", help="load data from a file").add_subparsers(
+        dest="what", required=True
+    )
+    imported = load.add_parser(
+        "recipients", help="upsert recipients from an NDJSON or CSV file: all lines, or none"
+    )
+    imported.add_argument("file", help="a .ndjson/.jsonl or .csv file")
+    imported.add_argument("--format", choices=("ndjson", "csv"), help="if the name does not say")
+    imported.set_defaults(run=_import_recipients)
 
     status = commands.add_parser(
         "status", help="queues, deliveries, throughput and processes, as a table"

@@ -74,6 +74,7 @@ def _tuples(
         if convert is None:
             continue
         done: dict[Any, Any] = {}
+        texts: dict[tuple[str, ...], Any] = {}
         for row in values:
             if (value := row[i]) is None:
                 continue
@@ -82,8 +83,18 @@ def _tuples(
             except KeyError:
                 row[i] = done[value] = convert(value)
             except TypeError:  # unhashable (a JSON document)
-                row[i] = convert(value)
+                row[i] = _document(value, convert, texts)
     return [tuple(row) for row in values]
+
+
+def _document(value: Any, convert: Callable[[Any], Any], texts: dict[tuple[str, ...], Any]) -> Any:
+    """A JSON column's value converted; a list of strings (tags) once per distinct list."""
+    if not (isinstance(value, list) and all(type(item) is str for item in value)):
+        return convert(value)
+    key = tuple(value)
+    if key not in texts:
+        texts[key] = convert(value)
+    return texts[key]
 
 
 @functools.cache
@@ -164,6 +175,25 @@ def insert_ignore(
     if returning:
         tail += f" RETURNING {', '.join(quote(c) for c in returning)}"
     return _insert(connection, _table(model), rows, tail)
+
+
+def upsert(
+    session: Session,
+    model: type[SQLModel],
+    rows: Sequence[dict[str, Any]],
+    *,
+    update: Sequence[str],
+    conflict: Sequence[str] = ("id",),
+) -> None:
+    """Insert rows (all with the same keys, no two clashing on `conflict`); a row that
+    clashes with one already stored updates that one's `update` columns instead."""
+    if not rows:
+        return
+    connection = session.connection()
+    quote = connection.dialect.identifier_preparer.quote
+    sets = ", ".join(f"{quote(name)} = excluded.{quote(name)}" for name in update)
+    tail = f" ON CONFLICT ({', '.join(quote(c) for c in conflict)}) DO UPDATE SET {sets}"
+    _insert(connection, _table(model), rows, tail)
 
 
 def update_by_id(session: Session, model: type[SQLModel], rows: Sequence[dict[str, Any]]) -> None:
