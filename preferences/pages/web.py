@@ -32,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
 JINJA = web.AppKey("tidings.pages.jinja", jinja2.Environment)
-ASSETS = web.AppKey("tidings.pages.assets", dict)
+ASSETS: web.AppKey[dict[str, tuple[bytes, str, str]]] = web.AppKey("tidings.pages.assets", dict)
 
 PAGE_HEADERS = {
     "Cache-Control": "no-store",
@@ -277,40 +277,61 @@ def badge(count: int) -> str:
     return "99+" if count > 99 else str(count)
 
 
-def load_assets() -> dict[str, tuple[bytes, str, str]]:
-    """Static files by name: (content, content type, versioned URL)."""
+Assets = dict[str, tuple[bytes, str, str]]
+
+
+def load_assets(static: Path = STATIC, prefix: str = "/assets") -> Assets:
+    """Static files in `static` by name: (content, content type, versioned URL under
+    `prefix`)."""
     assets = {}
-    for path in sorted(STATIC.iterdir()):
+    for path in sorted(static.iterdir()):
         if path.suffix in CONTENT_TYPES:
             data = path.read_bytes()
             version = hashlib.sha256(data).hexdigest()[:10]
             assets[path.name] = (
                 data,
                 CONTENT_TYPES[path.suffix],
-                f"/assets/{path.name}?v={version}",
+                f"{prefix}/{path.name}?v={version}",
             )
     return assets
 
 
-async def asset(request: web.Request) -> web.Response:
-    """A stylesheet or icon of the pages; its URL changes with its content, so it caches well."""
-    found = request.app[ASSETS].get(request.match_info["name"])
-    if found is None:
-        raise web.HTTPNotFound()
-    data, content_type, _ = found
-    return web.Response(
-        body=data,
-        content_type=content_type,
-        headers={"Cache-Control": "public, max-age=86400", "X-Content-Type-Options": "nosniff"},
-    )
+def serve_assets(key: web.AppKey[Assets]) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """A handler for `{prefix}/{name}` serving the assets the app holds under `key`."""
+
+    async def asset(request: web.Request) -> web.Response:
+        """A stylesheet or icon; its URL changes with its content, so it caches well."""
+        found = request.app[key].get(request.match_info["name"])
+        if found is None:
+            raise web.HTTPNotFound()
+        data, content_type, _ = found
+        return web.Response(
+            body=data,
+            content_type=content_type,
+            headers={
+                "Cache-Control": "public, max-age=86400",
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
+
+    return asset
 
 
-def environment(app: web.Application) -> jinja2.Environment:
-    """The pages' Jinja environment: autoescaped, strict about undefined names."""
+asset = serve_assets(ASSETS)
+
+
+def environment(
+    app: web.Application,
+    *,
+    key: web.AppKey[jinja2.Environment] = JINJA,
+    templates: Path = TEMPLATES,
+) -> jinja2.Environment:
+    """A Jinja environment for the templates in `templates`: autoescaped, strict about
+    undefined names (the recipient pages' by default)."""
     env: jinja2.Environment = aiohttp_jinja2.setup(
         app,
-        app_key=JINJA,
-        loader=jinja2.FileSystemLoader(TEMPLATES),
+        app_key=key,
+        loader=jinja2.FileSystemLoader(templates),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,

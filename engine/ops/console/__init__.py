@@ -11,15 +11,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from engine.ops.console import health, messages, panel, recipients, send, signin
-from engine.ops.console.web import ASSETS, ROOT, asset, environment, load_assets
+from engine.ops.console.web import ROOT, setup_pages
 
 __all__ = ["ROOT", "setup"]
 
 
 def setup(app: web.Application) -> None:
     """Add the console's routes, templates and stylesheet to `app`."""
-    environment(app)
-    app[ASSETS] = load_assets()
-    app.router.add_get(f"{ROOT}/assets/{{name}}", asset)
+    setup_pages(app)
     for module in (signin, panel, messages, recipients, health, send):
         app.add_routes(module.routes)

@@ -4,7 +4,6 @@ the security headers, rendering, and the pages that refuse a request."""
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from engine.settings import Settings
 from engine.store.db import Database
 from engine.store.redis_keys import RedisKeys
 from preferences.pages import csrf
+from preferences.pages import web as pages
 from preferences.pages.web import PAGE_HEADERS
 
 log = logging.getLogger("tidings.console")
@@ -33,9 +33,8 @@ HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
 JINJA = web.AppKey("tidings.console.jinja", jinja2.Environment)
-ASSETS = web.AppKey("tidings.console.assets", dict)
+ASSETS: web.AppKey[pages.Assets] = web.AppKey("tidings.console.assets", dict)
 ROOT = "/console"
-CONTENT_TYPES = {".css": "text/css", ".svg": "image/svg+xml"}
 # Sign-in form tokens outlive the form by little: an hour.
 SIGN_IN_MAX_AGE = 3600
 
@@ -260,41 +259,8 @@ def redirect(location: str) -> web.Response:
     return web.Response(status=303, headers={"Location": location, **HEADERS})
 
 
-def load_assets() -> dict[str, tuple[bytes, str, str]]:
-    """Static files by name: (content, content type, versioned URL)."""
-    assets = {}
-    for path in sorted(STATIC.iterdir()):
-        if path.suffix in CONTENT_TYPES:
-            data = path.read_bytes()
-            version = hashlib.sha256(data).hexdigest()[:10]
-            url = f"{ROOT}/assets/{path.name}?v={version}"
-            assets[path.name] = (data, CONTENT_TYPES[path.suffix], url)
-    return assets
-
-
-async def asset(request: web.Request) -> web.Response:
-    """The console's stylesheet; its URL changes with its content, so it caches well."""
-    found = request.app[ASSETS].get(request.match_info["name"])
-    if found is None:
-        raise web.HTTPNotFound()
-    data, content_type, _ = found
-    return web.Response(
-        body=data,
-        content_type=content_type,
-        headers={"Cache-Control": "public, max-age=86400", "X-Content-Type-Options": "nosniff"},
-    )
-
-
-def environment(app: web.Application) -> jinja2.Environment:
-    """The console's Jinja environment: autoescaped, strict about undefined names."""
-    env: jinja2.Environment = aiohttp_jinja2.setup(
-        app,
-        app_key=JINJA,
-        loader=jinja2.FileSystemLoader(TEMPLATES),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        default_helpers=False,
-    )
-    return env
+def setup_pages(app: web.Application) -> None:
+    """The console's templates and stylesheet, on the recipient pages' machinery."""
+    pages.environment(app, key=JINJA, templates=TEMPLATES)
+    app[ASSETS] = pages.load_assets(STATIC, f"{ROOT}/assets")
+    app.router.add_get(f"{ROOT}/assets/{{name}}", pages.serve_assets(ASSETS))
