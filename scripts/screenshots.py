@@ -1,8 +1,10 @@
-"""Screenshots of the recipient pages for the README, in English and Chinese, phone and desktop.
+"""Screenshots of the recipient pages and the ops console for the README, in English and
+Chinese, phone and desktop.
 
 Builds a throwaway SQLite database with a small catalog, two recipients (one per
-language) and a few inbox messages, serves the pages on a free local port, and
-drives Debian's headless Chromium through Playwright:
+language), a few inbox messages and a week of deliveries for the console's data panel
+and message log, serves the pages on a free local port, and drives Debian's headless
+Chromium through Playwright:
 
     python scripts/screenshots.py [--out docs/screenshots]
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -30,11 +33,21 @@ from playwright.async_api import Page, ViewportSize, async_playwright
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from sqlmodel import col, select  # noqa: E402
+
 from engine.api.app import create_app  # noqa: E402
+from engine.catalog import keys  # noqa: E402
 from engine.ops.demo import BRAND  # noqa: E402
 from engine.settings import Settings  # noqa: E402
 from engine.store.db import Database, migrate  # noqa: E402
-from engine.store.models import Category, Delivery, Feedback, Preference, Recipient  # noqa: E402
+from engine.store.models import (  # noqa: E402
+    Category,
+    Delivery,
+    Feedback,
+    Notification,
+    Preference,
+    Recipient,
+)
 from engine.timeutil import now  # noqa: E402
 from preferences.links import Links  # noqa: E402
 
@@ -229,6 +242,117 @@ def seed(db: Database, locale: str) -> str:
     return rid
 
 
+# (category, channels, campaign, variants, share opened, share clicked) for the console
+TRAFFIC = [
+    ("promo.flash_sale", ["push", "inapp", "email"], 1, ["a", "b"], 0.45, 0.18),
+    ("promo.member_day", ["inapp", "email"], 2, [None], 0.35, 0.08),
+    ("points.expiring", ["inapp", "email"], None, [None], 0.6, 0.25),
+    ("order.delivered", ["inapp", "email"], None, [None], 0.85, 0.3),
+]
+SUPPRESSIONS = ["capped", "quiet_hours", "opted_out", "unsubscribed", "duplicate"]
+
+
+def seed_console(db: Database) -> str:
+    """A week of broadcasts and receipts with every outcome; returns an admin API key."""
+    rng = random.Random(7)
+    start = now() - timedelta(days=6, hours=now().hour)
+    with db.session() as session:
+        session.add_all(Recipient(id=f"fan-{n:03d}", locale="en") for n in range(60))
+        session.flush()
+        number = 1000
+        for day in range(7):
+            for category, channels, campaign, variants, opened, clicked in TRAFFIC:
+                number += 1
+                at = start + timedelta(days=day, hours=rng.randint(8, 21))
+                size = rng.randint(12, 30)
+                session.add(
+                    Notification(
+                        id=number,
+                        category=category,
+                        audience={"ids": [f"fan-{n:03d}" for n in range(size)]},
+                        recipients=size,
+                        campaign_id=campaign,
+                        status="planned",
+                        created_at=at,
+                    )
+                )
+                for n in range(size):
+                    for channel in channels:
+                        session.add(
+                            _delivery(
+                                rng, number, n, category, channel, at, variants, opened, clicked
+                            )
+                        )
+        session.flush()
+        for row in session.exec(select(Delivery).where(col(Delivery.status).in_(READ))).all():
+            if rng.random() < 0.3:
+                rating = rng.choices(["up", "meh", "down"], weights=[6, 2, 1])[0]
+                session.add(
+                    Feedback(
+                        delivery_id=row.id or 0,
+                        recipient_id=row.recipient_id,
+                        category=row.category,
+                        variant=row.variant,
+                        rating=rating,
+                    )
+                )
+        return keys.create(session, name="ops", scopes=["admin"])[1]
+
+
+READ = ("read", "clicked", "converted")
+
+
+def _delivery(
+    rng: random.Random,
+    notification: int,
+    n: int,
+    category: str,
+    channel: str,
+    at: Any,
+    variants: list[str | None],
+    opened: float,
+    clicked: float,
+) -> Delivery:
+    roll = rng.random()
+    status, reason, error = "delivered" if channel != "email" else "sent", None, None
+    if roll < 0.08:
+        status, reason = "suppressed", rng.choice(SUPPRESSIONS)
+    elif roll < 0.11:
+        status, error = "failed", "550 mailbox unavailable" if channel == "email" else "410 gone"
+    elif roll < 0.11 + clicked:
+        status = "converted" if rng.random() < 0.3 else "clicked"
+    elif roll < 0.11 + opened:
+        status = "read"
+    return Delivery(
+        notification_id=notification,
+        recipient_id=f"fan-{n:03d}",
+        channel=channel,
+        category=category,
+        status=status,
+        reason=reason,
+        error=error,
+        variant=rng.choice(variants),
+        created_at=at + timedelta(minutes=rng.randint(0, 50)),
+    )
+
+
+async def console(phone: Page, desktop: Page, base: str, key: str, out: Path) -> None:
+    """The console's data panel and message log, in English on a desktop and in
+    Chinese on a phone."""
+    for page in (desktop, phone):
+        await page.goto(f"{base}/console/sign-in")
+        await page.fill("#key", key)
+        await page.click("button[type=submit]")
+        await page.wait_for_url(f"{base}/console?lang=*")
+    for page, path, name in (
+        (desktop, "/console?lang=en&by=category", "console-panel-en-desktop.png"),
+        (phone, "/console?lang=zh-CN&by=channel", "console-panel-zh-CN-phone.png"),
+        (desktop, "/console/messages?lang=en", "console-log-en-desktop.png"),
+        (phone, "/console/messages?lang=zh-CN", "console-log-zh-CN-phone.png"),
+    ):
+        await shoot(page, base + path, out / name)
+
+
 def fonts_missing() -> list[str]:
     """Debian font packages the screenshots need but this machine lacks."""
     if shutil.which("fc-list") is None:
@@ -279,6 +403,8 @@ async def run(out: Path) -> None:
         await web.TCPSite(runner, "127.0.0.1", port + offset).start()
         runners.append(runner)
         apps[locale] = (db, rid, settings)
+        if locale == "en":
+            admin_key = seed_console(db)
     try:
         async with async_playwright() as pw:
             for locale, (db, rid, settings) in apps.items():
@@ -314,6 +440,7 @@ async def run(out: Path) -> None:
                 await shoot(desktop, inbox, out / f"inbox-{locale}-desktop.png")
                 if locale == "en":
                     await saved_and_invalid(phone, prefs, out)
+                    await console(phone, desktop, settings.public_url, admin_key, out)
                 else:
                     await shoot(
                         phone,

@@ -55,6 +55,7 @@ rabbitmq_up() {  # a local RabbitMQ, for the tests that run the queues on Rabbit
   fi
 }
 
-browser() {  # Debian's Chromium for the page tests (Playwright drives it, never downloads one)
-  [ -x /usr/bin/chromium ] || need_apt chromium
+browser() {  # Debian's Chromium for the page tests (Playwright drives it, never downloads one),
+  # and fonts for Chinese text and the 👍 / 😕 / 👎 emoji, so screenshots show them
+  need_apt chromium fonts-noto-cjk fonts-noto-color-emoji
 }

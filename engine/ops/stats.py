@@ -17,7 +17,14 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
 from engine.store.models import Delivery, Feedback, Notification
-from engine.store.states import ARRIVED, CLICKED_THROUGH, REACHED, SEEN, DeliveryStatus
+from engine.store.states import (
+    ARRIVED,
+    CLICKED_THROUGH,
+    REACHED,
+    SEEN,
+    UNSETTLED,
+    DeliveryStatus,
+)
 
 GROUPS: dict[str, Any] = {
     "category": Delivery.category,
@@ -186,4 +193,15 @@ def funnel(counts: dict[str, int]) -> dict[str, int]:
         "opened": sum(counts.get(s, 0) for s in SEEN),
         "clicked": sum(counts.get(s, 0) for s in CLICKED_THROUGH),
         "converted": counts.get(DeliveryStatus.CONVERTED, 0),
+    }
+
+
+def figures(counts: dict[str, int]) -> dict[str, int]:
+    """`funnel(counts)` plus the deliveries still `pending` (scheduled, queued or being
+    sent), `suppressed` and `failed`: what the message log shows per notification."""
+    return {
+        **funnel(counts),
+        "pending": sum(counts.get(s, 0) for s in UNSETTLED),
+        "suppressed": counts.get(DeliveryStatus.SUPPRESSED, 0),
+        "failed": counts.get(DeliveryStatus.FAILED, 0),
     }

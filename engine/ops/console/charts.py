@@ -40,6 +40,7 @@ STYLE = Style(
 # Drawn at this size (a desktop column); the page scales the image to its column, so on a
 # 375 px phone the text reads at about two thirds of its size.
 WIDTH, HEIGHT = 560, 420
+LEGEND_ROW = 24
 
 
 def _config(**extra: Any) -> dict[str, Any]:
@@ -99,7 +100,7 @@ def grouped_bars(
     chart = pygal.Bar(
         **_config(
             value_formatter=lambda v: percent(v) if v is not None else "–",
-            x_label_rotation=20 if len(groups) > 4 else 0,
+            x_label_rotation=25 if len(groups) > 2 else 0,
             range=(0, 1),
             y_labels=[0, 0.25, 0.5, 0.75, 1],
         )
@@ -126,8 +127,11 @@ def stacked(
         top = max((sum(v) for v in zip(*parts.values(), strict=True)), default=0)
         step = max(1, math.ceil(top / 5))
         extra["y_labels"] = list(range(0, int(top) + step + 1, step))
-    # Up to three parts side by side in one legend row; more wrap two to a row.
-    extra["legend_at_bottom_columns"] = len(parts) if len(parts) <= 3 else 2
+    # Three parts to a legend row; the chart grows a line for each further row.
+    rows = math.ceil(len(parts) / 3)
+    extra["legend_at_bottom_columns"] = 3
+    extra["height"] = HEIGHT + LEGEND_ROW * max(0, rows - 1)
+    extra["margin_bottom"] = 16 + LEGEND_ROW * max(0, rows - 1)  # pygal leaves one row
     chart = pygal.HorizontalStackedBar(**_config(**extra))
     chart.x_labels = list(groups)
     for name, values in parts.items():

@@ -14,21 +14,14 @@ from engine.ops import message_log, stats
 from engine.ops.console.web import ROOT, Desk, Refused, console_page, redirect
 from engine.pipeline import accept, cancel
 from engine.schemas_log import NotificationsQuery
-from engine.store.states import IN_FLIGHT, UNPLANNED, DeliveryStatus, NotificationStatus
+from engine.store.states import IN_FLIGHT, UNPLANNED, NotificationStatus
 from preferences import store
 
 routes = web.RouteTableDef()
 PAGE = 50
 STATES = tuple(NotificationStatus)
-# The log's counts, in the order a delivery moves through them.
-COLUMNS = (
-    DeliveryStatus.SCHEDULED,
-    DeliveryStatus.QUEUED,
-    DeliveryStatus.SENT,
-    DeliveryStatus.DELIVERED,
-    DeliveryStatus.SUPPRESSED,
-    DeliveryStatus.FAILED,
-)
+# The log's counts, in the order a delivery moves through them (`stats.figures`).
+COLUMNS = ("pending", "sent", "delivered", "opened", "clicked", "suppressed", "failed")
 
 
 def _query(raw: dict[str, str]) -> NotificationsQuery:
@@ -75,6 +68,8 @@ async def log(desk: Desk) -> web.Response:
             return page, sorted(store.load_categories(session))
 
     page, categories = await desk.db.run(read)
+    for item in page["items"]:
+        item["figures"] = stats.figures(item["counts"])
     filters = {k: raw.get(k, "") for k in ("category", "status", "created_after", "created_before")}
     context = {
         "section": "messages",

@@ -138,3 +138,19 @@ def test_buckets_and_groups_count_every_delivery_in_the_range_once(
 def test_a_range_of_more_than_a_thousand_buckets_is_refused(db: Database) -> None:
     with db.session() as session, pytest.raises(ValueError, match="1000 hours"):
         stats.series(session, since=START, until=START + timedelta(days=50), bucket="hour")
+
+
+@given(
+    counts=st.dictionaries(
+        st.sampled_from((*STATUSES, "sending")), st.integers(0, 10_000), max_size=12
+    )
+)
+def test_a_notifications_funnel_narrows_and_its_figures_account_for_every_delivery(
+    counts: dict[str, int],
+) -> None:
+    shown = stats.figures(counts)
+    assert shown["deliveries"] == sum(counts.values())
+    steps = [shown[k] for k in stats.FUNNEL]
+    assert steps == sorted(steps, reverse=True)  # each step keeps only who went on
+    settled = shown["sent"] + shown["pending"] + shown["suppressed"] + shown["failed"]
+    assert settled == shown["deliveries"]
