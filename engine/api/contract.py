@@ -135,12 +135,18 @@ def _answer(contract: Contract, reply: Reply) -> web.Response:
     model = contract.responses.get(reply.status)
     if model is None:
         raise OffContract(f"status {reply.status} is not declared")
-    if isinstance(reply.body, model):
-        document = reply.body.model_dump(mode="json", by_alias=True)
-    else:
-        try:
-            checked = model.model_validate(reply.body, from_attributes=True)
-        except ValidationError as exc:
-            raise OffContract(f"answer off its schema {model.__name__}: {exc}") from None
-        document = checked.model_dump(mode="json", by_alias=True, exclude_unset=True)
-    return web.json_response(document, status=reply.status, headers=dict(reply.headers) or None)
+    return web.json_response(
+        document(model, reply.body), status=reply.status, headers=dict(reply.headers) or None
+    )
+
+
+def document(model: type[BaseModel], body: Any) -> Any:
+    """The JSON document `model` makes of `body`: an instance of it, a dict, or a domain
+    result whose attributes it reads. Raises `OffContract` when they do not fit."""
+    if isinstance(body, model):
+        return body.model_dump(mode="json", by_alias=True)
+    try:
+        checked = model.model_validate(body, from_attributes=True)
+    except ValidationError as exc:
+        raise OffContract(f"answer off its schema {model.__name__}: {exc}") from None
+    return checked.model_dump(mode="json", by_alias=True, exclude_unset=True)

@@ -54,7 +54,7 @@ async def list_notifications(request: web.Request, query: NotificationsQuery) ->
 @routes.get("/v1/deliveries/{id}")
 @scope("read")
 @operation(path=RowPath, responses={200: DeliveryDetailOut})
-async def get_delivery(request: web.Request, path: RowPath) -> dict[str, Any]:
+async def get_delivery(request: web.Request, path: RowPath) -> message_log.DeliveryDetail:
     """One delivery: status, reason, error, attempts, its copy and its event history."""
     return await request.app[DB].read(message_log.delivery, int(path.id))
 

@@ -151,7 +151,7 @@ def accepted_out(accepted: Accepted) -> AcceptedOut:
 @operation(path=RowPath, query=NotificationPage, responses={200: NotificationOut})
 async def get_notification(
     request: web.Request, path: RowPath, query: NotificationPage
-) -> dict[str, Any]:
+) -> accept.NotificationView:
     """Status, counts per delivery status, and deliveries with their history (paged by `after`)."""
     limit = query.limit or request.app[SETTINGS].page_size
     after = int(query.after) if query.after else None
@@ -194,12 +194,12 @@ def _known(session: Session, rid: str) -> None:
 @operation(path=RecipientPath, query=ReceiptPage, responses={200: DeliveryPage})
 async def get_recipient_deliveries(
     request: web.Request, path: RecipientPath, query: ReceiptPage
-) -> dict[str, Any]:
+) -> receipts.DeliveryList:
     """A recipient's receipts, newest first (paged by `before`)."""
     limit = query.limit or request.app[SETTINGS].page_size
     before = int(query.before) if query.before else None
 
-    def read(session: Session) -> dict[str, Any]:
+    def read(session: Session) -> receipts.DeliveryList:
         _known(session, path.id)
         return receipts.recipient_deliveries(session, path.id, before=before, limit=limit)
 

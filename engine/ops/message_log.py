@@ -9,6 +9,7 @@ sleeping whale" has one answer everywhere.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +18,7 @@ from sqlmodel import Session, col, select
 
 from engine.catalog.segments import segment_clause
 from engine.errors import NotFound
-from engine.pipeline.accept import deliveries_public, notification_state
+from engine.pipeline.accept import DeliveryView, delivery_views, notification_state
 from engine.settings import Settings
 from engine.store.models import Delivery, Notification, Recipient
 from engine.store.states import UNSETTLED, DeliveryStatus, NotificationStatus
@@ -129,20 +130,31 @@ def notifications(
     return {"items": items, "next": str(page[-1].id) if more and page else None}
 
 
-def delivery(session: Session, delivery_id: int) -> dict[str, Any]:
+@dataclass(frozen=True)
+class DeliveryDetail(DeliveryView):
+    """A delivery with its history and what was sent: its copy, locale and variant."""
+
+    title: str | None
+    body: str | None
+    action_url: str | None
+    locale: str | None
+    variant: str | None
+
+
+def delivery(session: Session, delivery_id: int) -> DeliveryDetail:
     """One delivery with its event history, error and copy; `NotFound` if there is none."""
     row = session.get(Delivery, delivery_id)
     if row is None:
         raise NotFound(f"no delivery {delivery_id}", field="id")
-    (shown,) = deliveries_public(session, [row])
-    shown.update(
+    (shown,) = delivery_views(session, [row])
+    return DeliveryDetail(
+        **vars(shown),
         title=row.title,
         body=row.body,
         action_url=row.action_url,
         locale=row.locale,
         variant=row.variant,
     )
-    return shown
 
 
 def recipient_filter(

@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NotRequired, Protocol, TypedDict
 
 from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
@@ -27,8 +27,15 @@ from engine.schemas import EveryoneAudience, NotificationIn, SegmentAudience, To
 from engine.settings import Settings
 from engine.store.db import Database
 from engine.store.models import Category, Delivery, DeliveryEvent, Notification, Recipient
-from engine.store.states import REPORTED, UNSETTLED, NotificationStatus
-from engine.timeutil import aware, iso, now
+from engine.store.states import (
+    REPORTED,
+    UNSETTLED,
+    DeliveryStatus,
+    EventStatus,
+    NotificationStatus,
+    Reason,
+)
+from engine.timeutil import aware, now
 
 log = logging.getLogger("tidings.accept")
 
@@ -283,10 +290,60 @@ def _note_enqueued(database: Database, notification_ids: list[int], at: datetime
         )
 
 
+class EventView(TypedDict):
+    """One step of a delivery's history as it is shown: `reason` and `detail` only when
+    the step has them."""
+
+    status: EventStatus
+    at: datetime | None
+    reason: NotRequired[Reason]
+    detail: NotRequired[str]
+
+
+@dataclass(frozen=True)
+class DeliveryView:
+    """A delivery with its event history, oldest first. Times are UTC."""
+
+    id: int
+    notification_id: int
+    recipient: str
+    channel: str
+    category: str
+    status: DeliveryStatus
+    reason: Reason | None
+    due_at: datetime | None
+    error: str | None
+    attempts: int
+    provider_id: str | None
+    read_at: datetime | None
+    created_at: datetime | None
+    events: list[EventView]
+
+
+@dataclass(frozen=True)
+class NotificationView:
+    """A notification, its state (`notification_state`), counts per delivery status, and
+    one page of its deliveries; `next` is the last delivery id shown when more follow."""
+
+    id: int
+    category: str
+    status: NotificationStatus
+    recipients: int
+    send_at: datetime | None
+    expires_at: datetime | None
+    collapse_key: str | None
+    created_at: datetime | None
+    cancelled_at: datetime | None
+    counts: dict[str, int]
+    deliveries: list[DeliveryView]
+    next: int | None
+
+
 def status(
     session: Session, notification_id: int, *, after: int | None, limit: int
-) -> dict[str, Any]:
-    """A notification with counts per delivery status and one page of deliveries."""
+) -> NotificationView:
+    """A notification with counts per delivery status and one page of deliveries (`limit`
+    of them, after the delivery id `after`). Raises `NotFound` for an unknown id."""
     row = session.get(Notification, notification_id)
     if row is None:
         raise NotFound(f"no notification {notification_id}", field="id")
@@ -303,25 +360,26 @@ def status(
     page = list(session.exec(query.order_by(col(Delivery.id)).limit(limit + 1)))
     more = len(page) > limit
     page = page[:limit]
-    return {
-        "id": str(row.id),
-        "category": row.category,
-        "status": notification_state(row, counts),
-        "recipients": row.recipients,
-        "send_at": iso(row.send_at),
-        "expires_at": iso(row.expires_at),
-        "collapse_key": row.collapse_key,
-        "created_at": iso(row.created_at),
-        "cancelled_at": iso(row.cancelled_at),
-        "counts": counts,
-        "deliveries": deliveries_public(session, page),
-        "next": str(page[-1].id) if more and page else None,
-    }
+    assert row.id is not None
+    return NotificationView(
+        id=row.id,
+        category=row.category,
+        status=notification_state(row, counts),
+        recipients=row.recipients,
+        send_at=aware(row.send_at),
+        expires_at=aware(row.expires_at),
+        collapse_key=row.collapse_key,
+        created_at=aware(row.created_at),
+        cancelled_at=aware(row.cancelled_at),
+        counts=counts,
+        deliveries=delivery_views(session, page),
+        next=page[-1].id if more and page else None,
+    )
 
 
-def deliveries_public(session: Session, rows: list[Delivery]) -> list[dict[str, Any]]:
+def delivery_views(session: Session, rows: list[Delivery]) -> list[DeliveryView]:
     """Deliveries with their event history, loaded in one query."""
-    events: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    events: dict[int, list[EventView]] = defaultdict(list)
     ids = [d.id for d in rows]
     if ids:
         for event in session.exec(
@@ -329,28 +387,28 @@ def deliveries_public(session: Session, rows: list[Delivery]) -> list[dict[str, 
             .where(col(DeliveryEvent.delivery_id).in_(ids))
             .order_by(col(DeliveryEvent.id))
         ):
-            entry: dict[str, Any] = {"status": event.status, "at": iso(event.at)}
+            entry: EventView = {"status": event.status, "at": aware(event.at)}
             if event.reason:
                 entry["reason"] = event.reason
             if event.detail:
                 entry["detail"] = event.detail
             events[event.delivery_id].append(entry)
     return [
-        {
-            "id": str(d.id),
-            "notification_id": str(d.notification_id),
-            "recipient": d.recipient_id,
-            "channel": d.channel,
-            "category": d.category,
-            "status": d.status,
-            "reason": d.reason,
-            "due_at": iso(d.due_at),
-            "error": d.error,
-            "attempts": d.attempts,
-            "provider_id": d.provider_id,
-            "read_at": iso(aware(d.read_at)),
-            "created_at": iso(d.created_at),
-            "events": events.get(d.id or 0, []),
-        }
+        DeliveryView(
+            id=d.id or 0,
+            notification_id=d.notification_id,
+            recipient=d.recipient_id,
+            channel=d.channel,
+            category=d.category,
+            status=d.status,
+            reason=d.reason,
+            due_at=aware(d.due_at),
+            error=d.error,
+            attempts=d.attempts,
+            provider_id=d.provider_id,
+            read_at=aware(d.read_at),
+            created_at=aware(d.created_at),
+            events=events.get(d.id or 0, []),
+        )
         for d in rows
     ]

@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 
 from engine.errors import NotDelivered, NotFound
 from engine.pipeline import rhythm
-from engine.pipeline.accept import deliveries_public
+from engine.pipeline.accept import DeliveryView, delivery_views
 from engine.store import bulk
 from engine.store.models import Delivery, Feedback, Notification
 from engine.store.states import (
@@ -209,20 +209,28 @@ def record_feedback(
     )
 
 
+@dataclass(frozen=True)
+class DeliveryList:
+    """One page of deliveries; `next` is the last id shown when more follow."""
+
+    items: list[DeliveryView]
+    next: int | None
+
+
 def recipient_deliveries(
     session: Session, recipient_id: str, *, before: int | None, limit: int
-) -> dict[str, Any]:
-    """A recipient's receipts, newest first, paged."""
+) -> DeliveryList:
+    """A recipient's receipts, newest first, `limit` of them before the delivery id
+    `before`."""
     query = select(Delivery).where(col(Delivery.recipient_id) == recipient_id)
     if before is not None:
         query = query.where(col(Delivery.id) < before)
     page = list(session.exec(query.order_by(col(Delivery.id).desc()).limit(limit + 1)))
     more = len(page) > limit
     page = page[:limit]
-    return {
-        "items": deliveries_public(session, page),
-        "next": str(page[-1].id) if more and page else None,
-    }
+    return DeliveryList(
+        items=delivery_views(session, page), next=page[-1].id if more and page else None
+    )
 
 
 def mark_all_read(session: Session, recipient_id: str) -> int:

@@ -9,10 +9,12 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
+from engine.api.contract import document
 from engine.api.middleware import validation_error
 from engine.ops import message_log, stats
 from engine.ops.console.web import ROOT, Desk, Refused, console_page, redirect
 from engine.pipeline import accept, cancel
+from engine.schemas import NotificationOut
 from engine.schemas_log import NotificationsQuery
 from engine.store.states import IN_FLIGHT, UNPLANNED, NotificationStatus
 from preferences import store
@@ -97,11 +99,12 @@ async def notification(desk: Desk) -> web.Response:
     raw_after = desk.request.query.get("after", "")
     after = _row_id(raw_after, "after") if raw_after else None
 
-    def read() -> dict[str, Any]:
+    def read() -> accept.NotificationView:
         with desk.db.session() as session:
             return accept.status(session, nid, after=after, limit=PAGE)
 
-    shown = await desk.db.run(read)
+    # Shown as the API answers it (`GET /v1/notifications/{id}`).
+    shown = document(NotificationOut, await desk.db.run(read))
     counts = shown["counts"]
     # While planning or sending goes on, the page reloads itself to show it settling.
     settling = shown["status"] in UNPLANNED or any(counts.get(s) for s in IN_FLIGHT)

@@ -9,10 +9,11 @@ from aiohttp import web
 from pydantic import TypeAdapter, ValidationError
 from sqlmodel import Session
 
+from engine.api.contract import document
 from engine.catalog import recipients
 from engine.ops.console.web import ROOT, Desk, Refused, console_page, redirect
 from engine.pipeline import receipts
-from engine.schemas import Key
+from engine.schemas import DeliveryPage, Key
 from engine.store.models import Preference, Recipient
 from preferences import store
 from preferences.links import Links
@@ -50,7 +51,9 @@ def _read(desk: Desk, session: Session, rid: str) -> dict[str, Any]:
             "quiet_hours": bool(stored and stored.quiet_hours),
             "digest": bool(stored and stored.digest),
         },
-        "deliveries": receipts.recipient_deliveries(session, rid, before=None, limit=RECENT),
+        "deliveries": document(
+            DeliveryPage, receipts.recipient_deliveries(session, rid, before=None, limit=RECENT)
+        ),
         "inbox": receipts.inbox(session, rid, before=None, limit=RECENT),
         "feedback": receipts.recipient_feedback(session, rid, limit=RECENT),
         "links_version": row.links_version,
