@@ -3,7 +3,7 @@ pydantic like the rest of the API (`engine.schemas`)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
@@ -25,6 +25,7 @@ from engine.schemas import (
     _storable_data,
     _unique,
 )
+from engine.store.states import CampaignStatus, StepStatus
 
 
 def _offset(value: Any) -> int:
@@ -91,9 +92,6 @@ class FunnelOut(Out):
     stopped: int
 
 
-StepStatus = Literal["scheduled", "skipped", "planning", "planned", "done", "cancelled"]
-
-
 class StepOut(Out):
     offset: str = Field(description="Before the event, like '-3d'.")
     at: Timestamp
@@ -108,7 +106,7 @@ class StepOut(Out):
 class CampaignOut(Out):
     id: IdText
     category: str
-    status: Literal["scheduled", "running", "done", "cancelled"]
+    status: CampaignStatus
     event_at: Timestamp
     recipients: int = Field(description="Recipients the audience selected when created.")
     created_at: Timestamp

@@ -25,10 +25,12 @@ from engine.store.states import (
     REPORTED,
     UNSENT,
     UNSETTLED,
+    CampaignStatus,
     DeliveryStatus,
     EventStatus,
     NotificationStatus,
     Reason,
+    StepStatus,
 )
 from engine.timeutil import aware, iso, now
 
@@ -252,23 +254,23 @@ def _funnels(session: Session, ids: list[int], *, by_step: bool) -> dict[int, di
     return found
 
 
-def _step_status(notification: Notification | None, counts: dict[str, int] | None) -> str:
+def _step_status(notification: Notification | None, counts: dict[str, int] | None) -> StepStatus:
     if notification is None:
-        return "skipped"
+        return StepStatus.SKIPPED
     state = notification.status
     if state == NotificationStatus.ACCEPTED:
-        return "scheduled"
+        return StepStatus.SCHEDULED
     if state == NotificationStatus.PLANNED and not any((counts or {}).get(s) for s in UNSETTLED):
-        return NotificationStatus.DONE
-    return state
+        return StepStatus.DONE
+    return StepStatus(state)
 
 
-def _campaign_status(campaign: Campaign, steps: list[str]) -> str:
+def _campaign_status(campaign: Campaign, steps: list[StepStatus]) -> CampaignStatus:
     if campaign.cancelled_at is not None:
-        return "cancelled"
-    live = [s for s in steps if s != "skipped"]
-    if all(s in ("done", "cancelled") for s in live):
-        return "done"
-    if any(s in ("planning", "planned", "done") for s in live):
-        return "running"
-    return "scheduled"
+        return CampaignStatus.CANCELLED
+    live = [s for s in steps if s != StepStatus.SKIPPED]
+    if all(s in (StepStatus.DONE, StepStatus.CANCELLED) for s in live):
+        return CampaignStatus.DONE
+    if any(s in (StepStatus.PLANNING, StepStatus.PLANNED, StepStatus.DONE) for s in live):
+        return CampaignStatus.RUNNING
+    return CampaignStatus.SCHEDULED

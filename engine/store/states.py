@@ -28,6 +28,29 @@ class NotificationStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+class StepStatus(StrEnum):
+    """A campaign step as answered (never stored): its notification's planning stage,
+    `scheduled` while it waits for its time, `skipped` when that time had passed when the
+    campaign was created."""
+
+    SCHEDULED = "scheduled"
+    SKIPPED = "skipped"
+    PLANNING = "planning"
+    PLANNED = "planned"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+class CampaignStatus(StrEnum):
+    """A campaign as answered (never stored), read from its steps: `scheduled` until the
+    first goes out, `running`, then `done`; or `cancelled`."""
+
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
 class ChunkStatus(StrEnum):
     """A plan chunk's state: pending → planning (claimed by a job) → done, or failed after
     too many attempts, or cancelled with its notification before a job claimed it."""
@@ -208,10 +231,12 @@ __all__ = [
     "UNSENT",
     "UNSETTLED",
     "WENT_OUT",
+    "CampaignStatus",
     "ChunkStatus",
     "DeliveryStatus",
     "Engagement",
     "EventStatus",
     "NotificationStatus",
     "Reason",
+    "StepStatus",
 ]
