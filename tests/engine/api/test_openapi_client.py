@@ -22,6 +22,7 @@ from engine.api.app import create_app
 from engine.api.contract import contract_of
 from engine.settings import Settings
 from engine.store.db import Database
+from engine.store.states import DeliveryStatus, Engagement, EventStatus, NotificationStatus, Reason
 from tests.engine.conftest import Processes
 from tests.support import Server
 
@@ -153,6 +154,58 @@ def test_the_document_is_openapi_3_1_and_leaves_pages_out(client: DocumentClient
             for param in op.get("parameters", []):
                 if param["in"] == "path":
                     assert "pattern" in param["schema"], (method, path, param)
+
+
+def test_the_document_enumerates_every_status_and_reason_a_client_can_receive(
+    client: DocumentClient,
+) -> None:
+    """A client generated from the document knows each status and reason by name, and
+    its validator refuses one the product does not have."""
+    schemas = client.document["components"]["schemas"]
+    for enum in (DeliveryStatus, EventStatus, NotificationStatus, Reason, Engagement):
+        assert schemas[enum.__name__]["enum"] == [m.value for m in enum], enum.__name__
+    notification = client.operations["get_notification"][2]["responses"]["200"]
+    shown = notification["content"]["application/json"]["schema"]
+    root = {**shown, "components": client.document["components"]}
+    validator = jsonschema.Draft202012Validator(root)
+    delivery = {
+        "id": "1",
+        "notification_id": "1",
+        "recipient": "u-1",
+        "channel": "email",
+        "category": "promo",
+        "status": "suppressed",
+        "reason": "quiet_hours",
+        "due_at": None,
+        "error": None,
+        "attempts": 0,
+        "provider_id": None,
+        "read_at": None,
+        "created_at": None,
+        "events": [{"status": "retrying", "at": None}],
+    }
+    answer = {
+        "id": "1",
+        "category": "promo",
+        "status": "done",
+        "recipients": 1,
+        "send_at": None,
+        "expires_at": None,
+        "collapse_key": None,
+        "created_at": None,
+        "counts": {"suppressed": 1},
+        "deliveries": [delivery],
+        "next": None,
+    }
+    assert not list(validator.iter_errors(answer))
+    for wrong in (
+        {**answer, "status": "finished"},
+        {**answer, "counts": {"suppresed": 1}},
+        {**answer, "deliveries": [{**delivery, "status": "delivred"}]},
+        {**answer, "deliveries": [{**delivery, "reason": "opted-out"}]},
+        {**answer, "deliveries": [{**delivery, "events": [{"status": "sending", "at": None}]}]},
+    ):
+        assert list(validator.iter_errors(wrong)), wrong
 
 
 def test_the_walkthrough_runs_from_the_document_alone(
