@@ -36,6 +36,7 @@ from engine.settings import get_settings
 from engine.store import installation
 from engine.store.db import Database
 from engine.store.models import Category, Delivery, DeliveryEvent, Notification, Recipient
+from engine.store.states import DeliveryStatus
 from engine.timeutil import iso, now
 from preferences import store
 
@@ -155,10 +156,11 @@ def notify(notification_id: int, recipient_id: str, channel: str) -> None:
         "attempts": 0,
     }
     events = [decision.status]
-    if decision.status == "queued":
+    if decision.status == DeliveryStatus.QUEUED:
         row.update(_send(webhook, notification, category, recipient, channel, at), attempts=1)
-        sent = ["sent"] if channel != policy.INBOX and row["status"] == "delivered" else []
-        events = ["queued", *sent, row["status"]]
+        delivered = row["status"] == DeliveryStatus.DELIVERED
+        sent = [DeliveryStatus.SENT] if channel != policy.INBOX and delivered else []
+        events = [DeliveryStatus.QUEUED, *sent, row["status"]]
     with db.session() as session:
         delivery = Delivery(
             notification_id=notification_id,
@@ -189,12 +191,16 @@ def _send(
     try:
         copy = Composer().compose(notification, category, channel, recipient, dict)
     except RenderError as exc:
-        return {"status": "failed", "error": str(exc)}
+        return {"status": DeliveryStatus.FAILED, "error": str(exc)}
     fields: dict[str, Any] = {"title": copy.title, "body": copy.body, "locale": copy.locale}
     if channel == policy.INBOX:
-        return {**fields, "status": "delivered"}
+        return {**fields, "status": DeliveryStatus.DELIVERED}
     if channel != "webhook" or not recipient.webhook_url:
-        return {**fields, "status": "failed", "error": f"the baseline does not send {channel}"}
+        return {
+            **fields,
+            "status": DeliveryStatus.FAILED,
+            "error": f"the baseline does not send {channel}",
+        }
     # The receipt is inserted after the send, so its id cannot name the message.
     message = ChannelMessage(
         delivery_id=0,
@@ -213,5 +219,5 @@ def _send(
     msg_id = f"msg_{notification.id}_{recipient.id}"
     status = _post(recipient.webhook_url, body, webhook.headers(msg_id, body))
     if 200 <= status < 300:
-        return {**fields, "status": "delivered"}
-    return {**fields, "status": "failed", "error": f"HTTP {status}"}
+        return {**fields, "status": DeliveryStatus.DELIVERED}
+    return {**fields, "status": DeliveryStatus.FAILED, "error": f"HTTP {status}"}

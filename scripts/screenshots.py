@@ -48,6 +48,7 @@ from engine.store.models import (  # noqa: E402
     Preference,
     Recipient,
 )
+from engine.store.states import Reason  # noqa: E402
 from engine.timeutil import now  # noqa: E402
 from preferences.links import Links  # noqa: E402
 
@@ -249,7 +250,15 @@ TRAFFIC = [
     ("points.expiring", ["inapp", "email"], None, [None], 0.6, 0.25),
     ("order.delivered", ["inapp", "email"], None, [None], 0.85, 0.3),
 ]
-SUPPRESSIONS = ["capped", "quiet_hours", "opted_out", "unsubscribed", "duplicate"]
+# Why the seeded suppressions were suppressed: reasons a suppression can have (quiet hours
+# hold a delivery, they never suppress one).
+SUPPRESSIONS = [
+    Reason.CAPPED,
+    Reason.SEEN_ELSEWHERE,
+    Reason.OPTED_OUT,
+    Reason.UNSUBSCRIBED,
+    Reason.DUPLICATE,
+]
 
 
 def seed_console(db: Database) -> str:

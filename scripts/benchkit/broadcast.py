@@ -18,6 +18,7 @@ from sqlmodel import col
 from engine.settings import Settings
 from engine.store.db import Database
 from engine.store.models import Delivery, Notification, PlanChunk
+from engine.store.states import IN_FLIGHT, NotificationStatus
 from engine.timeutil import aware
 from scripts.benchkit.client import Api, log
 from scripts.benchkit.latency import Prober, latency
@@ -26,7 +27,6 @@ from scripts.benchkit.processes import Fleet, Sampler, profiled
 BROADCAST = "bench.flash_sale"
 ORDER = "bench.order_delivered"
 OFFER = {"card": "原神月卡", "off": "20%"}
-IN_FLIGHT = ("queued", "sending")
 
 
 def copy(title: str, body: str) -> dict[str, dict[str, str]]:
@@ -100,7 +100,7 @@ def watch(
             state = row.status
             done, total = row.chunks_done, row.chunks_total
             busy = None
-            if state in ("planned", "done"):
+            if state in (NotificationStatus.PLANNED, NotificationStatus.DONE):
                 seen.setdefault("planned", time.monotonic() - started)
                 # `+ 0` keeps SQLite on the status index: it walks the rows in flight
                 # rather than every delivery of the notification, twice a second.
