@@ -38,7 +38,10 @@ def _query(raw: dict[str, str]) -> NotificationsQuery:
             except ValueError:
                 message = "expected a date such as 2026-11-30"
                 raise Refused("invalid", field=field, message=message) from None
-            if field == "created_before":
+            if field == "created_before":  # up to the end of that day
+                if day >= date.max:
+                    message = "expected a date before 9999-12-31"
+                    raise Refused("invalid", field=field, message=message)
                 day += timedelta(days=1)
             given[field] = f"{day.isoformat()}T00:00:00+00:00"
     try:

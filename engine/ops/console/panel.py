@@ -23,15 +23,17 @@ DEFAULT_DAYS = 7
 MAX_DAYS = 400
 
 
-def _day(raw: str | None, field: str, default: date) -> date:
+def _day(raw: str | None, field: str) -> date | None:
     if not raw:
-        return default
+        return None
     try:
-        return date.fromisoformat(raw)
+        day = date.fromisoformat(raw)
     except ValueError:
-        raise Refused(
-            "invalid", field=field, message="expected a date such as 2026-11-30"
-        ) from None
+        message = "expected a date such as 2026-11-30"
+        raise Refused("invalid", field=field, message=message) from None
+    if day >= date.max:  # the range runs to the end of its last day
+        raise Refused("invalid", field=field, message="expected a date before 9999-12-31")
+    return day
 
 
 def window(query: dict[str, str], today: date) -> tuple[date, date, stats.Bucket, str]:
@@ -40,8 +42,11 @@ def window(query: dict[str, str], today: date) -> tuple[date, date, stats.Bucket
     `from`/`to`: ISO dates, both included (default: the last 7 days); `bucket`: `hour` or
     `day` (default: hours for up to two days, days beyond); `by`: one of `BY`.
     """
-    last = _day(query.get("to"), "to", today)
-    first = _day(query.get("from"), "from", last - timedelta(days=DEFAULT_DAYS - 1))
+    last = _day(query.get("to"), "to") or today
+    first = _day(query.get("from"), "from")
+    if first is None:
+        back = min(DEFAULT_DAYS - 1, (last - date.min).days)
+        first = last - timedelta(days=back)
     if first > last:
         raise Refused("invalid", field="from", message="must not be after to")
     days = (last - first).days + 1

@@ -6,6 +6,9 @@ from datetime import timedelta
 
 import httpx
 import time_machine
+from hypothesis import HealthCheck, example, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from engine.catalog import keys
 from engine.ops.console import session
@@ -124,3 +127,49 @@ def test_a_signed_out_cookie_stays_refused_even_when_replayed(console: httpx.Cli
     replay = httpx.get(str(console.base_url.join("/console")), cookies={session.COOKIE: kept})
     assert replay.status_code == 303
     assert "reason=signed_out" in replay.headers["Location"]
+
+
+query_text = (
+    st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
+    | st.dates().map(str)
+    | st.sampled_from(["0001-01-01", "9999-12-31", "hour", "day", "campaign", "cancelled"])
+)
+
+
+@hypothesis_settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@example(path="/console", params={"to": "9999-12-31"})
+@example(path="/console", params={"from": "0001-01-01", "to": "0001-01-01"})
+@example(path="/console/messages", params={"created_before": "9999-12-31"})
+@example(path="/console/messages", params={"created_after": "0001-01-01"})
+@given(
+    path=st.sampled_from(["/console", "/console/messages"]),
+    params=st.dictionaries(
+        st.sampled_from(
+            [
+                "from",
+                "to",
+                "bucket",
+                "by",
+                "category",
+                "status",
+                "created_after",
+                "created_before",
+                "before",
+                "lang",
+            ]
+        ),
+        query_text,
+        max_size=4,
+    ),
+)
+def test_any_filter_a_person_types_is_shown_or_refused_naming_it_never_a_500(
+    console: httpx.Client, path: str, params: dict[str, str]
+) -> None:
+    answer = console.get(path, params=params)
+    assert answer.status_code in (200, 422), (params, answer.text[-400:])
+    if answer.status_code == 422:
+        assert "Field “" in answer.text
