@@ -123,7 +123,14 @@ class Settings(BaseSettings):
     # turn gets, which doubles how long critical writes wait for it. Scale with processes.
     # Measured in the README.
     worker_threads: int = 1
-    worker_queues: str = "critical,normal,bulk"
+    worker_queues: str = "critical,normal,bulk,events"
+
+    # Delivery events pushed to event endpoints: a failed batch is retried after
+    # base × 1, 4, 16… seconds (at most an hour), `events_max_attempts` times in all; an
+    # endpoint that fails `events_pause_after` posts in a row is paused.
+    events_retry_base: float = Field(default=5.0, gt=0)
+    events_max_attempts: int = Field(default=10, ge=1)
+    events_pause_after: int = Field(default=5, ge=1)
 
     # Channels
     smtp_host: str = "127.0.0.1"

@@ -19,7 +19,7 @@ from channels.base import CHANNEL_NAMES
 from engine.errors import FieldError
 from engine.schemas import CapIn, PreferencesIn
 from engine.settings import Settings
-from engine.store import bulk
+from engine.store import bulk, outbox
 from engine.store.models import Category, Preference, Recipient
 from engine.timeutil import aware, format_duration, iso, now
 from preferences.model import (
@@ -224,6 +224,8 @@ def update(
             else _sparse(row.digest, changes.digest.model_dump(exclude_unset=True))
         )
     if "unsubscribed" in given:
+        if changes.unsubscribed and not row.unsubscribed:
+            outbox.record(session, outbox.UNSUBSCRIBED, recipient_id=recipient_id)
         row.unsubscribed = bool(changes.unsubscribed)
     row.updated_at = at or now()
     session.add(row)

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from engine.api import (
     campaigns,
+    event_endpoints,
     follows,
     health,
     imports,
@@ -57,6 +58,7 @@ def create_app(settings: Settings, *, database: Database | None = None) -> web.A
     app.on_cleanup.append(_close_db)
     modules = (
         campaigns,
+        event_endpoints,
         follows,
         health,
         imports,

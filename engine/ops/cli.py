@@ -243,7 +243,7 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
     # Two threads: an order notification gets through while another waits on a provider.
     critical = argparse.Namespace(queues="critical", processes=1, threads=2)
     general = argparse.Namespace(
-        queues="normal,bulk", processes=args.processes, threads=args.threads
+        queues="normal,bulk,events", processes=args.processes, threads=args.threads
     )
     env = worker_env(settings)
     specs = [
@@ -451,7 +451,9 @@ def parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser("worker", help="run Dramatiq workers for Tidings' queues")
     worker.add_argument(
-        "--queues", "-Q", help="comma-separated: critical,normal,bulk (TIDINGS_WORKER_QUEUES)"
+        "--queues",
+        "-Q",
+        help="comma-separated: critical,normal,bulk,events (TIDINGS_WORKER_QUEUES)",
     )
     worker.add_argument(
         "--processes", "-p", type=int, help="worker processes (TIDINGS_WORKER_PROCESSES)"

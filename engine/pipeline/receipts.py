@@ -12,7 +12,7 @@ from sqlmodel import Session, col, select
 from engine.errors import NotDelivered, NotFound
 from engine.pipeline import rhythm
 from engine.pipeline.accept import DeliveryView, delivery_views
-from engine.store import bulk
+from engine.store import bulk, outbox
 from engine.store.models import Delivery, Feedback, Notification
 from engine.store.states import (
     ARRIVED,
@@ -198,6 +198,13 @@ def record_feedback(
         for name, value in rated.items():
             setattr(found, name, value)
         session.add(found)
+    outbox.record(
+        session,
+        outbox.FEEDBACK_CREATED,
+        recipient_id=row.recipient_id,
+        delivery_id=delivery_id,
+        data={"rating": rating, "comment": comment, "category": row.category},
+    )
     lowered = None
     if rating == "down" and before != "down":
         lowered = store.lower_cap(session, row.recipient_id, row.category)

@@ -20,7 +20,7 @@ from sqlalchemy import and_, func, or_, update
 from sqlmodel import Session, col, select
 
 from engine.catalog.segments import activity
-from engine.pipeline import caps, planning, policy, redecide
+from engine.pipeline import caps, events, planning, policy, redecide
 from engine.pipeline.delivery import DIED
 from engine.pipeline.planning import enqueue_deliveries
 from engine.store import bulk
@@ -43,6 +43,8 @@ from engine.worker.runtime import Runtime
 
 log = logging.getLogger("tidings.scheduler")
 BATCH = 2000
+# Seconds before the scheduler enqueues another drain of delivery events while one waits.
+DRAIN_EVERY = 5
 
 
 def tick(rt: Runtime, at: datetime | None = None) -> dict[str, int]:
@@ -62,7 +64,20 @@ def tick(rt: Runtime, at: datetime | None = None) -> dict[str, int]:
         "chunks": retry_chunks(rt, at),
         "deliveries": release_deliveries(rt, at),
         "stalled": retry_stalled(rt, at),
+        "events": kick_events(rt),
     }
+
+
+def kick_events(rt: Runtime) -> int:
+    """Enqueue a drain of delivery events when some wait, unless one was enqueued in the
+    last `DRAIN_EVERY` seconds; 1 when it enqueued one."""
+    if not events.pending(rt.db):
+        return 0
+    key = RedisKeys.from_settings(rt.settings).events_drain
+    if not rt.counters.client.set(key, b"1", nx=True, ex=DRAIN_EVERY):
+        return 0
+    rt.dispatch.drain_events()
+    return 1
 
 
 def requeue_in_flight(rt: Runtime, at: datetime) -> int:

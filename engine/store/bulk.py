@@ -23,7 +23,8 @@ from typing import Any, NotRequired, TypedDict, TypeVar, cast
 from sqlalchemy import ColumnElement, Connection, Dialect, Row, Table, select
 from sqlmodel import Session, SQLModel
 
-from engine.store.models import DeliveryEvent
+from engine.store import outbox
+from engine.store.models import DeliveryEvent, EventOutbox
 from engine.store.states import EventStatus, Reason
 
 # Bound parameters per statement: SQLite allows 32,766 (since 3.32), PostgreSQL 65,535.
@@ -227,7 +228,13 @@ class EventRow(TypedDict):
 
 
 def add_events(session: Session, events: Sequence[EventRow]) -> None:
-    """Append delivery events in multi-row inserts."""
+    """Append delivery events in multi-row inserts, with the outbox rows telling the
+    registered event endpoints of them (`engine.store.outbox`), in the same transaction."""
     if events:
         rows = [{"reason": None, "detail": None, **event} for event in events]
         _insert(session.connection(), _table(DeliveryEvent), rows, "")
+        outbox.delivery_events(session, rows, _write_outbox)
+
+
+def _write_outbox(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    _insert(session.connection(), _table(EventOutbox), rows, "")

@@ -298,3 +298,72 @@ class Installation(SQLModel, table=True):
     secret_key: str = Field(max_length=200)
     webhook_secret: str | None = Field(default=None, max_length=200)
     created_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
+
+
+class EventEndpoint(SQLModel, table=True):
+    """A platform's URL that receives delivery events as signed Standard Webhooks.
+
+    `failures` counts failed posts in a row; past the limit the endpoint is paused
+    (`paused_at`, `pause_reason`) until an admin resumes it, its events kept meanwhile.
+    """
+
+    __tablename__ = "event_endpoints"
+
+    id: int | None = Field(default=None, primary_key=True)
+    url: str = Field(max_length=2000)
+    types: list[str] = Field(sa_type=JSON)
+    description: str | None = Field(default=None, max_length=200)
+    # The Standard Webhooks signing secret (`whsec_…`), shown once when created.
+    secret: str = Field(max_length=200)
+    failures: int = 0
+    last_error: str | None = None
+    last_success_at: datetime | None = _stamp()
+    paused_at: datetime | None = _stamp()
+    pause_reason: str | None = None
+    created_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
+
+
+class EventOutbox(SQLModel, table=True):
+    """An event some endpoint wants, written in the same transaction as the change it
+    tells of; the drain job fans it out into batches per endpoint and deletes it."""
+
+    __tablename__ = "event_outbox"
+    # Ids are event ids: never given twice, though rows are deleted once fanned out.
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    type: str = Field(max_length=40)
+    delivery_id: int | None = Field(default=None, sa_type=BigInteger)
+    recipient_id: str | None = Field(default=None, max_length=200)
+    reason: str | None = Field(default=None, max_length=30)
+    detail: str | None = None
+    data: dict[str, Any] | None = _json()
+    at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
+
+
+class EventBatch(SQLModel, table=True):
+    """Events for one endpoint, posted as one signed request until it is answered 2xx.
+
+    pending → sending (leased) → sent, or back to pending with `next_attempt_at` after a
+    failure, or failed after too many attempts (kept, with the error, for the console).
+    """
+
+    __tablename__ = "event_batches"
+    # Ids are `webhook-id`s: never given twice, though rows go with their endpoint.
+    __table_args__ = (
+        Index("ix_event_batches_due", "status", "next_attempt_at"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    endpoint_id: int = Field(index=True)
+    events: list[dict[str, Any]] = Field(sa_type=JSON)
+    count: int = 0
+    status: str = Field(default="pending", max_length=10)
+    attempts: int = 0
+    next_attempt_at: datetime | None = _stamp()
+    lease_until: datetime | None = _stamp()
+    last_error: str | None = None
+    response_status: int | None = None
+    created_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
+    sent_at: datetime | None = _stamp()

@@ -108,6 +108,11 @@ class RedisKeys:
         """Held while a recipient's emailed page link may not be sent again."""
         return f"{self.prefix}:page-link:{recipient_id}"
 
+    @property
+    def events_drain(self) -> str:
+        """Set while a drain of delivery events is on its way (expires on its own)."""
+        return f"{self.prefix}:events:drain"
+
     def queue(self, queue: str) -> str:
         return f"{self.dramatiq}:{queue}"
 

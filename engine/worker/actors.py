@@ -18,13 +18,15 @@ from typing import Any
 import dramatiq
 from dramatiq.middleware.prometheus import Prometheus
 
-from engine.pipeline import delivery, planning
+from engine.pipeline import delivery, events, planning
 from engine.settings import get_settings
 from engine.store.outages import ride_out
 from engine.worker import runtime
 from engine.worker.broker import (
     DELIVER,
     DELIVER_EXHAUSTED,
+    DRAIN_EVENTS,
+    EVENTS,
     PLAN,
     PLAN_CHUNK,
     PRIORITIES,
@@ -102,3 +104,16 @@ _declare(plan, PLAN, later=5, max_retries=8)
 _declare(plan_chunk, PLAN_CHUNK, later=5, max_retries=8)
 _declare(deliver_exhausted, DELIVER_EXHAUSTED)
 _declare(deliver, DELIVER, exhausted=True, max_retries=5)
+
+
+def drain_events() -> None:
+    """Push waiting delivery events to the registered endpoints, in batches; a drain that
+    ran out of its time budget hands the rest to the next one."""
+    if events.drain(booted.runtime):
+        booted.runtime.dispatch.drain_events()
+
+
+# Its own queue, behind everything else a worker serving several queues takes.
+dramatiq.actor(
+    actor_name=actor_name(DRAIN_EVENTS, EVENTS), queue_name=EVENTS, priority=200, max_retries=3
+)(_riding_out(drain_events))

@@ -36,9 +36,13 @@ from engine.worker.middleware import GiveWay
 from engine.worker.waking import WakingRedisBroker
 
 CRITICAL = "critical"
-QUEUES = (CRITICAL, "normal", "bulk")
+# Delivery events pushed to the platform's endpoints travel on a queue of their own,
+# so a broadcast's events never stand in front of its planning or sending.
+EVENTS = "events"
+QUEUES = (CRITICAL, "normal", "bulk", EVENTS)
 # A worker that consumes several queues takes critical work first (lower runs sooner).
 PRIORITIES = {"critical": 0, "normal": 10, "bulk": 100}
+DRAIN_EVENTS = "tidings.drain_events"
 PLAN = "tidings.plan"
 PLAN_CHUNK = "tidings.plan_chunk"
 DELIVER = "tidings.deliver"
@@ -134,3 +138,7 @@ class Dispatcher:
     def deliver(self, delivery_ids: list[int], queue: str, delay_ms: int | None = None) -> None:
         """Send a batch of deliveries of one channel."""
         self._send(DELIVER, queue, (delivery_ids,), delay_ms)
+
+    def drain_events(self, delay_ms: int | None = None) -> None:
+        """Push waiting delivery events to the registered endpoints."""
+        self._send(DRAIN_EVENTS, EVENTS, (), delay_ms)

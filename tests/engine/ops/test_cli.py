@@ -113,10 +113,11 @@ def test_status_is_a_table_or_json(settings: Settings, db: object) -> None:
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
     assert re.fullmatch(r"queue +waiting +delayed +in flight +dead", lines[0])
-    assert [line.split()[0] for line in lines[1:4]] == ["critical", "normal", "bulk"]
+    queues = ["critical", "normal", "bulk", "events"]
+    assert [line.split()[0] for line in lines[1:5]] == queues
     assert any(line.startswith("deliveries") for line in lines)
     machine = json.loads(_tidings(settings, "status", "--json").stdout)
-    assert set(machine["queues"]) == {"critical", "normal", "bulk"}
+    assert set(machine["queues"]) == set(queues)
 
 
 def test_status_with_redis_down_says_so_and_exits_1(settings: Settings, db: object) -> None:
