@@ -22,6 +22,7 @@ DOCUMENTED = {
     errors.FieldError: 422,
     errors.UnknownRecipients: 422,
     errors.IdempotencyMismatch: 422,
+    errors.LinesRefused: 422,
     errors.NotFound: 404,
     errors.Conflict: 409,
     errors.NotDelivered: 409,
@@ -37,6 +38,8 @@ def kinds(base: type[errors.TidingsError]) -> list[type[errors.TidingsError]]:
 
 
 def instance(kind: type[errors.TidingsError], message: str, field: str) -> errors.TidingsError:
+    if issubclass(kind, errors.LinesRefused):
+        return kind([errors.LineProblem(2, field, message)], refused=1, lines=3)
     if issubclass(kind, errors.UnknownRecipients):
         return kind([message], field=field)
     if issubclass(kind, errors.FieldError):
@@ -73,6 +76,13 @@ def test_a_refusal_answers_its_status_and_the_error_document(
     assert status == DOCUMENTED[kind]
     detail = json.loads(raw)["error"]
     assert detail["code"] == kind.code
+    if isinstance(exc, errors.LinesRefused):  # about the whole body, each line named
+        assert detail["field"] == "body"
+        assert (detail["refused"], detail["lines"]) == (
+            1,
+            [{"line": 2, "field": field, "message": message}],
+        )
+        return
     assert detail["field"] == field
     if isinstance(exc, errors.UnknownRecipients):
         assert detail["unknown"] == [message]
