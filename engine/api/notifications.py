@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
 
 from aiohttp import web
 from sqlmodel import Session
@@ -211,12 +210,12 @@ async def get_recipient_deliveries(
 @operation(path=RecipientPath, query=ReceiptPage, responses={200: InboxOut})
 async def get_inbox(
     request: web.Request, path: RecipientPath, query: ReceiptPage
-) -> dict[str, Any]:
+) -> receipts.Inbox:
     """A recipient's in-app inbox, newest first, with the unread count."""
     limit = query.limit or request.app[SETTINGS].page_size
     before = int(query.before) if query.before else None
 
-    def read(session: Session) -> dict[str, Any]:
+    def read(session: Session) -> receipts.Inbox:
         _known(session, path.id)
         return receipts.inbox(session, path.id, before=before, limit=limit)
 

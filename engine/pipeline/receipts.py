@@ -26,7 +26,7 @@ from engine.store.states import (
     EventStatus,
     Reason,
 )
-from engine.timeutil import format_duration, iso, now
+from engine.timeutil import aware, format_duration, iso, now
 from preferences import store
 
 
@@ -257,8 +257,35 @@ def mark_all_read(session: Session, recipient_id: str) -> int:
     return len(unread)
 
 
-def inbox(session: Session, recipient_id: str, *, before: int | None, limit: int) -> dict[str, Any]:
-    """A recipient's in-app messages, newest first, with the unread count."""
+@dataclass(frozen=True)
+class InboxItem:
+    """An in-app message as its recipient sees it: read or not, and their rating if any
+    (`up`, `meh`, `down`). `created_at` is UTC."""
+
+    delivery_id: int
+    notification_id: int
+    category: str
+    title: str | None
+    body: str | None
+    action_url: str | None
+    read: bool
+    feedback: str | None
+    created_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Inbox:
+    """One page of a recipient's inbox and how many messages are unread in all; `next`
+    is the last delivery id shown when older ones follow."""
+
+    unread: int
+    items: list[InboxItem]
+    next: int | None
+
+
+def inbox(session: Session, recipient_id: str, *, before: int | None, limit: int) -> Inbox:
+    """A recipient's in-app messages, newest first (`limit` of them before the delivery
+    id `before`), with the unread count."""
     visible = (
         col(Delivery.recipient_id) == recipient_id,
         col(Delivery.channel) == "inapp",
@@ -279,24 +306,24 @@ def inbox(session: Session, recipient_id: str, *, before: int | None, limit: int
             select(Feedback).where(col(Feedback.delivery_id).in_([d.id for d in page]))
         )
     }
-    return {
-        "unread": unread,
-        "items": [
-            {
-                "delivery_id": str(d.id),
-                "notification_id": str(d.notification_id),
-                "category": d.category,
-                "title": d.title,
-                "body": d.body,
-                "action_url": d.action_url,
-                "read": d.read_at is not None,
-                "feedback": ratings.get(d.id or 0),
-                "created_at": iso(d.created_at),
-            }
+    return Inbox(
+        unread=unread,
+        items=[
+            InboxItem(
+                delivery_id=d.id or 0,
+                notification_id=d.notification_id,
+                category=d.category,
+                title=d.title,
+                body=d.body,
+                action_url=d.action_url,
+                read=d.read_at is not None,
+                feedback=ratings.get(d.id or 0),
+                created_at=aware(d.created_at),
+            )
             for d in page
         ],
-        "next": str(page[-1].id) if more and page else None,
-    }
+        next=page[-1].id if more and page else None,
+    )
 
 
 def recipient_feedback(session: Session, recipient_id: str, *, limit: int) -> list[dict[str, Any]]:

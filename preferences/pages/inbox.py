@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -13,7 +12,7 @@ from engine.pipeline import receipts
 from engine.schemas import row_id
 from engine.store.models import Delivery
 from engine.store.states import ARRIVED, Engagement
-from engine.timeutil import aware, now
+from engine.timeutil import iso, now
 from preferences import store
 from preferences.pages import forms
 from preferences.pages.web import Refused, Visit, check_form, page, redirect, render
@@ -45,7 +44,12 @@ async def inbox(visit: Visit) -> web.StreamResponse:
     before = row_id(query.get("before"))
 
     def read(session: Session) -> dict[str, Any]:
-        box = receipts.inbox(session, visit.recipient.id, before=before, limit=PAGE_SIZE)
+        found = receipts.inbox(session, visit.recipient.id, before=before, limit=PAGE_SIZE)
+        box: dict[str, Any] = {
+            "unread": found.unread,
+            "items": [_shown(item) for item in found.items],
+            "next": str(found.next) if found.next is not None else None,
+        }
         categories = store.load_categories(session)
         prefs = store.load_one(session, visit.recipient, settings=visit.settings)
         box["names"] = {key: name_in(c, visit.lang) for key, c in categories.items()}
@@ -67,7 +71,7 @@ async def inbox(visit: Visit) -> web.StreamResponse:
     keep = {"before": str(before)} if before is not None else {}
     for item in box["items"]:
         did = item["delivery_id"]
-        stamp = aware(datetime.fromisoformat(item["created_at"])) if item["created_at"] else None
+        stamp = item["at"]
         item["when"] = visit.t.stamp(stamp.astimezone(visit.zone), today=today) if stamp else ""
         item["open_href"] = visit.here(open=did, **keep) + f"#m-{did}"
         item["read_action"] = visit.here(f"/{did}/read")
@@ -91,6 +95,18 @@ async def inbox(visit: Visit) -> web.StreamResponse:
         "preferences": preferences,
     }
     return render(visit.request, "inbox.html", context, t=visit.t)
+
+
+def _shown(item: receipts.InboxItem) -> dict[str, Any]:
+    """An inbox message for the page: ids as the links carry them, the time in ISO 8601
+    for `<time datetime>` and as a datetime (`at`) to show in the recipient's zone."""
+    return {
+        **vars(item),
+        "delivery_id": str(item.delivery_id),
+        "notification_id": str(item.notification_id),
+        "created_at": iso(item.created_at),
+        "at": item.created_at,
+    }
 
 
 def _back(visit: Visit, form: Any, **query: str) -> str:

@@ -13,7 +13,7 @@ from engine.api.contract import document
 from engine.catalog import recipients
 from engine.ops.console.web import ROOT, Desk, Refused, console_page, redirect
 from engine.pipeline import receipts
-from engine.schemas import DeliveryPage, Key
+from engine.schemas import DeliveryPage, InboxOut, Key
 from engine.store.models import Preference, Recipient
 from preferences import store
 from preferences.links import Links
@@ -54,7 +54,7 @@ def _read(desk: Desk, session: Session, rid: str) -> dict[str, Any]:
         "deliveries": document(
             DeliveryPage, receipts.recipient_deliveries(session, rid, before=None, limit=RECENT)
         ),
-        "inbox": receipts.inbox(session, rid, before=None, limit=RECENT),
+        "inbox": document(InboxOut, receipts.inbox(session, rid, before=None, limit=RECENT)),
         "feedback": receipts.recipient_feedback(session, rid, limit=RECENT),
         "links_version": row.links_version,
         "links_salt": row.links_salt,
