@@ -36,7 +36,7 @@ import redis
 import time_machine
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, or_
+from sqlalchemy import delete, or_, text
 from sqlmodel import col, select
 
 from engine.catalog import categories as category_defs
@@ -54,6 +54,7 @@ from engine.store.models import (
     Preference,
     Recipient,
 )
+from engine.store.states import HOLDS, SUPPRESSIONS, DeliveryStatus, EventStatus, Reason
 from engine.worker.broker import make_broker
 from engine.worker.runtime import Runtime
 from preferences import store
@@ -511,6 +512,29 @@ class Story:
                 status == "suppressed" and reason in allowed
             ), fate
 
+    def check_states(self) -> None:
+        """Every status and reason stored is a member of its enum, as text, and each
+        reason sits beside the status it explains (a hold's beside `scheduled` with a due
+        time, a suppression's beside `suppressed`)."""
+        with self.db.session() as session:
+            rows = session.execute(text("SELECT status, reason, due_at FROM deliveries")).all()
+            events = session.execute(text("SELECT status, reason FROM delivery_events")).all()
+        for status, reason, due_at in rows:
+            assert status in set(DeliveryStatus), status
+            if status == DeliveryStatus.SUPPRESSED:
+                assert reason in SUPPRESSIONS, (status, reason)
+            elif status == DeliveryStatus.SCHEDULED:
+                assert reason in HOLDS and due_at is not None, (status, reason)
+            else:
+                assert reason is None, (status, reason)
+        for status, reason in events:
+            assert status in set(EventStatus), status
+            assert reason is None or reason in set(Reason), reason
+            if status == EventStatus.SUPPRESSED:
+                assert reason in SUPPRESSIONS, (status, reason)
+            if status == EventStatus.SCHEDULED:
+                assert reason in HOLDS, (status, reason)
+
     def check_receiver(self, receiver: Sink) -> None:
         with self.db.session() as session:
             sent = {
@@ -586,3 +610,4 @@ def test_every_message_obeys_the_recipients_choices_at_the_moment_it_is_sent(
     run.check_caps()
     run.check_essentials()
     run.check_receiver(receiver)
+    run.check_states()
