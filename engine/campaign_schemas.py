@@ -22,6 +22,7 @@ from engine.schemas import (
     Strict,
     Timestamp,
     UtcDatetime,
+    Variants,
     _storable_data,
     _unique,
 )
@@ -62,6 +63,12 @@ class CampaignIn(Strict):
     channels: Annotated[list[ChannelName], AfterValidator(_unique)] | None = Field(
         default=None, min_length=1
     )
+    variants: Variants | None = Field(
+        default=None,
+        min_length=2,
+        max_length=10,
+        description="An A/B test over every step: a recipient gets one variant throughout.",
+    )
 
     def notification(self) -> NotificationIn:
         """What every step sends: the notification a step is, less its timing."""
@@ -71,6 +78,7 @@ class CampaignIn(Strict):
             data=self.data,
             content=self.content,
             channels=self.channels,
+            variants=self.variants,
         )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -246,21 +247,27 @@ class CategoryIn(Strict):
     def _check(self) -> CategoryIn:
         if self.over_cap is None:
             self.over_cap = "defer" if self.kind in ("transactional", "service") else "drop"
-        for channel, locales in self.templates.items():
-            for locale, fields in locales.items():
-                for name, source in fields.items():
-                    where = f"templates.{channel}.{locale}.{name}"
-                    if name not in TEMPLATE_FIELDS:
-                        raise FieldError(where, f"unknown template field; use {TEMPLATE_FIELDS}")
-                    try:
-                        SANDBOX.parse(source)
-                    except TemplateSyntaxError as exc:
-                        raise FieldError(where, f"template error: {exc.message}") from None
-                    except RecursionError:
-                        raise FieldError(where, "the template is nested too deeply") from None
-                    if problem := limit_problem(source, name):
-                        raise FieldError(where, f"template error: {problem}")
+        check_templates(self.templates)
         return self
+
+
+def check_templates(templates: Mapping[Any, Mapping[str, Mapping[str, str]]]) -> None:
+    """Every template field known, parsing in the sandbox and within the limits; raises
+    `FieldError` naming `templates.<channel>.<locale>.<field>`."""
+    for channel, locales in templates.items():
+        for locale, fields in locales.items():
+            for name, source in fields.items():
+                where = f"templates.{channel}.{locale}.{name}"
+                if name not in TEMPLATE_FIELDS:
+                    raise FieldError(where, f"unknown template field; use {TEMPLATE_FIELDS}")
+                try:
+                    SANDBOX.parse(source)
+                except TemplateSyntaxError as exc:
+                    raise FieldError(where, f"template error: {exc.message}") from None
+                except RecursionError:
+                    raise FieldError(where, "the template is nested too deeply") from None
+                if problem := limit_problem(source, name):
+                    raise FieldError(where, f"template error: {problem}")
 
 
 ATTRIBUTE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -566,6 +573,43 @@ class ContentIn(Strict):
     action_url: str | None = Field(default=None, max_length=2000, pattern=r"^https?://\S+$")
 
 
+Templates = dict[
+    ChannelName, dict[Locale, dict[str, Annotated[str, Field(max_length=MAX_TEMPLATE_CHARS)]]]
+]
+VariantName = Annotated[str, Field(min_length=1, max_length=50, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+
+class VariantIn(Strict):
+    """One variant of an A/B test: a name, a weight, and what it changes — literal
+    `content`, `data` merged over the notification's, `templates` over the category's
+    (same shape), and `send_after`, a delay before its deliveries go (a send-time test)."""
+
+    name: VariantName
+    weight: StrictInt = Field(default=1, ge=1, le=10_000)
+    content: ContentIn | None = None
+    data: Annotated[dict[str, Any], AfterValidator(_storable_data)] | None = None
+    templates: Templates | None = None
+    send_after: Duration | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> VariantIn:
+        if self.templates:
+            check_templates(self.templates)
+        return self
+
+
+def _distinct_variants(values: list[VariantIn]) -> list[VariantIn]:
+    seen: set[str] = set()
+    for index, variant in enumerate(values):
+        if variant.name in seen:
+            raise FieldError(f"{index}.name", f"variant {variant.name!r} is named twice")
+        seen.add(variant.name)
+    return values
+
+
+Variants = Annotated[list[VariantIn], AfterValidator(_distinct_variants)]
+
+
 class NotificationIn(Strict):
     """`POST /v1/notifications`."""
 
@@ -580,6 +624,13 @@ class NotificationIn(Strict):
     expires_at: UtcDatetime | None = None
     collapse_key: str | None = Field(default=None, min_length=1, max_length=200)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+    variants: Variants | None = Field(
+        default=None,
+        min_length=2,
+        max_length=10,
+        description="An A/B test: each recipient gets one variant, by a hash of the test "
+        "and their id, in proportion to the weights; recorded on each delivery.",
+    )
 
     @property
     def recipient_ids(self) -> list[str]:
@@ -694,6 +745,9 @@ class StatsQuery(Query):
     """`GET /v1/stats`: grouping and time range (ISO 8601 with an offset)."""
 
     by: Literal["category", "channel", "campaign", "variant"] = "category"
+    category: Key | None = Field(default=None, description="Only this category.")
+    campaign: RowId | None = Field(default=None, description="Only this campaign's steps.")
+    notification: RowId | None = Field(default=None, description="Only this notification.")
     since: AwareDatetime | None = Field(
         default=None, alias="from", description="Default: 7 days before `to`."
     )
@@ -906,6 +960,7 @@ class DeliveryOut(Out):
     status: DeliveryStatus
     reason: Reason | None
     due_at: Timestamp | None
+    variant: str | None = Field(default=None, description="Its A/B test variant, if any.")
     error: str | None
     attempts: int
     provider_id: str | None = Field(description="The channel's id for the message (Message-ID).")
@@ -989,10 +1044,19 @@ class StatsRow(Out):
     failed: int
     scheduled: int
     feedback: FeedbackCounts
+    unsubscribed: int = Field(
+        description="Reached deliveries whose recipient unsubscribed after they were created."
+    )
     open_rate: float | None
     click_rate: float | None
     conversion_rate: float | None
+    unsubscribe_rate: float | None
     complaint_rate: float | None
+    feedback_rates: dict[str, float | None] = Field(description="👍/😕/👎 per sent.")
+    ci95: dict[str, list[float]] | None = Field(
+        default=None,
+        description="By variant: each rate's 95% Wilson interval [low, high].",
+    )
 
 
 class StatsOut(Out):
@@ -1000,6 +1064,13 @@ class StatsOut(Out):
     since: Timestamp = Field(alias="from")
     until: Timestamp = Field(alias="to")
     items: list[StatsRow]
+    significant: dict[str, bool] | None = Field(
+        default=None,
+        description="By variant: whether the variants differ in each rate (chi-squared, p < 0.05).",
+    )
+    p_values: dict[str, float | None] | None = Field(
+        default=None, description="By variant: the chi-squared test's p-value per rate."
+    )
 
 
 class RevokedOut(Out):

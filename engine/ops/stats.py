@@ -16,7 +16,7 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
-from engine.store.models import Delivery, Feedback, Notification
+from engine.store.models import Delivery, Feedback, Notification, Preference
 from engine.store.states import (
     ARRIVED,
     CLICKED_THROUGH,
@@ -26,6 +26,7 @@ from engine.store.states import (
     DeliveryStatus,
 )
 
+RATINGS = ("up", "meh", "down")
 GROUPS: dict[str, Any] = {
     "category": Delivery.category,
     "channel": Delivery.channel,
@@ -54,17 +55,36 @@ def _label(value: Any) -> Any:
     return str(value) if value is not None and not isinstance(value, str) else value
 
 
-def rates(session: Session, *, by: str, since: datetime, until: datetime) -> list[dict[str, Any]]:
+def rates(
+    session: Session,
+    *,
+    by: str,
+    since: datetime,
+    until: datetime,
+    category: str | None = None,
+    campaign: int | None = None,
+    notification: int | None = None,
+) -> list[dict[str, Any]]:
     """One row per group (`by`: category, channel, campaign or variant) of deliveries
-    created in [`since`, `until`), largest first.
+    created in [`since`, `until`), largest first, of one `category`, `campaign` or
+    `notification` when given.
 
     Each row: counts (`deliveries`, `sent` = reached the provider or beyond, `delivered`,
     `opened`, `clicked`, `converted`, `suppressed` with `suppressed_by_reason`, `failed`,
-    `scheduled`), `feedback` counts of `up`/`meh`/`down`, and rates from 0 to 1 over
-    `sent` (None when nothing was sent): open, click, conversion and complaint (👎).
+    `scheduled`), `feedback` counts of `up`/`meh`/`down`, `unsubscribed` (reached
+    deliveries whose recipient unsubscribed after it was created), and rates from 0 to 1
+    over `sent` (None when nothing was sent): open, click, conversion, unsubscribe,
+    complaint (👎) and `feedback_rates` per rating.
     """
     key = col(GROUPS[by])
-    window = (col(Delivery.created_at) >= since, col(Delivery.created_at) < until)
+    window = [col(Delivery.created_at) >= since, col(Delivery.created_at) < until]
+    if category is not None:
+        window.append(col(Delivery.category) == category)
+    if notification is not None:
+        window.append(col(Delivery.notification_id) == notification)
+    if campaign is not None:
+        steps = select(Notification.id).where(col(Notification.campaign_id) == campaign)
+        window.append(col(Delivery.notification_id).in_(steps))
     opened = (col(Delivery.read_at).is_not(None)) | col(Delivery.status).in_(SEEN)
     counts: dict[Any, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     reasons: dict[Any, dict[str, int]] = defaultdict(dict)
@@ -99,6 +119,17 @@ def rates(session: Session, *, by: str, since: datetime, until: datetime) -> lis
     )
     for group, rating, total in session.exec(ratings):
         counts[group][f"feedback_{rating}"] += total
+    left = _grouped(select(key, func.count()), by).join(
+        Preference, col(Preference.recipient_id) == col(Delivery.recipient_id)
+    )
+    left = left.where(
+        *window,
+        col(Delivery.status).in_(REACHED),
+        col(Preference.unsubscribed).is_(True),
+        col(Preference.updated_at) >= col(Delivery.created_at),
+    ).group_by(key)
+    for group, total in session.exec(left):
+        counts[group]["unsubscribed"] += total
     out = []
     for group, row in counts.items():
         reached = row["reached"]
@@ -115,11 +146,14 @@ def rates(session: Session, *, by: str, since: datetime, until: datetime) -> lis
                 "suppressed_by_reason": dict(sorted(reasons[group].items())),
                 "failed": row["status_failed"],
                 "scheduled": row["status_scheduled"],
-                "feedback": {r: row[f"feedback_{r}"] for r in ("up", "meh", "down")},
+                "feedback": {r: row[f"feedback_{r}"] for r in RATINGS},
+                "unsubscribed": row["unsubscribed"],
                 "open_rate": _rate(row["opened"], reached),
                 "click_rate": _rate(row["clicked"], reached),
                 "conversion_rate": _rate(row["status_converted"], reached),
+                "unsubscribe_rate": _rate(row["unsubscribed"], reached),
                 "complaint_rate": _rate(row["feedback_down"], reached),
+                "feedback_rates": {r: _rate(row[f"feedback_{r}"], reached) for r in RATINGS},
             }
         )
     return sorted(out, key=lambda r: (-r["deliveries"], str(r[by])))

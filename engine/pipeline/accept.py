@@ -79,16 +79,28 @@ def validate(session: Session, spec: NotificationIn, *, field_prefix: str = "") 
                 f"category {category.key!r} is not sent by {channel}",
                 field=f"{field_prefix}channels.{index}",
             )
-    if spec.content is None and not category.templates:
+    if spec.content is None and not category.templates and not _all_have_copy(spec):
         raise Invalid(
             f"category {category.key!r} has no templates: send content",
             field=f"{field_prefix}content",
         )
-    if spec.content is None:  # what would fail for every recipient fails now, as a 422
+    if spec.content is None and not spec.variants:
+        # what would fail for every recipient fails now, as a 422
         try:
             content.check(category, spec.channels or category.channels, spec.data)
         except DataError as exc:
             raise Invalid(exc.message, field=f"{field_prefix}{exc.field}") from None
+    for index, variant in enumerate(spec.variants or ()):
+        if variant.content is not None or spec.content is not None:
+            continue
+        if variant.templates and not category.templates:
+            continue
+        merged = {**spec.data, **(variant.data or {})}
+        where = f"{field_prefix}variants.{index}."
+        try:
+            content.check(category, spec.channels or category.channels, merged)
+        except DataError as exc:
+            raise Invalid(exc.message, field=f"{where}{exc.field}") from None
     if isinstance(spec.to, list):
         ids = spec.recipient_ids
         known: set[str] = set()
@@ -99,6 +111,13 @@ def validate(session: Session, spec: NotificationIn, *, field_prefix: str = "") 
         if unknown:
             raise UnknownRecipients(unknown, field=f"{field_prefix}to")
     return category
+
+
+def _all_have_copy(spec: NotificationIn) -> bool:
+    """Every variant brings its own content or templates."""
+    return bool(spec.variants) and all(
+        v.content is not None or v.templates for v in spec.variants or ()
+    )
 
 
 def audience_size(
@@ -148,6 +167,9 @@ def accept(
         data=spec.data,
         content=spec.content.model_dump(exclude_none=True) if spec.content else None,
         channels=list(spec.channels) if spec.channels else None,
+        variants=[v.model_dump(exclude_none=True) for v in spec.variants]
+        if spec.variants
+        else None,
         send_at=spec.send_at,
         expires_at=spec.expires_at,
         collapse_key=spec.collapse_key,
@@ -318,6 +340,7 @@ class DeliveryView:
     read_at: datetime | None
     created_at: datetime | None
     events: list[EventView]
+    variant: str | None = None
 
 
 @dataclass(frozen=True)
@@ -403,6 +426,7 @@ def delivery_views(session: Session, rows: list[Delivery]) -> list[DeliveryView]
             status=d.status,
             reason=d.reason,
             due_at=aware(d.due_at),
+            variant=d.variant,
             error=d.error,
             attempts=d.attempts,
             provider_id=d.provider_id,

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.pipeline.templates import DataError, check_data, pick_locale, render, uses_recipient
+from engine.pipeline.variants import Variant, copy_inputs
 from engine.store.models import Category, Notification, Recipient
 
 
@@ -65,9 +66,10 @@ class Composer:
     """Renders copy for deliveries, caching what does not depend on the recipient."""
 
     def __init__(self) -> None:
-        self._shared: dict[tuple[int, str, str], Copy] = {}
+        # by (notification, variant, channel, locale)
+        self._shared: dict[tuple[int, str, str, str], Copy] = {}
         # by the locale asked for, not the one picked: the cache hit costs one lookup
-        self._asked: dict[tuple[int, str, str], Copy] = {}
+        self._asked: dict[tuple[int, str, str, str], Copy] = {}
 
     def compose(
         self,
@@ -76,16 +78,18 @@ class Composer:
         channel: str,
         recipient: Recipient | None,
         links: Callable[[], Mapping[str, str]],
+        variant: Variant | None = None,
     ) -> Copy:
-        """The copy for one delivery; raises `RenderError` if a template fails."""
+        """The copy for one delivery, in `variant` when it is in an A/B test; raises
+        `RenderError` if a template fails."""
         locale_wanted = (recipient.locale if recipient else None) or category.default_locale
         assert notification.id is not None
-        asked = (notification.id, channel, locale_wanted)
+        test = variant.name if variant else ""
+        asked = (notification.id, test, channel, locale_wanted)
         if (found := self._asked.get(asked)) is not None:
             return found
-        data = notification.data or {}
-        if notification.content:
-            content = notification.content
+        data, content, templates = copy_inputs(notification, variant)
+        if content:
             return Copy(
                 title=str(content.get("title", "")),
                 body=str(content.get("body", "")),
@@ -93,11 +97,11 @@ class Composer:
                 action_url=content.get("action_url") or data.get("action_url"),
                 locale=locale_wanted,
             )
-        by_locale = fields_for(category, channel)
+        by_locale = templates.get(channel) or fields_for(category, channel)
         locale = pick_locale(by_locale, locale_wanted, category.default_locale) or locale_wanted
         fields = by_locale.get(locale, {})
         shared = not uses_recipient(fields)
-        key = (notification.id, channel, locale)
+        key = (notification.id, test, channel, locale)
         if shared and key in self._shared:
             self._asked[asked] = self._shared[key]
             return self._shared[key]

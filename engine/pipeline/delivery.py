@@ -24,7 +24,7 @@ from sqlmodel import Session, col, select
 from channels.base import ADDRESS_FIELDS, Message, Sent
 from channels.errors import PermanentError, TransientError
 from engine import metrics
-from engine.pipeline import redecide
+from engine.pipeline import redecide, variants
 from engine.pipeline.content import Composer
 from engine.pipeline.planning import page_links
 from engine.pipeline.templates import RenderError
@@ -76,6 +76,7 @@ class Claimed:
     category: str
     attempts: int
     created_at: datetime
+    variant: str | None = None
 
 
 def claim(
@@ -270,7 +271,8 @@ def _message(
         return Outcome(d.id, DeliveryStatus.SUPPRESSED, Reason.NO_ADDRESS)
     # Signing links costs; only email headers and templates that mention them need them.
     links = partial(page_links, rt, recipient, category)
-    copy = composer.compose(notification, category, d.channel, recipient, links)
+    variant = variants.named(notification, d.variant)
+    copy = composer.compose(notification, category, d.channel, recipient, links, variant)
     return Message(
         delivery_id=d.id,
         notification_id=d.notification_id,

@@ -21,7 +21,7 @@ from sqlmodel import Session, col, select
 from channels.base import ADDRESS_FIELDS
 from engine import metrics
 from engine.catalog.segments import activity, audience_filter, segment_at
-from engine.pipeline import caps, policy, rhythm
+from engine.pipeline import caps, policy, rhythm, variants
 from engine.pipeline.cancel import is_cancelled
 from engine.pipeline.content import Composer
 from engine.pipeline.templates import RenderError
@@ -410,11 +410,13 @@ def _plan(
     decisions = policy.decide_many(
         rules, request, ((r.id, prefs[r.id], addressable(r)) for r in todo), at
     )
+    picks = {r.id: variants.pick(notification, r.id) for r in todo} if notification.variants else {}
+    _delay(picks, decisions, at)
     replaced = _collapse(session, notification, rules, decisions, at)
     replaced += _rhythm(session, notification, decisions, chunk)
     activities = {r.id: activity(r.last_active_at, at, rt.settings) for r in todo}
     _cap(rt, notification.id, rules, prefs, activities, decisions, at, request.expires_at)
-    rows = _rows(rt, notification, category, {r.id: r for r in todo}, decisions, at)
+    rows = _rows(rt, notification, category, {r.id: r for r in todo}, decisions, picks, at)
     written = bulk.insert_ignore(
         session,
         Delivery,
@@ -510,6 +512,25 @@ def _collapse(
     return replaced
 
 
+def _delay(
+    picks: dict[str, variants.Variant | None],
+    decisions: dict[str, list[policy.Decision]],
+    at: datetime,
+) -> None:
+    """A variant that tests a later send time holds its recipients' deliveries that would
+    go now until then (`scheduled/send_at`); when released they are decided anew."""
+    for rid, variant in picks.items():
+        if variant is None or not variant.send_after or rid not in decisions:
+            continue
+        due = at + timedelta(seconds=variant.send_after)
+        decisions[rid] = [
+            policy.Decision(d.channel, DeliveryStatus.SCHEDULED, Reason.SEND_AT, due)
+            if d.status == DeliveryStatus.QUEUED
+            else d
+            for d in decisions[rid]
+        ]
+
+
 def _rhythm(
     session: Session,
     notification: Notification,
@@ -576,9 +597,11 @@ def _rows(
     category: Category,
     recipients: dict[str, Recipient],
     decisions: dict[str, list[policy.Decision]],
+    picks: dict[str, variants.Variant | None],
     at: datetime,
 ) -> list[dict[str, Any]]:
-    """Delivery rows; inbox deliveries are rendered and stored as delivered right here."""
+    """Delivery rows, each with its recipient's variant of an A/B test; inbox deliveries
+    are rendered and stored as delivered right here."""
     composer = Composer()
     shared: dict[str, Any] = {  # what every row of the chunk has in common
         "notification_id": notification.id,
@@ -587,6 +610,7 @@ def _rows(
         "title": None,
         "body": None,
         "action_url": None,
+        "variant": None,
         "error": None,
         "attempts": 0,
         "created_at": at,
@@ -595,8 +619,10 @@ def _rows(
     rows = []
     for rid, ds in decisions.items():
         recipient = recipients[rid]
+        variant = picks.get(rid)
         for d in ds:
             row = shared.copy()
+            row["variant"] = variant.name if variant else None
             row["recipient_id"] = rid
             row["channel"] = d.channel
             row["status"] = d.status
@@ -611,6 +637,7 @@ def _rows(
                         d.channel,
                         recipient,
                         partial(page_links, rt, recipient, category),
+                        variant,
                     )
                     row.update(
                         status=DeliveryStatus.DELIVERED,

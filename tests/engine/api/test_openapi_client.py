@@ -145,7 +145,11 @@ def test_the_document_is_openapi_3_1_and_leaves_pages_out(client: DocumentClient
     assert page["id"]["schema"]["pattern"] == "^[0-9]{1,18}$"
     assert page["limit"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 1000}
     stats = {p["name"] for p in document["paths"]["/v1/stats"]["get"]["parameters"]}
-    assert stats == {"by", "from", "to"}
+    assert stats == {"by", "from", "to", "category", "campaign", "notification"}
+    campaigns = document["paths"]["/v1/campaigns"]
+    assert "202" in campaigns["post"]["responses"] and "200" in campaigns["get"]["responses"]
+    cancel = document["paths"]["/v1/campaigns/{id}/cancel"]["post"]["responses"]
+    assert "finished" in cancel["409"]["description"]
     for path, item in document["paths"].items():
         for method, op in item.items():
             assert op["responses"]["default"]["content"]["application/json"]["schema"] == {

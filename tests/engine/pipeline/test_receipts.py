@@ -112,10 +112,13 @@ def test_stats_show_rates_and_feedback_per_category_and_channel(
             "failed": 0,
             "scheduled": 0,
             "feedback": {"up": 0, "meh": 0, "down": 1},
+            "unsubscribed": 0,
             "open_rate": 0.5,
             "click_rate": 0.25,
             "conversion_rate": 0.25,
+            "unsubscribe_rate": 0.0,
             "complaint_rate": 0.25,
+            "feedback_rates": {"up": 0.0, "meh": 0.0, "down": 0.25},
         }
     ]
     by_channel = {

@@ -1,0 +1,83 @@
+"""A/B variants over real HTTP: refusals naming the field, the variant recorded on each
+delivery, and the stats filters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+
+@pytest.fixture
+def shop(admin: httpx.Client) -> httpx.Client:
+    admin.put(
+        "/v1/categories/promo.ab",
+        json={
+            "name": "Deals",
+            "kind": "promotional",
+            "priority": "high",
+            "channels": ["inapp"],
+            "templates": {"inapp": {"en": {"title": "Deal on {{ data.card }}", "body": "b"}}},
+        },
+    ).raise_for_status()
+    admin.put("/v1/recipients/u-1", json={}).raise_for_status()
+    return admin
+
+
+TWO = [{"name": "a", "data": {"card": "A"}}, {"name": "b", "data": {"card": "B"}}]
+
+
+@pytest.mark.parametrize(
+    ("variants", "field"),
+    [
+        ([{"name": "a", "data": {"card": "A"}}], "variants"),
+        ([TWO[0], {"name": "a", "data": {"card": "B"}}], "variants.1.name"),
+        ([TWO[0], {"name": "b", "weight": 0, "data": {"card": "B"}}], "variants.1.weight"),
+        ([TWO[0], {"name": "b", "weight": "2", "data": {"card": "B"}}], "variants.1.weight"),
+        ([TWO[0], {"name": "b c", "data": {"card": "B"}}], "variants.1.name"),
+        ([TWO[0], {"name": "b"}], "variants.1.data.card"),
+        (
+            [TWO[0], {"name": "b", "templates": {"inapp": {"en": {"title": "{{ oops"}}}}],
+            "variants.1.templates.inapp.en.title",
+        ),
+        ([TWO[0], {"name": "b", "send_after": "soon"}], "variants.1.send_after"),
+        ([TWO[0], {"name": "b", "colour": "red"}], "variants.1.colour"),
+    ],
+)
+def test_bad_variants_are_refused_naming_the_field(
+    shop: httpx.Client, variants: list[dict[str, Any]], field: str
+) -> None:
+    response = shop.post(
+        "/v1/notifications", json={"category": "promo.ab", "to": ["u-1"], "variants": variants}
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["field"] == field
+
+
+def test_variants_with_their_own_data_need_none_at_the_top(shop: httpx.Client) -> None:
+    response = shop.post(
+        "/v1/notifications", json={"category": "promo.ab", "to": ["u-1"], "variants": TWO}
+    )
+    assert response.status_code == 202, response.text
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"by": "variant", "campaign": "abc"}, "campaign"),
+        ({"by": "variant", "notification": "-1"}, "notification"),
+        ({"by": "variant", "category": "bad key!"}, "category"),
+    ],
+)
+def test_bad_stats_filters_are_refused(
+    shop: httpx.Client, params: dict[str, str], field: str
+) -> None:
+    response = shop.get("/v1/stats", params=params)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["field"] == field
+
+
+def test_stats_by_variant_of_nothing_is_empty_not_an_error(shop: httpx.Client) -> None:
+    body = shop.get("/v1/stats", params={"by": "variant", "campaign": "99"}).json()
+    assert body["items"] == [] and body["significant"]["click_rate"] is False
