@@ -18,6 +18,7 @@ from sqlmodel import Session, col, select
 from engine.campaign_schemas import CampaignIn
 from engine.errors import Conflict, Invalid, NotFound
 from engine.pipeline import accept, rhythm
+from engine.pipeline.cancel import is_cancelled
 from engine.settings import Settings
 from engine.store import bulk
 from engine.store.models import Campaign, Delivery, Notification
@@ -257,6 +258,8 @@ def _funnels(session: Session, ids: list[int], *, by_step: bool) -> dict[int, di
 def _step_status(notification: Notification | None, counts: dict[str, int] | None) -> StepStatus:
     if notification is None:
         return StepStatus.SKIPPED
+    if is_cancelled(notification):
+        return StepStatus.CANCELLED
     state = notification.status
     if state == NotificationStatus.ACCEPTED:
         return StepStatus.SCHEDULED
