@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from sqlmodel import Session
 
 from engine.api.context import DB, SETTINGS, scope
 from engine.api.contract import Reply, operation
@@ -29,14 +28,8 @@ async def post_campaign(request: web.Request, body: CampaignIn) -> Reply:
     422 names `event_at` when the event has passed and `steps` when every step has.
     """
     recipient_writes(request, [body.notification()], batch=False)
-    settings = request.app[SETTINGS]
-    database = request.app[DB]
-
-    def write(session: Session) -> dict[str, Any]:
-        campaign_id = campaigns.create(session, body, settings=settings)
-        return campaigns.view(session, campaign_id)
-
-    return Reply(await database.write(write), status=202)
+    created = await request.app[DB].write(campaigns.create, body, settings=request.app[SETTINGS])
+    return Reply(created, status=202)
 
 
 @routes.get("/v1/campaigns")

@@ -36,8 +36,8 @@ from engine.store.states import (
 from engine.timeutil import aware, iso, now
 
 
-def create(session: Session, spec: CampaignIn, *, settings: Settings) -> int:
-    """Store a campaign and one notification per step still ahead; returns its id.
+def create(session: Session, spec: CampaignIn, *, settings: Settings) -> dict[str, Any]:
+    """Store a campaign and one notification per step still ahead; returns its `view`.
 
     Raises `Invalid` (422) naming `event_at` when the event has passed, `steps` when
     every step's time has, and the fields `accept.validate` names (category, channels,
@@ -78,7 +78,7 @@ def create(session: Session, spec: CampaignIn, *, settings: Settings) -> int:
     session.add(campaign)
     session.flush()
     assert campaign.id is not None
-    return campaign.id
+    return view(session, campaign.id)
 
 
 def view(session: Session, campaign_id: int, *, detail: bool = True) -> dict[str, Any]:
