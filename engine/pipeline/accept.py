@@ -340,7 +340,8 @@ class DeliveryView:
     read_at: datetime | None
     created_at: datetime | None
     events: list[EventView]
-    variant: str | None = None
+    # Its variant of an A/B test, if any.
+    variant: str | None
 
 
 @dataclass(frozen=True)
