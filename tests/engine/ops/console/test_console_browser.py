@@ -174,3 +174,25 @@ def test_cancel_a_notification_from_the_log(
     expect(page.locator("#notification-status")).to_have_text("cancelled")
     expect(page.get_by_role("button", name="Cancel this notification")).to_have_count(0)
     assert admin.get(f"/v1/notifications/{nid}").json()["status"] == "cancelled"
+
+
+def test_look_up_a_recipient_and_mint_their_links(
+    page: Page, server: Server, admin_key: str, admin: httpx.Client
+) -> None:
+    recipient(admin, "u-5", email="u5@example.com", tags=["beta"])
+    admin.put("/v1/recipients/u-5/preferences", json={"channels": {"sms": False}})
+    sign_in(page, server, admin_key)
+    page.get_by_role("link", name="Recipients", exact=True).click()
+    page.get_by_label("Recipient id").fill("u-5")
+    page.get_by_role("button", name="Look up").click()
+    expect(page.get_by_role("heading", name="Recipients: u-5")).to_be_visible()
+    expect(page.locator("#preferences tr", has_text="sms")).to_contain_text("chosen")
+    expect(page.locator("#preferences tr", has_text="email")).to_contain_text("default")
+    fits(page)
+    page.get_by_role("button", name="Mint page links").click()
+    links = page.locator("#links a")
+    expect(links).to_have_count(3)
+    href = links.first.get_attribute("href")
+    assert href is not None and "/p/" in href
+    page.goto(server.url + href[href.index("/p/") :])
+    expect(page.get_by_role("heading", name="Notification preferences")).to_be_visible()
