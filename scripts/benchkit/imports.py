@@ -20,7 +20,7 @@ from engine.settings import Settings
 from engine.store.db import Database
 from engine.store.models import Recipient
 from scripts.benchkit.client import Api, log, wait_until
-from scripts.benchkit.processes import Fleet
+from scripts.benchkit.processes import Fleet, Sampler
 
 ZONES = ("Asia/Shanghai", "Europe/Berlin", "America/New_York", "Asia/Tokyo")
 LOCALES = ("zh-CN", "en", "ja", "de")
@@ -99,13 +99,21 @@ def imports(
     out: dict[str, Any] = {"recipients": n}
     for kind, media in (("ndjson", "application/x-ndjson"), ("csv", "text/csv")):
         log(f"POST /v1/recipients/import ({kind}, {files[kind].stat().st_size:,} bytes)")
+        sampler = Sampler({"api": fleet.pid("api")}, every=1.0)
+        sampler.start()
         status, answer, seconds = post_file(settings.public_url, key, files[kind], media)
+        usage = sampler.finish()
+        cpu = usage["api"]["cpu_seconds"]
         landed = count(db, "j" if kind == "ndjson" else "c")
         out[f"import_{kind}"] = {
             "status": status,
             "answer": answer if status != 200 else None,
             "seconds": round(seconds, 2),
             "recipients_per_s": round(n / seconds),
+            # The API's own CPU: what the import costs, whatever else shares the machine.
+            "api_cpu_seconds": cpu,
+            "recipients_per_api_cpu_s": round(n / cpu) if cpu else None,
+            "machine_unaccounted_cpu_s": usage["machine"]["cpu_unaccounted_seconds"],
             "landed": landed,
             "bytes": files[kind].stat().st_size,
         }
