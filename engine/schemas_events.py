@@ -8,6 +8,7 @@ from pydantic import AfterValidator, AnyHttpUrl, Field
 
 from engine.schemas import IdText, Limit, Out, Query, RowId, Strict, Timestamp
 from engine.store.outbox import EVENT_TYPES
+from engine.store.states import BatchStatus
 
 EventType = Literal[
     "delivery.sent",
@@ -78,7 +79,7 @@ class FailuresQuery(Query):
 class EventBatchOut(Out):
     id: IdText
     webhook_id: str = Field(description="The `webhook-id` header its every attempt carries.")
-    status: Literal["pending", "sending", "sent", "failed"]
+    status: BatchStatus
     events: int
     attempts: int
     last_error: str | None

@@ -18,6 +18,7 @@ from engine.errors import NotFound
 from engine.pipeline.events import webhook_id
 from engine.store.models import EventBatch, EventEndpoint
 from engine.store.outbox import types_of
+from engine.store.states import BatchStatus
 from engine.timeutil import iso, now
 
 
@@ -48,7 +49,7 @@ def _backlog(session: Session, ids: list[int]) -> dict[tuple[int, str], int]:
     if ids:
         for endpoint_id, state, count in session.exec(
             select(EventBatch.endpoint_id, EventBatch.status, func.count())
-            .where(col(EventBatch.endpoint_id).in_(ids), col(EventBatch.status) != "sent")
+            .where(col(EventBatch.endpoint_id).in_(ids), col(EventBatch.status) != BatchStatus.SENT)
             .group_by(col(EventBatch.endpoint_id), col(EventBatch.status))
         ):
             out[(endpoint_id, state)] = count
@@ -69,8 +70,9 @@ def public(row: EventEndpoint, backlog: dict[tuple[int, str], int]) -> dict[str,
         "paused": row.paused_at is not None,
         "paused_at": iso(row.paused_at),
         "pause_reason": row.pause_reason,
-        "pending_batches": backlog.get((rid, "pending"), 0) + backlog.get((rid, "sending"), 0),
-        "failed_batches": backlog.get((rid, "failed"), 0),
+        "pending_batches": backlog.get((rid, BatchStatus.PENDING), 0)
+        + backlog.get((rid, BatchStatus.SENDING), 0),
+        "failed_batches": backlog.get((rid, BatchStatus.FAILED), 0),
         "created_at": iso(row.created_at),
     }
 
@@ -103,10 +105,10 @@ def resume(session: Session, endpoint_id: int) -> dict[str, Any]:
     for batch in session.exec(
         select(EventBatch).where(
             col(EventBatch.endpoint_id) == endpoint_id,
-            col(EventBatch.status).in_(("pending", "failed")),
+            col(EventBatch.status).in_((BatchStatus.PENDING, BatchStatus.FAILED)),
         )
     ):
-        batch.status = "pending"
+        batch.status = BatchStatus.PENDING
         batch.attempts = 0
         batch.next_attempt_at = at
         session.add(batch)
@@ -134,7 +136,7 @@ def failures(
             "events": b.count,
             "attempts": b.attempts,
             "last_error": b.last_error,
-            "next_attempt_at": iso(b.next_attempt_at) if b.status == "pending" else None,
+            "next_attempt_at": iso(b.next_attempt_at) if b.status == BatchStatus.PENDING else None,
             "created_at": iso(b.created_at),
         }
         for b in page

@@ -38,6 +38,7 @@ from engine.settings import Settings
 from engine.store import bulk
 from engine.store.db import Database
 from engine.store.models import Delivery, EventBatch, EventEndpoint, EventOutbox
+from engine.store.states import BatchStatus
 from engine.timeutil import aware, iso, now
 from engine.worker.runtime import Runtime
 
@@ -166,8 +167,10 @@ def _claim(session: Session, at: datetime, lease: datetime, limit: int) -> list[
         .where(
             col(EventBatch.endpoint_id).in_(active.scalar_subquery()),
             or_(
-                (col(EventBatch.status) == "pending") & (col(EventBatch.next_attempt_at) <= at),
-                (col(EventBatch.status) == "sending") & (col(EventBatch.lease_until) < at),
+                (col(EventBatch.status) == BatchStatus.PENDING)
+                & (col(EventBatch.next_attempt_at) <= at),
+                (col(EventBatch.status) == BatchStatus.SENDING)
+                & (col(EventBatch.lease_until) < at),
             ),
         )
         .order_by(col(EventBatch.id))
@@ -179,7 +182,7 @@ def _claim(session: Session, at: datetime, lease: datetime, limit: int) -> list[
         for r in session.execute(
             update(EventBatch)
             .where(col(EventBatch.id).in_(due.scalar_subquery()))
-            .values(status="sending", lease_until=lease)
+            .values(status=BatchStatus.SENDING, lease_until=lease)
             .returning(col(EventBatch.id))
         )
     ]
@@ -251,19 +254,21 @@ def _record(
             tries = attempts[o.batch_id] + 1
             values: dict[str, Any] = {"attempts": tries, "lease_until": None}
             if o.ok:
-                values.update(status="sent", sent_at=at, last_error=None)
+                values.update(status=BatchStatus.SENT, sent_at=at, last_error=None)
             elif tries >= settings.events_max_attempts:
-                values.update(status="failed", last_error=o.error)
+                values.update(status=BatchStatus.FAILED, last_error=o.error)
             else:
                 values.update(
-                    status="pending",
+                    status=BatchStatus.PENDING,
                     last_error=o.error,
                     next_attempt_at=at
                     + timedelta(seconds=backoff(tries, settings.events_retry_base)),
                 )
             session.execute(
                 update(EventBatch)
-                .where(col(EventBatch.id) == o.batch_id, col(EventBatch.status) == "sending")
+                .where(
+                    col(EventBatch.id) == o.batch_id, col(EventBatch.status) == BatchStatus.SENDING
+                )
                 .values(**values)
             )
         for endpoint_id, mine in by_endpoint.items():
@@ -302,7 +307,7 @@ def pending(db: Database) -> bool:
         active = select(EventEndpoint.id).where(col(EventEndpoint.paused_at).is_(None))
         due = session.exec(
             select(func.min(EventBatch.next_attempt_at)).where(
-                col(EventBatch.status) == "pending",
+                col(EventBatch.status) == BatchStatus.PENDING,
                 col(EventBatch.endpoint_id).in_(active.scalar_subquery()),
             )
         ).one()

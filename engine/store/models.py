@@ -15,7 +15,14 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, DateTime, Enum, Index, Integer, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from engine.store.states import ChunkStatus, DeliveryStatus, EventStatus, NotificationStatus, Reason
+from engine.store.states import (
+    BatchStatus,
+    ChunkStatus,
+    DeliveryStatus,
+    EventStatus,
+    NotificationStatus,
+    Reason,
+)
 from engine.timeutil import now
 
 # Sequential integer keys: SQLite only auto-increments an INTEGER PRIMARY KEY.
@@ -359,7 +366,7 @@ class EventBatch(SQLModel, table=True):
     endpoint_id: int = Field(index=True)
     events: list[dict[str, Any]] = Field(sa_type=JSON)
     count: int = 0
-    status: str = Field(default="pending", max_length=10)
+    status: BatchStatus = Field(default=BatchStatus.PENDING, sa_type=_state(BatchStatus, 10))
     attempts: int = 0
     next_attempt_at: datetime | None = _stamp()
     lease_until: datetime | None = _stamp()

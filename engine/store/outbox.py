@@ -15,17 +15,21 @@ from typing import Any
 from sqlmodel import Session, select
 
 from engine.store.models import EventEndpoint, EventOutbox
+from engine.store.states import EventStatus
 from engine.timeutil import now
 
 # A delivery reaching one of these statuses is told as `delivery.<status>`.
 DELIVERY_TYPES = {
-    "sent": "delivery.sent",
-    "delivered": "delivery.delivered",
-    "failed": "delivery.failed",
-    "suppressed": "delivery.suppressed",
-    "read": "delivery.read",
-    "clicked": "delivery.clicked",
-    "converted": "delivery.converted",
+    status: f"delivery.{status}"
+    for status in (
+        EventStatus.SENT,
+        EventStatus.DELIVERED,
+        EventStatus.FAILED,
+        EventStatus.SUPPRESSED,
+        EventStatus.READ,
+        EventStatus.CLICKED,
+        EventStatus.CONVERTED,
+    )
 }
 FEEDBACK_CREATED = "feedback.created"
 UNSUBSCRIBED = "recipient.unsubscribed"

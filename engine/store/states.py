@@ -62,6 +62,16 @@ class ChunkStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+class BatchStatus(StrEnum):
+    """A batch of events for a registered endpoint: pending → sending (leased to a job) →
+    sent, or failed after too many attempts (and pending again when the endpoint resumes)."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
 class DeliveryStatus(StrEnum):
     """Where one (notification, recipient, channel) stands.
 
@@ -231,6 +241,7 @@ __all__ = [
     "UNSENT",
     "UNSETTLED",
     "WENT_OUT",
+    "BatchStatus",
     "CampaignStatus",
     "ChunkStatus",
     "DeliveryStatus",

@@ -113,7 +113,8 @@ async def notification(desk: Desk) -> web.Response:
     settling = shown["status"] in UNPLANNED or any(counts.get(s) for s in IN_FLIGHT)
     context = {
         "section": "messages",
-        "cancellable": shown["status"] != "cancelled" and shown["status"] != "done",
+        "cancellable": shown["status"]
+        not in (NotificationStatus.CANCELLED, NotificationStatus.DONE),
         "just_cancelled": desk.request.query.get("cancelled") == "1",
         "n": shown,
         "funnel": stats.funnel(counts),
