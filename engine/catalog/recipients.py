@@ -6,14 +6,14 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlmodel import Session, col, select
 
 from engine.catalog import follows
 from engine.catalog.segments import activity, tier
 from engine.schemas import RecipientIn
 from engine.settings import Settings
-from engine.store.models import Delivery, Feedback, Recipient
+from engine.store.models import Delivery, Digest, Feedback, Recipient
 from engine.timeutil import iso, now
 from preferences import store
 
@@ -93,6 +93,7 @@ def erase(session: Session, recipient_id: str) -> bool:
     session.delete(row)
     store.erase(session, recipient_id)
     follows.erase(session, recipient_id)
+    session.exec(delete(Digest).where(col(Digest.recipient_id) == recipient_id))
     tombstone = f"{ERASED_PREFIX}{uuid.uuid4().hex}"
     session.exec(
         update(Delivery)

@@ -31,7 +31,7 @@ from engine.pipeline.templates import RenderError
 from engine.settings import Settings
 from engine.store import bulk
 from engine.store.leases import delivery_lease
-from engine.store.models import Category, Delivery, Notification, Recipient
+from engine.store.models import Category, Delivery, Digest, Notification, Recipient
 from engine.store.outages import is_outage, ride_out
 from engine.store.states import IN_FLIGHT, DeliveryStatus, EventStatus, Reason
 from engine.timeutil import aware, iso, now
@@ -77,6 +77,7 @@ class Claimed:
     attempts: int
     created_at: datetime
     variant: str | None = None
+    digest_id: int | None = None
 
 
 def claim(
@@ -193,6 +194,12 @@ def _send(
                 session, Recipient, col(Recipient.id).in_({d.recipient_id for d in rows})
             )
         }
+        carried = {d.digest_id for d in rows if d.digest_id is not None}
+        digests = (
+            {g.id: g for g in bulk.read(session, Digest, col(Digest.id).in_(carried))}
+            if carried
+            else {}
+        )
         # Each is decided anew just before sending: the recipient's preferences now win.
         held = {
             d.id: redecide.Held(d.id, d.notification_id, d.recipient_id, d.channel, d.category)
@@ -226,6 +233,7 @@ def _send(
                 categories.get(d.category),
                 recipients.get(d.recipient_id),
                 at,
+                digests.get(d.digest_id) if d.digest_id is not None else None,
             )
         except RenderError as exc:
             ready = Outcome(d.id, DeliveryStatus.FAILED, error=str(exc))
@@ -258,8 +266,10 @@ def _message(
     category: Category | None,
     recipient: Recipient | None,
     at: datetime,
+    digest: Digest | None = None,
 ) -> Message | Outcome:
-    """The message to send for one delivery, or the outcome that ends it unsent."""
+    """The message to send for one delivery, or the outcome that ends it unsent; a
+    delivery that carries a digest (`engine.pipeline.digests`) sends the digest's copy."""
     if notification is None or category is None:
         return Outcome(d.id, DeliveryStatus.FAILED, error="notification or category is gone")
     expires = aware(notification.expires_at)
@@ -271,6 +281,27 @@ def _message(
         return Outcome(d.id, DeliveryStatus.SUPPRESSED, Reason.NO_ADDRESS)
     # Signing links costs; only email headers and templates that mention them need them.
     links = partial(page_links, rt, recipient, category)
+    if digest is not None:
+        if digest.title is None:
+            return Outcome(
+                d.id, DeliveryStatus.FAILED, error="the digest template failed to render"
+            )
+        return Message(
+            delivery_id=d.id,
+            notification_id=d.notification_id,
+            recipient_id=d.recipient_id,
+            category=d.category,
+            channel=d.channel,
+            address=tuple(address) if isinstance(address, list) else address,
+            locale=digest.locale or recipient.locale or "en",
+            title=digest.title,
+            body=digest.body or "",
+            html=digest.html,
+            action_url=digest.action_url,
+            data={"digest": {"id": str(digest.id), "items": digest.items}},
+            unsubscribe_url=links().get("unsubscribe") if d.channel == "email" else None,
+            created_at=iso(d.created_at),
+        )
     variant = variants.named(notification, d.variant)
     copy = composer.compose(notification, category, d.channel, recipient, links, variant)
     return Message(

@@ -334,7 +334,9 @@ def over_cap(rules: Rules, decisions: Sequence[Decision], resets_at: datetime) -
             out.append(d)
         elif rules.over_cap == "defer":
             due = max(resets_at, d.due_at) if d.due_at else resets_at
-            out.append(Decision(d.channel, DeliveryStatus.SCHEDULED, Reason.CAPPED, due))
+            # a digest's copy stays one of the digest, only later
+            reason = Reason.DIGEST if d.reason == Reason.DIGEST else Reason.CAPPED
+            out.append(Decision(d.channel, DeliveryStatus.SCHEDULED, reason, due))
         else:
             out.append(Decision(d.channel, DeliveryStatus.SUPPRESSED, Reason.CAPPED))
     return out

@@ -20,7 +20,7 @@ from sqlalchemy import and_, func, or_, update
 from sqlmodel import Session, col, select
 
 from engine.catalog.segments import activity
-from engine.pipeline import caps, events, planning, policy, redecide
+from engine.pipeline import caps, digests, events, planning, policy, redecide
 from engine.pipeline.delivery import DIED
 from engine.pipeline.planning import enqueue_deliveries
 from engine.store import bulk
@@ -62,7 +62,9 @@ def tick(rt: Runtime, at: datetime | None = None) -> dict[str, int]:
         "notifications": release_notifications(rt, at),
         "taken_back": take_back(rt, at),
         "chunks": retry_chunks(rt, at),
+        "digests": digests.release(rt, at),
         "deliveries": release_deliveries(rt, at),
+        "digested": digests.settle(rt, at),
         "stalled": retry_stalled(rt, at),
         "events": kick_events(rt),
     }
@@ -330,7 +332,12 @@ def release_deliveries(rt: Runtime, at: datetime) -> int:
         due = list(
             session.exec(
                 select(Delivery)
-                .where(col(Delivery.status) == DeliveryStatus.SCHEDULED, col(Delivery.due_at) <= at)
+                .where(
+                    col(Delivery.status) == DeliveryStatus.SCHEDULED,
+                    col(Delivery.due_at) <= at,
+                    # a digest's copies go together (`engine.pipeline.digests`)
+                    or_(col(Delivery.reason).is_(None), col(Delivery.reason) != Reason.DIGEST),
+                )
                 .order_by(col(Delivery.id))
                 .limit(BATCH)
             )

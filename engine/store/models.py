@@ -249,8 +249,36 @@ class Delivery(SQLModel, table=True):
     claimed_by: str | None = Field(default=None, max_length=200)
     lease_until: datetime | None = _stamp()
     read_at: datetime | None = _stamp()
+    # The digest this delivery went out in (`Digest`): the one that carries it, or one of
+    # the items it lists, which end as the carrier does.
+    digest_id: int | None = Field(default=None, sa_type=BigInteger, index=True)
     created_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
     updated_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
+
+
+class Digest(SQLModel, table=True):
+    """One digest message: the held `low` notifications of one recipient on one channel,
+    listed in one message. At most one per recipient, channel and digest day (`period`:
+    the local date the digest time opened), whatever releases race to make it."""
+
+    __tablename__ = "digests"
+    __table_args__ = (
+        UniqueConstraint("recipient_id", "channel", "period", name="uq_digest_period"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    recipient_id: str = Field(max_length=200, index=True)
+    channel: str = Field(max_length=20)
+    period: str = Field(max_length=10)
+    items: int = 0
+    # The delivery that sends it; the others listed follow its outcome.
+    carrier_id: int | None = Field(default=None, sa_type=BigInteger)
+    locale: str | None = Field(default=None, max_length=16)
+    title: str | None = None
+    body: str | None = None
+    html: str | None = None
+    action_url: str | None = None
+    created_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
 
 
 class DeliveryEvent(SQLModel, table=True):
