@@ -620,7 +620,14 @@ class NotificationIn(Strict):
     channels: Annotated[list[ChannelName], AfterValidator(_unique)] | None = Field(
         default=None, min_length=1
     )
-    send_at: UtcDatetime | None = None
+    send_at: UtcDatetime | Literal["best"] | None = Field(
+        default=None,
+        description='A time, or "best": each recipient at the local hour they most often '
+        "open or read, learned from their history (by `latest_at` at the latest).",
+    )
+    latest_at: UtcDatetime | None = Field(
+        default=None, description='With send_at "best": no delivery waits past this.'
+    )
     expires_at: UtcDatetime | None = None
     collapse_key: str | None = Field(default=None, min_length=1, max_length=200)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
@@ -631,6 +638,11 @@ class NotificationIn(Strict):
         description="An A/B test: each recipient gets one variant, by a hash of the test "
         "and their id, in proportion to the weights; recorded on each delivery.",
     )
+
+    @property
+    def send_time(self) -> datetime | None:
+        """`send_at` when it is a time (not "best")."""
+        return self.send_at if isinstance(self.send_at, datetime) else None
 
     @property
     def recipient_ids(self) -> list[str]:
@@ -646,7 +658,9 @@ class NotificationIn(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> NotificationIn:
-        if self.send_at and self.expires_at and self.expires_at <= self.send_at:
+        if self.latest_at is not None and self.send_at != "best":
+            raise FieldError("latest_at", 'latest_at goes with send_at "best"')
+        if self.send_time and self.expires_at and self.expires_at <= self.send_time:
             raise FieldError("expires_at", "expires_at must be after send_at")
         return self
 

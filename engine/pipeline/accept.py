@@ -170,20 +170,22 @@ def accept(
         variants=[v.model_dump(exclude_none=True) for v in spec.variants]
         if spec.variants
         else None,
-        send_at=spec.send_at,
+        send_at=spec.send_time,
+        best_time=spec.send_at == "best",
+        latest_at=spec.latest_at,
         expires_at=spec.expires_at,
         collapse_key=spec.collapse_key,
         idempotency_key=spec.idempotency_key,
         request_hash=digest,
         queue=queue_for(category, audience, settings),
-        recipients=audience_size(session, audience, spec.send_at or at, settings),
+        recipients=audience_size(session, audience, spec.send_time or at, settings),
         created_at=at,
         updated_at=at,
     )
     session.add(row)
     session.flush()  # a concurrent twin with the same key makes this an IntegrityError
     assert row.id is not None
-    due = spec.send_at is None or spec.send_at <= at
+    due = spec.send_time is None or spec.send_time <= at
     return Accepted(row.id, row.recipients, row.queue, due)
 
 

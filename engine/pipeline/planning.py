@@ -21,7 +21,7 @@ from sqlmodel import Session, col, select
 from channels.base import ADDRESS_FIELDS
 from engine import metrics
 from engine.catalog.segments import activity, audience_filter, segment_at
-from engine.pipeline import caps, policy, rhythm, variants
+from engine.pipeline import caps, policy, rhythm, sendtime, variants
 from engine.pipeline.cancel import is_cancelled
 from engine.pipeline.content import Composer
 from engine.pipeline.templates import RenderError
@@ -412,6 +412,8 @@ def _plan(
     )
     picks = {r.id: variants.pick(notification, r.id) for r in todo} if notification.variants else {}
     _delay(picks, decisions, at)
+    if notification.best_time:
+        _best_time(session, notification, chunk, prefs, decisions, at)
     replaced = _collapse(session, notification, rules, decisions, at)
     replaced += _rhythm(session, notification, decisions, chunk)
     activities = {r.id: activity(r.last_active_at, at, rt.settings) for r in todo}
@@ -525,6 +527,38 @@ def _delay(
         due = at + timedelta(seconds=variant.send_after)
         decisions[rid] = [
             policy.Decision(d.channel, DeliveryStatus.SCHEDULED, Reason.SEND_AT, due)
+            if d.status == DeliveryStatus.QUEUED
+            else d
+            for d in decisions[rid]
+        ]
+
+
+def _best_time(
+    session: Session,
+    notification: Notification,
+    chunk: PlanChunk,
+    prefs: dict[str, EffectivePreferences],
+    decisions: dict[str, list[policy.Decision]],
+    at: datetime,
+) -> None:
+    """`send_at: "best"`: what would go now waits for the recipient's best local hour
+    (`scheduled/best_time`, `engine.pipeline.sendtime`); released, it is decided anew, so
+    quiet hours, a pause and caps still apply."""
+    zones = {rid: prefs[rid].quiet_hours.timezone for rid in decisions}
+    due = sendtime.due_times(
+        session,
+        category=notification.category,
+        zones=zones,
+        lo=chunk.lo,
+        hi=chunk.hi,
+        at=at,
+        latest=aware(notification.latest_at),
+    )
+    for rid, when in due.items():
+        if when is None:
+            continue
+        decisions[rid] = [
+            policy.Decision(d.channel, DeliveryStatus.SCHEDULED, Reason.BEST_TIME, when)
             if d.status == DeliveryStatus.QUEUED
             else d
             for d in decisions[rid]

@@ -166,6 +166,10 @@ class Notification(SQLModel, table=True):
     chunks_total: int | None = None
     chunks_done: int = 0
     campaign_id: int | None = Field(default=None, index=True)
+    # `send_at: "best"`: each recipient's deliveries wait for the local hour they most often
+    # engage (`engine.pipeline.besttime`), but not past `latest_at`.
+    best_time: bool = False
+    latest_at: datetime | None = _stamp()
     # When a plan job was last handed to the broker; the scheduler retries what stalls.
     enqueued_at: datetime | None = _stamp()
     # Set by `POST /v1/notifications/{id}/cancel`: nothing of it is planned or sent after.
