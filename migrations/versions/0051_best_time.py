@@ -1,7 +1,7 @@
 """notifications: send at each recipient's best hour, by a latest time
 
 Revision ID: 0051
-Revises: 0061
+Revises: 0042
 Create Date: 2026-11-30
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0051"
-down_revision = "0061"
+down_revision = "0042"
 branch_labels = None
 depends_on = None
 
