@@ -26,7 +26,7 @@ from engine.store.states import DeliveryStatus, Engagement, EventStatus, Notific
 from tests.engine.conftest import Processes
 from tests.support import Server
 
-PAGES = ("/p/", "/u/", "/inbox/", "/assets/")
+PAGES = ("/p/", "/u/", "/inbox/", "/assets/", "/console")
 
 
 class DocumentClient:
