@@ -293,6 +293,14 @@ def main(argv: list[str] | None = None) -> int:
         default=100_000,
         help="recipients sent beside it in calls of 1,000 to POST /v1/recipients/bulk",
     )
+    parser.add_argument(
+        "--send",
+        choices=("now", "campaign", "best"),
+        default="now",
+        help="the broadcast as a plain notification, as the one step of a campaign due two"
+        ' seconds after it is created, or with send_at "best" (timed to every delivery'
+        " settled: sent, or scheduled for its best hour)",
+    )
     parser.add_argument("--baseline-recipients", type=int, default=20_000)
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--skip-latency", action="store_true")
@@ -322,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         "processes": args.processes,
         "threads": args.threads,
         "critical_worker": args.critical_worker,
+        "send": args.send,
         "cpus": os.cpu_count(),
         "load_before": [round(x, 2) for x in os.getloadavg()],
         "revision": revision(),

@@ -10,16 +10,20 @@ import hmac
 import itertools
 from datetime import timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select
 
-from engine.catalog import categories, keys, recipients
-from engine.schemas import CategoryIn, RecipientIn
+from engine.campaign_schemas import CampaignIn
+from engine.catalog import categories, follows, keys, recipients
+from engine.pipeline import campaigns
+from engine.schemas import CategoryIn, PreferencesIn, RecipientIn
 from engine.settings import Settings
 from engine.store import installation
 from engine.store.db import Database
-from engine.store.models import ApiKey
-from engine.timeutil import now
+from engine.store.models import ApiKey, Campaign
+from engine.timeutil import aware, now
+from preferences import store
 from preferences.links import Links
 
 
@@ -201,8 +205,64 @@ BRAND = {
 }
 
 
+# The flash sale the demo campaign announces: its two A/B variants of the copy, the
+# category's own and 卡卡's friendlier one, half the recipients each.
+SALE_TOPIC = "card.genshin-monthly"
+SALE_DATA = {"card": "原神月卡", "discount": "8"}
+FRIENDLY = (
+    (
+        "卡卡给你留了好价:{{ data.card }}",
+        "{{ data.card }} 马上 {{ data.discount }} 折开抢,卡卡先帮你占个位~",
+    ),
+    (
+        "卡卡 saved you a deal: {{ data.card }}",
+        "{{ data.card }} goes on sale soon. 卡卡 is holding you a spot!",
+    ),
+)
+VARIANTS = [
+    {"name": "plain", "weight": 1},
+    {
+        "name": "friendly",
+        "weight": 1,
+        "templates": {
+            "inapp": _copy(*FRIENDLY),
+            "push": _copy(*FRIENDLY),
+            "email": _email(*FRIENDLY),
+        },
+    },
+]
+
+
+def demo_campaign(session: Session, settings: Settings) -> int:
+    """The demo's flash-sale campaign on the "3-2-1" rhythm (3 days, 2 days and 1 hour
+    before a sale 4 days from now, at 20:00 in Shanghai) with two variants, to every
+    recipient; the one created before while its sale is still ahead, else a new one."""
+    at = now()
+    for found in session.exec(
+        select(Campaign)
+        .where(col(Campaign.category) == "promo.flash_sale", col(Campaign.cancelled_at).is_(None))
+        .order_by(col(Campaign.id).desc())
+    ):
+        if (aware(found.event_at) or at) > at + timedelta(hours=1) and found.id is not None:
+            return found.id
+    local = (at + timedelta(days=4)).astimezone(ZoneInfo("Asia/Shanghai"))
+    event = local.replace(hour=20, minute=0, second=0, microsecond=0)
+    spec = CampaignIn.model_validate(
+        {
+            "category": "promo.flash_sale",
+            "to": {"all": True},
+            "event_at": event.isoformat(),
+            "data": SALE_DATA,
+            "variants": VARIANTS,
+        }
+    )
+    return int(campaigns.create(session, spec, settings=settings)["id"])
+
+
 def load(settings: Settings, *, port: int) -> None:
-    """Upsert the demo catalog and recipients, then print their page links and an API key."""
+    """Upsert the demo catalog and recipients (one following the sale's card, one reading
+    low-priority news as a digest), create the flash-sale campaign, then print the
+    recipients' page links, an API key and `curl`s to try."""
     database = Database(settings)
     bound = installation.bind(settings, database)
     links = Links(bound)
@@ -229,7 +289,16 @@ def load(settings: Settings, *, port: int) -> None:
                 )
                 for rid, fields in RECIPIENTS.items()
             ]
+            follows.follow(session, "demo-whale", SALE_TOPIC)
+            known = store.load_categories(session)
+            store.update(
+                session,
+                "demo-minnow",
+                PreferencesIn.model_validate({"digest": {"enabled": True, "at": "20:00"}}),
+                categories=known,
+            )
             key = demo_key(session, bound)
+            campaign_id = demo_campaign(session, bound)
         print("\nTidings demo is loaded. Open a recipient's pages:")
         for row in rows:
             url = functools.partial(links.url, row.id, row.links_version, salt=row.links_salt)
@@ -245,8 +314,20 @@ def load(settings: Settings, *, port: int) -> None:
         print("and follow it (the id is in the answer) until its deliveries are sent:")
         print(
             f"  curl -s http://127.0.0.1:{port}/v1/notifications/ID "
-            f"-H 'Authorization: Bearer {key}'\n",
-            flush=True,
+            f"-H 'Authorization: Bearer {key}'",
         )
+        print("\nA flash-sale campaign on the 3-2-1 rhythm, with two variants of its copy:")
+        print(
+            f"  curl -s http://127.0.0.1:{port}/v1/campaigns/{campaign_id} "
+            f"-H 'Authorization: Bearer {key}'",
+        )
+        print(f"demo-whale follows {SALE_TOPIC}; tell its followers the card is back:")
+        print(
+            f"  curl -s -X POST http://127.0.0.1:{port}/v1/notifications "
+            f"-H 'Authorization: Bearer {key}' "
+            '-H \'content-type: application/json\' -d \'{"category": "social.new_card", '
+            f'"to": {{"topic": "{SALE_TOPIC}"}}, "data": {{"card": "原神月卡"}}}}\'',
+        )
+        print("demo-minnow reads low-priority news as one digest a day, at 20:00.\n", flush=True)
     finally:
         database.close()

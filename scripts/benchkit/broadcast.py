@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from engine.settings import Settings
 from engine.store.db import Database
 from engine.store.models import Delivery, Notification, PlanChunk
 from engine.store.states import IN_FLIGHT, NotificationStatus
-from engine.timeutil import aware
+from engine.timeutil import aware, now
 from scripts.benchkit.client import Api, log
 from scripts.benchkit.latency import Prober, latency
 from scripts.benchkit.processes import Fleet, Sampler, profiled
@@ -139,11 +140,12 @@ def watch(
 
 
 def sql_timings(db: Database, notification_id: int) -> dict[str, float]:
-    """Seconds from the notification's acceptance to its last planned chunk and last receipt."""
+    """Seconds from the notification's acceptance (or its send time, for one scheduled
+    ahead: a campaign step) to its last planned chunk and last receipt."""
     with db.session() as session:
         row = session.get(Notification, notification_id)
         assert row is not None
-        created = aware(row.created_at)
+        created = max(filter(None, (aware(row.created_at), aware(row.send_at))))
         plan_end = aware(
             session.execute(
                 select(func.max(PlanChunk.updated_at)).where(
@@ -188,14 +190,23 @@ def broadcast(
     prober = None if args.skip_latency else Prober(api, ORDER, probe)
     received = sink_count(sink)
     profile = Path(args.profile).resolve() if args.profile else None
-    body = {"category": BROADCAST, "to": {"all": True}, "data": OFFER}
+    body: dict[str, Any] = {"category": BROADCAST, "to": {"all": True}, "data": OFFER}
+    if args.send == "best":
+        body["send_at"] = "best"
     seen: dict[str, Any] = {}
     try:
         with profiled(fleet.pid("workers"), profile, gil=args.profile_gil):
             sampler.start()
             if prober:
                 prober.start()
-            notification_id = int(api.ok("POST", "/v1/notifications", body)["id"])
+            if args.send == "campaign":  # one step, released by the scheduler in 2 s
+                event = (now() + timedelta(hours=1, seconds=2)).isoformat()
+                created = api.ok(
+                    "POST", "/v1/campaigns", {**body, "event_at": event, "steps": ["-1h"]}
+                )
+                notification_id = int(created["steps"][0]["notification_id"])
+            else:
+                notification_id = int(api.ok("POST", "/v1/notifications", body)["id"])
             out["notification"] = notification_id
             log(f"broadcast {notification_id} accepted; waiting for every delivery to settle")
             # Stalled work is the scheduler's to recover (after `stall_after`): wait that out.

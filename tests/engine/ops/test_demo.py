@@ -82,6 +82,33 @@ def test_the_demo_curl_ends_sent_with_the_email_in_the_sink(
         == (by_channel["email"]["provider_id"])
     )
 
+    # The flash-sale campaign it printed: three steps on the 3-2-1 rhythm, two variants.
+    lines = [line.strip() for line in printed.splitlines()]
+    campaign_url = next(
+        shlex.split(line)[2]
+        for line in lines
+        if line.startswith("curl -s http") and "/campaigns/" in line
+    )
+    campaign = httpx.get(campaign_url, headers=headers, timeout=30).json()
+    assert campaign["category"] == "promo.flash_sale" and campaign["recipients"] == 3
+    assert [(s["offset"], s["status"]) for s in campaign["steps"]] == [
+        ("-3d", "scheduled"),
+        ("-2d", "scheduled"),
+        ("-1h", "scheduled"),
+    ]
+    step = httpx.get(
+        f"{url}/{campaign['steps'][0]['notification_id']}", headers=headers, timeout=30
+    ).json()
+    assert step["status"] == "accepted"
+    # The followers' curl reaches the one recipient who follows the card.
+    topic = next(line for line in lines if line.startswith("curl -s -X POST") and "topic" in line)
+    topic_argv = shlex.split(topic)
+    followers = httpx.post(
+        url, headers=headers, content=topic_argv[topic_argv.index("-d") + 1].encode(), timeout=30
+    )
+    assert followers.status_code == 202, followers.text
+    assert followers.json()["recipients"] == 1
+
 
 def _healthy(url: str) -> bool:
     try:
