@@ -49,10 +49,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from sqlalchemy import func
+from sqlmodel import col, select
+
 from engine.catalog import keys
 from engine.pipeline.counters import Counters
 from engine.settings import Settings
 from engine.store.db import Database, migrate
+from engine.store.models import EventBatch, EventOutbox
 from engine.timeutil import now
 from scripts.benchkit.audience import populate, seed_caps
 from scripts.benchkit.baseline import baseline
@@ -178,6 +182,10 @@ def run(args: argparse.Namespace, url: str, logs: Path, result: dict[str, Any]) 
             api = Api(settings.public_url, key)
             api.ok("PUT", f"/v1/categories/{BROADCAST}", broadcast_category(channels))
             api.ok("PUT", f"/v1/categories/{ORDER}", ORDER_CATEGORY)
+            if args.event_endpoint:
+                # Every delivery event of the broadcast goes through the outbox to the sink.
+                hook = {"url": f"http://127.0.0.1:{sink_port}/events"}
+                result["event_endpoint"] = api.ok("POST", "/v1/event-endpoints", hook)["id"]
 
             log(f"starting {args.processes} worker processes × {args.threads} threads")
             worker = [*me, "worker", "--processes", str(args.processes)]
@@ -196,6 +204,8 @@ def run(args: argparse.Namespace, url: str, logs: Path, result: dict[str, Any]) 
                 args, settings, db, api, sink, fleet, audience["probe"], cast
             )
             log(f"broadcast settled in {result['broadcast']['seconds']}s")
+            if args.event_endpoint:
+                result["events"] = event_figures(db)
             for name in ("workers", "critical_worker", "scheduler", "api"):
                 fleet.stop(name)
 
@@ -211,6 +221,23 @@ def run(args: argparse.Namespace, url: str, logs: Path, result: dict[str, Any]) 
             for name in list(fleet.running):
                 log(f"--- end of the {name} log ---\n{fleet.tail(name)}")
             raise
+
+
+def event_figures(db: Database) -> dict[str, int]:
+    """Delivery events when the broadcast settled: still in the outbox, and in batches
+    (posted or waiting)."""
+    with db.session() as session:
+        left = session.exec(select(func.count()).select_from(EventOutbox)).one()
+        rows = session.exec(
+            select(EventBatch.status, func.count(), func.sum(EventBatch.count)).group_by(
+                col(EventBatch.status)
+            )
+        ).all()
+    figures = {"outbox_left": int(left)}
+    for state, batches, events in rows:
+        figures[f"{state}_batches"] = int(batches)
+        figures[f"{state}_events"] = int(events or 0)
+    return figures
 
 
 def targets(result: dict[str, Any]) -> dict[str, Any]:
@@ -303,6 +330,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--baseline-recipients", type=int, default=20_000)
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument(
+        "--event-endpoint",
+        action="store_true",
+        help="register an event endpoint (on the sink) first: every delivery event is pushed",
+    )
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per phase")
     parser.add_argument(
