@@ -81,7 +81,6 @@ class DeliveryDetailOut(DeliveryOut):
     body: str | None
     action_url: str | None
     locale: str | None
-    variant: str | None
 
 
 class CancelledOut(Out):

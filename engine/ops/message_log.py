@@ -132,13 +132,12 @@ def notifications(
 
 @dataclass(frozen=True)
 class DeliveryDetail(DeliveryView):
-    """A delivery with its history and what was sent: its copy, locale and variant."""
+    """A delivery with its history and what was sent: its copy and locale."""
 
     title: str | None
     body: str | None
     action_url: str | None
     locale: str | None
-    variant: str | None
 
 
 def delivery(session: Session, delivery_id: int) -> DeliveryDetail:
@@ -153,7 +152,6 @@ def delivery(session: Session, delivery_id: int) -> DeliveryDetail:
         body=row.body,
         action_url=row.action_url,
         locale=row.locale,
-        variant=row.variant,
     )
 
 
