@@ -18,19 +18,14 @@ from sqlmodel import Session, col, select
 from engine.campaign_schemas import CampaignIn
 from engine.errors import Conflict, Invalid, NotFound
 from engine.pipeline import accept, rhythm
-from engine.pipeline.cancel import is_cancelled
+from engine.pipeline.cancel import end_unsent, is_cancelled
 from engine.settings import Settings
-from engine.store import bulk
 from engine.store.models import Campaign, Delivery, Notification
 from engine.store.states import (
     REPORTED,
-    UNSENT,
     UNSETTLED,
     CampaignStatus,
-    DeliveryStatus,
-    EventStatus,
     NotificationStatus,
-    Reason,
     StepStatus,
 )
 from engine.timeutil import aware, iso, now
@@ -141,32 +136,7 @@ def cancel(session: Session, campaign_id: int) -> dict[str, Any]:
             )
             .values(status=NotificationStatus.CANCELLED, updated_at=at)
         )
-        ended = session.execute(
-            update(Delivery)
-            .where(
-                col(Delivery.notification_id).in_(ids),
-                col(Delivery.status).in_(UNSENT),
-            )
-            .values(
-                status=DeliveryStatus.SUPPRESSED,
-                reason=Reason.CANCELLED,
-                due_at=None,
-                updated_at=at,
-            )
-            .returning(col(Delivery.id))
-        ).all()
-        bulk.add_events(
-            session,
-            [
-                {
-                    "delivery_id": i,
-                    "status": EventStatus.SUPPRESSED,
-                    "reason": Reason.CANCELLED,
-                    "at": at,
-                }
-                for (i,) in ended
-            ],
-        )
+        end_unsent(session, ids, at)
         campaign.cancelled_at = at
         campaign.updated_at = at
         session.add(campaign)

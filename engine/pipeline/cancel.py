@@ -119,12 +119,21 @@ def _stop(session: Session, notification_id: int) -> tuple[datetime, int, int]:
             )
             .values(status=NotificationStatus.PLANNED)
         )
+    stopped = end_unsent(session, [notification_id], at)
+    cancelled_at = aware(row.cancelled_at) or at
+    return cancelled_at, len(stopped), slices
+
+
+def end_unsent(session: Session, notification_ids: list[int], at: datetime) -> list[int]:
+    """End every delivery of these notifications that has not gone out (held or queued)
+    `suppressed/cancelled`, with its history event; returns their ids."""
     stopped = [
         r[0]
         for r in session.execute(
             update(Delivery)
             .where(
-                col(Delivery.notification_id) == notification_id, col(Delivery.status).in_(UNSENT)
+                col(Delivery.notification_id).in_(notification_ids),
+                col(Delivery.status).in_(UNSENT),
             )
             .values(
                 status=DeliveryStatus.SUPPRESSED,
@@ -147,8 +156,7 @@ def _stop(session: Session, notification_id: int) -> tuple[datetime, int, int]:
             for i in stopped
         ],
     )
-    cancelled_at = aware(row.cancelled_at) or at
-    return cancelled_at, len(stopped), slices
+    return stopped
 
 
 def _in_flight(session: Session, notification_id: int) -> int:
