@@ -2,7 +2,7 @@
 
 Playwright never downloads a browser here; the project's setup installs Debian's
 `chromium`. A test module sets `pytestmark = NEEDS_CHROMIUM` and asks for the `browser`
-fixture (defined in `tests/conftest.py`, one Chromium for the whole run).
+fixture (defined in `tests/conftest.py`, one Chromium per module).
 """
 
 from __future__ import annotations

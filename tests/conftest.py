@@ -174,9 +174,10 @@ def api_keys(db: Database) -> dict[str, str]:
     return {scope: _key(db, [scope]) for scope in keys.SCOPES}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One headless Chromium (Playwright `Browser`) for every page test of the run."""
+    """One headless Chromium (Playwright `Browser`) per browser test module: Playwright's
+    sync API holds an event loop while it runs, so it must not outlive the module."""
     from playwright.sync_api import sync_playwright
 
     from tests.browser import ARGS, CHROMIUM

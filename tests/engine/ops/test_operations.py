@@ -76,7 +76,7 @@ def test_status_command_reports_queues_and_deliveries(
     ).stdout
     report = json.loads(out)
     assert report["queues"]["critical"]["waiting"] == 1  # no worker is running
-    assert set(report["queues"]) == {"critical", "normal", "bulk"}
+    assert set(report["queues"]) == {"critical", "normal", "bulk", "events"}
     assert "dead" in report["queues"]["bulk"] and "throughput_last_minute" in report
 
 

@@ -39,8 +39,10 @@ def settings(settings: Settings) -> Settings:
 
 
 def blocked(client: redis.Redis) -> int:
-    """Clients of this Redis server blocked in a command such as BLPOP."""
-    return int(client.info("clients")["blocked_clients"])
+    """Clients of this test's Redis database blocked in a command such as BLPOP (others
+    may share the server)."""
+    db = str(client.connection_pool.connection_kwargs.get("db", 0))
+    return sum(1 for c in client.client_list() if c["db"] == db and "b" in c["flags"])
 
 
 @pytest.fixture

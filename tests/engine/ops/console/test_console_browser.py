@@ -16,33 +16,19 @@ from engine.store import installation
 from engine.store.db import Database
 from engine.store.models import ApiKey
 from engine.timeutil import now
+from tests.browser import CHROMIUM, NEEDS_CHROMIUM
 from tests.engine.acceptance.test_pipeline import ORDER
 from tests.engine.conftest import recipient, send
 from tests.engine.ops.console.test_console_pages import seed_outcomes
 from tests.support import Server
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
 PHONE = {"width": 375, "height": 812}
 DESKTOP = {"width": 1280, "height": 900}
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing: install Debian's chromium package"
-    ),
-]
+pytestmark = NEEDS_CHROMIUM
 
 if CHROMIUM.exists():
-    from playwright.sync_api import Browser, Page, expect, sync_playwright
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield chromium
-        chromium.close()
+    from playwright.sync_api import Browser, Page, expect
 
 
 @pytest.fixture(params=["phone", "desktop"])
