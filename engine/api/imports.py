@@ -99,9 +99,10 @@ async def import_recipients_file(request: web.Request) -> dict[str, Any]:
                         field="body",
                     )
                 spool.write(chunk)
-        except (RequestPayloadError, PayloadEncodingError) as exc:  # the encoding does not decode
+        except (RequestPayloadError, PayloadEncodingError):  # the encoding does not decode
+            encoding = request.headers.get("Content-Encoding", "")
             raise HttpError(
-                f"the body could not be read: {exc}",
+                f"the body does not decode as its Content-Encoding ({encoding!r}) says",
                 status=400,
                 code="invalid_body",
                 field="Content-Encoding",

@@ -201,6 +201,7 @@ def test_a_gzip_body_is_read_and_a_broken_one_is_a_400(admin: httpx.Client) -> N
     broken = admin.post("/v1/recipients/import", content=body[:-9] + b"x" * 9, headers=headers)
     assert broken.status_code == 400
     assert broken.json()["error"]["field"] == "Content-Encoding"
+    assert "'gzip'" in broken.json()["error"]["message"]  # in our words, not the parser's
 
 
 def test_a_file_over_the_byte_limit_is_a_413_and_writes_nothing(
