@@ -559,10 +559,21 @@ def _best_time(
             continue
         decisions[rid] = [
             policy.Decision(d.channel, DeliveryStatus.SCHEDULED, Reason.BEST_TIME, when)
-            if d.status == DeliveryStatus.QUEUED
+            if d.status == DeliveryStatus.QUEUED or _quiet_until_before(d, when)
             else d
             for d in decisions[rid]
         ]
+
+
+def _quiet_until_before(decision: policy.Decision, best: datetime) -> bool:
+    """Held by quiet hours that end before the best hour: quiet hours may only make a
+    best-time delivery later, never earlier than the hour it waits for."""
+    return (
+        decision.status == DeliveryStatus.SCHEDULED
+        and decision.reason == Reason.QUIET_HOURS
+        and decision.due_at is not None
+        and decision.due_at < best
+    )
 
 
 def _rhythm(
