@@ -20,6 +20,7 @@ from engine.catalog import recipients
 from engine.schemas import RecipientIn
 from engine.store.db import Database
 from engine.store.models import Delivery, Preference
+from tests.engine.conftest import send, wait_for
 from tests.support import Sink
 
 ORDER = {
@@ -60,6 +61,27 @@ def audience(
         with db.session() as session:
             session.add_all(Preference(recipient_id=i, quiet_hours={"enabled": False}) for i in ids)
     return ids
+
+
+def start_blast(
+    admin: httpx.Client,
+    processes: Any,
+    db: Database,
+    sink: tuple[Sink, str],
+    count: int,
+    first: int,
+) -> str:
+    """A `promo.blast` broadcast to `count` webhook recipients, served by one worker (8
+    threads) and a scheduler of the test's `processes`, seen under way: returns its id once
+    `first` requests reached the sink."""
+    receiver, url = sink
+    admin.put("/v1/categories/promo.blast", json=BLAST).raise_for_status()
+    audience(db, url, count)
+    processes.worker(threads=8)
+    processes.scheduler()
+    nid = send(admin, category="promo.blast", to={"all": True})
+    wait_for(lambda: len(receiver.requests) >= first, timeout=60, every=0.02)
+    return nid
 
 
 def ended(db: Database, notification_id: str) -> int:

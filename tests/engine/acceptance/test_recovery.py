@@ -24,7 +24,14 @@ from engine.store.redis_keys import RedisKeys
 from engine.worker import runtime
 from engine.worker.broker import make_broker
 from tests.conftest import BROKER_DB, COUNTERS_DB, REDIS_PORT
-from tests.engine.broadcasts import BLAST, assert_one_message_each, audience, ended, resends
+from tests.engine.broadcasts import (
+    BLAST,
+    assert_one_message_each,
+    audience,
+    ended,
+    resends,
+    start_blast,
+)
 from tests.engine.conftest import Processes, send, settled, wait_for
 from tests.services import OwnRedis
 from tests.support import Server, Sink
@@ -48,14 +55,9 @@ def settings(settings: Settings) -> Settings:
 def test_a_killed_worker_is_recovered_in_seconds(
     admin: httpx.Client, processes: Processes, db: Database, sink: tuple[Sink, str]
 ) -> None:
-    receiver, url = sink
+    receiver, _ = sink
     count = 3_000
-    admin.put("/v1/categories/promo.blast", json=BLAST).raise_for_status()
-    audience(db, url, count)
-    processes.worker(threads=8)
-    processes.scheduler()
-    nid = send(admin, category="promo.blast", to={"all": True})
-    wait_for(lambda: len(receiver.requests) >= 300, timeout=60, every=0.02)
+    nid = start_blast(admin, processes, db, sink, count, first=300)
     processes.kill("worker")  # SIGKILL, in the middle of sending
     killed = time.monotonic()
     assert ended(db, nid) < count, "the broadcast finished before the crash"

@@ -18,7 +18,14 @@ from engine.settings import Settings
 from engine.store.db import Database
 from engine.store.models import Delivery, Notification, Preference
 from tests.conftest import BROKER_DB, COUNTERS_DB
-from tests.engine.broadcasts import BLAST, ORDER, assert_one_message_each, audience, ended
+from tests.engine.broadcasts import (
+    BLAST,
+    ORDER,
+    assert_one_message_each,
+    audience,
+    ended,
+    start_blast,
+)
 from tests.engine.conftest import Processes, send, settled, wait_for
 from tests.support import Server, Sink
 
@@ -27,14 +34,9 @@ from tests.support import Server, Sink
 def test_worker_killed_mid_broadcast_loses_nothing(
     admin: httpx.Client, processes: Processes, db: Database, sink: tuple[Sink, str]
 ) -> None:
-    receiver, url = sink
+    receiver, _ = sink
     count = 10_000
-    admin.put("/v1/categories/promo.blast", json=BLAST).raise_for_status()
-    audience(db, url, count)
-    processes.worker(threads=8)
-    processes.scheduler()
-    nid = send(admin, category="promo.blast", to={"all": True})
-    wait_for(lambda: len(receiver.requests) >= 1500, timeout=60, every=0.02)
+    nid = start_blast(admin, processes, db, sink, count, first=1500)
     processes.kill("worker")  # SIGKILL, in the middle of sending
     partial = ended(db, nid)
     assert partial < count, "the broadcast finished before the crash; the test proves nothing"
