@@ -107,7 +107,10 @@ def statuses(db: Database, notification_id: str) -> dict[str, int]:
 def recover(db: Database, notification_id: str, count: int, since: float) -> float:
     """Seconds from `since` (monotonic) until all `count` deliveries ended; fails past 60 s."""
     left = RECOVERY - (time.monotonic() - since)
-    wait_for(lambda: ended(db, notification_id) == count, timeout=max(left, 1), every=0.2)
+    try:
+        wait_for(lambda: ended(db, notification_id) == count, timeout=max(left, 1), every=0.2)
+    except AssertionError as stuck:
+        raise AssertionError(f"not recovered: {statuses(db, notification_id)}") from stuck
     return time.monotonic() - since
 
 

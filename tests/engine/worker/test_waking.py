@@ -5,13 +5,18 @@ and a worker told to stop while idle stops."""
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Iterator
 
+import dramatiq
 import httpx
 import pytest
 import redis
 
 from engine.settings import Settings
+from engine.store.redis_keys import RedisKeys
+from engine.worker.waking import WakingRedisBroker
+from tests.conftest import BROKER_DB, REDIS_PORT
 from tests.engine.conftest import Processes, recipient, send, settled, wait_for
 from tests.support import Sink
 
@@ -99,3 +104,41 @@ def test_an_idle_worker_stops_when_told(idle_worker: Processes) -> None:
     process.send_signal(signal.SIGTERM)
     assert process.wait(30) == 0
     assert "Worker has been shut down" in idle_worker.log("worker")
+
+
+def test_a_dead_workers_prefetched_job_comes_back_to_an_idle_worker(
+    redis_client: redis.Redis,
+) -> None:
+    # One worker fetched a job and died before acknowledging it. An idle worker fetches
+    # a handful of times a second at most, so Dramatiq's one-in-a-thousand chance of
+    # maintenance per command would leave the job stranded; it must come back once the
+    # dead worker's heartbeat is older than the timeout.
+    def broker() -> WakingRedisBroker:
+        return WakingRedisBroker(
+            url=f"redis://127.0.0.1:{REDIS_PORT}/{BROKER_DB}",
+            keys=RedisKeys("waking-test"),
+            idle_timeout_ms=100,
+            heartbeat_timeout=600,
+            middleware=[],
+        )
+
+    dead, alive = broker(), broker()
+    try:
+        dead.declare_queue("normal")
+        alive.declare_queue("normal")
+        sent = dead.enqueue(dramatiq.Message("normal", "deliver", (), {}, {}))
+        fetching = dead.consume("normal")
+        taken = next(m for m in fetching if m is not None)
+        assert taken.message_id == sent.message_id
+
+        consumer = alive.consume("normal")
+        deadline = time.monotonic() + 3  # 0.6 s to be dead, then a few idle fetches
+        back = None
+        while back is None and time.monotonic() < deadline:
+            back = next(consumer)
+        assert back is not None, "the dead worker's job never came back"
+        assert back.message_id == sent.message_id
+        consumer.close()
+    finally:
+        dead.close()
+        alive.close()
