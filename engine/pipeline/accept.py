@@ -93,14 +93,15 @@ def validate(session: Session, spec: NotificationIn, *, field_prefix: str = "") 
     for index, variant in enumerate(spec.variants or ()):
         if variant.content is not None or spec.content is not None:
             continue
-        if variant.templates and not category.templates:
-            continue
         merged = {**spec.data, **(variant.data or {})}
         where = f"{field_prefix}variants.{index}."
+        channels = spec.channels or category.channels
         try:
-            content.check(category, spec.channels or category.channels, merged)
+            content.check(category, channels, merged, overrides=variant.templates)
         except DataError as exc:
-            raise Invalid(exc.message, field=f"{where}{exc.field}") from None
+            # the variant's own template is at fault, else the data it gives the category's
+            field = exc.template if exc.overridden else exc.field
+            raise Invalid(exc.message, field=f"{where}{field}") from None
     if isinstance(spec.to, list):
         ids = spec.recipient_ids
         known: set[str] = set()

@@ -33,13 +33,22 @@ def fields_for(category: Category, channel: str) -> Mapping[str, Mapping[str, st
     return next(iter(templates.values()), {})
 
 
-def check(category: Category, channels: Sequence[str], data: Mapping[str, Any]) -> None:
+def check(
+    category: Category,
+    channels: Sequence[str],
+    data: Mapping[str, Any],
+    overrides: Mapping[Any, Mapping[str, Mapping[str, str]]] | None = None,
+) -> None:
     """Render every template these channels would use, in every locale, against `data`
     for a recipient left open (`templates.check_data`); raises `DataError` naming the
-    channel and locale too (`templates.email.en.title`)."""
+    channel and locale too (`templates.email.en.title`).
+
+    `overrides` are a variant's own templates: a channel they cover uses them instead of
+    the category's, as `Composer` does, and a failure in one is `DataError.overridden`."""
     done: set[int] = set()
     for channel in channels:
-        by_locale = fields_for(category, channel)
+        own = (overrides or {}).get(channel)
+        by_locale = own or fields_for(category, channel)
         if id(by_locale) in done:
             continue
         done.add(id(by_locale))
@@ -48,7 +57,9 @@ def check(category: Category, channels: Sequence[str], data: Mapping[str, Any]) 
                 check_data(fields, data)
             except DataError as exc:
                 where = f"templates.{channel}.{locale}.{exc.template}"
-                raise DataError(where, exc.field, f"{exc.message} ({where})") from None
+                raise DataError(
+                    where, exc.field, f"{exc.message} ({where})", overridden=bool(own)
+                ) from None
 
 
 def reader(recipient: Recipient) -> dict[str, Any]:

@@ -78,14 +78,17 @@ class DataError(Exception):
     """A template cannot be rendered with a notification's `data`, whoever receives it.
 
     `field` is the data the template needs (`data.order.id`), or `category` for a name
-    nothing defines.
+    nothing defines. `overridden`: the template is a variant's own, not the category's.
     """
 
-    def __init__(self, template: str, field: str, message: str) -> None:
+    def __init__(
+        self, template: str, field: str, message: str, *, overridden: bool = False
+    ) -> None:
         super().__init__(message)
         self.template = template
         self.field = field
         self.message = message
+        self.overridden = overridden
 
 
 class _MissingData(UndefinedError):

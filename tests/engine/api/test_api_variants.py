@@ -81,3 +81,32 @@ def test_bad_stats_filters_are_refused(
 def test_stats_by_variant_of_nothing_is_empty_not_an_error(shop: httpx.Client) -> None:
     body = shop.get("/v1/stats", params={"by": "variant", "campaign": "99"}).json()
     assert body["items"] == [] and body["significant"]["click_rate"] is False
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "lacking"),
+    [
+        (
+            {"title": "{{ data.colour }}", "body": "b"},
+            "variants.1.templates.inapp.en.title",
+            "colour",
+        ),
+        (
+            {"title": "Deal on {{ data.card }}", "body": "{{ data.size.x }}"},
+            "variants.1.templates.inapp.en.body",
+            "size",
+        ),
+    ],
+)
+def test_a_variants_own_template_is_checked_against_the_data(
+    shop: httpx.Client, fields: dict[str, str], field: str, lacking: str
+) -> None:
+    own = {"name": "b", "data": {"card": "B"}, "templates": {"inapp": {"en": fields}}}
+    body = {"category": "promo.ab", "to": ["u-1"], "variants": [TWO[0], own]}
+    response = shop.post("/v1/notifications", json=body)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["field"] == field and f"data.{lacking}" in error["message"], error
+    # Given the data it needs, the same variant is accepted.
+    own["data"] = {"card": "B", "colour": "red", "size": {"x": 1}}
+    assert shop.post("/v1/notifications", json=body).status_code == 202
