@@ -83,7 +83,11 @@ class Settings(BaseSettings):
     stall_after: int = 300
     # A just-accepted notification is the API's to enqueue; the scheduler steps in after this.
     enqueue_grace: int = 10
-    scheduler_interval: float = 1.0
+    # Seconds between the scheduler's looks while it hands work over; after a look that
+    # found nothing, it sleeps until the earliest due time in SQL, at most
+    # `scheduler_idle_interval` seconds (recovery of stalled or lost work included).
+    scheduler_interval: float = Field(default=1.0, gt=0)
+    scheduler_idle_interval: float = Field(default=5.0, gt=0)
     # An idle worker sleeps until an enqueue wakes it; it looks at its queues unprompted
     # at most every this many ms (capped at a third of `broker_heartbeat_timeout`), which
     # bounds the wait only for work put back without a wake-up (taken back from a worker

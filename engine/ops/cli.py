@@ -159,9 +159,11 @@ def _scheduler(_: argparse.Namespace, settings: Settings) -> int:
     rt = Runtime(settings, make_broker(settings))
     where = _database(settings)
     log.info(
-        "Tidings scheduler: releasing due and stalled work from %s every %ss",
+        "Tidings scheduler: releasing due and stalled work from %s every %ss while busy, "
+        "at most every %ss while idle",
         where,
         settings.scheduler_interval,
+        settings.scheduler_idle_interval,
         extra={"serves": "scheduler", "database": where},
     )
     try:

@@ -43,6 +43,8 @@ from engine.worker.runtime import Runtime
 
 log = logging.getLogger("tidings.scheduler")
 BATCH = 2000
+# The APScheduler job id of the tick.
+TICK = "tick"
 # Seconds before the scheduler enqueues another drain of delivery events while one waits.
 DRAIN_EVERY = 5
 
@@ -531,18 +533,62 @@ def note_run(rt: Runtime, at: datetime | None = None) -> None:
     rt.counters.client.set(key, (at or now()).isoformat())
 
 
+def next_due(rt: Runtime, at: datetime) -> datetime | None:
+    """The earliest time SQL says held work falls due: a scheduled delivery (quiet hours,
+    a pause, `send_at`, best time, a variant's send time, a digest), a notification's
+    `send_at`, or the end of an accepted notification's enqueue grace. None when nothing
+    waits. Three aggregate queries on indexed status columns."""
+    grace = timedelta(seconds=rt.settings.enqueue_grace)
+    with rt.db.session() as session:
+        delivery = session.exec(
+            select(func.min(Delivery.due_at)).where(
+                col(Delivery.status) == DeliveryStatus.SCHEDULED
+            )
+        ).one()
+        unsent = (
+            col(Notification.status).in_(UNPLANNED),
+            col(Notification.enqueued_at).is_(None),
+        )
+        send_at = session.exec(select(func.min(Notification.send_at)).where(*unsent)).one()
+        created = session.exec(
+            select(func.min(Notification.created_at)).where(
+                *unsent, col(Notification.send_at).is_(None)
+            )
+        ).one()
+    first = aware(created)
+    times = [aware(delivery), aware(send_at), first + grace if first is not None else None]
+    return min((t for t in times if t is not None), default=None)
+
+
+def pause_after(rt: Runtime, handed_over: bool, at: datetime) -> float:
+    """Seconds until the next look: `scheduler_interval` after a look that handed work
+    over; else until the earliest due time, between `scheduler_interval` and
+    `scheduler_idle_interval` — an idle scheduler costs a query pass every few seconds,
+    not every second, and held work is still released on time."""
+    busy, idle = rt.settings.scheduler_interval, rt.settings.scheduler_idle_interval
+    if handed_over or idle <= busy:
+        return busy
+    due = next_due(rt, at)
+    wait = idle if due is None else (due - at).total_seconds()
+    return min(max(wait, busy), idle)
+
+
 def run(rt: Runtime) -> None:
-    """Run the scheduler loop until interrupted (APScheduler, one tick at a time)."""
+    """Run the scheduler loop until interrupted (APScheduler, one tick at a time, each
+    setting when the next one runs: `pause_after`)."""
     from apscheduler.schedulers.blocking import BlockingScheduler
 
     scheduler = BlockingScheduler(timezone="UTC")
 
     def job() -> None:
+        wait = rt.settings.scheduler_interval
         try:
-            counts = tick(rt)
+            at = now()
+            counts = tick(rt, at)
             if any(counts.values()):
                 log.info("released %s", counts)
             note_run(rt)
+            wait = pause_after(rt, any(counts.values()), now())
         except Exception as exc:
             if is_outage(exc):
                 if isinstance(exc, redis.RedisError):
@@ -551,11 +597,13 @@ def run(rt: Runtime) -> None:
                 log.warning("scheduler tick waits for %s: %s", type(exc).__name__, exc)
             else:
                 log.exception("scheduler tick failed; retrying on the next one")
+        scheduler.modify_job(TICK, next_run_time=now() + timedelta(seconds=wait))
 
     scheduler.add_job(
         job,
         "interval",
-        seconds=rt.settings.scheduler_interval,
+        id=TICK,
+        seconds=max(rt.settings.scheduler_idle_interval, rt.settings.scheduler_interval),
         max_instances=1,
         coalesce=True,
         next_run_time=now(),

@@ -63,6 +63,7 @@ def settings(settings: Settings, mailbox: tuple[Mailbox, int], sink: tuple[Sink,
             "stall_after": 5,
             "enqueue_grace": 1,
             "scheduler_interval": 0.2,
+            "scheduler_idle_interval": 1.0,
             "worker_timeout_ms": 20,
         }
     )
