@@ -413,7 +413,7 @@ def _plan(
     picks = {r.id: variants.pick(notification, r.id) for r in todo} if notification.variants else {}
     _delay(picks, decisions, at)
     if notification.best_time:
-        _best_time(session, notification, chunk, prefs, decisions, at)
+        _best_time(session, notification, rules, chunk, prefs, decisions, at)
     replaced = _collapse(session, notification, rules, decisions, at)
     replaced += _rhythm(session, notification, decisions, chunk)
     activities = {r.id: activity(r.last_active_at, at, rt.settings) for r in todo}
@@ -536,13 +536,14 @@ def _delay(
 def _best_time(
     session: Session,
     notification: Notification,
+    rules: policy.Rules,
     chunk: PlanChunk,
     prefs: dict[str, EffectivePreferences],
     decisions: dict[str, list[policy.Decision]],
     at: datetime,
 ) -> None:
-    """`send_at: "best"`: what would go now waits for the recipient's best local hour
-    (`scheduled/best_time`, `engine.pipeline.sendtime`); released, it is decided anew, so
+    """`send_at: "best"`: each recipient's best local hour (`engine.pipeline.sendtime`),
+    and what waits for it (`policy.at_best_time`); released, it is decided anew, so
     quiet hours, a pause and caps still apply."""
     zones = {rid: prefs[rid].quiet_hours.timezone for rid in decisions}
     due = sendtime.due_times(
@@ -554,26 +555,11 @@ def _best_time(
         at=at,
         latest=aware(notification.latest_at),
     )
+    expires_at = aware(notification.expires_at)
     for rid, when in due.items():
-        if when is None:
-            continue
-        decisions[rid] = [
-            policy.Decision(d.channel, DeliveryStatus.SCHEDULED, Reason.BEST_TIME, when)
-            if d.status == DeliveryStatus.QUEUED or _quiet_until_before(d, when)
-            else d
-            for d in decisions[rid]
-        ]
-
-
-def _quiet_until_before(decision: policy.Decision, best: datetime) -> bool:
-    """Held by quiet hours that end before the best hour: quiet hours may only make a
-    best-time delivery later, never earlier than the hour it waits for."""
-    return (
-        decision.status == DeliveryStatus.SCHEDULED
-        and decision.reason == Reason.QUIET_HOURS
-        and decision.due_at is not None
-        and decision.due_at < best
-    )
+        decisions[rid] = policy.at_best_time(
+            rules, prefs[rid], decisions[rid], when, at, expires_at
+        )
 
 
 def _rhythm(

@@ -263,6 +263,62 @@ def hold(rules: Rules, prefs: EffectivePreferences, decision: Decision, at: date
     return decision
 
 
+# What `send_at: "best"` moves to the best hour: what would go now, and what only the
+# recipient's own clock holds (quiet hours, a pause); escalations and digests keep theirs.
+_BEST_TIME_MOVES = frozenset({Reason.QUIET_HOURS, Reason.PAUSED})
+
+
+def at_best_time(
+    rules: Rules,
+    prefs: EffectivePreferences,
+    decisions: Sequence[Decision],
+    best: datetime | None,
+    at: datetime,
+    expires_at: datetime | None = None,
+) -> list[Decision]:
+    """`send_at: "best"` for one recipient whose best hour next starts at `best` (None:
+    it is that hour now, at `at`).
+
+    What would go now, or is held only by quiet hours or a pause, waits for the best
+    hour; quiet hours (or a pause) still on then make it later, never earlier, and all
+    those channels wait together (`scheduled/best_time`), the inbox copy with its email,
+    so the recipient gets one moment. Held until the expiry or later is
+    `suppressed/expired`. Released, each is decided anew (`recheck`).
+    """
+    moving = [
+        d
+        for d in decisions
+        if d.status == DeliveryStatus.QUEUED
+        or (d.status == DeliveryStatus.SCHEDULED and d.reason in _BEST_TIME_MOVES)
+    ]
+    if not moving:
+        return list(decisions)
+    due = best or at
+    for _ in range(8):  # quiet hours ending in a pause, or the reverse: a few rounds at most
+        later = [
+            held.due_at
+            for d in moving
+            if (held := hold(rules, prefs, Decision(d.channel, DeliveryStatus.QUEUED), due)).due_at
+            is not None
+            and held.due_at > due
+        ]
+        if not later:
+            break
+        due = max(later)
+    if due == at:
+        return list(decisions)
+    moved = {d.channel for d in moving}
+    return expire_late(
+        [
+            Decision(d.channel, DeliveryStatus.SCHEDULED, Reason.BEST_TIME, due)
+            if d.channel in moved
+            else d
+            for d in decisions
+        ],
+        expires_at,
+    )
+
+
 def next_local(prefs: EffectivePreferences, at_time: time, at: datetime) -> datetime:
     """The next moment it is `at_time` in the recipient's time zone, after `at` (the first
     occurrence of a repeated time; the end of the gap for a skipped one)."""

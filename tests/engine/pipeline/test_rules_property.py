@@ -17,6 +17,11 @@ own rules:
   address, or (critical but optional) was opted out of;
 - the receiver got exactly the webhooks SQL says were sent.
 
+A second story sends `send_at: "best"` to readers with a learned best hour, time zones
+and quiet hours, on SQLite and PostgreSQL: nothing is due before the best hour's next
+start (or the latest time), nothing interrupting is due inside quiet hours, and all
+channels of one reader share one due time.
+
 `TIDINGS_PROPERTY_EXAMPLES` sets how many stories to try (15 by default, to keep the suite
 quick; a few hundred for a deeper search).
 """
@@ -55,6 +60,7 @@ from engine.store.models import (
     Recipient,
 )
 from engine.store.states import HOLDS, SUPPRESSIONS, DeliveryStatus, EventStatus, Reason
+from engine.timeutil import aware
 from engine.worker.broker import make_broker
 from engine.worker.runtime import Runtime
 from preferences import store
@@ -609,5 +615,188 @@ def test_every_message_obeys_the_recipients_choices_at_the_moment_it_is_sent(
     run.run()
     run.check_caps()
     run.check_essentials()
+    run.check_receiver(receiver)
+    run.check_states()
+
+
+# -- send_at "best" ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reader:
+    """A recipient of a best-time send: their zone, quiet hours, and the local hour they
+    have read at lately."""
+
+    rid: str
+    zone: str
+    quiet: tuple[time, time] | None
+    best: int
+    webhook: bool
+
+
+@st.composite
+def best_time_cases(draw: st.DrawFn) -> tuple[Cat, list[Reader], datetime, datetime | None]:
+    cat = Cat(
+        key="cat0",
+        kind=draw(st.sampled_from(("transactional", "service", "promotional"))),
+        priority=draw(st.sampled_from(("high", "normal"))),
+        required=False,
+        caps=(),
+        over_cap="drop",
+        global_cap=None,
+        channels=("inapp", "webhook"),
+    )
+    readers = []
+    for i in range(draw(st.integers(1, 3))):
+        quiet = None
+        if draw(st.integers(0, 3)) > 0:
+            start, end = draw(st.lists(st.sampled_from(TIMES), min_size=2, max_size=2, unique=True))
+            quiet = (start, end)
+        readers.append(
+            Reader(
+                rid=f"p{i}",
+                zone=draw(st.sampled_from(ZONES)),
+                quiet=quiet,
+                best=draw(st.integers(0, 23)),
+                webhook=draw(st.integers(0, 4)) > 0,
+            )
+        )
+    anywhere = st.datetimes(min_value=datetime(2026, 1, 5), max_value=datetime(2026, 12, 20)).map(
+        lambda d: d.replace(second=0, microsecond=0, tzinfo=UTC)
+    )
+    near = st.tuples(st.sampled_from(NEAR_DST), st.integers(-180, 180)).map(
+        lambda p: p[0] + timedelta(minutes=p[1])
+    )
+    clock = draw(st.one_of(anywhere, near))
+    within = draw(st.one_of(st.none(), st.sampled_from((30, 300, 1000, 2000))))
+    latest = clock + timedelta(minutes=within) if within else None
+    return cat, readers, clock, latest
+
+
+def _read_history(db: Database, readers: list[Reader], clock: datetime) -> None:
+    """Five reads at each reader's best local hour on the days before `clock`: enough
+    history for that hour to be theirs."""
+    with db.session() as session:
+        for r in readers:
+            zone = ZoneInfo(r.zone)
+            today = clock.astimezone(zone).date()
+            seen = []
+            for back in range(1, 10):
+                local = datetime.combine(today - timedelta(days=back), time(r.best, 30), zone)
+                if local.astimezone(UTC).astimezone(zone).hour == r.best:  # not in a DST gap
+                    seen.append(local.astimezone(UTC))
+            row = Delivery(
+                notification_id=0,
+                recipient_id=r.rid,
+                channel="inapp",
+                category="cat0",
+                status=DeliveryStatus.DELIVERED,
+            )
+            session.add(row)
+            session.flush()
+            assert row.id is not None
+            for at in seen[:5]:
+                session.add(DeliveryEvent(delivery_id=row.id, status=EventStatus.READ, at=at))
+
+
+def _best_hour_starts(r: Reader, clock: datetime) -> datetime:
+    """The first moment from `clock` on that it is the reader's best hour on their wall
+    clock (or the clock jumps over it, on a daylight-saving day)."""
+    zone = ZoneInfo(r.zone)
+    if clock.astimezone(zone).hour == r.best:
+        return clock
+    t = clock
+    for _ in range(3 * 24 * 60):
+        before = t.astimezone(zone)
+        t += timedelta(minutes=1)
+        shown = t.astimezone(zone)
+        if shown.hour == r.best or (
+            shown.date() == before.date() and before.hour < r.best < shown.hour
+        ):
+            return t
+    raise AssertionError(f"no {r.best}:00 within three days of {clock} in {r.zone}")
+
+
+def _quiet_at(quiet: tuple[time, time], zone: str, at: datetime) -> bool:
+    start, end = quiet
+    shown = at.astimezone(ZoneInfo(zone)).time()
+    return start <= shown < end if start < end else shown >= start or shown < end
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
+@settings(
+    max_examples=int(os.environ.get("TIDINGS_PROPERTY_EXAMPLES", "15")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@example(  # quiet hours end before the best hour: the email still waits for it
+    case=(
+        Cat("cat0", "promotional", "high", False, (), "drop", None, ("inapp", "webhook")),
+        [Reader("p0", "UTC", (time(22, 0), time(8, 0)), 20, True)],
+        datetime(2026, 6, 1, 23, 0, tzinfo=UTC),
+        None,
+    )
+)
+@example(  # the best hour falls in quiet hours: both channels wait for their end
+    case=(
+        Cat("cat0", "promotional", "high", False, (), "drop", None, ("inapp", "webhook")),
+        [Reader("p0", "Asia/Shanghai", (time(21, 0), time(9, 0)), 7, True)],
+        datetime(2026, 6, 1, 10, 0, tzinfo=UTC),
+        None,
+    )
+)
+@given(case=best_time_cases())
+def test_a_best_time_send_waits_for_the_best_hour_outside_quiet_hours_on_every_channel_at_once(
+    rt: Runtime,
+    db: Database,
+    sink: tuple[Sink, str],
+    case: tuple[Cat, list[Reader], datetime, datetime | None],
+) -> None:
+    receiver, url = sink
+    _reset(db, rt, receiver)
+    cat, readers, clock, latest = case
+    run = Story(rt, db, url)
+    run.clock = clock
+    persons = [Person(r.rid, r.zone, r.webhook, None, {}, r.quiet) for r in readers]
+    with time_machine.travel(clock, tick=False):
+        run.setup([cat], persons)
+    _read_history(db, readers, clock)
+    rids = [r.rid for r in readers]
+    with time_machine.travel(clock, tick=False):
+        with rt.db.session() as session:
+            spec = NotificationIn(
+                category=cat.key,
+                to=rids,
+                content={"title": "hello", "body": "there"},
+                send_at="best",
+                latest_at=latest,
+            )
+            nid = accept.accept(session, spec, settings=rt.settings).id
+        planning.plan(rt, nid)
+    run.audience[nid] = set(rids)
+    run.category_of[nid] = cat.key
+    run.expires[nid] = None
+    with db.session() as session:
+        planned = session.exec(select(Delivery).where(col(Delivery.notification_id) == nid)).all()
+    earliest: dict[str, datetime] = {}
+    for r in readers:
+        earliest[r.rid] = _best_hour_starts(r, clock)
+        if latest is not None:
+            earliest[r.rid] = min(earliest[r.rid], latest)
+        mine = [d for d in planned if d.recipient_id == r.rid]
+        what = f"{r} with {cat} at {clock} (latest {latest}): " + ", ".join(
+            f"{d.channel} {d.status}/{d.reason} {d.due_at}" for d in mine
+        )
+        waits = {aware(d.due_at) or clock for d in mine if d.status != DeliveryStatus.SUPPRESSED}
+        assert len(waits) == 1, f"channels apart: {what}"
+        (due,) = waits
+        assert due >= earliest[r.rid], f"before the best hour {earliest[r.rid]}: {what}"
+        if r.webhook and r.quiet is not None:
+            assert not _quiet_at(r.quiet, r.zone, due), f"due in quiet hours: {what}"
+    run.run()
+    run.advance(clock + timedelta(days=3))  # each send is checked against quiet hours
+    run.run()
+    for (_, rid), first in run.first_out.items():
+        assert first >= earliest[rid], f"{rid} got it at {first}, before {earliest[rid]}"
     run.check_receiver(receiver)
     run.check_states()
