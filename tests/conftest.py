@@ -26,9 +26,11 @@ POSTGRES_ADMIN = os.environ.get(
 )
 # Tests own two Redis database numbers and flush them; production defaults use 0 and 1.
 # TIDINGS_TEST_REDIS_DB moves the pair (N, N+1) and TIDINGS_TEST_REDIS_PORT the server, so
-# two checkouts can run their suites at once.
+# two checkouts can run their suites at once. Under pytest-xdist, worker gwK takes the
+# pair two below worker gw(K-1)'s: (14, 15), (12, 13), (10, 11) …
 REDIS_PORT = int(os.environ.get("TIDINGS_TEST_REDIS_PORT", "6379"))
-BROKER_DB = int(os.environ.get("TIDINGS_TEST_REDIS_DB", "14"))
+_XDIST = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+BROKER_DB = int(os.environ.get("TIDINGS_TEST_REDIS_DB", "14")) - 2 * int(_XDIST[2:] or 0)
 COUNTERS_DB = BROKER_DB + 1
 # Tests that run on RabbitMQ get a virtual host of their session's own on this server.
 RABBITMQ_URL = os.environ.get("TIDINGS_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672")
