@@ -22,6 +22,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "nav.messages": ("Messages", "消息记录"),
     "nav.recipients": ("Recipients", "用户"),
     "nav.health": ("Health", "运行状态"),
+    "nav.endpoints": ("Event endpoints", "事件推送"),
     "nav.send": ("Test send", "测试发送"),
     "sign_out": ("Sign out", "退出登录"),
     "signed_in_as": ("Signed in with key “{name}”", "当前密钥：“{name}”"),
@@ -192,6 +193,39 @@ STRINGS: dict[str, tuple[str, str]] = {
     "log.topic": ("Followers of {topic}", "关注 {topic} 的用户"),
     "log.everyone": ("Everyone", "全部用户"),
     "log.older": ("Older notifications", "更早的通知"),
+    # Event endpoints
+    "endpoints.title": ("Event endpoints", "事件推送端点"),
+    "endpoints.lead": (
+        "Where delivery events are pushed as signed webhooks. An endpoint that keeps failing"
+        " is paused; its events are kept until you resume it.",
+        "投递事件以签名 Webhook 推送到以下地址。连续失败的端点会被暂停，其事件会保留到您恢复为止。",
+    ),
+    "endpoints.none": (
+        "No endpoint is registered (POST /v1/event-endpoints).",
+        "尚未注册任何端点（POST /v1/event-endpoints）。",
+    ),
+    "endpoints.url": ("URL", "地址"),
+    "endpoints.types": ("Event types", "事件类型"),
+    "endpoints.state": ("State", "状态"),
+    "endpoints.paused": ("paused", "已暂停"),
+    "endpoints.active": ("active", "正常"),
+    "endpoints.paused_at": ("Paused at", "暂停时间"),
+    "endpoints.reason": ("Why it was paused", "暂停原因"),
+    "endpoints.failures": ("Failures in a row", "连续失败次数"),
+    "endpoints.last_error": ("Last error", "最近一次错误"),
+    "endpoints.last_success": ("Last success", "最近一次成功"),
+    "endpoints.waiting": ("Batches waiting", "待发送批次"),
+    "endpoints.failed": ("Batches given up", "已放弃的批次"),
+    "endpoints.never": ("never", "从未"),
+    "endpoints.resume": ("Resume", "恢复推送"),
+    "endpoints.resume_hint": (
+        "Its waiting and given-up batches are posted again at once.",
+        "待发送和已放弃的批次将立即重新推送。",
+    ),
+    "endpoints.resumed": (
+        "Endpoint {id} resumed: its waiting events go out now.",
+        "端点 {id} 已恢复，待发送的事件将立即推送。",
+    ),
     # Test send
     "send.title": ("Test send", "测试发送"),
     "send.lead": (

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from engine.api.contract import document
 from engine.api.middleware import validation_error
 from engine.ops import message_log, stats
-from engine.ops.console.web import ROOT, Desk, Refused, console_page, redirect
+from engine.ops.console.web import ROOT, Desk, Refused, console_page, redirect, row_id
 from engine.pipeline import accept, cancel
 from engine.schemas import NotificationOut
 from engine.schemas_log import NotificationsQuery
@@ -87,20 +87,14 @@ async def log(desk: Desk) -> web.Response:
     return desk.render("messages.html", context)
 
 
-def _row_id(raw: str, field: str) -> int:
-    if not raw.isdigit() or len(raw) > 18:
-        raise Refused("invalid", field=field, message="expected a whole number such as 42")
-    return int(raw)
-
-
 @routes.get(f"{ROOT}/messages/{{id}}")
 @console_page()
 async def notification(desk: Desk) -> web.Response:
     """One notification: status, counts per delivery status, the funnel, and a page of
     deliveries (`?after=` the last delivery id shown) with their history and errors."""
-    nid = _row_id(desk.request.match_info["id"], "id")
+    nid = row_id(desk.request.match_info["id"], "id")
     raw_after = desk.request.query.get("after", "")
-    after = _row_id(raw_after, "after") if raw_after else None
+    after = row_id(raw_after, "after") if raw_after else None
 
     def read() -> accept.NotificationView:
         with desk.db.session() as session:
@@ -130,7 +124,7 @@ async def notification(desk: Desk) -> web.Response:
 async def cancel_notification(desk: Desk) -> web.Response:
     """Cancel as `POST /v1/notifications/{id}/cancel` does: what has not gone out never
     will; the answer waits for deliveries being sent. Cancelling again changes nothing."""
-    nid = _row_id(desk.request.match_info["id"], "id")
+    nid = row_id(desk.request.match_info["id"], "id")
     settings = desk.settings
     wait = settings.http_timeout + settings.lease_margin
     await desk.db.run(cancel.cancel, desk.db, nid, wait=wait)

@@ -101,6 +101,13 @@ class Refused(Exception):
         self.message = message
 
 
+def row_id(raw: str, field: str) -> int:
+    """A row id from the path or query; 422 naming `field` when it is not one."""
+    if not raw.isdigit() or len(raw) > 18:
+        raise Refused("invalid", field=field, message="expected a whole number such as 42")
+    return int(raw)
+
+
 def same_origin(request: web.Request) -> bool:
     return csrf.same_origin(
         origin=request.headers.get("Origin"),

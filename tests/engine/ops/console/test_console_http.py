@@ -52,7 +52,7 @@ def test_a_key_without_the_admin_scope_is_refused(server: Server, api_keys: dict
 
 def test_without_a_session_every_page_sends_you_to_sign_in(server: Server) -> None:
     with httpx.Client(base_url=server.url) as client:
-        for path in ("/console", "/console/health"):
+        for path in ("/console", "/console/health", "/console/endpoints"):
             answer = client.get(path)
             assert answer.status_code == 303
             assert answer.headers["Location"].startswith("/console/sign-in?reason=missing")
