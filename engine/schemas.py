@@ -1061,11 +1061,17 @@ class StatsRow(Out):
     unsubscribed: int = Field(
         description="Reached deliveries whose recipient unsubscribed after they were created."
     )
+    complained: int = Field(
+        description="Reached deliveries that drew a complaint: rated 👎, or whose recipient"
+        " unsubscribed after they were created; a delivery that did both counts once."
+    )
     open_rate: float | None
     click_rate: float | None
     conversion_rate: float | None
-    unsubscribe_rate: float | None
-    complaint_rate: float | None
+    unsubscribe_rate: float | None = Field(description="`unsubscribed` per sent.")
+    complaint_rate: float | None = Field(
+        description="`complained` per sent: 👎 ratings and unsubscribes, each delivery once."
+    )
     feedback_rates: dict[str, float | None] = Field(description="👍/😕/👎 per sent.")
     ci95: dict[str, list[float]] | None = Field(
         default=None,

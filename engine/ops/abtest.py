@@ -20,7 +20,7 @@ METRICS = {
     "click_rate": "clicked",
     "conversion_rate": "converted",
     "unsubscribe_rate": "unsubscribed",
-    "complaint_rate": "down",
+    "complaint_rate": "complained",
 }
 
 
@@ -67,6 +67,4 @@ def compare(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def _figure(row: Mapping[str, Any], figure: str) -> int:
-    if figure == "down":
-        return int(row["feedback"]["down"])
     return int(row[figure])

@@ -11,7 +11,7 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import case, func
+from sqlalchemy import case, exists, func
 from sqlalchemy import select as sa_select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
@@ -72,9 +72,11 @@ def rates(
     Each row: counts (`deliveries`, `sent` = reached the provider or beyond, `delivered`,
     `opened`, `clicked`, `converted`, `suppressed` with `suppressed_by_reason`, `failed`,
     `scheduled`), `feedback` counts of `up`/`meh`/`down`, `unsubscribed` (reached
-    deliveries whose recipient unsubscribed after it was created), and rates from 0 to 1
-    over `sent` (None when nothing was sent): open, click, conversion, unsubscribe,
-    complaint (👎) and `feedback_rates` per rating.
+    deliveries whose recipient unsubscribed after it was created), `complained` (reached
+    deliveries rated 👎 or whose recipient unsubscribed after it was created, each
+    delivery counted once however it complained), and rates from 0 to 1 over `sent`
+    (None when nothing was sent): open, click, conversion, unsubscribe, complaint
+    (`complained` / `sent`) and `feedback_rates` per rating.
     """
     key = col(GROUPS[by])
     window = [col(Delivery.created_at) >= since, col(Delivery.created_at) < until]
@@ -130,6 +132,8 @@ def rates(
     ).group_by(key)
     for group, total in session.exec(left):
         counts[group]["unsubscribed"] += total
+    for group, total in session.exec(_complaints(key, by, window)):
+        counts[group]["complained"] += total
     out = []
     for group, row in counts.items():
         reached = row["reached"]
@@ -148,15 +152,33 @@ def rates(
                 "scheduled": row["status_scheduled"],
                 "feedback": {r: row[f"feedback_{r}"] for r in RATINGS},
                 "unsubscribed": row["unsubscribed"],
+                "complained": row["complained"],
                 "open_rate": _rate(row["opened"], reached),
                 "click_rate": _rate(row["clicked"], reached),
                 "conversion_rate": _rate(row["status_converted"], reached),
                 "unsubscribe_rate": _rate(row["unsubscribed"], reached),
-                "complaint_rate": _rate(row["feedback_down"], reached),
+                "complaint_rate": _rate(row["complained"], reached),
                 "feedback_rates": {r: _rate(row[f"feedback_{r}"], reached) for r in RATINGS},
             }
         )
     return sorted(out, key=lambda r: (-r["deliveries"], str(r[by])))
+
+
+def _complaints(key: Any, by: str, window: list[Any]) -> Any:
+    """Per group, the reached deliveries in `window` that drew a complaint: a 👎 on the
+    delivery, or its recipient unsubscribing after it was created."""
+    rated_down = exists().where(
+        col(Feedback.delivery_id) == col(Delivery.id), col(Feedback.rating) == "down"
+    )
+    left_after = exists().where(
+        col(Preference.recipient_id) == col(Delivery.recipient_id),
+        col(Preference.unsubscribed).is_(True),
+        col(Preference.updated_at) >= col(Delivery.created_at),
+    )
+    query = _grouped(select(key, func.count()), by)
+    return query.where(
+        *window, col(Delivery.status).in_(REACHED), rated_down | left_after
+    ).group_by(key)
 
 
 def _bucket_of(session: Session, bucket: Bucket) -> ColumnElement[Any]:

@@ -96,13 +96,18 @@ def grouped_bars(
     *,
     percent: Callable[[float], str],
 ) -> str:
-    """Rates from 0 to 1 side by side per group (open, click, conversion, complaint)."""
+    """Rates from 0 to 1 side by side per group: open, click, conversion, unsubscribe and
+    complaint."""
+    # Two rates to a legend row; the chart grows a line for each row past the second.
+    more = LEGEND_ROW * max(0, math.ceil(len(bars) / 2) - 2)
     chart = pygal.Bar(
         **_config(
             value_formatter=lambda v: percent(v) if v is not None else "–",
             x_label_rotation=25 if len(groups) > 2 else 0,
             range=(0, 1),
             y_labels=[0, 0.25, 0.5, 0.75, 1],
+            height=HEIGHT + more,
+            margin_bottom=16 + more,
         )
     )
     chart.x_labels = list(groups)

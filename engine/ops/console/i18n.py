@@ -92,7 +92,14 @@ STRINGS: dict[str, tuple[str, str]] = {
     "figure.open_rate": ("Open rate", "打开率"),
     "figure.click_rate": ("Click rate", "点击率"),
     "figure.conversion_rate": ("Conversion rate", "转化率"),
-    "figure.complaint_rate": ("Complaint rate (👎)", "投诉率（👎）"),
+    "figure.complaint_rate": ("Complaint rate", "投诉率"),
+    "panel.complaint_note": (
+        "Rates are shares of the deliveries sent. A complaint is a sent delivery rated 👎 or"
+        " whose recipient unsubscribed after it, counted once if both.",
+        "各比率以已发送的投递为分母。投诉指被评为 👎 或收件人在其后退订的已发送投递，"
+        "两者兼有只计一次。",
+    ),
+    "figure.unsubscribe_rate": ("Unsubscribe rate", "退订率"),
     "feedback.up": ("👍 Useful", "👍 有用"),
     "feedback.meh": ("😕 So-so", "😕 一般"),
     "feedback.down": ("👎 Not useful", "👎 没用"),

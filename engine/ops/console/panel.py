@@ -16,7 +16,7 @@ from engine.timeutil import now
 
 routes = web.RouteTableDef()
 BY = ("category", "channel", "campaign", "variant")
-RATES = ("open_rate", "click_rate", "conversion_rate", "complaint_rate")
+RATES = ("open_rate", "click_rate", "conversion_rate", "unsubscribe_rate", "complaint_rate")
 RATINGS = ("up", "meh", "down")
 DEFAULT_DAYS = 7
 # Ranges past this many days are refused; hour buckets past 1000 hours as well.

@@ -35,6 +35,7 @@ def row(sent: int, clicked: int) -> dict[str, object]:
         "clicked": clicked,
         "converted": 0,
         "unsubscribed": 0,
+        "complained": 0,
         "feedback": {"up": 0, "meh": 0, "down": 0},
     }
 

@@ -24,12 +24,16 @@ PROMO = {
 
 
 def _delivered(
-    db: Database, category: str, channel: str = "inapp", status: str = "delivered"
+    db: Database,
+    category: str,
+    channel: str = "inapp",
+    status: str = "delivered",
+    recipient: str = "u-1",
 ) -> int:
     with db.session() as session:
         row = Delivery(
             notification_id=next(NOTIFICATION_IDS),
-            recipient_id="u-1",
+            recipient_id=recipient,
             channel=channel,
             category=category,
             status=status,
@@ -113,6 +117,7 @@ def test_stats_show_rates_and_feedback_per_category_and_channel(
             "scheduled": 0,
             "feedback": {"up": 0, "meh": 0, "down": 1},
             "unsubscribed": 0,
+            "complained": 1,
             "open_rate": 0.5,
             "click_rate": 0.25,
             "conversion_rate": 0.25,
@@ -127,6 +132,40 @@ def test_stats_show_rates_and_feedback_per_category_and_channel(
     assert by_channel["email"]["sent"] == 0 and by_channel["email"]["open_rate"] is None
     assert admin.get("/v1/stats", params={"by": "colour"}).json()["error"]["field"] == "by"
     assert admin.get("/v1/stats", params={"from": "yesterday"}).json()["error"]["field"] == "from"
+
+
+@pytest.mark.parametrize(
+    "database_url",
+    [pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)],
+    indirect=True,
+)
+def test_a_complaint_is_a_thumbs_down_or_an_unsubscribe_counted_once_per_delivery(
+    admin: httpx.Client, db: Database
+) -> None:
+    admin.put("/v1/categories/promo.flash_sale", json=PROMO).raise_for_status()
+    people = [f"u-{n}" for n in range(1, 6)]
+    for rid in [*people, "u-6"]:
+        admin.put(f"/v1/recipients/{rid}", json={}).raise_for_status()
+    ids = {rid: _delivered(db, "promo.flash_sale", recipient=rid) for rid in people}
+    for rid, rating in (("u-1", "down"), ("u-3", "down"), ("u-5", "up")):
+        answer = admin.post(f"/v1/deliveries/{ids[rid]}/feedback", json={"rating": rating})
+        answer.raise_for_status()
+    for rid in ("u-2", "u-3"):  # u-3 rated it 👎 and left as well: one complaint
+        admin.put(
+            f"/v1/recipients/{rid}/preferences", json={"unsubscribed": True}
+        ).raise_for_status()
+    # A suppressed delivery's recipient who rates nothing and leaves counts nowhere.
+    _delivered(db, "promo.flash_sale", status="suppressed", recipient="u-6")
+    admin.put("/v1/recipients/u-6/preferences", json={"unsubscribed": True}).raise_for_status()
+
+    (row,) = admin.get("/v1/stats").json()["items"]
+    assert row["sent"] == 5 and row["feedback"] == {"up": 1, "meh": 0, "down": 2}
+    assert (row["unsubscribed"], row["complained"]) == (2, 3)
+    assert row["unsubscribe_rate"] == 0.4
+    assert row["complaint_rate"] == 0.6
+    assert row["feedback_rates"]["down"] == 0.4
+    spec = admin.get("/v1/openapi.json").json()["components"]["schemas"]["StatsRow"]["properties"]
+    assert "unsubscribe" in spec["complaint_rate"]["description"]
 
 
 @pytest.mark.parametrize("status", ["suppressed", "failed", "scheduled", "queued"])

@@ -11,7 +11,7 @@ from sqlmodel import delete
 
 from engine.settings import Settings
 from engine.store.db import Database
-from engine.store.models import Delivery, Feedback, Notification
+from engine.store.models import Delivery, Feedback, Notification, Preference
 from engine.timeutil import now
 
 CHART = re.compile(r'src="data:image/svg\+xml;base64,([^"]+)"')
@@ -59,17 +59,21 @@ def test_the_data_panel_shows_each_groups_figures_and_draws_them(
     console: httpx.Client, db: Database
 ) -> None:
     seed_outcomes(db)
+    with db.session() as session:  # r-3, whose message was delivered, unsubscribed since
+        session.add(Preference(recipient_id="r-3", unsubscribed=True))
     page = console.get("/console", params={"by": "category"})
     assert page.status_code == 200
+    assert "A complaint is a sent delivery rated 👎 or whose recipient unsubscribed" in page.text
     table = page.text[page.text.index('id="figures"') :]
     flash = table[table.index("promo.flash_sale") :].split("</tr>")[0]
     cells = re.findall(r'<td class="n">(.*?)</td>', flash, re.S)
     # deliveries, sent (clicked, read, delivered), delivered, failed, suppressed + reasons
     assert cells[:4] == ["6", "3", "3", "1"]
     assert cells[4].startswith("2") and "capped 1" in cells[4] and "quiet_hours 1" in cells[4]
-    # open 2/3, click 1/3, conversion 0, complaint (👎) 1/3; 👍 1 of 2 ratings, 👎 1 of 2
-    assert cells[5:9] == ["66.7%", "33.3%", "0.0%", "33.3%"]
-    assert cells[9:12] == ["50.0%", "0.0%", "50.0%"]
+    # open 2/3, click 1/3, conversion 0, unsubscribe 1/3, complaint 2/3 (r-2's 👎 and
+    # r-3's unsubscribe); 👍 1 of 2 ratings, 👎 1 of 2
+    assert cells[5:10] == ["66.7%", "33.3%", "0.0%", "33.3%", "66.7%"]
+    assert cells[10:13] == ["50.0%", "0.0%", "50.0%"]
     charts = [base64.b64decode(c).decode() for c in CHART.findall(page.text)]
     assert len(charts) == 4  # over time, rates, suppressed by reason, feedback shares
     assert all(c.lstrip().startswith("<?xml") and "<svg" in c for c in charts)
