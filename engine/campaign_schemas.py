@@ -52,6 +52,12 @@ class CampaignIn(Strict):
     time has already passed when the campaign is created is skipped.
     """
 
+    name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="What people call it: shown in the console and beside its id in stats.",
+    )
     category: Key
     to: Audience
     event_at: UtcDatetime = Field(description="When the sale starts or the card is back.")
@@ -113,6 +119,7 @@ class StepOut(Out):
 
 class CampaignOut(Out):
     id: IdText
+    name: str | None
     category: str
     status: CampaignStatus
     event_at: Timestamp

@@ -1045,7 +1045,10 @@ class FeedbackCounts(Out):
 class StatsRow(Out):
     category: str | None = None
     channel: str | None = None
-    campaign: str | None = None
+    campaign: str | None = Field(default=None, description="By campaign: the campaign's id.")
+    campaign_name: str | None = Field(
+        default=None, description="By campaign: the campaign's name (null when it has none)."
+    )
     variant: str | None = None
     deliveries: int
     sent: int

@@ -249,6 +249,7 @@ def demo_campaign(session: Session, settings: Settings) -> int:
     event = local.replace(hour=20, minute=0, second=0, microsecond=0)
     spec = CampaignIn.model_validate(
         {
+            "name": "Monthly card flash sale",
             "category": "promo.flash_sale",
             "to": {"all": True},
             "event_at": event.isoformat(),

@@ -16,7 +16,7 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
-from engine.store.models import Delivery, Feedback, Notification, Preference
+from engine.store.models import Campaign, Delivery, Feedback, Notification, Preference
 from engine.store.states import (
     ARRIVED,
     CLICKED_THROUGH,
@@ -76,7 +76,8 @@ def rates(
     deliveries rated 👎 or whose recipient unsubscribed after it was created, each
     delivery counted once however it complained), and rates from 0 to 1 over `sent`
     (None when nothing was sent): open, click, conversion, unsubscribe, complaint
-    (`complained` / `sent`) and `feedback_rates` per rating.
+    (`complained` / `sent`) and `feedback_rates` per rating. By campaign, each row has
+    the campaign's id (`campaign`) and its `campaign_name`.
     """
     key = col(GROUPS[by])
     window = [col(Delivery.created_at) >= since, col(Delivery.created_at) < until]
@@ -134,12 +135,19 @@ def rates(
         counts[group]["unsubscribed"] += total
     for group, total in session.exec(_complaints(key, by, window)):
         counts[group]["complained"] += total
+    names: dict[Any, str | None] = {}
+    if by == "campaign":
+        ids = [g for g in counts if g is not None]
+        names = dict(
+            session.exec(select(Campaign.id, Campaign.name).where(col(Campaign.id).in_(ids))).all()
+        )
     out = []
     for group, row in counts.items():
         reached = row["reached"]
         out.append(
             {
                 by: _label(group),
+                **({"campaign_name": names.get(group)} if by == "campaign" else {}),
                 "deliveries": row["deliveries"],
                 "sent": reached,
                 "delivered": row["delivered"],

@@ -48,6 +48,7 @@ def create(session: Session, spec: CampaignIn, *, settings: Settings) -> dict[st
         raise Invalid("every step's time has passed: give steps closer to the event", field="steps")
     base = spec.notification()
     campaign = Campaign(
+        name=spec.name,
         category=spec.category,
         audience=accept.audience_of(base),
         event_at=event_at,
@@ -182,6 +183,7 @@ def _views(session: Session, campaigns: list[Campaign], *, detail: bool) -> list
         first = next((notifications[i] for i in _step_ids(campaign) if i in notifications), None)
         body: dict[str, Any] = {
             "id": str(campaign.id),
+            "name": campaign.name,
             "category": campaign.category,
             "status": _campaign_status(campaign, [s["status"] for s in steps]),
             "event_at": iso(campaign.event_at),

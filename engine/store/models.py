@@ -185,6 +185,7 @@ class Campaign(SQLModel, table=True):
     __tablename__ = "campaigns"
 
     id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    name: str | None = Field(default=None, max_length=200)
     category: str = Field(max_length=100, index=True)
     audience: dict[str, Any] = Field(sa_type=JSON)
     event_at: datetime = Field(sa_type=DateTime(timezone=True))

@@ -83,7 +83,7 @@ async def panel(desk: Desk) -> web.Response:
     if bucket == "hour":
         hours = [format_skeleton("Hm", b["start"], tzinfo=UTC, locale=locale) for b in buckets]
         labels = [f"{day} {hour}" for day, hour in zip(labels, hours, strict=True)]
-    names = [_name(row[by], t("panel.none")) for row in rows]
+    names = [_name(row, by, t("panel.none")) for row in rows]
     figures = {k: t(f"figure.{k}") for k in ("sent", "delivered", "failed", "suppressed", *RATES)}
     pictures: dict[str, str] = {}
     if rows:
@@ -126,8 +126,14 @@ async def panel(desk: Desk) -> web.Response:
     return desk.render("panel.html", context)
 
 
-def _name(value: Any, none: str) -> str:
-    return none if value is None else str(value)
+def _name(row: dict[str, Any], by: str, none: str) -> str:
+    """A group as people call it: a campaign by its name and id, anything else by its key."""
+    value = row[by]
+    if value is None:
+        return none
+    if row.get("campaign_name"):
+        return f"{row['campaign_name']} · #{value}"
+    return f"#{value}" if by == "campaign" else str(value)
 
 
 def _share(feedback: dict[str, int], rating: str) -> float:

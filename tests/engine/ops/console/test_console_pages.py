@@ -7,6 +7,7 @@ import re
 from datetime import timedelta
 
 import httpx
+import pytest
 from sqlmodel import delete
 
 from engine.settings import Settings
@@ -91,6 +92,62 @@ def test_the_data_panel_speaks_chinese_with_babel_numbers(
     assert "投递趋势" in page.text and "打开率" in page.text
     assert "50.0%" in page.text  # 2 of the 4 emails that reached someone were opened
     assert "小时" in page.text
+
+
+@pytest.mark.parametrize(
+    "database_url",
+    [pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)],
+    indirect=True,
+)
+def test_campaigns_are_shown_by_name_and_keep_their_id(
+    console: httpx.Client, admin: httpx.Client, db: Database
+) -> None:
+    admin.put(
+        "/v1/categories/promo.flash_sale",
+        json={
+            "name": "Flash sales",
+            "kind": "promotional",
+            "priority": "high",
+            "channels": ["inapp"],
+            "templates": {"inapp": {"en": {"title": "Sale", "body": "soon"}}},
+        },
+    ).raise_for_status()
+    admin.put("/v1/recipients/u-1", json={}).raise_for_status()
+    event = (now() + timedelta(days=4)).isoformat()
+    made = []
+    for name in ("Monthly card sale", None):
+        answer = admin.post(
+            "/v1/campaigns",
+            json={"category": "promo.flash_sale", "to": ["u-1"], "event_at": event}
+            | ({"name": name} if name else {}),
+        )
+        assert answer.status_code == 202, answer.text
+        assert answer.json()["name"] == name
+        made.append(answer.json())
+    named, unnamed = made
+    assert admin.get(f"/v1/campaigns/{named['id']}").json()["name"] == "Monthly card sale"
+    with db.session() as session:  # each campaign's first step reached u-1
+        for campaign in made:
+            session.add(
+                Delivery(
+                    notification_id=int(campaign["steps"][0]["notification_id"]),
+                    recipient_id="u-1",
+                    channel="inapp",
+                    category="promo.flash_sale",
+                    status="delivered",
+                )
+            )
+
+    rows = admin.get("/v1/stats", params={"by": "campaign"}).json()["items"]
+    shown = {r["campaign"]: r["campaign_name"] for r in rows}
+    assert shown == {named["id"]: "Monthly card sale", unnamed["id"]: None}
+    page = console.get("/console", params={"by": "campaign"})
+    assert page.status_code == 200
+    table = page.text[page.text.index('id="figures"') :]
+    assert f'<th scope="row">Monthly card sale · #{named["id"]}</th>' in table
+    assert f'<th scope="row">#{unnamed["id"]}</th>' in table
+    charts = [base64.b64decode(c).decode() for c in CHART.findall(page.text)]
+    assert "Monthly card sale" in charts[1]
 
 
 def test_a_bad_range_or_grouping_is_a_422_naming_the_field(console: httpx.Client) -> None:
