@@ -610,6 +610,20 @@ def _distinct_variants(values: list[VariantIn]) -> list[VariantIn]:
 Variants = Annotated[list[VariantIn], AfterValidator(_distinct_variants)]
 
 
+class AbTestIn(Strict):
+    """A test slice first: `slice` of the audience (chosen by a hash of the test and the
+    recipient, so the same on every retry) is split among the variants by weight; the rest
+    wait (`scheduled/ab_test`) until `wait` after the send time, then all get the variant
+    with the best `metric` among the slice (a tie, or no data: the heaviest variant, then
+    the first listed)."""
+
+    slice: float = Field(gt=0, lt=1, description="The share of the audience tested, 0.1 = 10%.")
+    metric: Literal["open_rate", "click_rate", "conversion_rate"] = Field(
+        description="What the winner is chosen on, over the slice's deliveries."
+    )
+    wait: Duration = Field(description="How long the slice runs before the winner is chosen.")
+
+
 class NotificationIn(Strict):
     """`POST /v1/notifications`."""
 
@@ -638,6 +652,11 @@ class NotificationIn(Strict):
         description="An A/B test: each recipient gets one variant, by a hash of the test "
         "and their id, in proportion to the weights; recorded on each delivery.",
     )
+    ab_test: AbTestIn | None = Field(
+        default=None,
+        description="With variants: test them on a slice of the audience first, then send "
+        "the winner to the rest.",
+    )
 
     @property
     def send_time(self) -> datetime | None:
@@ -662,6 +681,18 @@ class NotificationIn(Strict):
             raise FieldError("latest_at", 'latest_at goes with send_at "best"')
         if self.send_time and self.expires_at and self.expires_at <= self.send_time:
             raise FieldError("expires_at", "expires_at must be after send_at")
+        if self.ab_test is not None:
+            if not self.variants:
+                raise FieldError("ab_test", "an A/B test slice needs variants")
+            if self.send_at == "best":
+                raise FieldError("ab_test", 'an A/B test slice cannot go with send_at "best"')
+            for index, variant in enumerate(self.variants):
+                if variant.send_after and variant.send_after >= self.ab_test.wait:
+                    raise FieldError(
+                        f"variants.{index}.send_after",
+                        "a variant of a test slice must go before the winner is chosen "
+                        "(send_after shorter than ab_test.wait)",
+                    )
         return self
 
 
@@ -983,6 +1014,24 @@ class DeliveryOut(Out):
     events: list[EventOut]
 
 
+class AbTestOut(Out):
+    """An A/B test slice: its settings, when the winner is chosen, and once chosen the
+    winner and the slice's figures it was chosen on (per variant: `sent` and the metric's
+    count and rate, over deliveries, as `GET /v1/stats?by=variant` counts them)."""
+
+    slice: float
+    metric: str
+    wait: int = Field(description="Seconds.")
+    decide_at: Timestamp | None
+    decided_at: Timestamp | None
+    winner: str | None
+    rule: str | None = Field(
+        description="`best`: the best metric; `tie`: tied best, the heaviest then the first "
+        "listed won; `no_data`: nothing of the slice was sent, the same rule chose."
+    )
+    figures: dict[str, dict[str, Any]] | None
+
+
 class NotificationOut(Out):
     id: IdText
     category: str
@@ -996,6 +1045,7 @@ class NotificationOut(Out):
         default=None, description="When `POST /v1/notifications/{id}/cancel` cancelled it."
     )
     counts: dict[DeliveryStatus, int]
+    ab_test: AbTestOut | None = Field(default=None, description="Its A/B test slice, if any.")
     deliveries: list[DeliveryOut]
     next: IdText | None = Field(description="Pass as `after` for the next page.")
 
@@ -1093,6 +1143,12 @@ class StatsOut(Out):
     )
     p_values: dict[str, float | None] | None = Field(
         default=None, description="By variant: the chi-squared test's p-value per rate."
+    )
+    ab_test: AbTestOut | None = Field(
+        default=None,
+        description="By variant of one notification with a test slice: its winner and the "
+        "slice's figures when it was chosen (the rows count the rest's deliveries too, "
+        "under the winner's name).",
     )
 
 

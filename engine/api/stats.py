@@ -6,12 +6,15 @@ from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
+from sqlmodel import Session
 
 from engine.api.context import DB, scope
 from engine.api.contract import operation
 from engine.errors import Invalid
 from engine.ops import abtest, stats
+from engine.pipeline import winner
 from engine.schemas import StatsOut, StatsQuery
+from engine.store.models import Notification
 from engine.timeutil import now
 
 routes = web.RouteTableDef()
@@ -27,7 +30,8 @@ async def get_stats(request: web.Request, query: StatsQuery) -> dict[str, Any]:
 
     By variant (an A/B test: filter by its notification or campaign), each row has a 95%
     Wilson interval per rate (`ci95`) and the answer says per rate whether the variants
-    differ (`significant`, chi-squared p < 0.05, with `p_values`).
+    differ (`significant`, chi-squared p < 0.05, with `p_values`); for a notification with
+    a test slice, `ab_test` has its winner and the slice's figures it was chosen on.
     """
     until = query.until or now()
     try:
@@ -57,4 +61,13 @@ async def get_stats(request: web.Request, query: StatsQuery) -> dict[str, Any]:
             item["ci95"] = interval
         body["significant"] = test["significant"]
         body["p_values"] = test["p_values"]
+        if query.notification:
+            found = await request.app[DB].read(_ab_test, int(query.notification))
+            if found is not None:
+                body["ab_test"] = found
     return body
+
+
+def _ab_test(session: Session, notification_id: int) -> dict[str, Any] | None:
+    row = session.get(Notification, notification_id)
+    return winner.view(row) if row is not None else None

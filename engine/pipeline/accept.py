@@ -10,7 +10,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NotRequired, Protocol, TypedDict
 
 from sqlalchemy import func
@@ -21,7 +21,7 @@ from engine import metrics
 from engine.catalog import recipients
 from engine.catalog.segments import audience_filter
 from engine.errors import IdempotencyMismatch, Invalid, NotFound, UnknownRecipients
-from engine.pipeline import content
+from engine.pipeline import content, winner
 from engine.pipeline.templates import DataError
 from engine.schemas import EveryoneAudience, NotificationIn, SegmentAudience, TopicAudience
 from engine.settings import Settings
@@ -173,6 +173,10 @@ def accept(
         else None,
         send_at=spec.send_time,
         best_time=spec.send_at == "best",
+        ab_test=spec.ab_test.model_dump() if spec.ab_test else None,
+        ab_decide_at=(spec.send_time or at) + timedelta(seconds=spec.ab_test.wait)
+        if spec.ab_test
+        else None,
         latest_at=spec.latest_at,
         expires_at=spec.expires_at,
         collapse_key=spec.collapse_key,
@@ -364,6 +368,8 @@ class NotificationView:
     counts: dict[str, int]
     deliveries: list[DeliveryView]
     next: int | None
+    # Its A/B test slice (`engine.pipeline.winner.view`), if any.
+    ab_test: dict[str, Any] | None = None
 
 
 def status(
@@ -401,6 +407,7 @@ def status(
         counts=counts,
         deliveries=delivery_views(session, page),
         next=page[-1].id if more and page else None,
+        ab_test=winner.view(row),
     )
 
 

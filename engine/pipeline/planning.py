@@ -412,6 +412,7 @@ def _plan(
     )
     picks = {r.id: variants.pick(notification, r.id) for r in todo} if notification.variants else {}
     _delay(picks, decisions, at)
+    _hold_for_winner(notification, picks, decisions, at)
     if notification.best_time:
         _best_time(session, notification, rules, chunk, prefs, decisions, at)
     replaced = _collapse(session, notification, rules, decisions, at)
@@ -531,6 +532,38 @@ def _delay(
             else d
             for d in decisions[rid]
         ]
+
+
+def _hold_for_winner(
+    notification: Notification,
+    picks: dict[str, variants.Variant | None],
+    decisions: dict[str, list[policy.Decision]],
+    at: datetime,
+) -> None:
+    """An A/B test slice: recipients outside it wait for the winner (`scheduled/ab_test`
+    until the decision), every channel, the inbox too; an escalation moves with them. When
+    released they are decided anew, so preferences, quiet hours, caps and collapse apply
+    then; a hold that ends after the decision anyway (quiet hours) keeps its reason."""
+    decide_at = aware(notification.ab_decide_at)
+    if not notification.ab_test or decide_at is None:
+        return
+    shift = max(decide_at - at, timedelta(0))
+    for rid in decisions:
+        if picks.get(rid) is not None:
+            continue
+        held = []
+        for d in decisions[rid]:
+            if d.status == DeliveryStatus.SCHEDULED and d.reason == Reason.ESCALATION:
+                due = d.due_at + shift if d.due_at is not None else decide_at
+                d = policy.Decision(d.channel, d.status, d.reason, due)
+            elif d.status == DeliveryStatus.QUEUED or (
+                d.status == DeliveryStatus.SCHEDULED
+                and d.reason != Reason.DIGEST
+                and (d.due_at is None or d.due_at < decide_at)
+            ):
+                d = policy.Decision(d.channel, DeliveryStatus.SCHEDULED, Reason.AB_TEST, decide_at)
+            held.append(d)
+        decisions[rid] = held
 
 
 def _best_time(

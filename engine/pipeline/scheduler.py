@@ -20,7 +20,7 @@ from sqlalchemy import and_, func, or_, update
 from sqlmodel import Session, col, select
 
 from engine.catalog.segments import activity
-from engine.pipeline import caps, digests, events, planning, policy, redecide
+from engine.pipeline import caps, digests, events, planning, policy, redecide, winner
 from engine.pipeline.delivery import DIED
 from engine.pipeline.planning import enqueue_deliveries
 from engine.store import bulk
@@ -65,6 +65,7 @@ def tick(rt: Runtime, at: datetime | None = None) -> dict[str, int]:
         "taken_back": take_back(rt, at),
         "chunks": retry_chunks(rt, at),
         "digests": digests.release(rt, at),
+        "ab_tests": winner.decide_due(rt.db, at),
         "deliveries": release_deliveries(rt, at),
         "digested": digests.settle(rt, at),
         "stalled": retry_stalled(rt, at),
@@ -339,6 +340,12 @@ def release_deliveries(rt: Runtime, at: datetime) -> int:
                     col(Delivery.due_at) <= at,
                     # a digest's copies go together (`engine.pipeline.digests`)
                     or_(col(Delivery.reason).is_(None), col(Delivery.reason) != Reason.DIGEST),
+                    # the rest of an A/B test waits for its winner (`engine.pipeline.winner`)
+                    or_(
+                        col(Delivery.reason).is_(None),
+                        col(Delivery.reason) != Reason.AB_TEST,
+                        col(Delivery.variant).is_not(None),
+                    ),
                 )
                 .order_by(col(Delivery.id))
                 .limit(BATCH)

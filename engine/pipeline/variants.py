@@ -6,6 +6,9 @@ replay of a chunk and every step of a campaign (whose steps share one test), and
 state; the weights split the hash space. Copy is the notification's with the variant's
 `content`, `data` (merged over the notification's) and `templates` (over the category's)
 laid on top.
+
+With a test slice (`ab_test`), only the slice is assigned here; the rest of the audience
+waits and gets the winner (`engine.pipeline.winner`).
 """
 
 from __future__ import annotations
@@ -64,6 +67,14 @@ def assign(test: str, recipient_id: str, weights: Sequence[int]) -> int:
     raise AssertionError("unreachable: target < total")
 
 
+def in_slice(test: str, recipient_id: str, share: float) -> bool:
+    """Whether a recipient is in the test slice of `share` (0.1 = 10%) of the audience.
+
+    Hashed apart from `assign` (another key), so the slice is the same on every retry and
+    its members split among the variants by the weights, as the whole audience would."""
+    return point(f"{test}\x00slice", recipient_id) < share * SPACE
+
+
 def test_of(notification: Notification) -> str:
     """The test a notification's variants belong to: its campaign's (shared by every
     step, so a recipient sees one variant throughout), else its own."""
@@ -77,9 +88,13 @@ def variants_of(notification: Notification) -> list[Variant]:
 
 
 def pick(notification: Notification, recipient_id: str) -> Variant | None:
-    """The variant `recipient_id` gets, or None when the notification has no variants."""
+    """The variant `recipient_id` gets, or None when the notification has no variants or
+    has a test slice (`ab_test`) the recipient is not in: they wait for the winner."""
     found = variants_of(notification)
     if not found:
+        return None
+    test = notification.ab_test
+    if test and not in_slice(test_of(notification), recipient_id, float(test["slice"])):
         return None
     return found[assign(test_of(notification), recipient_id, [v.weight for v in found])]
 

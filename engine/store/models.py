@@ -170,6 +170,12 @@ class Notification(SQLModel, table=True):
     # engage (`engine.pipeline.besttime`), but not past `latest_at`.
     best_time: bool = False
     latest_at: datetime | None = _stamp()
+    # An A/B test with a test slice (`engine.pipeline.winner`): its settings, and once
+    # decided its winner and figures; `ab_decide_at` is when the rest of the audience, held
+    # meanwhile, gets the winner, and `ab_decided_at` when it did.
+    ab_test: dict[str, Any] | None = _json()
+    ab_decide_at: datetime | None = _stamp(index=True)
+    ab_decided_at: datetime | None = _stamp()
     # When a plan job was last handed to the broker; the scheduler retries what stalls.
     enqueued_at: datetime | None = _stamp()
     # Set by `POST /v1/notifications/{id}/cancel`: nothing of it is planned or sent after.

@@ -130,6 +130,7 @@ class Reason(StrEnum):
     DIGEST = "digest"
     BEST_TIME = "best_time"
     CAMPAIGN = "campaign"
+    AB_TEST = "ab_test"
     # … held or stopped …
     PAUSED = "paused"
     CAPPED = "capped"
@@ -207,6 +208,7 @@ HOLDS = frozenset(
         Reason.DIGEST,
         Reason.BEST_TIME,
         Reason.CAMPAIGN,
+        Reason.AB_TEST,
     }
 )
 # Why a delivery is `suppressed`.
