@@ -1,7 +1,7 @@
 """notifications: an A/B test slice first, then the winner to the rest
 
-Revision ID: 0070
-Revises: 0051
+Revision ID: 0071
+Revises: 0070
 Create Date: 2026-11-30
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0070"
-down_revision = "0051"
+revision = "0071"
+down_revision = "0070"
 branch_labels = None
 depends_on = None
 
