@@ -26,7 +26,7 @@ from engine.pipeline.cancel import is_cancelled
 from engine.pipeline.content import Composer
 from engine.pipeline.templates import RenderError
 from engine.settings import Settings
-from engine.store import bulk, locks
+from engine.store import bulk, locks, turns
 from engine.store.leases import chunk_lease
 from engine.store.models import Category, Delivery, Notification, PlanChunk, Recipient
 from engine.store.outages import is_outage, ride_out
@@ -416,7 +416,7 @@ def _plan(
     if notification.best_time:
         _best_time(session, notification, rules, chunk, prefs, decisions, at)
     replaced = _collapse(session, notification, rules, decisions, at)
-    replaced += _rhythm(session, notification, decisions, chunk)
+    replaced += _rhythm(session, notification, decisions, chunk, at)
     activities = {r.id: activity(r.last_active_at, at, rt.settings) for r in todo}
     _cap(rt, notification.id, rules, prefs, activities, decisions, at, request.expires_at)
     rows = _rows(rt, notification, category, {r.id: r for r in todo}, decisions, picks, at)
@@ -600,13 +600,29 @@ def _rhythm(
     notification: Notification,
     decisions: dict[str, list[policy.Decision]],
     chunk: PlanChunk,
+    at: datetime,
 ) -> list[int]:
     """A campaign step (`engine.pipeline.rhythm.step_fate`): recipients who clicked or
     converted on an earlier step get nothing; earlier steps still waiting are replaced.
-    Returns the ids of the replaced deliveries. Reads only the chunk's recipients'
-    engaged or waiting deliveries of the earlier steps, in one query."""
+    Returns the ids of the replaced deliveries.
+
+    The step first claims its recipients (`engine.store.turns`), so a step planned at the
+    same moment for the same recipient goes first or second, never alongside: the second
+    sees the first's deliveries, and an earlier step that comes second is too late
+    (`rhythm.too_late`). Then it reads only the chunk's recipients' engaged or waiting
+    deliveries of the earlier steps, in one query."""
     if notification.campaign_id is None or not decisions:
         return []
+    assert notification.id is not None
+    held = turns.claim(
+        session,
+        campaign_id=notification.campaign_id,
+        notification_id=notification.id,
+        recipient_ids=decisions,
+        at=at,
+    )
+    for rid in decisions.keys() - held:
+        decisions[rid] = rhythm.too_late(decisions[rid])
     earlier_steps = select(Notification.id).where(
         col(Notification.campaign_id) == notification.campaign_id,
         col(Notification.id) < notification.id,
@@ -624,7 +640,7 @@ def _rhythm(
         found[rid].append(rhythm.Earlier(delivery_id, channel, state))
     replaced: list[int] = []
     for rid, earlier in found.items():
-        if rid in decisions:
+        if rid in held:
             decisions[rid], gone = rhythm.step_fate(decisions[rid], earlier)
             replaced += gone
     return replaced

@@ -89,3 +89,15 @@ def step_fate(
             for d in decisions
         ], []
     return list(decisions), [e.id for e in before if e.status == DeliveryStatus.SCHEDULED]
+
+
+def too_late(decisions: Sequence[Decision]) -> list[Decision]:
+    """A step planned after a later step of its campaign already reached the recipient
+    (both fell due together): the later one speaks for the campaign, so whatever of this
+    one would go or wait is `suppressed/collapsed`."""
+    return [
+        d
+        if d.status == DeliveryStatus.SUPPRESSED
+        else Decision(d.channel, DeliveryStatus.SUPPRESSED, Reason.COLLAPSED)
+        for d in decisions
+    ]

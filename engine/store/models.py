@@ -203,6 +203,19 @@ class Campaign(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
 
 
+class CampaignRecipient(SQLModel, table=True):
+    """The latest step of a campaign planned for a recipient: one row per (campaign,
+    recipient), so steps planned at the same moment take turns on it
+    (`engine.store.turns`)."""
+
+    __tablename__ = "campaign_recipients"
+
+    campaign_id: int = Field(primary_key=True, sa_type=BigInteger)
+    recipient_id: str = Field(primary_key=True, max_length=200)
+    notification_id: int = Field(sa_type=BigInteger)
+    updated_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
+
+
 class PlanChunk(SQLModel, table=True):
     """A slice of a notification's audience (an id range), planned by one job."""
 

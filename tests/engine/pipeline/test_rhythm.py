@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from engine.pipeline import rhythm
 from engine.pipeline.policy import Decision, expire_late
+from engine.store.states import DeliveryStatus, Reason
 
 STATUSES = ("scheduled", "queued", "sent", "delivered", "opened", "read", "clicked", "converted")
 FATES = st.sampled_from(
@@ -88,4 +89,17 @@ def test_default_steps_are_three_days_two_days_one_hour() -> None:
         datetime(2026, 12, 9, 4, tzinfo=UTC),
         datetime(2026, 12, 10, 4, tzinfo=UTC),
         datetime(2026, 12, 12, 3, tzinfo=UTC),
+    ]
+
+
+def test_a_step_planned_after_a_later_one_sends_nothing() -> None:
+    decisions = [
+        Decision("inapp", DeliveryStatus.QUEUED),
+        Decision("email", DeliveryStatus.SCHEDULED, Reason.QUIET_HOURS, AT),
+        Decision("sms", DeliveryStatus.SUPPRESSED, Reason.OPTED_OUT),
+    ]
+    assert rhythm.too_late(decisions) == [
+        Decision("inapp", DeliveryStatus.SUPPRESSED, Reason.COLLAPSED),
+        Decision("email", DeliveryStatus.SUPPRESSED, Reason.COLLAPSED),
+        Decision("sms", DeliveryStatus.SUPPRESSED, Reason.OPTED_OUT),
     ]
