@@ -1,7 +1,7 @@
 """campaign_recipients: the latest step of a campaign planned for each recipient
 
 Revision ID: r15a
-Revises: 0051
+Revises: 0071
 Create Date: 2026-11-30
 """
 
@@ -12,7 +12,7 @@ import sqlmodel
 from alembic import op
 
 revision = "r15a"
-down_revision = "0051"
+down_revision = "0071"
 branch_labels = None
 depends_on = None
 
