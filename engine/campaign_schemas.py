@@ -75,6 +75,12 @@ class CampaignIn(Strict):
         max_length=10,
         description="An A/B test over every step: a recipient gets one variant throughout.",
     )
+    idempotency_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Or the Idempotency-Key header: a retry answers the first campaign.",
+    )
 
     def notification(self) -> NotificationIn:
         """What every step sends: the notification a step is, less its timing."""

@@ -8,28 +8,44 @@ from aiohttp import web
 
 from engine.api.context import DB, SETTINGS, scope
 from engine.api.contract import Reply, operation
-from engine.api.notifications import recipient_writes
+from engine.api.notifications import REPLAYED, recipient_writes
 from engine.campaign_schemas import CampaignIn, CampaignList, CampaignOut, CampaignPage
+from engine.errors import Invalid
 from engine.pipeline import campaigns
-from engine.schemas import RowPath
+from engine.schemas import IdempotencyHeaders, RowPath
 
 routes = web.RouteTableDef()
 
 
 @routes.post("/v1/campaigns")
 @scope("send")
-@operation(body=CampaignIn, responses={202: CampaignOut})
-async def post_campaign(request: web.Request, body: CampaignIn) -> Reply:
+@operation(
+    headers=IdempotencyHeaders,
+    body=CampaignIn,
+    responses={202: CampaignOut},
+    response_headers={202: REPLAYED},
+)
+async def post_campaign(
+    request: web.Request, headers: IdempotencyHeaders, body: CampaignIn
+) -> Reply:
     """Create a campaign: one notification per step (default "3-2-1": 3 days, 2 days and
     1 hour before `event_at`), each released by the scheduler at its time.
 
     A recipient who clicks or converts on a step gets no further steps; a step held by
     quiet hours, a pause or a cap until the event or later ends `suppressed/expired`.
     422 names `event_at` when the event has passed and `steps` when every step has.
+    A retry with the same `Idempotency-Key` (header or field) and request answers the
+    first campaign, as it is now; the same key with another request is a 422.
     """
-    recipient_writes(request, [body.notification()], batch=False)
-    created = await request.app[DB].write(campaigns.create, body, settings=request.app[SETTINGS])
-    return Reply(created, status=202)
+    spec = body
+    if (key := headers.idempotency_key) is not None:
+        if spec.idempotency_key not in (None, key):
+            raise Invalid("the Idempotency-Key header and field differ", field="idempotency_key")
+        spec = spec.model_copy(update={"idempotency_key": key})
+    recipient_writes(request, [spec.notification()], batch=False)
+    db = request.app[DB]
+    created, replayed = await db.run(campaigns.submit, db, spec, settings=request.app[SETTINGS])
+    return Reply(created, status=202, headers={"Idempotent-Replayed": "true"} if replayed else {})
 
 
 @routes.get("/v1/campaigns")

@@ -9,17 +9,21 @@ to a campaign (no step after a click or conversion, one step at a time).
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import defaultdict
 from typing import Any
 
 from sqlalchemy import func, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from engine.campaign_schemas import CampaignIn
-from engine.errors import Conflict, Invalid, NotFound
+from engine.errors import Conflict, IdempotencyMismatch, Invalid, NotFound
 from engine.pipeline import accept, rhythm
 from engine.pipeline.cancel import end_unsent, is_cancelled
 from engine.settings import Settings
+from engine.store.db import Database
 from engine.store.models import Campaign, Delivery, Notification
 from engine.store.states import (
     REPORTED,
@@ -29,6 +33,45 @@ from engine.store.states import (
     StepStatus,
 )
 from engine.timeutil import aware, iso, now
+
+
+def submit(db: Database, spec: CampaignIn, *, settings: Settings) -> tuple[dict[str, Any], bool]:
+    """Create a campaign, or answer the first one for a repeated idempotency key: returns
+    its `view` and whether it is a replay.
+
+    The same key with a different request is a 422 (`idempotency_mismatch`), as for a
+    notification; two concurrent requests with one key create one campaign (the unique
+    index decides, the loser reads the winner's back).
+    """
+    for attempt in (1, 2):
+        try:
+            with db.session() as session:
+                if spec.idempotency_key and (found := _by_key(session, spec)) is not None:
+                    return view(session, found), True
+                return create(session, spec, settings=settings), False
+        except IntegrityError:
+            if attempt == 2 or not spec.idempotency_key:
+                raise
+    raise AssertionError("unreachable")
+
+
+def request_hash(spec: CampaignIn) -> str:
+    """A fingerprint of what was asked, to tell a retry from a different request."""
+    canonical = spec.model_dump(mode="json", exclude={"idempotency_key"})
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
+
+
+def _by_key(session: Session, spec: CampaignIn) -> int | None:
+    found = session.exec(
+        select(Campaign).where(col(Campaign.idempotency_key) == spec.idempotency_key)
+    ).first()
+    if found is None:
+        return None
+    if found.request_hash != request_hash(spec):
+        raise IdempotencyMismatch(
+            "this Idempotency-Key was used for a different request", field="idempotency_key"
+        )
+    return found.id
 
 
 def create(session: Session, spec: CampaignIn, *, settings: Settings) -> dict[str, Any]:
@@ -49,6 +92,8 @@ def create(session: Session, spec: CampaignIn, *, settings: Settings) -> dict[st
     base = spec.notification()
     campaign = Campaign(
         name=spec.name,
+        idempotency_key=spec.idempotency_key,
+        request_hash=request_hash(spec),
         category=spec.category,
         audience=accept.audience_of(base),
         event_at=event_at,

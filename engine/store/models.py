@@ -198,6 +198,9 @@ class Campaign(SQLModel, table=True):
     # In the order sent: {"offset": seconds from the event (negative), "notification_id":
     # the step's notification, or None for a step whose time had passed at creation}.
     steps: list[dict[str, Any]] = Field(sa_type=JSON)
+    # `Idempotency-Key`: a retry with the same key and request answers this campaign.
+    idempotency_key: str | None = Field(default=None, max_length=200, unique=True)
+    request_hash: str | None = Field(default=None, max_length=64)
     cancelled_at: datetime | None = _stamp()
     created_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
     updated_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))

@@ -3,6 +3,7 @@ the list, and cancelling."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -159,3 +160,50 @@ def test_a_read_key_cannot_create_a_campaign(flash: httpx.Client, api_keys: dict
         headers={"Authorization": f"Bearer {api_keys['read']}"},
     )
     assert response.status_code == 403
+
+
+@pytest.mark.parametrize(
+    "database_url",
+    [pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)],
+    indirect=True,
+)
+def test_a_retry_with_the_same_idempotency_key_answers_the_first_campaign(
+    flash: httpx.Client,
+) -> None:
+    event = (datetime.now(UTC) + timedelta(days=4)).isoformat()
+    spec = {"category": "promo.flash", "to": ["u-1"], "data": {"card": "Genshin"}}
+    body = {**spec, "event_at": event}
+    key = {"Idempotency-Key": "sale-1212"}
+    first = flash.post("/v1/campaigns", json=body, headers=key)
+    assert first.status_code == 202, first.text
+    assert "Idempotent-Replayed" not in first.headers
+    again = flash.post("/v1/campaigns", json=body, headers=key)
+    assert again.status_code == 202 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["id"] == first.json()["id"]
+    assert again.json()["steps"] == first.json()["steps"]
+    # The key as a field is the same key.
+    field = flash.post("/v1/campaigns", json={**body, "idempotency_key": "sale-1212"})
+    assert field.status_code == 202 and field.json()["id"] == first.json()["id"]
+    # Concurrent retries still make one campaign.
+    with ThreadPoolExecutor(6) as pool:
+        racing = list(
+            pool.map(
+                lambda _: flash.post("/v1/campaigns", json=body, headers={"Idempotency-Key": "k2"}),
+                range(6),
+            )
+        )
+    assert {r.status_code for r in racing} == {202}
+    assert len({r.json()["id"] for r in racing}) == 1
+    listed = flash.get("/v1/campaigns").json()["items"]
+    assert len(listed) == 2
+    notifications = flash.get("/v1/notifications").json()["items"]
+    assert len(notifications) == 2 * 3  # two campaigns of three steps each, no more
+
+    # The same key for another request, or a header and field that differ, is refused.
+    other = flash.post("/v1/campaigns", json={**body, "data": {"card": "Zelda"}}, headers=key)
+    assert other.status_code == 422, other.text
+    assert other.json()["error"]["code"] == "idempotency_mismatch"
+    assert other.json()["error"]["field"] == "idempotency_key"
+    differ = flash.post("/v1/campaigns", json={**body, "idempotency_key": "x"}, headers=key)
+    assert differ.status_code == 422 and differ.json()["error"]["field"] == "idempotency_key"
+    assert len(flash.get("/v1/campaigns").json()["items"]) == 2
