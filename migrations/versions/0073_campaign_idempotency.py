@@ -1,7 +1,7 @@
 """campaigns: an idempotency key, so a retried create answers the first campaign
 
-Revision ID: 0072
-Revises: 0071, r15a
+Revision ID: 0073
+Revises: r15a
 Create Date: 2026-11-30
 """
 
@@ -10,9 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0072"
-# Also joins the two heads main had (0071, the A/B slice; r15a, campaign recipients).
-down_revision = ("0071", "r15a")
+revision = "0073"
+down_revision = "r15a"
 branch_labels = None
 depends_on = None
 
