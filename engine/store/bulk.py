@@ -185,16 +185,24 @@ def upsert(
     *,
     update: Sequence[str],
     conflict: Sequence[str] = ("id",),
-) -> None:
+    where: str | None = None,
+    returning: Sequence[str] = (),
+) -> Sequence[Row[Any]]:
     """Insert rows (all with the same keys, no two clashing on `conflict`); a row that
-    clashes with one already stored updates that one's `update` columns instead."""
+    clashes with one already stored updates that one's `update` columns instead, only
+    where the SQL condition `where` holds (it may name the table and `excluded`).
+    Returns `returning` of the rows inserted or updated."""
     if not rows:
-        return
+        return []
     connection = session.connection()
     quote = connection.dialect.identifier_preparer.quote
     sets = ", ".join(f"{quote(name)} = excluded.{quote(name)}" for name in update)
     tail = f" ON CONFLICT ({', '.join(quote(c) for c in conflict)}) DO UPDATE SET {sets}"
-    _insert(connection, _table(model), rows, tail)
+    if where is not None:
+        tail += f" WHERE {where}"
+    if returning:
+        tail += f" RETURNING {', '.join(quote(c) for c in returning)}"
+    return _insert(connection, _table(model), rows, tail)
 
 
 def update_by_id(session: Session, model: type[SQLModel], rows: Sequence[dict[str, Any]]) -> None:

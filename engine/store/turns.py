@@ -17,10 +17,9 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy import delete
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col
 
+from engine.store import bulk
 from engine.store.models import CampaignRecipient
 
 
@@ -44,21 +43,16 @@ def claim(
         }
         for rid in sorted(set(recipient_ids))  # one order for every claim: no deadlock
     ]
-    if not rows:
-        return set()
-    postgres = session.get_bind().dialect.name == "postgresql"
-    insert = pg_insert if postgres else sqlite_insert
-    table = CampaignRecipient.__table__  # type: ignore[attr-defined]
-    statement = insert(table).values(rows)
-    upsert = statement.on_conflict_do_update(
-        index_elements=[table.c.campaign_id, table.c.recipient_id],
-        set_={
-            "notification_id": statement.excluded.notification_id,
-            "updated_at": statement.excluded.updated_at,
-        },
-        where=table.c.notification_id <= statement.excluded.notification_id,
-    ).returning(table.c.recipient_id)
-    return {rid for (rid,) in session.execute(upsert)}
+    claimed = bulk.upsert(
+        session,
+        CampaignRecipient,
+        rows,
+        conflict=("campaign_id", "recipient_id"),
+        update=("notification_id", "updated_at"),
+        where="campaign_recipients.notification_id <= excluded.notification_id",
+        returning=("recipient_id",),
+    )
+    return {row.recipient_id for row in claimed}
 
 
 def erase(session: Session, recipient_id: str) -> None:
