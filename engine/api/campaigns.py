@@ -77,5 +77,11 @@ async def get_campaign(request: web.Request, path: RowPath) -> dict[str, Any]:
 )
 async def cancel_campaign(request: web.Request, path: RowPath) -> dict[str, Any]:
     """Cancel what the campaign has not sent: later steps never go, waiting deliveries
-    end `suppressed/cancelled`. Cancelling again answers the cancelled campaign."""
-    return await request.app[DB].write(campaigns.cancel, int(path.id))
+    end `suppressed/cancelled`. Nothing of it is sent after this answer: like a
+    notification's cancel, the answer waits (at most a delivery's lease:
+    `TIDINGS_HTTP_TIMEOUT` plus `TIDINGS_LEASE_MARGIN` seconds) for deliveries a worker is
+    sending right now. Cancelling again answers the cancelled campaign."""
+    settings = request.app[SETTINGS]
+    db = request.app[DB]
+    wait = settings.http_timeout + settings.lease_margin
+    return await db.run(campaigns.cancel, db, int(path.id), wait=wait)

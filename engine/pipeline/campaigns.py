@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -21,7 +22,7 @@ from sqlmodel import Session, col, select
 from engine.campaign_schemas import CampaignIn
 from engine.errors import Conflict, IdempotencyMismatch, Invalid, NotFound
 from engine.pipeline import accept, rhythm
-from engine.pipeline.cancel import end_unsent, is_cancelled
+from engine.pipeline.cancel import drain, end_unsent, is_cancelled
 from engine.settings import Settings
 from engine.store.db import Database
 from engine.store.models import Campaign, Delivery, Notification
@@ -145,13 +146,30 @@ def page(session: Session, *, before: int | None, limit: int) -> dict[str, Any]:
     }
 
 
-def cancel(session: Session, campaign_id: int) -> dict[str, Any]:
+def cancel(db: Database, campaign_id: int, *, wait: float) -> dict[str, Any]:
     """Cancel what a campaign has not sent yet: steps not yet planned never are, and
-    waiting deliveries end `suppressed/cancelled`. Cancelling again changes nothing.
+    waiting deliveries end `suppressed/cancelled`. Like a notification's cancel
+    (`engine.pipeline.cancel`), it answers once nothing of the campaign is being sent or
+    planned, or after `wait` seconds (a worker holding a delivery longer died, and
+    whoever takes it over suppresses it). Cancelling again changes nothing.
 
     Raises `NotFound` for an unknown campaign, `Conflict` (409, `finished`) for one whose
     every step is done.
     """
+    deadline = time.monotonic() + wait
+    with db.session() as session:
+        _stop(session, campaign_id)
+        campaign = session.get(Campaign, campaign_id)
+        assert campaign is not None
+        ids = _step_ids(campaign)
+    drain(db, ids, deadline=deadline)
+    with db.session() as session:
+        return view(session, campaign_id)
+
+
+def _stop(session: Session, campaign_id: int) -> None:
+    """Mark the campaign and its steps cancelled and end their waiting deliveries, in one
+    transaction; a campaign cancelled before is left as it is."""
     campaign = session.get(Campaign, campaign_id)
     if campaign is None:
         raise NotFound(f"no campaign {campaign_id}", field="id")
@@ -187,7 +205,6 @@ def cancel(session: Session, campaign_id: int) -> dict[str, Any]:
         campaign.updated_at = at
         session.add(campaign)
         session.flush()
-    return view(session, campaign_id)
 
 
 def _step_ids(campaign: Campaign) -> list[int]:

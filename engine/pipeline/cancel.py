@@ -159,13 +159,30 @@ def end_unsent(session: Session, notification_ids: list[int], at: datetime) -> l
     return stopped
 
 
-def _in_flight(session: Session, notification_id: int) -> int:
+def drain(db: Database, notification_ids: list[int], *, deadline: float) -> int:
+    """After these notifications were cancelled: wait until nothing of them is being sent
+    or planned, or until `deadline` (`time.monotonic`), ending again what a worker left
+    queued meanwhile `suppressed/cancelled`; returns how many deliveries that ended."""
+    stopped = 0
+    while True:
+        with db.session() as session:
+            stopped += len(end_unsent(session, notification_ids, now()))
+            busy = _in_flight(session, notification_ids)
+        if not busy or time.monotonic() >= deadline:
+            return stopped
+        time.sleep(POLL)
+
+
+def _in_flight(session: Session, notification_ids: int | list[int]) -> int:
     """Deliveries being sent plus slices being planned, right now."""
+    ids = [notification_ids] if isinstance(notification_ids, int) else notification_ids
+    if not ids:
+        return 0
     sending = session.exec(
         select(func.count())
         .select_from(Delivery)
         .where(
-            col(Delivery.notification_id) == notification_id,
+            col(Delivery.notification_id).in_(ids),
             col(Delivery.status) == DeliveryStatus.SENDING,
         )
     ).one()
@@ -173,7 +190,7 @@ def _in_flight(session: Session, notification_id: int) -> int:
         select(func.count())
         .select_from(PlanChunk)
         .where(
-            col(PlanChunk.notification_id) == notification_id,
+            col(PlanChunk.notification_id).in_(ids),
             col(PlanChunk.status) == ChunkStatus.PLANNING,
         )
     ).one()

@@ -4,6 +4,7 @@ got) or `suppressed/cancelled`; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -118,3 +119,55 @@ def test_nothing_is_sent_after_the_cancel_answered(
     view = admin.get(f"/v1/notifications/{nid}").json()
     assert view["status"] == "cancelled"
     assert view["counts"]["delivered"] == len(delivered)
+
+
+@BOTH
+def test_nothing_of_a_campaign_is_sent_after_its_cancel_answered(
+    admin: httpx.Client, processes: Processes, db: Database, sink: tuple[Sink, str]
+) -> None:
+    receiver, url = sink
+    receiver.delay = 0.3  # each webhook takes a while: the cancel lands mid-send
+    admin.put("/v1/categories/promo.sale", json=SALE).raise_for_status()
+    audience(db, url)
+    processes.worker("worker-1", threads=4)
+    processes.worker("worker-2", threads=4)
+    processes.scheduler()
+    event = datetime.now(UTC) + timedelta(seconds=60)
+    created = admin.post(
+        "/v1/campaigns",
+        json={
+            "category": "promo.sale",
+            "to": {"all": True},
+            "event_at": event.isoformat(),
+            "steps": ["-55s", "-5s"],
+        },
+    )
+    assert created.status_code == 202, created.text
+    campaign = created.json()
+    first, second = (int(s["notification_id"]) for s in campaign["steps"])
+    wait_for(lambda: len(receiver.seconds()) >= 20, timeout=60, every=0.01)
+
+    answer = admin.post(f"/v1/campaigns/{campaign['id']}/cancel")
+    assert answer.status_code == 200, answer.text
+    # The cancel waited for the sends under way: every request begun was answered.
+    with receiver.lock:
+        received_at_answer, answered_at_answer = len(receiver.arrivals), receiver.answered
+    assert received_at_answer < COUNT, "the step finished before the cancel"
+    assert answered_at_answer == received_at_answer
+
+    wait_for(lambda: settled(db, first) and settled(db, second), timeout=60, every=0.2)
+    admin.post(f"/v1/campaigns/{campaign['id']}/cancel").raise_for_status()
+    assert len(receiver.seconds()) == received_at_answer
+    with db.session() as session:
+        rows = session.exec(
+            select(Delivery).where(col(Delivery.notification_id).in_((first, second)))
+        ).all()
+    outcomes = {(d.status, d.reason) for d in rows}
+    assert outcomes <= {("delivered", None), ("suppressed", "cancelled")}, outcomes
+    delivered = {f"/hook/{d.recipient_id}" for d in rows if d.status == "delivered"}
+    with receiver.lock:
+        reached = {path for path, _, _ in receiver.requests if path.startswith("/hook/")}
+    assert reached == delivered and 0 < len(delivered) < COUNT
+    shown = admin.get(f"/v1/campaigns/{campaign['id']}").json()
+    assert shown["status"] == "cancelled"
+    assert shown["steps"][0]["counts"]["delivered"] == len(delivered)
