@@ -206,6 +206,16 @@ def run(args: argparse.Namespace, url: str, logs: Path, result: dict[str, Any]) 
             log(f"broadcast settled in {result['broadcast']['seconds']}s")
             if args.event_endpoint:
                 result["events"] = event_figures(db)
+                log("waiting for every delivery event to be posted")
+                tail = events_drained(db, timeout=args.timeout)
+                settled = result["broadcast"]["observed_seconds"].get("settled")
+                result["events"].update(
+                    {
+                        "all_posted_after_settle_s": round(tail, 1),
+                        "all_posted_s": round(settled + tail, 1) if settled else None,
+                        "posted_at_end": event_figures(db).get("sent_events", 0),
+                    }
+                )
             for name in ("workers", "critical_worker", "scheduler", "api"):
                 fleet.stop(name)
 
@@ -238,6 +248,25 @@ def event_figures(db: Database) -> dict[str, int]:
         figures[f"{state}_batches"] = int(batches)
         figures[f"{state}_events"] = int(events or 0)
     return figures
+
+
+def events_drained(db: Database, *, timeout: float) -> float:
+    """Seconds until no delivery event waits: the outbox empty and no batch pending or
+    being posted (a batch given up counts as done). TimeoutError after `timeout`."""
+    started = time.monotonic()
+    waiting = (EventBatch.status == "pending") | (EventBatch.status == "sending")
+    while True:
+        with db.session() as session:
+            left = session.exec(select(func.count()).select_from(EventOutbox)).one()
+            batches = session.exec(
+                select(func.count()).select_from(EventBatch).where(waiting)
+            ).one()
+        elapsed = time.monotonic() - started
+        if not left and not batches:
+            return elapsed
+        if elapsed > timeout:
+            raise TimeoutError(f"{left} events in the outbox and {batches} batches still wait")
+        time.sleep(0.5)
 
 
 def targets(result: dict[str, Any]) -> dict[str, Any]:
