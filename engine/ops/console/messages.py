@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
+from sqlmodel import Session
 
 from engine.api.contract import document
 from engine.api.middleware import validation_error
@@ -51,6 +52,20 @@ def _query(raw: dict[str, str]) -> NotificationsQuery:
         raise Refused("invalid", field=refused.field, message=refused.message) from None
 
 
+def _log_page(session: Session, query: NotificationsQuery) -> tuple[dict[str, Any], list[str]]:
+    """A page of the log as `query` filters it, and every category's key to filter by."""
+    page = message_log.notifications(
+        session,
+        category=query.category,
+        state=query.status,
+        created_after=query.created_after,
+        created_before=query.created_before,
+        before=int(query.before) if query.before else None,
+        limit=query.limit or PAGE,
+    )
+    return page, sorted(store.load_categories(session))
+
+
 @routes.get(f"{ROOT}/messages")
 @console_page()
 async def log(desk: Desk) -> web.Response:
@@ -59,20 +74,7 @@ async def log(desk: Desk) -> web.Response:
     raw = dict(desk.request.query)
     query = _query(raw)
 
-    def read() -> tuple[dict[str, Any], list[str]]:
-        with desk.db.session() as session:
-            page = message_log.notifications(
-                session,
-                category=query.category,
-                state=query.status,
-                created_after=query.created_after,
-                created_before=query.created_before,
-                before=int(query.before) if query.before else None,
-                limit=query.limit or PAGE,
-            )
-            return page, sorted(store.load_categories(session))
-
-    page, categories = await desk.db.run(read)
+    page, categories = await desk.db.read(_log_page, query)
     for item in page["items"]:
         item["figures"] = stats.figures(item["counts"])
     filters = {k: raw.get(k, "") for k in ("category", "status", "created_after", "created_before")}
@@ -96,12 +98,10 @@ async def notification(desk: Desk) -> web.Response:
     raw_after = desk.request.query.get("after", "")
     after = row_id(raw_after, "after") if raw_after else None
 
-    def read() -> accept.NotificationView:
-        with desk.db.session() as session:
-            return accept.status(session, nid, after=after, limit=PAGE)
-
     # Shown as the API answers it (`GET /v1/notifications/{id}`).
-    shown = document(NotificationOut, await desk.db.run(read))
+    shown = document(
+        NotificationOut, await desk.db.read(accept.status, nid, after=after, limit=PAGE)
+    )
     counts = shown["counts"]
     # While planning or sending goes on, the page reloads itself to show it settling.
     settling = shown["status"] in UNPLANNED or any(counts.get(s) for s in IN_FLIGHT)

@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 from babel.dates import format_skeleton
+from sqlmodel import Session
 
 from engine.ops import stats
 from engine.ops.console import charts
@@ -72,12 +73,7 @@ async def panel(desk: Desk) -> web.Response:
     since = datetime.combine(first, datetime.min.time(), UTC)
     until = datetime.combine(last + timedelta(days=1), datetime.min.time(), UTC)
 
-    def read() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        with desk.db.session() as session:
-            rows = stats.rates(session, by=by, since=since, until=until)
-            return rows, stats.series(session, since=since, until=until, bucket=bucket)
-
-    rows, buckets = await desk.db.run(read)
+    rows, buckets = await desk.db.read(_figures, by=by, since=since, until=until, bucket=bucket)
     locale = t.locale.replace("-", "_")
     labels = [format_skeleton("MMMd", b["start"], tzinfo=UTC, locale=locale) for b in buckets]
     if bucket == "hour":
@@ -124,6 +120,14 @@ async def panel(desk: Desk) -> web.Response:
         "shares": [{r: _share(row["feedback"], r) for r in RATINGS} for row in rows],
     }
     return desk.render("panel.html", context)
+
+
+def _figures(
+    session: Session, *, by: str, since: datetime, until: datetime, bucket: stats.Bucket
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The rows per group and the outcomes per bucket the panel draws."""
+    rows = stats.rates(session, by=by, since=since, until=until)
+    return rows, stats.series(session, since=since, until=until, bucket=bucket)
 
 
 def _name(row: dict[str, Any], by: str, none: str) -> str:

@@ -14,6 +14,7 @@ from engine.catalog import recipients
 from engine.ops.console.web import ROOT, Desk, Refused, console_page, redirect
 from engine.pipeline import receipts
 from engine.schemas import DeliveryPage, InboxOut, Key
+from engine.settings import Settings
 from engine.store.models import Preference, Recipient
 from preferences import store
 from preferences.links import Links
@@ -33,15 +34,15 @@ async def lookup(desk: Desk) -> web.Response:
     return desk.render("recipients.html", {"section": "recipients"})
 
 
-def _read(desk: Desk, session: Session, rid: str) -> dict[str, Any]:
+def _read(session: Session, rid: str, *, settings: Settings) -> dict[str, Any]:
     row = session.get(Recipient, rid)
     if row is None:
         raise Refused("not_found", field="id", message=f"no recipient {rid!r}")
-    prefs = store.load_one(session, row, settings=desk.settings)
+    prefs = store.load_one(session, row, settings=settings)
     categories = list(store.load_categories(session).values())
     stored = session.get(Preference, rid)
     return {
-        "recipient": recipients.public(row, desk.settings),
+        "recipient": recipients.public(row, settings),
         "preferences": store.document(prefs, categories),
         # What the recipient set themselves; everything else is a platform default.
         "chosen": {
@@ -73,11 +74,7 @@ def _checked(rid: str) -> str:
 async def _page(desk: Desk, *, minted: bool) -> web.Response:
     rid = _checked(desk.request.match_info["id"])
 
-    def read() -> dict[str, Any]:
-        with desk.db.session() as session:
-            return _read(desk, session, rid)
-
-    found = await desk.db.run(read)
+    found = await desk.db.read(_read, rid, settings=desk.settings)
     links = Links(desk.settings)
     context = {
         "section": "recipients",

@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
+from sqlmodel import Session
 
 from engine.api.context import DISPATCH
 from engine.api.errors import HttpError, status_of
@@ -23,12 +24,12 @@ from preferences import store
 routes = web.RouteTableDef()
 
 
-async def _categories(desk: Desk) -> list[Category]:
-    def read() -> list[Category]:
-        with desk.db.session() as session:
-            return sorted(store.load_categories(session).values(), key=lambda c: c.key)
+def _sorted_categories(session: Session) -> list[Category]:
+    return sorted(store.load_categories(session).values(), key=lambda c: c.key)
 
-    return await desk.db.run(read)
+
+async def _categories(desk: Desk) -> list[Category]:
+    return await desk.db.read(_sorted_categories)
 
 
 def _form(

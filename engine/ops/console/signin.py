@@ -22,7 +22,6 @@ from engine.ops.console.web import (
     refusal,
     render,
 )
-from engine.store.models import ApiKey
 from preferences.pages import csrf
 
 routes = web.RouteTableDef()
@@ -74,11 +73,7 @@ async def sign_in(request: web.Request) -> web.Response:
     if not isinstance(plain, str) or not plain.strip():
         return _form(request, reason="refused", status=401)
 
-    def check() -> ApiKey | None:
-        with request.app[DB].session() as s:
-            return session.sign_in(s, plain)
-
-    key = await request.app[DB].run(check)
+    key = await request.app[DB].read(session.sign_in, plain)
     if key is None:
         return _form(request, reason="refused", status=401)
     settings = request.app[SETTINGS]

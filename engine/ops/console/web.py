@@ -151,12 +151,7 @@ def console_page(*, form: bool = False) -> Callable[[DeskHandler], Handler]:
                     request.cookies.get(session.COOKIE),
                     max_age=settings.console_session_ttl,
                 )
-
-                def load() -> session.Operator:
-                    with request.app[DB].session() as s:
-                        return session.operator(s, payload)
-
-                operator = await request.app[DB].run(load)
+                operator = await request.app[DB].read(session.operator, payload)
                 if await _signed_out(request, operator.session_id):
                     raise session.SignedOut("signed_out")
             except session.SignedOut as exc:
