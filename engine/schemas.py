@@ -51,6 +51,7 @@ from preferences.model import WEEKDAYS, parse_hhmm
 KINDS = ("transactional", "service", "promotional", "social")
 PRIORITIES = ("critical", "high", "normal", "low")
 TEMPLATE_FIELDS = ("title", "body", "subject", "text", "html", "action_url")
+DIGEST_FIELDS = ("title", "body", "html")
 LOCALE = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$"
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 PHONE = re.compile(r"^\+[1-9]\d{6,14}$")
@@ -242,24 +243,39 @@ class CategoryIn(Strict):
     templates: dict[
         ChannelName, dict[Locale, dict[str, Annotated[str, Field(max_length=MAX_TEMPLATE_CHARS)]]]
     ] = Field(default_factory=dict)
+    digest_templates: dict[
+        ChannelName, dict[Locale, dict[str, Annotated[str, Field(max_length=MAX_TEMPLATE_CHARS)]]]
+    ] = Field(
+        default_factory=dict,
+        description="The digest message this category's held copies go out in, per channel "
+        "and locale, instead of the built-in one: `title` (an email's subject), `body` and "
+        "`html`, using `count`, `items` (each `title`, `url`, `category`), `inbox_url` and "
+        "`recipient`. A locale without one gets the built-in digest.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> CategoryIn:
         if self.over_cap is None:
             self.over_cap = "defer" if self.kind in ("transactional", "service") else "drop"
         check_templates(self.templates)
+        check_templates(self.digest_templates, field="digest_templates", names=DIGEST_FIELDS)
         return self
 
 
-def check_templates(templates: Mapping[Any, Mapping[str, Mapping[str, str]]]) -> None:
-    """Every template field known, parsing in the sandbox and within the limits; raises
-    `FieldError` naming `templates.<channel>.<locale>.<field>`."""
+def check_templates(
+    templates: Mapping[Any, Mapping[str, Mapping[str, str]]],
+    *,
+    field: str = "templates",
+    names: tuple[str, ...] = TEMPLATE_FIELDS,
+) -> None:
+    """Every template field known (one of `names`), parsing in the sandbox and within the
+    limits; raises `FieldError` naming `<field>.<channel>.<locale>.<name>`."""
     for channel, locales in templates.items():
         for locale, fields in locales.items():
             for name, source in fields.items():
-                where = f"templates.{channel}.{locale}.{name}"
-                if name not in TEMPLATE_FIELDS:
-                    raise FieldError(where, f"unknown template field; use {TEMPLATE_FIELDS}")
+                where = f"{field}.{channel}.{locale}.{name}"
+                if name not in names:
+                    raise FieldError(where, f"unknown template field; use {names}")
                 try:
                     SANDBOX.parse(source)
                 except TemplateSyntaxError as exc:
@@ -894,6 +910,7 @@ class CategoryOut(Out):
     global_cap: bool
     default_locale: str
     templates: dict[str, dict[str, dict[str, str]]]
+    digest_templates: dict[str, dict[str, dict[str, str]]]
     created_at: Timestamp | None
     updated_at: Timestamp | None
 

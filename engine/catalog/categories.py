@@ -45,6 +45,7 @@ def upsert(session: Session, key: str, spec: CategoryIn) -> Category:
     row.global_cap = spec.global_cap
     row.default_locale = spec.default_locale
     row.templates = {ch: dict(locales) for ch, locales in spec.templates.items()}
+    row.digest_templates = {ch: dict(locales) for ch, locales in spec.digest_templates.items()}
     row.updated_at = now()
     session.add(row)
     return row
@@ -102,6 +103,7 @@ def public(category: Category) -> dict[str, Any]:
         ),
         "default_locale": category.default_locale,
         "templates": category.templates,
+        "digest_templates": category.digest_templates or {},
         "created_at": iso(category.created_at),
         "updated_at": iso(category.updated_at),
     }

@@ -14,8 +14,9 @@ scheduler releases a recipient's held copies together, in one transaction:
 3. it records the digest (`Digest`), at most one per recipient, channel and digest day:
    the unique index decides between releases that race, and the loser's copies wait for
    the next digest time instead of making a second message;
-4. the newest copy carries the digest (rendered from the per-locale digest template in
-   the sandbox: count, titles, links to the inbox) and goes to a deliver job; the other
+4. the newest copy carries the digest (rendered in the sandbox from the digest template
+   for the reader's locale: the newest copy's category's for the channel if it has one,
+   else the built-in one; count, titles, links to the inbox) and goes to a deliver job; the other
    copies wait on it and end as it ends (`settle`): `sent` when it was sent, `failed` or
    `suppressed` with its error or reason.
 """
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -99,20 +100,28 @@ def period(prefs: EffectivePreferences, at: datetime) -> str:
 
 
 def compose(
-    items: Sequence[dict[str, str]], inbox_url: str, recipient: dict[str, Any], locale: str | None
+    items: Sequence[dict[str, str]],
+    inbox_url: str,
+    recipient: dict[str, Any],
+    locale: str | None,
+    own: Mapping[str, Mapping[str, str]] | None = None,
+    default: str = "en",
 ) -> tuple[str, dict[str, str]]:
-    """The digest in the reader's locale: (locale, {title, body, html}).
+    """The digest in the reader's locale: (locale, {title, body, html}), from `own`
+    templates (per locale: a category's for the channel) where they have the locale
+    chosen, else the built-in `TEMPLATES`.
 
     Raises `RenderError` when a template fails (the digest's copies then fail with it).
     """
-    chosen = pick_locale(TEMPLATES, locale, "en") or "en"
+    templates = {**TEMPLATES, **(own or {})}
+    chosen = pick_locale(templates, locale, default if default in templates else "en") or "en"
     context = {
         "count": len(items),
         "items": list(items),
         "inbox_url": inbox_url,
         "recipient": recipient,
     }
-    return chosen, render(TEMPLATES[chosen], context)
+    return chosen, render(templates[chosen], context)
 
 
 def release(rt: Runtime, at: datetime) -> int:
@@ -213,7 +222,14 @@ def _decide(
             entries.append({"title": title, "url": inbox_url + anchor, "category": h.category})
         values: dict[str, Any] = {"carrier_id": newest.id}
         try:
-            locale, copy_out = compose(entries, inbox_url, reader(recipient), recipient.locale)
+            locale, copy_out = compose(
+                entries,
+                inbox_url,
+                reader(recipient),
+                recipient.locale,
+                (category.digest_templates or {}).get(channel),
+                category.default_locale,
+            )
             values.update(
                 locale=locale,
                 title=copy_out.get("title"),

@@ -120,6 +120,9 @@ class Category(SQLModel, table=True):
     global_cap: bool | None = None
     default_locale: str = Field(default="en", max_length=16)
     templates: dict[str, dict[str, dict[str, str]]] = Field(default_factory=dict, sa_type=JSON)
+    # The digest message per channel and locale when this category's copy carries one
+    # (`engine.pipeline.digests`); the built-in one otherwise.
+    digest_templates: dict[str, dict[str, dict[str, str]]] | None = _json()
     created_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
     updated_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
 

@@ -19,7 +19,7 @@ from sqlmodel import col
 from engine.store.db import Database
 from engine.store.models import Delivery
 from tests.engine.conftest import Processes, recipient, send, settled, wait_for
-from tests.support import Mailbox
+from tests.support import Mailbox, raw_header_block
 
 LIKES = "social.likes"
 ZONE = "Asia/Shanghai"
@@ -227,3 +227,52 @@ def test_arrivals_in_the_same_second_never_make_two_digests(
 
     wait_for(moved_on, timeout=60)
     assert len(smtp.messages) == 1
+
+
+@pytest.mark.parametrize(
+    "database_url",
+    [pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)],
+    indirect=True,
+)
+def test_a_category_digest_template_is_the_email_received_and_other_locales_keep_the_built_in(
+    admin: httpx.Client, pipeline: Processes, smtp: Mailbox, db: Database
+) -> None:
+    admin.put(
+        f"/v1/categories/{LIKES}",
+        json={
+            "name": "Likes",
+            "kind": "social",
+            "priority": "low",
+            "channels": ["inapp", "email"],
+            "templates": {"inapp": {"en": {"title": "{{ data.t }}", "body": "."}}},
+            "digest_templates": {
+                "email": {
+                    "en": {
+                        "title": "Cardhub: {{ count }} likes for {{ recipient.name }}",
+                        "body": "{% for item in items %}* {{ item.title }}\n{% endfor %}-- Cardhub",
+                        "html": "<h1>Cardhub</h1>{% for item in items %}<p>{{ item.title }}</p>"
+                        "{% endfor %}",
+                    }
+                }
+            },
+        },
+    ).raise_for_status()
+    digest_reader(admin, "ada", name="Ada", locale="en-GB")
+    digest_reader(admin, "ming", locale="zh-CN")
+    nids = []
+    for n in (1, 2):
+        nids.append(send(admin, category=LIKES, to=["ada", "ming"], data={"t": f"Like {n}"}))
+        wait_for(lambda: settled(admin, nids[-1]))
+    smtp.reset()
+    digest_time_comes(db)
+
+    wait_for(lambda: len(smtp.raw) >= 2)
+    raw = {envelope[1][0]: data for envelope, data in zip(smtp.envelopes, smtp.raw, strict=True)}
+    ada = raw["ada@example.com"]
+    assert b"Subject: Cardhub: 2 likes for Ada\r\n" in raw_header_block(ada)
+    assert b"* Like 2\r\n* Like 1\r\n-- Cardhub" in ada
+    assert b"<h1>Cardhub</h1><p>Like 2</p><p>Like 1</p>" in ada
+    assert b"Your digest" not in ada and b"inbox" not in ada.lower()
+    (ming,) = mail_to(smtp, "ming")  # no zh-CN template of the category: the built-in one
+    assert ming["Subject"] == "您的消息摘要：2 条新消息"
+    assert b"Cardhub" not in raw["ming@example.com"]
