@@ -6,10 +6,13 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 
+from engine.ops import demo
 from engine.pipeline.variants import assign
+from engine.settings import Settings
 from tests.engine.acceptance.test_campaigns import campaign, in_seconds, step_view
 from tests.engine.acceptance.test_pipeline_rules import category, channels_of
 from tests.engine.conftest import Processes, recipient, send, settled, wait_for
@@ -100,3 +103,56 @@ def test_a_send_time_variant_waits_and_a_campaign_keeps_one_variant_per_recipien
             channels_of(first, rid)["email"]["variant"]
             == channels_of(second, rid)["email"]["variant"]
         )
+
+
+README = Path(__file__).resolve().parents[3] / "README.md"
+
+
+def test_the_readme_campaign_ab_example_shows_what_it_prints(
+    admin: httpx.Client, pipeline: Processes, settings: Settings
+) -> None:
+    """The README's own A/B campaign on a fresh demo install (its campaign is 2): both
+    variants appear, and the stats it quotes are the ones the API answers."""
+    demo.load(settings, port=8080)
+    fans = [f"fan-{i}" for i in range(1, 9)]
+    body = {
+        "name": "Sale in a minute",
+        "category": "promo.flash_sale",
+        "to": [{"id": rid} for rid in fans],
+        "channels": ["inapp"],
+        "event_at": in_seconds(14),
+        "steps": ["-10s", "-5s"],
+        "data": {"card": "原神月卡", "discount": "8"},
+        "variants": [
+            {"name": "a", "content": {"title": "Sale soon"}},
+            {"name": "b", "content": {"title": "卡卡 saved you a seat"}},
+        ],
+    }
+    created = admin.post("/v1/campaigns", json=body)
+    assert created.status_code == 202, created.text
+    assert created.json()["id"] == "2"
+    first = step_view(admin, created.json(), 0)
+    step_view(admin, created.json(), 1)
+    got = {d["recipient"]: d for d in first["deliveries"]}
+    assert {r for r in fans if got[r]["variant"] == "a"} == {"fan-3", "fan-7", "fan-8"}
+    assert got["fan-1"]["variant"] == "b"
+    clicked = admin.post(f"/v1/deliveries/{got['fan-1']['id']}/events", json={"type": "clicked"})
+    assert clicked.status_code == 200, clicked.text
+
+    stats = admin.get("/v1/stats", params={"by": "variant", "campaign": "2"}).json()
+    rows = {r["variant"]: r for r in stats["items"]}
+    assert [r["variant"] for r in stats["items"]] == ["b", "a"]
+    b, a = rows["b"], rows["a"]
+    shown = " ".join(README.read_text().split())
+    for row in (b, a):
+        figures = ", ".join(
+            f'"{k}": {row[k]}' for k in ("deliveries", "sent", "delivered", "opened", "clicked")
+        )
+        assert f'{{"variant": "{row["variant"]}", {figures}, ' in shown, figures
+        rates = f'"open_rate": {row["open_rate"]}, "click_rate": {row["click_rate"]}, …'
+        assert rates in shown, rates
+        low, high = row["ci95"]["click_rate"]
+        assert f'"ci95": {{"click_rate": [{low}, {high}], …}}' in shown, (low, high)
+    assert (b["sent"], b["clicked"], a["sent"]) == (10, 1, 6)
+    assert stats["significant"]["click_rate"] is False
+    assert stats["p_values"]["click_rate"] == 1.0
