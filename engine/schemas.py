@@ -507,6 +507,19 @@ class EveryoneAudience(Strict):
 Topic = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")]
 
 
+class TopicPath(Strict):
+    key: Topic
+
+
+class TopicIn(Strict):
+    """`PUT /v1/topics/{key}`: what a topic is called, one text for every reader or one
+    per locale; a reader sees the best match for their locale (`engine.locales`), the
+    default locale's otherwise. A topic nobody named shows by its key."""
+
+    name: CategoryName
+    default_locale: Locale = "en"
+
+
 class TopicAudience(Strict):
     """Every recipient following `topic` when the notification is planned."""
 
@@ -945,6 +958,20 @@ class UpsertedOut(Out):
 class FollowOut(Out):
     topic: str
     created_at: Timestamp | None
+
+
+class TopicOut(Out):
+    key: str
+    # As written: one text for every reader, or one per locale.
+    name: str | dict[str, str]
+    default_locale: str
+    created_at: Timestamp | None
+    updated_at: Timestamp | None
+
+
+class TopicDeleted(Out):
+    key: str
+    deleted: bool
 
 
 class FollowList(Out):

@@ -22,6 +22,7 @@ from engine.api import (
     notifications,
     openapi,
     stats,
+    topics,
 )
 from engine.api.context import AFTERWARDS, DB, DISPATCH, KEY_CACHE, METRICS, REDIS, SETTINGS
 from engine.api.keycache import KeyCache
@@ -69,6 +70,7 @@ def create_app(settings: Settings, *, database: Database | None = None) -> web.A
         notifications,
         openapi,
         stats,
+        topics,
     )
     for module in modules:
         app.add_routes(module.routes)

@@ -91,6 +91,20 @@ class Follow(SQLModel, table=True):
     created_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
 
 
+class TopicName(SQLModel, table=True):
+    """What a topic is called (`card.genshin-monthly` → "Genshin monthly card"), as the
+    platform names it; a topic nobody named shows by its key."""
+
+    __tablename__ = "topics"
+
+    key: str = Field(primary_key=True, max_length=100)
+    # One text for every reader, or one per locale (`{"en": …, "zh-CN": …}`).
+    name: Any = Field(sa_type=JSON)
+    default_locale: str = Field(default="en", max_length=16)
+    created_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
+    updated_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
+
+
 # The kinds of category a recipient may turn off; transactional ones always reach them.
 OPTIONAL_KINDS = frozenset({"promotional", "social"})
 

@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 
 from engine.api.context import REDIS
 from engine.catalog import follows
+from engine.catalog import topics as catalog_topics
 from engine.errors import FieldError
 from engine.schemas import PreferencesIn
 from engine.store.models import Category, Feedback
@@ -40,6 +41,8 @@ class Snapshot:
     unread: int
     suggest: list[str] = field(default_factory=list)
     topics: list[str] = field(default_factory=list)
+    # What each followed topic is called for this reader (its key when nobody named it).
+    topic_names: dict[str, str] = field(default_factory=dict)
 
 
 def _snapshot(session: Session, visit: Visit) -> Snapshot:
@@ -66,8 +69,9 @@ def _snapshot(session: Session, visit: Visit) -> Snapshot:
         }
     )
     topics = [row.topic for row in follows.topics_of(session, visit.recipient.id)]
+    names = catalog_topics.labels(session, topics, visit.lang)
     unread = unread_count(session, visit.recipient.id)
-    return Snapshot(categories, view, state, unread, suggest, topics)
+    return Snapshot(categories, view, state, unread, suggest, topics, names)
 
 
 def _saved_codec(visit: Visit) -> URLSafeSerializer:
@@ -123,7 +127,7 @@ def describe(change: Sequence[Any], t: Translator, snap: Snapshot) -> str:
     if kind == "pause":
         return t("change.pause", date=args[0])
     if kind == "unfollow":
-        return t("change.unfollow", topic=args[0])
+        return t("change.unfollow", topic=args[1] if len(args) > 1 else args[0])
     if kind == "digest":
         summary = t("digest.summary", at=snap.state.digest_at)
         return t("change.digest", summary=summary if snap.state.digest_enabled else t("state.off"))
@@ -161,6 +165,7 @@ def _show(
         "unread": snap.unread,
         "suggest": snap.suggest,
         "topics": snap.topics,
+        "topic_names": snap.topic_names,
         "names": {row.key: row.name for row in snap.layout.rows()},
         "default_caps": {
             row.key: ", ".join(t.cap(c.count, c.per) for c in row.default_caps)
@@ -214,7 +219,8 @@ async def save_preferences(visit: Visit) -> web.StreamResponse:
             changes = [("unsubscribed",) if on else ("resubscribed",)]
         elif action == "unfollow" and fields.get("topic") in snap.topics:
             follows.unfollow(session, visit.recipient.id, fields["topic"])
-            return snap, None, {}, [("unfollow", fields["topic"])]
+            topic = fields["topic"]
+            return snap, None, {}, [("unfollow", topic, snap.topic_names.get(topic, topic))]
         elif action == "mute" and fields.get("category") in snap.state.categories:
             key = fields["category"]
             changes_in = forms.turn_off(key)
