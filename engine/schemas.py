@@ -344,6 +344,38 @@ class RecipientIn(Strict):
         return self
 
 
+class RecipientPatch(RecipientIn):
+    """`PATCH /v1/recipients/{id}`, a JSON merge patch (RFC 7386): keys left out keep their
+    value and null clears one, as with `PUT`, and `attributes` is merged into the stored
+    ones rather than replacing them: a name given a value sets it (objects merge the same
+    way, level by level), a name given null is removed. The result must keep the bounds
+    of `attributes` (a 422 naming `attributes` otherwise)."""
+
+    attributes: dict[str, Any] | None = None
+
+
+def merged_attributes(stored: dict[str, Any] | None, patch: dict[str, Any]) -> dict[str, Any]:
+    """`patch` applied to `stored` attributes by RFC 7386, checked against their bounds;
+    raises `FieldError` naming `attributes` (or `attributes.<name>`)."""
+    result = merge_patch(stored or {}, patch)
+    assert isinstance(result, dict)
+    return _attributes(result)
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386's MergePatch: an object merges into an object key by key (null removes
+    a key), anything else replaces the target."""
+    if not isinstance(patch, dict):
+        return patch
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge_patch(out.get(key), value)
+    return out
+
+
 class RecipientBulkItem(RecipientIn):
     """One entry of `POST /v1/recipients/bulk`."""
 

@@ -23,6 +23,7 @@ from engine.schemas import (
     PreferencesOut,
     RecipientIn,
     RecipientOut,
+    RecipientPatch,
     RecipientPath,
     RecipientsBulkIn,
     UpsertedOut,
@@ -89,6 +90,28 @@ async def put_recipient(
         return recipients.public(recipients.upsert(session, path.id, body), settings)
 
     return await request.app[DB].write(write)
+
+
+@routes.patch("/v1/recipients/{id}")
+@scope("recipients")
+@operation(path=RecipientPath, body=RecipientPatch, responses={200: RecipientOut})
+async def patch_recipient(
+    request: web.Request, path: RecipientPath, body: RecipientPatch
+) -> dict[str, Any]:
+    """Change some of a recipient's fields with a JSON merge patch (RFC 7386): as `PUT`,
+    but `attributes` merge into the stored ones name by name (null removes one) instead
+    of replacing them. 404 (field `id`) for an unknown recipient."""
+    settings = request.app[SETTINGS]
+    check_outbound(body, settings, "webhook_url")
+
+    def write(session: Session) -> dict[str, Any] | None:
+        row = recipients.patch(session, path.id, body)
+        return recipients.public(row, settings) if row is not None else None
+
+    found = await request.app[DB].write(write)
+    if found is None:
+        raise NotFound(f"no recipient {path.id!r}", field="id")
+    return found
 
 
 @routes.post("/v1/recipients/bulk")

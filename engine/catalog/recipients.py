@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 
 from engine.catalog import follows
 from engine.catalog.segments import activity, tier
-from engine.schemas import RecipientIn
+from engine.schemas import RecipientIn, RecipientPatch, merged_attributes
 from engine.settings import Settings
 from engine.store import turns
 from engine.store.models import Delivery, Digest, Feedback, Recipient
@@ -33,6 +33,26 @@ def upsert(session: Session, recipient_id: str, changes: RecipientIn) -> Recipie
             continue
         value = getattr(changes, name)
         if name == "annual_spend" and value is None:
+            value = 0
+        setattr(row, name, value)
+    row.updated_at = now()
+    session.add(row)
+    return row
+
+
+def patch(session: Session, recipient_id: str, changes: RecipientPatch) -> Recipient | None:
+    """Apply a merge patch to a recipient (`RecipientPatch`); None when there is none.
+
+    Raises `FieldError` when the merged `attributes` break their bounds.
+    """
+    row = session.get(Recipient, recipient_id)
+    if row is None:
+        return None
+    for name in changes.model_fields_set:
+        value = getattr(changes, name)
+        if name == "attributes":
+            value = merged_attributes(row.attributes, value) if value is not None else None
+        elif name == "annual_spend" and value is None:
             value = 0
         setattr(row, name, value)
     row.updated_at = now()
