@@ -98,10 +98,15 @@ def test_channel_rate_limit_makes_work_wait_not_drop(
     arrivals = sorted(receiver.seconds())
     # 20 at 5/s span at least four one-second windows; unlimited they arrive at once.
     assert arrivals[-1] - arrivals[0] >= 2.0, arrivals
-    per_window = [
-        sum(1 for a in arrivals if int(a) == second) for second in {int(a) for a in arrivals}
+    # The limit admits 5 in each one-second window, shared through Redis: when the i-th
+    # request arrived, at least i // 5 windows after the first one's had begun. A request
+    # admitted late in its window may arrive in the next second on a busy machine, hence
+    # one window of slack; at 10/s or unlimited, the last five arrive windows too early.
+    first = int(arrivals[0])
+    early = [
+        (i, round(a - first, 2)) for i, a in enumerate(arrivals) if int(a) - first < i // 5 - 1
     ]
-    assert max(per_window) <= 6, per_window  # 5 a window, one of slack for network jitter
+    assert not early, f"arrived before the limit allowed (index, seconds): {early}"
 
 
 def test_a_broadcast_starts_sending_before_its_audience_is_planned(
