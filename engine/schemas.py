@@ -10,7 +10,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -747,6 +747,10 @@ class NotificationIn(Strict):
                 raise FieldError("ab_test", "an A/B test slice needs variants")
             if self.send_at == "best":
                 raise FieldError("ab_test", 'an A/B test slice cannot go with send_at "best"')
+            try:
+                (self.send_time or datetime.now(UTC)) + timedelta(seconds=self.ab_test.wait)
+            except OverflowError:
+                raise FieldError("ab_test.wait", "the winner would be chosen after 9999") from None
             for index, variant in enumerate(self.variants):
                 if variant.send_after and variant.send_after >= self.ab_test.wait:
                     raise FieldError(

@@ -189,6 +189,14 @@ def test_a_cancel_before_the_decision_stops_the_rest(
         (
             {
                 "variants": VARIANTS,
+                "send_at": "9999-12-31T00:00:00Z",
+                "ab_test": {"slice": 0.1, "metric": "open_rate", "wait": "2d"},
+            },
+            "ab_test.wait",
+        ),
+        (
+            {
+                "variants": VARIANTS,
                 "send_at": "best",
                 "ab_test": {"slice": 0.1, "metric": "open_rate", "wait": "1h"},
             },
