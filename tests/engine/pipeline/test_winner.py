@@ -1,16 +1,22 @@
 """An A/B test slice, pure parts: the slice is stable and about its share of the audience,
 split among the variants by weight; the winner is the best rate, and a tie or no data
-goes to the heaviest variant, then the first listed."""
+goes to the heaviest variant, then the first listed; the rest's deliveries wait for the
+decision, an escalation moving along with them."""
 
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine.pipeline.planning import _hold_for_winner
+from engine.pipeline.policy import Decision
 from engine.pipeline.variants import Variant, assign, in_slice
 from engine.pipeline.winner import choose
+from engine.store.models import Notification
+from engine.store.states import DeliveryStatus, Reason
 
 IDS = st.text(
     alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=40
@@ -58,3 +64,35 @@ def test_no_data_goes_to_the_heaviest_then_the_first_listed() -> None:
     assert choose([A, B], {}, "conversion_rate") == ("a", "no_data")
     # A variant nobody got does not win over one that was measured at zero.
     assert choose([A, C], {"a": {"conversion_rate": 0.0}}, "conversion_rate") == ("a", "best")
+
+
+def test_the_rest_waits_for_the_decision_on_every_channel_and_an_escalation_moves_along() -> None:
+    at = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    decide = at + timedelta(hours=1)
+    notification = Notification(
+        id=7,
+        category="promo.x",
+        audience={"ids": ["in", "out"]},
+        variants=[{"name": "a"}, {"name": "b"}],
+        ab_test={"slice": 0.5, "metric": "click_rate", "wait": 3600},
+        ab_decide_at=decide,
+    )
+    q, s = DeliveryStatus.QUEUED, DeliveryStatus.SCHEDULED
+    plan = [
+        Decision("inapp", q),
+        Decision("email", s, Reason.QUIET_HOURS, at + timedelta(minutes=20)),
+        Decision("sms", s, Reason.ESCALATION, at + timedelta(minutes=30)),
+        Decision("push", s, Reason.QUIET_HOURS, at + timedelta(hours=3)),
+        Decision("webhook", DeliveryStatus.SUPPRESSED, Reason.OPTED_OUT),
+    ]
+    decisions = {"in": list(plan), "out": list(plan)}
+    picks: dict[str, Variant | None] = {"in": Variant("a"), "out": None}
+    _hold_for_winner(notification, picks, decisions, at)
+    assert decisions["in"] == plan  # the slice goes as planned
+    assert decisions["out"] == [
+        Decision("inapp", s, Reason.AB_TEST, decide),
+        Decision("email", s, Reason.AB_TEST, decide),
+        Decision("sms", s, Reason.ESCALATION, decide + timedelta(minutes=30)),
+        Decision("push", s, Reason.QUIET_HOURS, at + timedelta(hours=3)),
+        Decision("webhook", DeliveryStatus.SUPPRESSED, Reason.OPTED_OUT),
+    ]
