@@ -47,6 +47,9 @@ from scripts.benchkit.stores import (
 
 
 def _terminate(signum: int, _frame: Any) -> None:
+    # A second signal must not cut the clean-up short: it would leave hosts behind.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     raise KeyboardInterrupt(f"signal {signum}")
 
 
@@ -62,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, _terminate)
     result: dict[str, Any] = {
         "cpus": os.cpu_count(),
         "load_before": [round(x, 2) for x in os.getloadavg()],

@@ -9,8 +9,8 @@ connects to 10.X.i.1:PORT over its link. A command runs inside with `ip netns ex
 `unshare --uts`, under the host's own name, which is the first part of the holder id a
 worker writes on the plan chunks it claims (`engine.store.leases.holder_id`).
 
-Everything made here (namespaces, links, bridges) is removed when the block ends,
-whatever ended it.
+Everything made here (namespaces, links, bridges, and any process still inside a
+namespace) is removed when the block ends, whatever ended it.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 from collections.abc import Iterator, Sequence
@@ -134,11 +135,27 @@ def worker_hosts(count: int, ports: Sequence[int]) -> Iterator[Rig]:
     finally:
         for bridge in bridges:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(bridge.pid, 9)
+                os.killpg(bridge.pid, signal.SIGKILL)
             bridge.wait(10)
-        for namespace in made:  # its end of the veth pair goes with it, and so the pair
+        for namespace in made:
+            _kill_inside(namespace)
+            # Its end of the veth pair goes with it, and so the pair.
             with contextlib.suppress(OSError, subprocess.SubprocessError):
                 _ip("netns", "del", namespace)
+
+
+def _kill_inside(namespace: str) -> None:
+    """SIGKILL whatever still runs in `namespace`: a namespace with a process in it
+    outlives its name, and keeps its link."""
+    try:
+        listed = subprocess.run(
+            ["ip", "netns", "pids", namespace], capture_output=True, text=True, timeout=30
+        ).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return
+    for pid in listed:
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid), signal.SIGKILL)
 
 
 def _bridge(address: str, port: int) -> subprocess.Popen[bytes]:
