@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 from engine.api.context import REDIS
 from engine.catalog import follows
 from engine.catalog import topics as catalog_topics
+from engine.catalog.segments import activity
 from engine.errors import FieldError
 from engine.schemas import PreferencesIn
 from engine.store.models import Category, Feedback
@@ -49,7 +50,8 @@ def _snapshot(session: Session, visit: Visit) -> Snapshot:
     settings = visit.settings
     categories = store.load_categories(session)
     prefs = store.load_one(session, visit.recipient, settings=settings)
-    view = forms.layout(visit.recipient, categories.values(), visit.lang)
+    reader = activity(visit.recipient.last_active_at, now(), settings)
+    view = forms.layout(visit.recipient, categories.values(), visit.lang, reader)
     state = forms.current(prefs, view, at=now())
     # SPEC §4: a 👎 on a category makes the page suggest turning it off.
     disliked = session.exec(

@@ -63,9 +63,13 @@ class Layout:
             yield from rows
 
 
-def layout(recipient: Recipient, categories: Iterable[Category], locale: str) -> Layout:
+def layout(
+    recipient: Recipient, categories: Iterable[Category], locale: str, activity: str | None = None
+) -> Layout:
     """Channels the recipient can be reached on (the inbox always), categories by kind,
-    named and described in `locale`."""
+    named and described in `locale`, each with the caps the platform holds this recipient
+    to: the category's own, and those it sets for the recipient's `activity` (`active`,
+    `sleeping`, `churned`)."""
     reachable = tuple(
         ch
         for ch in USER_CHANNELS
@@ -79,7 +83,10 @@ def layout(recipient: Recipient, categories: Iterable[Category], locale: str) ->
             kind=c.kind,
             required=c.required,
             channels=tuple(ch for ch in c.channels if ch in reachable),
-            default_caps=tuple(Cap(int(cap["count"]), int(cap["per"])) for cap in c.caps),
+            default_caps=tuple(
+                Cap(int(cap["count"]), int(cap["per"]))
+                for cap in (*c.caps, *(c.caps_by_activity or {}).get(activity or "", ()))
+            ),
         )
         for c in categories
     ]
