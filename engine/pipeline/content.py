@@ -9,7 +9,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from engine.pipeline.templates import DataError, check_data, pick_locale, render, uses_recipient
+from engine.pipeline.templates import (
+    DataError,
+    check_data,
+    pick_locale,
+    render,
+    uses_links,
+    uses_recipient,
+)
 from engine.pipeline.variants import Variant, copy_inputs
 from engine.store.models import Category, Notification, Recipient
 
@@ -119,7 +126,7 @@ class Composer:
         context: dict[str, Any] = {
             "data": data,
             "recipient": reader(recipient) if recipient else {},
-            "links": links() if not shared else {},
+            "links": links() if not shared and uses_links(fields) else {},
         }
         out = render(fields, context)
         copy = Copy(

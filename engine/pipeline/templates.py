@@ -40,11 +40,12 @@ class RenderError(Exception):
 
 
 @lru_cache(maxsize=4096)
-def _compile(source: str, html: bool) -> tuple[Template, bool]:
+def _compile(source: str, html: bool) -> tuple[Template, frozenset[str]]:
+    """The template, and which of the per-reader names (`recipient`, `links`) it uses."""
     env = HTML_SANDBOX if html else SANDBOX
     tree = env.parse(source)
-    uses_recipient = bool({"recipient", "links"} & meta.find_undeclared_variables(tree))
-    return env.from_string(env.bound(tree)), uses_recipient
+    personal = frozenset({"recipient", "links"} & meta.find_undeclared_variables(tree))
+    return env.from_string(env.bound(tree)), personal
 
 
 def pick_locale(
@@ -58,6 +59,12 @@ def pick_locale(
 def uses_recipient(fields: Mapping[str, str]) -> bool:
     """Whether rendering these fields depends on the recipient (else it can be shared)."""
     return any(_compile(source, name == "html")[1] for name, source in fields.items())
+
+
+def uses_links(fields: Mapping[str, str]) -> bool:
+    """Whether these fields show the reader's signed page links (`links.…`): only then
+    are they signed, three HMACs a recipient."""
+    return any("links" in _compile(source, name == "html")[1] for name, source in fields.items())
 
 
 def render(fields: Mapping[str, str], context: Mapping[str, Any]) -> dict[str, str]:
