@@ -442,9 +442,22 @@ def _attribute_value(value: Any) -> bool | int | float | str:
         raise ValueError("a number, a text or true/false") from None
 
 
+def _attribute_bound(value: Any) -> int | float | str:
+    if isinstance(value, str):
+        if len(value) > 1000:
+            raise ValueError("at most 1000 characters")
+        return value
+    try:
+        return _attribute_number(value)
+    except ValueError:
+        raise ValueError("a number or a text") from None
+
+
 # One error per field, named without pydantic's union branches (`level.gt`, not `level.gt.int`).
-AttributeNumber = Annotated[
-    int | float, PlainValidator(_attribute_number), WithJsonSchema({"type": "number"})
+AttributeBound = Annotated[
+    int | float | str,
+    PlainValidator(_attribute_bound),
+    WithJsonSchema({"type": ["number", "string"]}),
 ]
 AttributeValue = Annotated[
     bool | int | float | str,
@@ -455,18 +468,21 @@ AttributeValue = Annotated[
 
 class AttributeCondition(Strict):
     """One attribute's condition in a segment: `eq` a value, `in` a list of values, or a
-    numeric range (`gt`, `gte`, `lt`, `lte`, any of them). Values match their own JSON
-    type only: `12` matches the number 12 (or 12.0), never the text "12" nor `true`; a
-    range matches numbers only. A recipient without the attribute matches none."""
+    range (`gt`, `gte`, `lt`, `lte`, any of them) of numbers or of texts. Values match
+    their own JSON type only: `12` matches the number 12 (or 12.0), never the text "12"
+    nor `true`. A range of numbers matches numbers; a range of texts matches texts,
+    compared character by character (Unicode code points), so ISO 8601 dates and times
+    written alike compare in time order (`{"gte": "2026-01-01"}`). A recipient without the
+    attribute matches none."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     eq: AttributeValue | None = None
     in_: list[AttributeValue] | None = Field(default=None, alias="in", min_length=1, max_length=100)
-    gt: AttributeNumber | None = None
-    gte: AttributeNumber | None = None
-    lt: AttributeNumber | None = None
-    lte: AttributeNumber | None = None
+    gt: AttributeBound | None = None
+    gte: AttributeBound | None = None
+    lt: AttributeBound | None = None
+    lte: AttributeBound | None = None
 
     @model_validator(mode="after")
     def _check(self) -> AttributeCondition:
@@ -475,6 +491,8 @@ class AttributeCondition(Strict):
         forms = ("eq" in given) + ("in_" in given) + bool(ranged)
         if forms != 1:
             raise ValueError("give one of eq, in, or a range (gt, gte, lt, lte)")
+        if len({isinstance(given[op], str) for op in ranged}) > 1:
+            raise ValueError("a range's bounds are all numbers or all texts")
         return self
 
     def document(self) -> dict[str, Any]:

@@ -109,7 +109,7 @@ def _has_tags_jsonb(element: _HasTags, compiler: SQLCompiler, **kw: Any) -> str:
 RANGE_OPERATORS = ("gt", "gte", "lt", "lte")
 
 
-def _compare(value: Any, operator: str, bound: float) -> ColumnElement[bool]:
+def _compare(value: Any, operator: str, bound: Any) -> ColumnElement[bool]:
     if operator == "gt":
         return value > bound  # type: ignore[no-any-return]
     if operator == "gte":
@@ -124,7 +124,9 @@ class _Attribute(ColumnElement[bool]):
     condition: `{"eq": v}`, `{"in": [v, …]}` or bounds (`gt`, `gte`, `lt`, `lte`).
 
     A value matches its own JSON type only (a number a number, text text, a boolean a
-    boolean); bounds match numbers only; a missing attribute matches nothing.
+    boolean); bounds that are numbers match numbers, bounds that are texts match texts
+    by code point (byte order of UTF-8, the same on both databases); a missing attribute
+    matches nothing.
     """
 
     inherit_cache = False
@@ -157,7 +159,11 @@ def _attribute_json1(element: _Attribute, compiler: SQLCompiler, **kw: Any) -> s
             parts.append(and_(kind == "text", value == wanted))
     bounds = [(op, element.condition[op]) for op in RANGE_OPERATORS if op in element.condition]
     if bounds:
-        clause = and_(number, *(_compare(value, op, bound) for op, bound in bounds))
+        texts = isinstance(bounds[0][1], str)  # the schema makes them all one kind
+        clause = and_(
+            kind == "text" if texts else number,
+            *(_compare(value, op, bound) for op, bound in bounds),
+        )
     else:
         clause = or_(false(), *parts)
     return f"({compiler.process(clause, **kw)})"  # one term inside AND / OR
@@ -180,7 +186,10 @@ def _attribute_jsonb(element: _Attribute, compiler: SQLCompiler, **kw: Any) -> s
         else:
             parts.append(string == wanted)
     bounds = [(op, element.condition[op]) for op in RANGE_OPERATORS if op in element.condition]
-    if bounds:
+    if bounds and isinstance(bounds[0][1], str):  # the schema makes them all one kind
+        ordered = string.collate("C")  # code point order, as SQLite's and Python's
+        clause = and_(true(), *(_compare(ordered, op, bound) for op, bound in bounds))
+    elif bounds:
         clause = and_(true(), *(_compare(number, op, float(bound)) for op, bound in bounds))
     else:
         clause = or_(false(), *parts)

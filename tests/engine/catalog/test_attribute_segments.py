@@ -1,4 +1,5 @@
-"""Segments on the recipient's own attributes (equals, in, range), next to tier: the SQL
+"""Segments on the recipient's own attributes (equals, in, a range of numbers or of texts
+such as ISO dates), next to tier: the SQL
 condition on SQLite and PostgreSQL agrees with a plain-Python reading of the rules over
 generated recipients and segments."""
 
@@ -25,14 +26,18 @@ KEYS = ("level", "region", "vip", "score")
 MISSING = object()
 
 numbers = st.integers(-20, 20) | st.integers(-80, 80).map(lambda i: i / 4)
-texts = st.sampled_from(["north", "south", "North", "", "12", "true", "阿明"])
+DATES = ["2026-01-05", "2026-11-30", "2026-11-30T08:00:00Z", "2026-11-30T20:00:00Z", "2025-12"]
+texts = st.sampled_from(["north", "south", "North", "", "12", "true", "阿明", "é", *DATES])
 scalars = numbers | texts | st.booleans()
 values = scalars | st.none() | st.lists(numbers, max_size=2) | st.just({"nested": 1})
 attributes = st.none() | st.dictionaries(st.sampled_from(KEYS), values, max_size=4)
 people = st.lists(
     st.tuples(attributes, st.sampled_from([0.0, 600.0, 9000.0])), min_size=0, max_size=10
 )
-bounds = st.dictionaries(st.sampled_from(["gt", "gte", "lt", "lte"]), numbers, min_size=1)
+OPERATORS = st.sampled_from(["gt", "gte", "lt", "lte"])
+bounds = st.dictionaries(OPERATORS, numbers, min_size=1) | st.dictionaries(
+    OPERATORS, texts, min_size=1
+)
 condition = (
     st.builds(lambda v: {"eq": v}, scalars)
     | st.builds(lambda vs: {"in": vs}, st.lists(scalars, min_size=1, max_size=4))
@@ -70,7 +75,10 @@ def oracle(attrs: dict[str, Any] | None, spend: float, segment: dict[str, Any]) 
         if "in" in cond and not any(_same(value, w) for w in cond["in"]):
             return False
         ranged = {op: b for op, b in cond.items() if op in ("gt", "gte", "lt", "lte")}
-        if ranged and not _number(value):
+        if ranged and not all(
+            isinstance(value, str) if isinstance(b, str) else _number(value)
+            for b in ranged.values()
+        ):
             return False
         for op, bound in ranged.items():
             if op == "gt" and not value > bound:
@@ -127,3 +135,28 @@ def test_the_readers_words_for_the_same_cases() -> None:
     assert not oracle({"vip": True}, 0, {"attributes": {"vip": {"eq": 1}}})
     assert not oracle({}, 0, {"attributes": {"vip": {"eq": False}}})
     assert oracle({"score": 7.5}, 0, {"attributes": {"score": {"gte": 7, "lt": 8}}})
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
+def test_a_range_of_iso_dates_picks_who_joined_in_it(db: Database, settings: Settings) -> None:
+    crowd = [
+        ({"joined": "2025-12-24"}, 0.0),
+        ({"joined": "2026-03-01"}, 0.0),
+        ({"joined": "2026-11-30T08:00:00Z"}, 0.0),
+        ({"joined": 2026}, 0.0),
+        ({}, 0.0),
+    ]
+    segment = {"attributes": {"joined": {"gte": "2026-01-01", "lt": "2026-12-01"}}}
+    assert [oracle(attrs, spend, segment) for attrs, spend in crowd] == [
+        False,
+        True,
+        True,
+        False,
+        False,
+    ]
+    _check(db, settings, crowd, segment)
+
+
+def test_a_range_mixing_numbers_and_texts_is_refused() -> None:
+    with pytest.raises(ValueError, match="all numbers or all texts"):
+        SegmentIn.model_validate({"attributes": {"joined": {"gte": "2026-01-01", "lt": 5}}})
