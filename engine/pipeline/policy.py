@@ -282,8 +282,9 @@ def at_best_time(
     What would go now, or is held only by quiet hours or a pause, waits for the best
     hour; quiet hours (or a pause) still on then make it later, never earlier, and all
     those channels wait together (`scheduled/best_time`), the inbox copy with its email,
-    so the recipient gets one moment. Held until the expiry or later is
-    `suppressed/expired`. Released, each is decided anew (`recheck`).
+    so the recipient gets one moment; an escalation waits its `escalate_after` from that
+    moment, not from now. Held until the expiry or later is `suppressed/expired`.
+    Released, each is decided anew (`recheck`).
     """
     moving = [
         d
@@ -308,10 +309,14 @@ def at_best_time(
     if due == at:
         return list(decisions)
     moved = {d.channel for d in moving}
+    # An escalation counts its wait from the first channel's send: that moved to `due`.
+    late = due - at
     return expire_late(
         [
             Decision(d.channel, DeliveryStatus.SCHEDULED, Reason.BEST_TIME, due)
             if d.channel in moved
+            else replace(d, due_at=d.due_at + late)
+            if d.reason == Reason.ESCALATION and d.due_at is not None
             else d
             for d in decisions
         ],

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from engine.pipeline import policy
 from engine.pipeline.policy import Decision, Previous, Request, Rules
 from engine.settings import Settings
-from preferences.model import Cap, CategoryPreference, Digest, EffectivePreferences
+from preferences.model import Cap, CategoryPreference, Digest, EffectivePreferences, QuietHours
 from preferences.store import resolve
 
 NOON = datetime(2026, 11, 20, 4, 0, tzinfo=UTC)  # 12:00 in Asia/Shanghai
@@ -225,3 +228,42 @@ def test_a_held_delivery_is_decided_again_by_the_same_rules() -> None:
         rules(required=True), Request(), prefs(unsubscribed=True), EVERYWHERE, "email", NOON
     )
     assert essential == Decision("email", "queued")
+
+
+ZONES = ("UTC", "Asia/Shanghai", "America/New_York", "Europe/Berlin", "Australia/Lord_Howe")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    zone=st.sampled_from(ZONES),
+    quiet=st.one_of(st.none(), st.tuples(st.integers(0, 23), st.integers(0, 23))),
+    step=st.integers(60, 6 * 3600),
+    clock=st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2026, 12, 31)).map(
+        lambda d: d.replace(tzinfo=UTC)
+    ),
+    wait=st.integers(0, 47 * 3600),
+)
+def test_a_best_time_send_escalates_counting_from_the_best_time(
+    zone: str, quiet: tuple[int, int] | None, step: int, clock: datetime, wait: int
+) -> None:
+    # Normal priority: push now, email and sms as escalations if push is not seen. With
+    # send_at "best", what goes now waits for the best hour; each escalation then waits
+    # its own `escalate_after` from that moment, never from the accept.
+    window = (
+        QuietHours(True, time(quiet[0]), time(quiet[1]), zone)
+        if quiet
+        else QuietHours(False, time(22), time(8), zone)
+    )
+    reader = prefs(quiet_hours=window)
+    normal = rules(priority="normal", escalate_after=step, channels=EVERYWHERE)
+    decided = policy.decide(normal, Request(), reader, EVERYWHERE, clock)
+    best = clock + timedelta(seconds=wait) if wait else None
+    moved = policy.at_best_time(normal, reader, decided, best, clock)
+    first = {d.due_at or clock for d in moved if d.reason != "escalation" and d.channel != "inbox"}
+    assert len(first) == 1, moved
+    (due,) = first
+    assert due >= (best or clock), moved
+    escalations = [d for d in moved if d.reason == "escalation"]
+    assert [d.channel for d in escalations] == ["email", "sms"], moved
+    for i, d in enumerate(escalations, start=1):
+        assert d.due_at == due + timedelta(seconds=step * i), (i, moved)
