@@ -1,6 +1,12 @@
 """Signed per-recipient page links: they expire, bumping a recipient's `links_version`
 revokes every link minted before, and each carries the recipient row's random
-`links_salt`, so erasing a recipient voids its links even if the id comes back."""
+`links_salt`, so erasing a recipient voids its links even if the id comes back.
+
+An unsubscribe link in a message also names the delivery it came with (`?d=<id>`), so
+the unsubscribe is counted against that message. The id sits outside the signature (one
+signature per recipient serves all their messages); the page honours it only for a
+delivery of the token's own recipient, so it cannot charge anyone else's message.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +20,8 @@ from engine.timeutil import now
 
 PURPOSES = ("preferences", "inbox", "unsubscribe")
 PATHS = {"preferences": "/p/{token}", "inbox": "/inbox/{token}", "unsubscribe": "/u/{token}"}
+# The query parameter naming the delivery an unsubscribe link came with.
+DELIVERY = "d"
 
 
 class LinkError(Exception):
@@ -62,9 +70,19 @@ class Links:
         """The page's path with a fresh token, for links between a recipient's own pages."""
         return PATHS[purpose].format(token=self.token(recipient_id, version, purpose, salt))
 
-    def url(self, recipient_id: str, version: int, purpose: str, salt: str | None = None) -> str:
+    def url(
+        self,
+        recipient_id: str,
+        version: int,
+        purpose: str,
+        salt: str | None = None,
+        *,
+        delivery_id: int | None = None,
+    ) -> str:
+        """The page's full URL; `delivery_id` names the message the link travels in."""
         base = self.settings.public_url.rstrip("/")
-        return base + self.path(recipient_id, version, purpose, salt)
+        url = base + self.path(recipient_id, version, purpose, salt)
+        return url if delivery_id is None else f"{url}?{DELIVERY}={delivery_id}"
 
     def mint(self, recipient_id: str, version: int, salt: str | None = None) -> dict[str, str]:
         """A fresh signed URL per page (`preferences`, `inbox`, `unsubscribe`), as the API's

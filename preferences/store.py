@@ -20,7 +20,7 @@ from engine.errors import FieldError
 from engine.schemas import CapIn, PreferencesIn
 from engine.settings import Settings
 from engine.store import bulk, outbox
-from engine.store.models import Category, Preference, Recipient
+from engine.store.models import Category, Delivery, Preference, Recipient, Unsubscribe
 from engine.timeutil import aware, format_duration, iso, now
 from preferences.model import (
     WEEKDAYS,
@@ -184,9 +184,13 @@ def update(
     *,
     categories: Mapping[str, Category],
     at: datetime | None = None,
+    delivery_id: int | None = None,
 ) -> Preference:
     """Merge `changes` into what the recipient stored; keys left out keep their value,
     and a null puts a field (or a whole section) back to the platform default.
+
+    Unsubscribing (from not unsubscribed) is recorded as an `Unsubscribe` naming
+    `delivery_id`, the message whose link was used (see `source_delivery`), if any.
 
     What is stored reads back as written (`document`). Raises `FieldError`, and writes
     nothing, for an unknown category, an attempt to switch off a required one, and
@@ -225,11 +229,29 @@ def update(
         )
     if "unsubscribed" in given:
         if changes.unsubscribed and not row.unsubscribed:
-            outbox.record(session, outbox.UNSUBSCRIBED, recipient_id=recipient_id)
+            session.add(
+                Unsubscribe(
+                    recipient_id=recipient_id, delivery_id=delivery_id, created_at=at or now()
+                )
+            )
+            outbox.record(
+                session, outbox.UNSUBSCRIBED, recipient_id=recipient_id, delivery_id=delivery_id
+            )
         row.unsubscribed = bool(changes.unsubscribed)
     row.updated_at = at or now()
     session.add(row)
     return row
+
+
+def source_delivery(session: Session, recipient_id: str, given: str | None) -> int | None:
+    """The delivery an unsubscribe link says it came with (`given`, its `?d=`), when that
+    delivery is the recipient's own; None for a link that names none, or names a
+    delivery that is not theirs (the id is not signed: it may have been edited)."""
+    if given is None or not (given.isascii() and given.isdigit()) or int(given) >= 2**63:
+        return None
+    delivery_id = int(given)
+    owner = session.exec(select(Delivery.recipient_id).where(col(Delivery.id) == delivery_id))
+    return delivery_id if owner.first() == recipient_id else None
 
 
 def _row_to_change(session: Session, recipient_id: str) -> Preference:

@@ -14,7 +14,7 @@ from engine.catalog.segments import activity, tier
 from engine.schemas import RecipientIn, RecipientPatch, merged_attributes
 from engine.settings import Settings
 from engine.store import turns
-from engine.store.models import Delivery, Digest, Feedback, Recipient
+from engine.store.models import Delivery, Digest, Feedback, Recipient, Unsubscribe
 from engine.timeutil import iso, now
 from preferences import store
 
@@ -126,5 +126,10 @@ def erase(session: Session, recipient_id: str) -> bool:
         update(Feedback)
         .where(col(Feedback.recipient_id) == recipient_id)
         .values(recipient_id=tombstone, comment=None)
+    )
+    session.exec(
+        update(Unsubscribe)
+        .where(col(Unsubscribe.recipient_id) == recipient_id)
+        .values(recipient_id=tombstone)
     )
     return True

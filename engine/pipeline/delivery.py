@@ -280,7 +280,7 @@ def _message(
     if recipient is None or (field is not None and not address):
         return Outcome(d.id, DeliveryStatus.SUPPRESSED, Reason.NO_ADDRESS)
     # Signing links costs; only email headers and templates that mention them need them.
-    links = partial(page_links, rt, recipient, category)
+    links = partial(page_links, rt, recipient, category, d.id)
     if digest is not None:
         if digest.title is None:
             return Outcome(

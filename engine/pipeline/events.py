@@ -85,8 +85,11 @@ def _document(row: Any, delivery: Any) -> dict[str, Any]:
             "rating": extra.get("rating"),
             "comment": extra.get("comment"),
         }
-    else:
-        data = {"recipient": row.recipient_id}
+    else:  # recipient.unsubscribed, with the message whose link was used when known
+        data = {
+            "recipient": row.recipient_id,
+            "delivery_id": None if row.delivery_id is None else str(row.delivery_id),
+        }
     return {"id": event_id(row.id), "type": row.type, "timestamp": iso(row.at), "data": data}
 
 

@@ -48,15 +48,24 @@ log = logging.getLogger("tidings.planning")
 DIED = "its worker stopped while planning it"
 
 
-def page_links(rt: Runtime, recipient: Recipient, category: Category) -> dict[str, str]:
-    """Signed page links for a recipient; no unsubscribe link for a required category."""
+def page_links(
+    rt: Runtime, recipient: Recipient, category: Category, delivery_id: int | None = None
+) -> dict[str, str]:
+    """Signed page links for a recipient; no unsubscribe link for a required category.
+
+    The unsubscribe link names `delivery_id`, the message it travels in, so an unsubscribe
+    through it is counted against that message (an inbox copy rendered while planning has
+    no id yet, and its link names nothing).
+    """
     version, salt = recipient.links_version, recipient.links_salt
     links = {
         "preferences": rt.links.url(recipient.id, version, "preferences", salt),
         "inbox": rt.links.url(recipient.id, version, "inbox", salt),
     }
     if not category.required:
-        links["unsubscribe"] = rt.links.url(recipient.id, version, "unsubscribe", salt)
+        links["unsubscribe"] = rt.links.url(
+            recipient.id, version, "unsubscribe", salt, delivery_id=delivery_id
+        )
     return links
 
 

@@ -353,6 +353,19 @@ class Feedback(SQLModel, table=True):
     created_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
 
 
+class Unsubscribe(SQLModel, table=True):
+    """One time a recipient unsubscribed from everything optional, and the delivery whose
+    link they used (None when it came from elsewhere: the API, the preference center, a
+    link minted before links named their message). A later resubscribe leaves it be."""
+
+    __tablename__ = "unsubscribes"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    recipient_id: str = Field(max_length=200, index=True)
+    delivery_id: int | None = Field(default=None, sa_type=BigInteger, index=True)
+    created_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
+
+
 class ApiKey(SQLModel, table=True):
     """A scoped API key; only its SHA-256 is stored."""
 

@@ -21,6 +21,7 @@ from engine.schemas import PreferencesIn
 from engine.store.models import Category, Feedback
 from engine.timeutil import now
 from preferences import store
+from preferences.links import DELIVERY
 from preferences.model import WEEKDAYS
 from preferences.pages import forms, linkmail
 from preferences.pages.forms import Change, FormState, Layout, Problem
@@ -252,13 +253,20 @@ async def _unsubscribe_page(visit: Visit, *, done: bool) -> web.Response:
     query = visit.request.query
     context = {
         "done": done or already,
-        "action": visit.here(),
+        "action": visit.here(**_message(visit)),
         "csrf": visit.csrf(),
         "send_link": visit.here("/link"),
         "link_sent": query.get("sent") == "1",
         "resubscribed": query.get("saved") == "resubscribed" and not already,
     }
     return render(visit.request, "unsubscribe.html", context, t=visit.t)
+
+
+def _message(visit: Visit) -> dict[str, str]:
+    """The `?d=` naming the message this unsubscribe link came with, kept by the page's
+    own forms so that confirming on the page is counted against that message too."""
+    given = visit.request.query.get(DELIVERY)
+    return {DELIVERY: given} if given else {}
 
 
 @routes.get("/u/{token}")
@@ -273,24 +281,30 @@ async def unsubscribe_confirm(visit: Visit) -> web.StreamResponse:
 async def unsubscribe(visit: Visit) -> web.StreamResponse:
     """One-click unsubscribe (RFC 8058): a POST unsubscribes, with no cookie or CSRF token.
 
+    The unsubscribe is counted against the message the link came with (`?d=`) when that
+    message is this recipient's own; a link naming none (one minted by the API, or sent
+    before links named their message) unsubscribes all the same, counted against none.
     Undoing it (`action=resubscribe`) is a form of this page and needs its CSRF token.
     """
     form = await visit.request.post()
     on = form.get("action") != "resubscribe"
     if not on:
         await check_form(visit)
+    given = visit.request.query.get(DELIVERY)
 
     def write(session: Session) -> None:
+        rid = visit.recipient.id
         store.update(
             session,
-            visit.recipient.id,
+            rid,
             PreferencesIn(unsubscribed=on),
             categories=store.load_categories(session),
+            delivery_id=store.source_delivery(session, rid, given) if on else None,
         )
 
     await visit.db.write(write)
     if not on:
-        return redirect(visit.here(saved="resubscribed") + "#saved")
+        return redirect(visit.here(saved="resubscribed", **_message(visit)) + "#saved")
     return await _unsubscribe_page(visit, done=True)
 
 

@@ -134,7 +134,7 @@ def test_events_arrive_signed_batched_and_once(
     (rated,) = endpoint.of_type("feedback.created")
     assert rated["data"]["rating"] == "down" and rated["data"]["recipient"] == first["recipient"]
     (gone,) = endpoint.of_type("recipient.unsubscribed")
-    assert gone["data"] == {"recipient": people[1]}
+    assert gone["data"] == {"recipient": people[1], "delivery_id": None}  # not through a link
 
     with endpoint.lock:
         ids = [e["id"] for e in endpoint.events]
