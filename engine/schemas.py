@@ -1210,18 +1210,22 @@ class StatsRow(Out):
     scheduled: int
     feedback: FeedbackCounts
     unsubscribed: int = Field(
-        description="Reached deliveries whose recipient unsubscribed after they were created."
+        description="Reached deliveries whose own unsubscribe link (the email's"
+        " `List-Unsubscribe`, or `links.unsubscribe` in its copy) was used to unsubscribe."
+        " An unsubscribe made elsewhere (the API, the preference center, a link minted"
+        " without a message) counts against no message."
     )
     complained: int = Field(
-        description="Reached deliveries that drew a complaint: rated 👎, or whose recipient"
-        " unsubscribed after they were created; a delivery that did both counts once."
+        description="Reached deliveries that drew a complaint: rated 👎, or unsubscribed"
+        " from through their own unsubscribe link; a delivery that did both counts once."
     )
     open_rate: float | None
     click_rate: float | None
     conversion_rate: float | None
     unsubscribe_rate: float | None = Field(description="`unsubscribed` per sent.")
     complaint_rate: float | None = Field(
-        description="`complained` per sent: 👎 ratings and unsubscribes, each delivery once."
+        description="`complained` per sent: 👎 ratings and unsubscribes through the"
+        " message's own link, each delivery once."
     )
     feedback_rates: dict[str, float | None] = Field(description="👍/😕/👎 per sent.")
     ci95: dict[str, list[float]] | None = Field(

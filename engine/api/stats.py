@@ -26,7 +26,9 @@ routes = web.RouteTableDef()
 async def get_stats(request: web.Request, query: StatsQuery) -> dict[str, Any]:
     """Sent, opened, clicked, converted, unsubscribed and 👍/😕/👎 with rates, grouped `by`
     category, channel, campaign or variant, over `from`–`to` (default: the last 7 days),
-    of one `category`, `campaign` or `notification` when given.
+    of one `category`, `campaign` or `notification` when given. An unsubscribe counts
+    against the one message whose unsubscribe link was used, and against none when it
+    was made elsewhere.
 
     By variant (an A/B test: filter by its notification or campaign), each row has a 95%
     Wilson interval per rate (`ci95`) and the answer says per rate whether the variants

@@ -3,6 +3,11 @@ sent, delivered, opened, clicked and converted, what was suppressed (and why) or
 and how recipients rated it; and the same outcomes counted per hour or day.
 
 Both `GET /v1/stats` and the ops console's data panel read their figures here.
+
+An unsubscribe counts against the one message whose unsubscribe link was used (the
+`Unsubscribe` row names its delivery), as Braze and Knock count it; an unsubscribe made
+elsewhere (the API, the preference center, a link minted without a message) is counted
+against no message.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
-from engine.store.models import Campaign, Delivery, Feedback, Notification, Preference
+from engine.store.models import Campaign, Delivery, Feedback, Notification, Unsubscribe
 from engine.store.states import (
     ARRIVED,
     CLICKED_THROUGH,
@@ -72,9 +77,9 @@ def rates(
     Each row: counts (`deliveries`, `sent` = reached the provider or beyond, `delivered`,
     `opened`, `clicked`, `converted`, `suppressed` with `suppressed_by_reason`, `failed`,
     `scheduled`), `feedback` counts of `up`/`meh`/`down`, `unsubscribed` (reached
-    deliveries whose recipient unsubscribed after it was created), `complained` (reached
-    deliveries rated 👎 or whose recipient unsubscribed after it was created, each
-    delivery counted once however it complained), and rates from 0 to 1 over `sent`
+    deliveries whose own unsubscribe link was used to unsubscribe), `complained` (reached
+    deliveries rated 👎 or unsubscribed from through their own link, each delivery
+    counted once however it complained), and rates from 0 to 1 over `sent`
     (None when nothing was sent): open, click, conversion, unsubscribe, complaint
     (`complained` / `sent`) and `feedback_rates` per rating. By campaign, each row has
     the campaign's id (`campaign`) and its `campaign_name`.
@@ -122,15 +127,8 @@ def rates(
     )
     for group, rating, total in session.exec(ratings):
         counts[group][f"feedback_{rating}"] += total
-    left = _grouped(select(key, func.count()), by).join(
-        Preference, col(Preference.recipient_id) == col(Delivery.recipient_id)
-    )
-    left = left.where(
-        *window,
-        col(Delivery.status).in_(REACHED),
-        col(Preference.unsubscribed).is_(True),
-        col(Preference.updated_at) >= col(Delivery.created_at),
-    ).group_by(key)
+    left = _grouped(select(key, func.count()), by)
+    left = left.where(*window, col(Delivery.status).in_(REACHED), _left_through()).group_by(key)
     for group, total in session.exec(left):
         counts[group]["unsubscribed"] += total
     for group, total in session.exec(_complaints(key, by, window)):
@@ -172,20 +170,21 @@ def rates(
     return sorted(out, key=lambda r: (-r["deliveries"], str(r[by])))
 
 
+def _left_through() -> ColumnElement[bool]:
+    """Whether the delivery's own unsubscribe link was used to unsubscribe (once or more:
+    the delivery counts once)."""
+    return exists().where(col(Unsubscribe.delivery_id) == col(Delivery.id))
+
+
 def _complaints(key: Any, by: str, window: list[Any]) -> Any:
     """Per group, the reached deliveries in `window` that drew a complaint: a 👎 on the
-    delivery, or its recipient unsubscribing after it was created."""
+    delivery, or an unsubscribe through its own link."""
     rated_down = exists().where(
         col(Feedback.delivery_id) == col(Delivery.id), col(Feedback.rating) == "down"
     )
-    left_after = exists().where(
-        col(Preference.recipient_id) == col(Delivery.recipient_id),
-        col(Preference.unsubscribed).is_(True),
-        col(Preference.updated_at) >= col(Delivery.created_at),
-    )
     query = _grouped(select(key, func.count()), by)
     return query.where(
-        *window, col(Delivery.status).in_(REACHED), rated_down | left_after
+        *window, col(Delivery.status).in_(REACHED), rated_down | _left_through()
     ).group_by(key)
 
 

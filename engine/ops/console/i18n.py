@@ -95,9 +95,10 @@ STRINGS: dict[str, tuple[str, str]] = {
     "figure.complaint_rate": ("Complaint rate", "投诉率"),
     "panel.complaint_note": (
         "Rates are shares of the deliveries sent. A complaint is a sent delivery rated 👎 or"
-        " whose recipient unsubscribed after it, counted once if both.",
-        "各比率以已发送的投递为分母。投诉指被评为 👎 或收件人在其后退订的已发送投递，"
-        "两者兼有只计一次。",
+        " whose own unsubscribe link was used, counted once if both; an unsubscribe made"
+        " elsewhere counts against no message.",
+        "各比率以已发送的投递为分母。投诉指被评为 👎 或经其自带退订链接退订的已发送投递，"
+        "两者兼有只计一次；在别处退订不计入任何消息。",
     ),
     "figure.unsubscribe_rate": ("Unsubscribe rate", "退订率"),
     "feedback.up": ("👍 Useful", "👍 有用"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -126,15 +127,26 @@ def test_events_arrive_signed_batched_and_once(
     first = delivered[0]["data"]
     admin.post(f"/v1/deliveries/{first['delivery_id']}/events", json={"type": "clicked"})
     admin.post(f"/v1/deliveries/{first['delivery_id']}/feedback", json={"rating": "down"})
-    admin.put(f"/v1/recipients/{people[1]}/preferences", json={"unsubscribed": True})
-    wait_for(lambda: endpoint.of_type("recipient.unsubscribed"), timeout=30)
+    # people[1] unsubscribes through the link their message carried; people[2] elsewhere.
+    (theirs,) = [e["data"]["delivery_id"] for e in delivered if e["data"]["recipient"] == people[1]]
+    minted = admin.post(f"/v1/recipients/{people[1]}/links").json()["unsubscribe"]
+    link = f"{urlsplit(minted).path}?d={theirs}"
+    assert admin.post(link, data={"List-Unsubscribe": "One-Click"}).status_code == 200
+    admin.put(f"/v1/recipients/{people[2]}/preferences", json={"unsubscribed": True})
+    wait_for(lambda: len(endpoint.of_type("recipient.unsubscribed")) == 2, timeout=30)
     wait_for(lambda: endpoint.of_type("feedback.created"), timeout=30)
     (clicked,) = wait_for(lambda: endpoint.of_type("delivery.clicked"), timeout=30)
     assert clicked["data"]["delivery_id"] == first["delivery_id"]
     (rated,) = endpoint.of_type("feedback.created")
     assert rated["data"]["rating"] == "down" and rated["data"]["recipient"] == first["recipient"]
-    (gone,) = endpoint.of_type("recipient.unsubscribed")
-    assert gone["data"] == {"recipient": people[1], "delivery_id": None}  # not through a link
+    gone = sorted(
+        (e["data"] for e in endpoint.of_type("recipient.unsubscribed")),
+        key=lambda d: d["recipient"],
+    )
+    assert gone == [
+        {"recipient": people[1], "delivery_id": theirs},
+        {"recipient": people[2], "delivery_id": None},
+    ]
 
     with endpoint.lock:
         ids = [e["id"] for e in endpoint.events]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -134,6 +135,13 @@ def test_stats_show_rates_and_feedback_per_category_and_channel(
     assert admin.get("/v1/stats", params={"from": "yesterday"}).json()["error"]["field"] == "from"
 
 
+def _unsubscribe_through(admin: httpx.Client, rid: str, delivery_id: int) -> None:
+    """One-click unsubscribe through the link a message of `delivery_id` carries."""
+    minted = admin.post(f"/v1/recipients/{rid}/links").json()["unsubscribe"]
+    link = f"{urlsplit(minted).path}?d={delivery_id}"
+    assert admin.post(link, data={"List-Unsubscribe": "One-Click"}).status_code == 200
+
+
 @pytest.mark.parametrize(
     "database_url",
     [pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)],
@@ -151,12 +159,12 @@ def test_a_complaint_is_a_thumbs_down_or_an_unsubscribe_counted_once_per_deliver
         answer = admin.post(f"/v1/deliveries/{ids[rid]}/feedback", json={"rating": rating})
         answer.raise_for_status()
     for rid in ("u-2", "u-3"):  # u-3 rated it 👎 and left as well: one complaint
-        admin.put(
-            f"/v1/recipients/{rid}/preferences", json={"unsubscribed": True}
-        ).raise_for_status()
+        _unsubscribe_through(admin, rid, ids[rid])
+    # An unsubscribe made elsewhere (here the API) counts against no message.
+    admin.put("/v1/recipients/u-4/preferences", json={"unsubscribed": True}).raise_for_status()
     # A suppressed delivery's recipient who rates nothing and leaves counts nowhere.
-    _delivered(db, "promo.flash_sale", status="suppressed", recipient="u-6")
-    admin.put("/v1/recipients/u-6/preferences", json={"unsubscribed": True}).raise_for_status()
+    suppressed = _delivered(db, "promo.flash_sale", status="suppressed", recipient="u-6")
+    _unsubscribe_through(admin, "u-6", suppressed)
 
     (row,) = admin.get("/v1/stats").json()["items"]
     assert row["sent"] == 5 and row["feedback"] == {"up": 1, "meh": 0, "down": 2}

@@ -8,11 +8,11 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from sqlmodel import delete
+from sqlmodel import col, delete, select
 
 from engine.settings import Settings
 from engine.store.db import Database
-from engine.store.models import Delivery, Feedback, Notification, Preference
+from engine.store.models import Delivery, Feedback, Notification, Preference, Unsubscribe
 from engine.timeutil import now
 
 CHART = re.compile(r'src="data:image/svg\+xml;base64,([^"]+)"')
@@ -60,11 +60,19 @@ def test_the_data_panel_shows_each_groups_figures_and_draws_them(
     console: httpx.Client, db: Database
 ) -> None:
     seed_outcomes(db)
-    with db.session() as session:  # r-3, whose message was delivered, unsubscribed since
+    with db.session() as session:
+        # r-3, whose message was delivered, unsubscribed through its link since; r-4
+        # unsubscribed elsewhere, which counts against no message.
+        (left,) = session.exec(select(Delivery.id).where(col(Delivery.recipient_id) == "r-3"))
         session.add(Preference(recipient_id="r-3", unsubscribed=True))
+        session.add(Unsubscribe(recipient_id="r-3", delivery_id=left))
+        session.add(Preference(recipient_id="r-4", unsubscribed=True))
+        session.add(Unsubscribe(recipient_id="r-4"))
     page = console.get("/console", params={"by": "category"})
     assert page.status_code == 200
-    assert "A complaint is a sent delivery rated 👎 or whose recipient unsubscribed" in page.text
+    assert "A complaint is a sent delivery rated 👎 or whose own unsubscribe link was used" in (
+        page.text
+    )
     table = page.text[page.text.index('id="figures"') :]
     flash = table[table.index("promo.flash_sale") :].split("</tr>")[0]
     cells = re.findall(r'<td class="n">(.*?)</td>', flash, re.S)
