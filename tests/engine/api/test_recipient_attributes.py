@@ -80,7 +80,8 @@ def test_attribute_segments_count_their_audience_and_refuse_bad_conditions(
 
     bad({"attributes": {"level": {}}}, "to.segment.attributes.level")
     bad({"attributes": {"level": {"eq": 1, "gt": 0}}}, "to.segment.attributes.level")
-    bad({"attributes": {"level": {"gt": "ten"}}}, "to.segment.attributes.level.gt")
+    bad({"attributes": {"level": {"gt": 1, "lt": "ten"}}}, "to.segment.attributes.level")
+    bad({"attributes": {"level": {"gt": True}}}, "to.segment.attributes.level.gt")
     bad({"attributes": {"level": {"in": []}}}, "to.segment.attributes.level.in")
     bad({"attributes": {"level": {"between": [1, 2]}}}, "to.segment.attributes.level.between")
     bad({"attributes": {}}, "to.segment.attributes")
