@@ -132,9 +132,11 @@ def stacked(
         top = max((sum(v) for v in zip(*parts.values(), strict=True)), default=0)
         step = max(1, math.ceil(top / 5))
         extra["y_labels"] = list(range(0, int(top) + step + 1, step))
-    # Three parts to a legend row; the chart grows a line for each further row.
-    rows = math.ceil(len(parts) / 3)
-    extra["legend_at_bottom_columns"] = 3
+    # Three parts to a legend row (two when a name is long enough to run into the next
+    # one, such as "seen_elsewhere"); the chart grows a line for each further row.
+    columns = 3 if max((len(name) for name in parts), default=0) <= 11 else 2
+    rows = math.ceil(len(parts) / columns)
+    extra["legend_at_bottom_columns"] = columns
     extra["height"] = HEIGHT + LEGEND_ROW * max(0, rows - 1)
     extra["margin_bottom"] = 16 + LEGEND_ROW * max(0, rows - 1)  # pygal leaves one row
     chart = pygal.HorizontalStackedBar(**_config(**extra))
