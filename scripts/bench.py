@@ -1,7 +1,7 @@
 """How fast Tidings broadcasts, how it holds transactional latency meanwhile, and how it
 compares with the per-message design most teams start from. Prints one JSON document.
 
-Against a real Redis (databases 12 and 13, flushed before and after) and a real SQL
+Against a real Redis (databases 2 and 3, flushed before and after) and a real SQL
 database (a temporary SQLite file, or a fresh PostgreSQL database with `--postgres`,
 dropped afterwards), it:
 

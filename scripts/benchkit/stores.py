@@ -1,6 +1,6 @@
 """The stores a run owns: two Redis database numbers, and a PostgreSQL database if asked.
 
-Redis databases 12 (the broker's) and 13 (Tidings' counters) are flushed before and
+Redis databases 2 (the broker's) and 3 (Tidings' counters) are flushed before and
 after a run, so only one run may use them at a time: `exclusive` holds a lock file for
 the whole run. The PostgreSQL database is created for the run and dropped after it.
 """
@@ -22,8 +22,8 @@ POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_HOST = "127.0.0.1"
 # A Redis server of the run's own keeps other work on the machine out of its figures.
 REDIS_PORT = int(os.environ.get("BENCH_REDIS_PORT", "6379"))
-BROKER_DB = 12
-COUNTERS_DB = 13
+BROKER_DB = 2
+COUNTERS_DB = 3
 
 
 @contextmanager
