@@ -17,7 +17,8 @@ from sqlmodel import Session, col, select
 
 from channels.base import CHANNEL_NAMES
 from engine.errors import FieldError
-from engine.schemas import CapIn, PreferencesIn
+from engine.schemas.common import CapIn
+from engine.schemas.preferences import PreferencesIn
 from engine.settings import Settings
 from engine.store import bulk, outbox
 from engine.store.models import Category, Delivery, Preference, Recipient, Unsubscribe

@@ -9,10 +9,10 @@ from aiohttp import web
 from engine.api.context import DB, SETTINGS, scope
 from engine.api.contract import Reply, operation
 from engine.api.notifications import REPLAYED, recipient_writes
-from engine.campaign_schemas import CampaignIn, CampaignList, CampaignOut, CampaignPage
 from engine.errors import Invalid
 from engine.pipeline import campaigns
-from engine.schemas import IdempotencyHeaders, RowPath
+from engine.schemas.campaigns import CampaignIn, CampaignList, CampaignOut, CampaignPage
+from engine.schemas.params import IdempotencyHeaders, RowPath
 
 routes = web.RouteTableDef()
 

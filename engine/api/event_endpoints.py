@@ -13,8 +13,7 @@ from engine.api.context import DB, SETTINGS, scope
 from engine.api.contract import Reply, operation
 from engine.errors import Invalid
 from engine.ops import event_endpoints
-from engine.schemas import RowPath
-from engine.schemas_events import (
+from engine.schemas.events import (
     EventBatchPage,
     EventEndpointCreatedOut,
     EventEndpointDeletedOut,
@@ -23,6 +22,7 @@ from engine.schemas_events import (
     EventEndpointOut,
     FailuresQuery,
 )
+from engine.schemas.params import RowPath
 
 routes = web.RouteTableDef()
 

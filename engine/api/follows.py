@@ -12,15 +12,9 @@ from engine.api.context import DB, SETTINGS, scope
 from engine.api.contract import operation
 from engine.catalog import follows
 from engine.errors import Invalid, NotFound
-from engine.schemas import (
-    FollowedOut,
-    FollowList,
-    FollowOut,
-    FollowPath,
-    FollowsBulkIn,
-    RecipientPath,
-    UnfollowedOut,
-)
+from engine.schemas.answers import FollowedOut, FollowList, FollowOut, UnfollowedOut
+from engine.schemas.catalog import FollowsBulkIn
+from engine.schemas.params import FollowPath, RecipientPath
 
 routes = web.RouteTableDef()
 

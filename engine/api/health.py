@@ -16,7 +16,7 @@ from sqlalchemy import text
 from engine.api.context import DB, METRICS, REDIS, SETTINGS
 from engine.api.contract import Reply, operation
 from engine.ops import supervisor
-from engine.schemas import HealthOut, PrometheusText, ReadyOut
+from engine.schemas.answers import HealthOut, PrometheusText, ReadyOut
 from engine.store.redis_keys import RedisKeys
 from engine.worker.broker import broker_url, is_rabbitmq
 

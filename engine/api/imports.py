@@ -21,7 +21,8 @@ from engine.api.contract import operation
 from engine.api.errors import HttpError
 from engine.api.middleware import validation_error
 from engine.catalog.imports import Check, Format, import_recipients
-from engine.schemas import ImportedOut, RecipientBulkItem
+from engine.schemas.answers import ImportedOut
+from engine.schemas.catalog import RecipientBulkItem
 from engine.settings import Settings
 
 routes = web.RouteTableDef()

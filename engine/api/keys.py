@@ -11,7 +11,8 @@ from engine.api.context import DB, KEY_CACHE, REDIS, scope
 from engine.api.contract import operation
 from engine.catalog import keys
 from engine.errors import NotFound
-from engine.schemas import KeyList, KeyOut, RowPath
+from engine.schemas.answers import KeyList, KeyOut
+from engine.schemas.params import RowPath
 
 routes = web.RouteTableDef()
 

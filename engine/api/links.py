@@ -12,7 +12,9 @@ from sqlmodel import Session, col
 from engine.api.context import DB, SETTINGS, scope
 from engine.api.contract import operation
 from engine.errors import NotFound
-from engine.schemas import Out, RecipientPath, RevokedOut, Timestamp
+from engine.schemas.answers import RevokedOut
+from engine.schemas.common import Out, Timestamp
+from engine.schemas.params import RecipientPath
 from engine.store.models import Recipient
 from engine.timeutil import iso, now
 from preferences.links import PURPOSES, Links

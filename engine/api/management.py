@@ -13,21 +13,17 @@ from engine.api.context import DB, SETTINGS, scope
 from engine.api.contract import operation
 from engine.catalog import categories, recipients
 from engine.errors import Invalid, NotFound
-from engine.schemas import (
-    CategoryIn,
+from engine.schemas.answers import (
     CategoryList,
     CategoryOut,
     ErasedOut,
-    KeyPath,
-    PreferencesIn,
     PreferencesOut,
-    RecipientIn,
     RecipientOut,
-    RecipientPatch,
-    RecipientPath,
-    RecipientsBulkIn,
     UpsertedOut,
 )
+from engine.schemas.catalog import CategoryIn, RecipientIn, RecipientPatch, RecipientsBulkIn
+from engine.schemas.params import KeyPath, RecipientPath
+from engine.schemas.preferences import PreferencesIn
 from engine.settings import Settings
 from engine.store.models import Category, Recipient
 from preferences import store

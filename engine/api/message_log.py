@@ -17,8 +17,7 @@ from engine.api.contract import operation
 from engine.catalog import recipients as catalog
 from engine.ops import message_log
 from engine.pipeline import cancel
-from engine.schemas import RowPath
-from engine.schemas_log import (
+from engine.schemas.log import (
     CancelledOut,
     DeliveryDetailOut,
     NotificationList,
@@ -26,6 +25,7 @@ from engine.schemas_log import (
     RecipientList,
     RecipientsQuery,
 )
+from engine.schemas.params import RowPath
 from engine.store.states import NotificationStatus
 from engine.timeutil import iso
 

@@ -18,7 +18,10 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from engine.api.context import DB, KEY_CACHE, KEY_SCOPES, REDIS, scope_of
 from engine.api.errors import HttpError, Unauthorized, Unavailable, error_response
 from engine.errors import FieldError, Forbidden, Invalid, TidingsError
-from engine.schemas import MAX_BODY_DEPTH, Key, Strict, json_problem
+
+# The request documents `_MODELS` knows by name, loaded before it is built.
+from engine.schemas import catalog, notifications, params, preferences  # noqa: F401
+from engine.schemas.common import MAX_BODY_DEPTH, Key, Strict, json_problem
 from engine.store.outages import sql_unreachable
 
 log = logging.getLogger("tidings.api")

@@ -15,19 +15,18 @@ from engine.api.management import check_outbound
 from engine.errors import Forbidden, Invalid, NotFound
 from engine.pipeline import accept, receipts
 from engine.pipeline.accept import Accepted
-from engine.schemas import (
+from engine.schemas.answers import (
     AcceptedOut,
     BatchAcceptedOut,
-    BatchIn,
     DeliveryPage,
-    EventIn,
     EventRecordedOut,
-    FeedbackIn,
     FeedbackOut,
-    IdempotencyHeaders,
     InboxOut,
-    NotificationIn,
     NotificationOut,
+)
+from engine.schemas.notifications import BatchIn, EventIn, FeedbackIn, NotificationIn
+from engine.schemas.params import (
+    IdempotencyHeaders,
     NotificationPage,
     ReceiptPage,
     RecipientPath,

@@ -17,7 +17,7 @@ from pydantic.json_schema import models_json_schema
 
 from engine.api.context import scope_of
 from engine.api.contract import Contract, contract_of, operation
-from engine.schemas import DocumentOut, ErrorOut
+from engine.schemas.answers import DocumentOut, ErrorOut
 
 routes = web.RouteTableDef()
 REF = "#/components/schemas/{model}"

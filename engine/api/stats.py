@@ -13,7 +13,8 @@ from engine.api.contract import operation
 from engine.errors import Invalid
 from engine.ops import abtest, stats
 from engine.pipeline import winner
-from engine.schemas import StatsOut, StatsQuery
+from engine.schemas.answers import StatsOut
+from engine.schemas.params import StatsQuery
 from engine.store.models import Notification
 from engine.timeutil import now
 

@@ -12,7 +12,9 @@ from engine.api.context import DB, scope
 from engine.api.contract import operation
 from engine.catalog import topics
 from engine.errors import NotFound
-from engine.schemas import TopicDeleted, TopicIn, TopicOut, TopicPath
+from engine.schemas.answers import TopicDeleted, TopicOut
+from engine.schemas.catalog import TopicIn
+from engine.schemas.params import TopicPath
 
 routes = web.RouteTableDef()
 

@@ -7,7 +7,7 @@ from typing import Any
 from sqlmodel import Session
 
 from engine.locales import choose as choose_locale
-from engine.schemas import CategoryIn
+from engine.schemas.catalog import CategoryIn
 from engine.store.models import OPTIONAL_KINDS, Category
 from engine.timeutil import format_duration, iso, now
 

@@ -32,7 +32,8 @@ import orjson
 from pydantic import ValidationError
 
 from engine.errors import FieldError, LineProblem, LinesRefused
-from engine.schemas import RecipientBulkItem, json_problem
+from engine.schemas.catalog import RecipientBulkItem
+from engine.schemas.common import json_problem
 from engine.store import bulk
 from engine.store.db import Database
 from engine.store.models import Recipient

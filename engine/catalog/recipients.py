@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 
 from engine.catalog import follows
 from engine.catalog.segments import activity, tier
-from engine.schemas import RecipientIn, RecipientPatch, merged_attributes
+from engine.schemas.catalog import RecipientIn, RecipientPatch, merged_attributes
 from engine.settings import Settings
 from engine.store import turns
 from engine.store.models import Delivery, Digest, Feedback, Recipient, Unsubscribe

@@ -12,7 +12,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from engine.locales import choose as choose_locale
-from engine.schemas import TopicIn
+from engine.schemas.catalog import TopicIn
 from engine.store.models import TopicName
 from engine.timeutil import iso, now
 

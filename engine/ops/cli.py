@@ -350,7 +350,7 @@ def _send(args: argparse.Namespace, settings: Settings) -> int:
     from engine.api.notifications import accepted_out
     from engine.errors import TidingsError
     from engine.pipeline import accept
-    from engine.schemas import NotificationIn
+    from engine.schemas.notifications import NotificationIn
     from engine.store.db import Database
     from engine.worker.broker import Dispatcher, make_broker
 

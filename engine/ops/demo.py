@@ -14,10 +14,11 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select
 
-from engine.campaign_schemas import CampaignIn
 from engine.catalog import categories, follows, keys, recipients
 from engine.pipeline import campaigns
-from engine.schemas import CategoryIn, PreferencesIn, RecipientIn
+from engine.schemas.campaigns import CampaignIn
+from engine.schemas.catalog import CategoryIn, RecipientIn
+from engine.schemas.preferences import PreferencesIn
 from engine.settings import Settings
 from engine.store import installation
 from engine.store.db import Database

@@ -23,7 +23,12 @@ from engine.catalog.segments import audience_filter
 from engine.errors import IdempotencyMismatch, Invalid, NotFound, UnknownRecipients
 from engine.pipeline import content, winner
 from engine.pipeline.templates import DataError
-from engine.schemas import EveryoneAudience, NotificationIn, SegmentAudience, TopicAudience
+from engine.schemas.notifications import (
+    EveryoneAudience,
+    NotificationIn,
+    SegmentAudience,
+    TopicAudience,
+)
 from engine.settings import Settings
 from engine.store.db import Database
 from engine.store.models import Category, Delivery, DeliveryEvent, Notification, Recipient

@@ -19,10 +19,10 @@ from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from engine.campaign_schemas import CampaignIn
 from engine.errors import Conflict, IdempotencyMismatch, Invalid, NotFound
 from engine.pipeline import accept, rhythm
 from engine.pipeline.cancel import drain, end_unsent, is_cancelled
+from engine.schemas.campaigns import CampaignIn
 from engine.settings import Settings
 from engine.store.db import Database
 from engine.store.models import Campaign, Delivery, Notification

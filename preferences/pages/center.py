@@ -17,7 +17,7 @@ from engine.catalog import follows
 from engine.catalog import topics as catalog_topics
 from engine.catalog.segments import activity
 from engine.errors import FieldError
-from engine.schemas import PreferencesIn
+from engine.schemas.preferences import PreferencesIn
 from engine.store.models import Category, Feedback
 from engine.timeutil import now
 from preferences import store

@@ -16,7 +16,8 @@ from zoneinfo import ZoneInfo, available_timezones
 
 from channels.base import ADDRESS_FIELDS
 from engine.catalog.categories import description_in, name_in
-from engine.schemas import KINDS, PreferencesIn
+from engine.schemas.common import KINDS
+from engine.schemas.preferences import PreferencesIn
 from engine.store.models import Category, Recipient
 from preferences.model import WEEKDAYS, Cap, EffectivePreferences
 from preferences.store import USER_CHANNELS

@@ -9,7 +9,7 @@ from sqlmodel import Session
 
 from engine.catalog.categories import name_in
 from engine.pipeline import receipts
-from engine.schemas import row_id
+from engine.schemas.common import row_id
 from engine.store.models import Delivery
 from engine.store.states import ARRIVED, Engagement
 from engine.timeutil import iso, now

@@ -17,7 +17,7 @@ from sqlalchemy import func
 from sqlmodel import col, select
 
 from engine.catalog import recipients
-from engine.schemas import RecipientIn
+from engine.schemas.catalog import RecipientIn
 from engine.store.db import Database
 from engine.store.models import Delivery, Preference
 from tests.engine.conftest import send, wait_for

@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import event
 from sqlmodel import Session, select
 
-from engine.schemas import FieldError, PreferencesIn
+from engine.errors import FieldError
+from engine.schemas.preferences import PreferencesIn
 from engine.settings import Settings
 from engine.store.db import Database
 from engine.store.models import Category, Preference, Recipient

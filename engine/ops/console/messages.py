@@ -15,8 +15,8 @@ from engine.api.middleware import validation_error
 from engine.ops import message_log, stats
 from engine.ops.console.web import ROOT, Desk, Refused, console_page, redirect, row_id
 from engine.pipeline import accept, cancel
-from engine.schemas import NotificationOut
-from engine.schemas_log import NotificationsQuery
+from engine.schemas.answers import NotificationOut
+from engine.schemas.log import NotificationsQuery
 from engine.store.states import IN_FLIGHT, UNPLANNED, NotificationStatus
 from preferences import store
 

@@ -13,7 +13,8 @@ from engine.api.contract import document
 from engine.catalog import recipients
 from engine.ops.console.web import ROOT, Desk, Refused, console_page, redirect
 from engine.pipeline import receipts
-from engine.schemas import DeliveryPage, InboxOut, Key
+from engine.schemas.answers import DeliveryPage, InboxOut
+from engine.schemas.common import Key
 from engine.settings import Settings
 from engine.store.models import Preference, Recipient
 from preferences import store

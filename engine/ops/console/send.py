@@ -17,7 +17,7 @@ from engine.api.notifications import after_answer
 from engine.errors import TidingsError
 from engine.ops.console.web import ROOT, Desk, console_page, redirect
 from engine.pipeline import accept
-from engine.schemas import NotificationIn
+from engine.schemas.notifications import NotificationIn
 from engine.store.models import Category
 from preferences import store
 

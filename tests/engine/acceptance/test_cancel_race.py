@@ -13,7 +13,7 @@ from sqlalchemy import func
 from sqlmodel import col, select
 
 from engine.catalog import recipients
-from engine.schemas import RecipientIn
+from engine.schemas.catalog import RecipientIn
 from engine.settings import Settings
 from engine.store.db import Database
 from engine.store.models import Delivery, PlanChunk, Preference

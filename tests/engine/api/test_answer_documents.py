@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from engine.api.contract import OffContract, document
 from engine.pipeline.receipts import Inbox, InboxItem
-from engine.schemas import InboxOut
+from engine.schemas.answers import InboxOut
 
 ZONES = st.one_of(
     st.none(),

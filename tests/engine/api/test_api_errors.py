@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from engine.schemas import CategoryIn
+from engine.schemas.catalog import CategoryIn
 from tests.support import Server
 
 # Not transactional: the process-wide accepted-notifications counter for the critical

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.schemas import merge_patch
+from engine.schemas.catalog import merge_patch
 
 MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
 

@@ -16,7 +16,7 @@ from sqlalchemy import delete
 from sqlmodel import select
 
 from engine.catalog.segments import segment_clause, tier
-from engine.schemas import SegmentIn
+from engine.schemas.catalog import SegmentIn
 from engine.settings import Settings
 from engine.store.db import Database
 from engine.store.models import Recipient

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from engine.catalog import categories, recipients
 from engine.ops.cli import main
-from engine.schemas import CategoryIn, RecipientIn
+from engine.schemas.catalog import CategoryIn, RecipientIn
 from engine.settings import Settings
 from engine.store.db import Database
 from engine.store.models import Notification

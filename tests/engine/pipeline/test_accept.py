@@ -15,7 +15,8 @@ from sqlmodel import col, select
 from engine.catalog import categories, recipients
 from engine.errors import IdempotencyMismatch, UnknownRecipients
 from engine.pipeline import accept
-from engine.schemas import CategoryIn, NotificationIn, RecipientIn
+from engine.schemas.catalog import CategoryIn, RecipientIn
+from engine.schemas.notifications import NotificationIn
 from engine.settings import Settings
 from engine.store.db import Database
 from engine.store.models import Notification

@@ -17,7 +17,8 @@ from sqlmodel import col, select
 
 from engine.catalog import categories
 from engine.pipeline import accept, planning
-from engine.schemas import CategoryIn, NotificationIn
+from engine.schemas.catalog import CategoryIn
+from engine.schemas.notifications import NotificationIn
 from engine.settings import Settings
 from engine.store.db import Database
 from engine.store.models import Delivery, Notification, PlanChunk, Recipient

@@ -19,7 +19,9 @@ from engine.catalog import categories, recipients
 from engine.pipeline import accept, caps, planning
 from engine.pipeline.counters import CapCheck, Counters, CountersLost
 from engine.pipeline.policy import cap_frees_at, cap_window
-from engine.schemas import CategoryIn, NotificationIn, PreferencesIn, RecipientIn
+from engine.schemas.catalog import CategoryIn, RecipientIn
+from engine.schemas.notifications import NotificationIn
+from engine.schemas.preferences import PreferencesIn
 from engine.settings import Settings
 from engine.store import bulk
 from engine.store.db import Database

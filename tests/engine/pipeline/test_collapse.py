@@ -15,7 +15,9 @@ from sqlmodel import col, select
 
 from engine.catalog import categories, recipients
 from engine.pipeline import accept, planning
-from engine.schemas import CategoryIn, NotificationIn, PreferencesIn, RecipientIn
+from engine.schemas.catalog import CategoryIn, RecipientIn
+from engine.schemas.notifications import NotificationIn
+from engine.schemas.preferences import PreferencesIn
 from engine.settings import Settings
 from engine.store.db import Database
 from engine.store.models import Delivery

@@ -11,18 +11,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from engine.schemas import (
-    DeliveryOut,
-    IdText,
-    Key,
-    Limit,
-    Out,
-    Query,
-    RecipientOut,
-    RowId,
-    Timestamp,
-    UtcDatetime,
-)
+from engine.schemas.answers import DeliveryOut, RecipientOut
+from engine.schemas.common import IdText, Key, Limit, Out, Query, RowId, Timestamp, UtcDatetime
 from engine.store.states import DeliveryStatus, NotificationStatus
 
 # What `status` of a notification may be: the planning stage, `done` once planned with

@@ -8,24 +8,21 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BeforeValidator, Field
 
 from engine.pipeline import rhythm
-from engine.schemas import (
-    Audience,
+from engine.schemas.common import (
     ChannelName,
-    ContentIn,
     IdText,
     Key,
     Limit,
-    NotificationIn,
     Out,
     Query,
     RowId,
     Strict,
     Timestamp,
     UtcDatetime,
-    Variants,
     _storable_data,
     _unique,
 )
+from engine.schemas.notifications import Audience, ContentIn, NotificationIn, Variants
 from engine.store.states import CampaignStatus, StepStatus
 
 

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AnyHttpUrl, Field
 
-from engine.schemas import IdText, Limit, Out, Query, RowId, Strict, Timestamp
+from engine.schemas.common import IdText, Limit, Out, Query, RowId, Strict, Timestamp
 from engine.store.outbox import EVENT_TYPES
 from engine.store.states import BatchStatus
 
