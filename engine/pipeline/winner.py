@@ -47,16 +47,20 @@ BATCH = 100
 def choose(
     variants: Sequence[Variant], figures: Mapping[str, Mapping[str, Any]], metric: str
 ) -> tuple[str, str]:
-    """The winning variant's name and the rule that chose it: `best` (the best rate of
-    `metric`), `tie` (several share the best rate: the heaviest, then the first listed) or
-    `no_data` (nothing of the slice was sent: the heaviest, then the first listed)."""
+    """The winning variant's name and the rule that chose it.
+
+    `best`: one variant's rate of `metric` is above every other variant's. `tie`: several
+    share the best rate, above zero; the heaviest of them wins, then the first listed.
+    `no_data`: there is nothing to go on (no variant's rate is above zero, or a variant
+    nobody of the slice was sent cannot be compared); the heaviest variant wins, then the
+    first listed. A variant with no sends is never a loser: its rate is unknown."""
     rates = {v.name: (figures.get(v.name) or {}).get(metric) for v in variants}
-    known = {name: rate for name, rate in rates.items() if rate is not None}
     heaviest = sorted(variants, key=lambda v: -v.weight)  # stable: first listed among equals
-    if not known:
+    known = [rate for rate in rates.values() if rate is not None]
+    if len(known) < len(variants) or not known or max(known) <= 0:
         return heaviest[0].name, "no_data"
-    best = max(known.values())
-    leaders = [v for v in heaviest if known.get(v.name) == best]
+    best = max(known)
+    leaders = [v for v in heaviest if rates[v.name] == best]
     return leaders[0].name, "best" if len(leaders) == 1 else "tie"
 
 

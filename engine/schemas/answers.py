@@ -217,8 +217,10 @@ class AbTestOut(Out):
     decided_at: Timestamp | None
     winner: str | None
     rule: str | None = Field(
-        description="`best`: the best metric; `tie`: tied best, the heaviest then the first "
-        "listed won; `no_data`: nothing of the slice was sent, the same rule chose."
+        description="`best`: one variant's metric above every other's; `tie`: several share "
+        "the best, above zero, and the heaviest of them then the first listed won; `no_data`: "
+        "nothing to go on (a variant nobody of the slice was sent, or no metric above zero), "
+        "the heaviest variant then the first listed won."
     )
     figures: dict[str, dict[str, Any]] | None
 

@@ -161,8 +161,9 @@ class AbTestIn(Strict):
     """A test slice first: `slice` of the audience (chosen by a hash of the test and the
     recipient, so the same on every retry) is split among the variants by weight; the rest
     wait (`scheduled/ab_test`) until `wait` after the send time, then all get the variant
-    with the best `metric` among the slice (a tie, or no data: the heaviest variant, then
-    the first listed)."""
+    with the best `metric` among the slice (a tie, or nothing to go on: the heaviest
+    variant, then the first listed; a variant nobody of the slice was sent, or no metric
+    above zero, is nothing to go on)."""
 
     slice: float = Field(gt=0, lt=1, description="The share of the audience tested, 0.1 = 10%.")
     metric: Literal["open_rate", "click_rate", "conversion_rate"] = Field(
