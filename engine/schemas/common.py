@@ -155,6 +155,19 @@ def _timezone(value: str) -> str:
     return value
 
 
+ISO_DATETIME = "an ISO 8601 date and time with its offset, like 2026-12-01T20:00:00+08:00"
+
+
+def _iso(value: Any) -> Any:
+    """Only ISO 8601 text (or a `datetime` handed over in code) is a time: pydantic would
+    also read a number, or text of digits, as seconds since 1970."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or value.strip().lstrip("+-").replace(".", "", 1).isdigit():
+        raise ValueError(ISO_DATETIME)
+    return value
+
+
 def _utc(value: datetime) -> datetime:
     # SQLite keeps a timestamp's wall time and drops its offset: store UTC only.
     try:
@@ -187,7 +200,7 @@ UserChannelName = Literal["inapp", "email", "push", "sms", "webhook"]
 TimeZone = Annotated[str, AfterValidator(_timezone)]
 
 
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(_utc)]
+UtcDatetime = Annotated[AwareDatetime, BeforeValidator(_iso), AfterValidator(_utc)]
 
 
 TimeOfDay = Annotated[str, AfterValidator(_hhmm)]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from engine.schemas.catalog import Topic
-from engine.schemas.common import Key, Limit, Query, RowId, Strict
+from engine.schemas.common import Key, Limit, Query, RowId, Strict, UtcDatetime
 
 
 class TopicPath(Strict):
@@ -55,10 +55,10 @@ class StatsQuery(Query):
     category: Key | None = Field(default=None, description="Only this category.")
     campaign: RowId | None = Field(default=None, description="Only this campaign's steps.")
     notification: RowId | None = Field(default=None, description="Only this notification.")
-    since: AwareDatetime | None = Field(
+    since: UtcDatetime | None = Field(
         default=None, alias="from", description="Default: 7 days before `to`."
     )
-    until: AwareDatetime | None = Field(default=None, alias="to", description="Default: now.")
+    until: UtcDatetime | None = Field(default=None, alias="to", description="Default: now.")
 
 
 class IdempotencyHeaders(BaseModel):

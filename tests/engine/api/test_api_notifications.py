@@ -44,6 +44,9 @@ def ready(admin: httpx.Client) -> httpx.Client:
         ({"channels": ["push"]}, "channels.0"),
         ({"send_at": "2026-11-22T10:00:00"}, "send_at"),
         ({"send_at": "tomorrow"}, "send_at"),
+        ({"send_at": 1796068487}, "send_at"),  # a number is not read as seconds since 1970
+        ({"send_at": "1796068487"}, "send_at"),
+        ({"send_at": True}, "send_at"),
         (
             {"send_at": "2026-11-22T10:00:00+00:00", "expires_at": "2026-11-22T09:00:00+00:00"},
             "expires_at",

@@ -68,6 +68,7 @@ def test_variants_with_their_own_data_need_none_at_the_top(shop: httpx.Client) -
         ({"by": "variant", "campaign": "abc"}, "campaign"),
         ({"by": "variant", "notification": "-1"}, "notification"),
         ({"by": "variant", "category": "bad key!"}, "category"),
+        ({"by": "category", "from": "1796068487"}, "from"),  # not seconds since 1970
     ],
 )
 def test_bad_stats_filters_are_refused(
