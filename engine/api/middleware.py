@@ -255,9 +255,10 @@ async def json_body(request: web.Request) -> Any:
     """
     try:
         raw = await request.read()
-    except (RequestPayloadError, PayloadEncodingError) as exc:  # the encoding does not decode
+    except (RequestPayloadError, PayloadEncodingError):  # the encoding does not decode
+        encoding = request.headers.get("Content-Encoding", "")
         raise HttpError(
-            f"the body could not be read: {exc}",
+            f"the body does not decode as its Content-Encoding ({encoding!r}) says",
             status=400,
             code="invalid_body",
             field="Content-Encoding",

@@ -218,6 +218,10 @@ def test_a_body_its_content_encoding_does_not_decode_is_a_400(api: dict[str, Any
         )
         assert got.status_code == 400, got.text
         assert error(got)["field"] == "Content-Encoding"
+        # In our words, not the HTTP library's ("Can not decode content-encoding: gzip").
+        assert error(got)["message"] == (
+            "the body does not decode as its Content-Encoding ('gzip') says"
+        ), got.text
 
 
 @pytest.mark.parametrize(
