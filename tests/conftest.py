@@ -31,6 +31,11 @@ POSTGRES_ADMIN = os.environ.get(
 REDIS_PORT = int(os.environ.get("TIDINGS_TEST_REDIS_PORT", "6379"))
 _XDIST = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
 BROKER_DB = int(os.environ.get("TIDINGS_TEST_REDIS_DB", "14")) - 2 * int(_XDIST[2:] or 0)
+if BROKER_DB < 4:  # 0 and 1 are an installation's defaults, 2 and 3 the benchmark's
+    raise pytest.UsageError(
+        f"test worker {_XDIST} would flush Redis database {BROKER_DB}: give "
+        "TIDINGS_TEST_REDIS_DB a higher number or run fewer processes"
+    )
 COUNTERS_DB = BROKER_DB + 1
 # Tests that run on RabbitMQ get a virtual host of their session's own on this server.
 RABBITMQ_URL = os.environ.get("TIDINGS_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672")
