@@ -273,7 +273,7 @@ def _funnels(session: Session, ids: list[int], *, by_step: bool) -> dict[int, di
     stages: dict[str, Any] = {
         name: col(Delivery.status).in_(statuses) for name, statuses in rhythm.FUNNEL.items()
     }
-    stages["stopped"] = col(Delivery.reason) == rhythm.STOPPED
+    stages["stopped"] = col(Delivery.reason).in_(rhythm.STOPPED)
     for name, condition in stages.items():
         distinct = func.count(func.distinct(col(Delivery.recipient_id)))
         where = (col(Delivery.notification_id).in_(ids), condition)

@@ -115,19 +115,20 @@ def record_event(session: Session, delivery_id: int, kind: Engagement) -> EventR
             for i in cancelled
         ]
     if reached in rhythm.ENGAGED:
-        stopped = _stop_campaign(session, row, at)
+        reason = rhythm.stopped_by([reached])
+        stopped = _stop_campaign(session, row, reason, at)
         events += [
-            {"delivery_id": i, "status": EventStatus.SUPPRESSED, "reason": rhythm.STOPPED, "at": at}
+            {"delivery_id": i, "status": EventStatus.SUPPRESSED, "reason": reason, "at": at}
             for i in stopped
         ]
     bulk.add_events(session, events)
     return EventRecorded(id=delivery_id, status=row.status, cancelled=cancelled)
 
 
-def _stop_campaign(session: Session, row: Delivery, at: datetime) -> list[int]:
+def _stop_campaign(session: Session, row: Delivery, reason: Reason, at: datetime) -> list[int]:
     """A click or conversion on a campaign step ends the recipient's waiting deliveries of
-    its other steps (`suppressed/converted_earlier`); later steps leave them out when
-    planned. Returns the ids ended."""
+    its other steps (`suppressed/clicked_earlier` or `converted_earlier`, as `reason`);
+    later steps leave them out when planned. Returns the ids ended."""
     campaign_id = session.exec(
         select(Notification.campaign_id).where(col(Notification.id) == row.notification_id)
     ).first()
@@ -145,9 +146,7 @@ def _stop_campaign(session: Session, row: Delivery, at: datetime) -> list[int]:
                 col(Delivery.recipient_id) == row.recipient_id,
                 col(Delivery.status).in_(UNSENT),
             )
-            .values(
-                status=DeliveryStatus.SUPPRESSED, reason=rhythm.STOPPED, due_at=None, updated_at=at
-            )
+            .values(status=DeliveryStatus.SUPPRESSED, reason=reason, due_at=None, updated_at=at)
             .returning(col(Delivery.id))
         )
     ]

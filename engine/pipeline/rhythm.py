@@ -4,7 +4,8 @@ A campaign reaches its audience in steps before an event (a sale starts, a card 
 by default the playbook's "3-2-1", three days, two days and one hour before. Each step
 is a notification of its own; these rules say when the steps go, what a step does to the
 earlier ones still waiting, and who is left out of the next one: a recipient who clicked
-or converted on any step gets no further steps (`converted_earlier`).
+or converted on any step gets no further steps (`clicked_earlier`, or `converted_earlier`
+when they converted).
 """
 
 from __future__ import annotations
@@ -30,7 +31,16 @@ FUNNEL: dict[str, frozenset[DeliveryStatus]] = {
     "clicked": CLICKED_THROUGH,
     "converted": frozenset({DeliveryStatus.CONVERTED}),
 }
-STOPPED = Reason.CONVERTED_EARLIER
+# Why a step is left out for a recipient who engaged on another: the farthest they went.
+STOPPED = frozenset({Reason.CLICKED_EARLIER, Reason.CONVERTED_EARLIER})
+
+
+def stopped_by(statuses: Iterable[str]) -> Reason:
+    """The reason a recipient's other steps stop, given the statuses of their deliveries
+    that engaged (`ENGAGED`): `converted_earlier` if one converted, else `clicked_earlier`."""
+    if any(s == DeliveryStatus.CONVERTED for s in statuses):
+        return Reason.CONVERTED_EARLIER
+    return Reason.CLICKED_EARLIER
 
 
 def parse_offset(value: str | int) -> int:
@@ -75,17 +85,20 @@ def step_fate(
     """A step for one recipient, given their deliveries of the campaign's earlier steps.
 
     A recipient who clicked or converted on any earlier step gets nothing more: every
-    delivery that would go or wait is `suppressed/converted_earlier`. Otherwise earlier
+    delivery that would go or wait is `suppressed/clicked_earlier` (or
+    `converted_earlier`, `stopped_by`). Otherwise earlier
     steps still waiting (held by quiet hours, a pause, a cap) are replaced by this one, so
     a recipient never gets two steps at once. Returns the decisions and the ids of the
     earlier waiting deliveries to end `suppressed/collapsed`.
     """
     before = list(earlier)
-    if any(e.status in ENGAGED for e in before):
+    engaged = [e.status for e in before if e.status in ENGAGED]
+    if engaged:
+        reason = stopped_by(engaged)
         return [
             d
             if d.status == DeliveryStatus.SUPPRESSED
-            else Decision(d.channel, DeliveryStatus.SUPPRESSED, STOPPED)
+            else Decision(d.channel, DeliveryStatus.SUPPRESSED, reason)
             for d in decisions
         ], []
     return list(decisions), [e.id for e in before if e.status == DeliveryStatus.SCHEDULED]

@@ -143,6 +143,7 @@ class Reason(StrEnum):
     COLLAPSED = "collapsed"
     SEEN_ELSEWHERE = "seen_elsewhere"
     CANCELLED = "cancelled"
+    CLICKED_EARLIER = "clicked_earlier"
     CONVERTED_EARLIER = "converted_earlier"
     BLOCKED_TARGET = "blocked_target"
     ERASED = "erased"

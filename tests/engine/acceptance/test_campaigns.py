@@ -78,8 +78,8 @@ def test_steps_go_at_their_times_and_stop_after_a_click(
     second = step_view(admin, created, 1)
     fate = {rid: channels_of(second, rid) for rid in people}
     assert {c: (d["status"], d["reason"]) for c, d in fate["clicker"].items()} == {
-        "inapp": ("suppressed", "converted_earlier"),
-        "email": ("suppressed", "converted_earlier"),
+        "inapp": ("suppressed", "clicked_earlier"),
+        "email": ("suppressed", "clicked_earlier"),
     }
     assert fate["plain"]["email"]["status"] == "sent"
     assert (fate["leaver"]["email"]["status"], fate["leaver"]["email"]["reason"]) == (

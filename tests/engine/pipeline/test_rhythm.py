@@ -44,6 +44,10 @@ def test_no_step_after_a_click_and_never_two_steps_waiting(
     if engaged:
         assert all(d.status == "suppressed" for d in out)
         assert replaced == []
+        # The reason says how far they went: a click alone is not a conversion.
+        went = "converted_earlier" if "converted" in earlier else "clicked_earlier"
+        left_out = [d for d, before in zip(out, decisions_of(fates), strict=True) if before != d]
+        assert all(d.reason == went for d in left_out)
     else:
         assert out == decisions_of(fates)
         # every earlier step still waiting is replaced: at most this step waits
