@@ -54,6 +54,48 @@ def audience(db: Database, url: str) -> None:
         session.add_all(Preference(recipient_id=i, quiet_hours={"enabled": False}) for i in ids)
 
 
+@pytest.fixture
+def slow_pipeline(
+    admin: httpx.Client, processes: Processes, db: Database, sink: tuple[Sink, str]
+) -> Sink:
+    """The sale category, its audience, two workers and a scheduler, and a receiver that
+    takes 0.3 s a webhook, so a cancel lands mid-send."""
+    receiver, url = sink
+    receiver.delay = 0.3
+    admin.put("/v1/categories/promo.sale", json=SALE).raise_for_status()
+    audience(db, url)
+    processes.worker("worker-1", threads=4)
+    processes.worker("worker-2", threads=4)
+    processes.scheduler()
+    return receiver
+
+
+def answered_mid_send(receiver: Sink) -> int:
+    """Requests the receiver had begun when a cancel answered; the cancel waits for sends
+    under way, so every one of them was already answered."""
+    with receiver.lock:
+        received, answered = len(receiver.arrivals), receiver.answered
+    assert received < COUNT, "the broadcast finished before the cancel"
+    assert answered == received
+    return received
+
+
+def sent_or_cancelled(db: Database, receiver: Sink, notification_ids: tuple[int, ...]) -> set[str]:
+    """Every delivery ended delivered or suppressed/cancelled, and the receiver got exactly
+    the delivered ones: their paths."""
+    with db.session() as session:
+        rows = session.exec(
+            select(Delivery).where(col(Delivery.notification_id).in_(notification_ids))
+        ).all()
+    outcomes = {(d.status, d.reason) for d in rows}
+    assert outcomes <= {("delivered", None), ("suppressed", "cancelled")}, outcomes
+    delivered = {f"/hook/{d.recipient_id}" for d in rows if d.status == "delivered"}
+    with receiver.lock:
+        reached = {path for path, _, _ in receiver.requests if path.startswith("/hook/")}
+    assert reached == delivered and 0 < len(delivered) < COUNT
+    return delivered
+
+
 def settled(db: Database, nid: int) -> bool:
     """Nothing of the notification is waiting, queued, being sent or being planned."""
     with db.session() as session:
@@ -78,26 +120,15 @@ def settled(db: Database, nid: int) -> bool:
 
 @BOTH
 def test_nothing_is_sent_after_the_cancel_answered(
-    admin: httpx.Client, processes: Processes, db: Database, sink: tuple[Sink, str]
+    admin: httpx.Client, db: Database, slow_pipeline: Sink
 ) -> None:
-    receiver, url = sink
-    receiver.delay = 0.3  # each webhook takes a while: the cancel lands mid-send
-    admin.put("/v1/categories/promo.sale", json=SALE).raise_for_status()
-    audience(db, url)
-    processes.worker("worker-1", threads=4)
-    processes.worker("worker-2", threads=4)
-    processes.scheduler()
+    receiver = slow_pipeline
     nid = int(send(admin, category="promo.sale", to={"all": True}))
     wait_for(lambda: len(receiver.seconds()) >= 20, timeout=60, every=0.01)
 
     answer = admin.post(f"/v1/notifications/{nid}/cancel")
     assert answer.status_code == 200, answer.text
-    # Requests the receiver had begun or finished when the cancel answered: the cancel
-    # waits for sends under way, so every one of them was already answered.
-    with receiver.lock:
-        received_at_answer, answered_at_answer = len(receiver.arrivals), receiver.answered
-    assert received_at_answer < COUNT, "the broadcast finished before the cancel"
-    assert answered_at_answer == received_at_answer
+    received_at_answer = answered_mid_send(receiver)
 
     wait_for(lambda: settled(db, nid), timeout=60, every=0.2)
     # Give every job already in the broker its chance: a cancelled slice or delivery
@@ -105,17 +136,9 @@ def test_nothing_is_sent_after_the_cancel_answered(
     admin.post(f"/v1/notifications/{nid}/cancel").raise_for_status()
     assert len(receiver.seconds()) == received_at_answer
 
-    with db.session() as session:
-        rows = session.exec(select(Delivery).where(col(Delivery.notification_id) == nid)).all()
-    outcomes = {(d.status, d.reason) for d in rows}
-    assert outcomes <= {("delivered", None), ("suppressed", "cancelled")}, outcomes
-    delivered = {f"/hook/{d.recipient_id}" for d in rows if d.status == "delivered"}
-    with receiver.lock:
-        reached = {path for path, _, _ in receiver.requests if path.startswith("/hook/")}
-    assert reached == delivered
+    delivered = sent_or_cancelled(db, receiver, (nid,))
     stopped = answer.json()
     assert stopped["cancelled"] + stopped["chunks_cancelled"] > 0, stopped
-    assert len(delivered) < COUNT
     view = admin.get(f"/v1/notifications/{nid}").json()
     assert view["status"] == "cancelled"
     assert view["counts"]["delivered"] == len(delivered)
@@ -123,15 +146,9 @@ def test_nothing_is_sent_after_the_cancel_answered(
 
 @BOTH
 def test_nothing_of_a_campaign_is_sent_after_its_cancel_answered(
-    admin: httpx.Client, processes: Processes, db: Database, sink: tuple[Sink, str]
+    admin: httpx.Client, db: Database, slow_pipeline: Sink
 ) -> None:
-    receiver, url = sink
-    receiver.delay = 0.3  # each webhook takes a while: the cancel lands mid-send
-    admin.put("/v1/categories/promo.sale", json=SALE).raise_for_status()
-    audience(db, url)
-    processes.worker("worker-1", threads=4)
-    processes.worker("worker-2", threads=4)
-    processes.scheduler()
+    receiver = slow_pipeline
     event = datetime.now(UTC) + timedelta(seconds=60)
     created = admin.post(
         "/v1/campaigns",
@@ -149,25 +166,12 @@ def test_nothing_of_a_campaign_is_sent_after_its_cancel_answered(
 
     answer = admin.post(f"/v1/campaigns/{campaign['id']}/cancel")
     assert answer.status_code == 200, answer.text
-    # The cancel waited for the sends under way: every request begun was answered.
-    with receiver.lock:
-        received_at_answer, answered_at_answer = len(receiver.arrivals), receiver.answered
-    assert received_at_answer < COUNT, "the step finished before the cancel"
-    assert answered_at_answer == received_at_answer
+    received_at_answer = answered_mid_send(receiver)
 
     wait_for(lambda: settled(db, first) and settled(db, second), timeout=60, every=0.2)
     admin.post(f"/v1/campaigns/{campaign['id']}/cancel").raise_for_status()
     assert len(receiver.seconds()) == received_at_answer
-    with db.session() as session:
-        rows = session.exec(
-            select(Delivery).where(col(Delivery.notification_id).in_((first, second)))
-        ).all()
-    outcomes = {(d.status, d.reason) for d in rows}
-    assert outcomes <= {("delivered", None), ("suppressed", "cancelled")}, outcomes
-    delivered = {f"/hook/{d.recipient_id}" for d in rows if d.status == "delivered"}
-    with receiver.lock:
-        reached = {path for path, _, _ in receiver.requests if path.startswith("/hook/")}
-    assert reached == delivered and 0 < len(delivered) < COUNT
+    delivered = sent_or_cancelled(db, receiver, (first, second))
     shown = admin.get(f"/v1/campaigns/{campaign['id']}").json()
     assert shown["status"] == "cancelled"
     assert shown["steps"][0]["counts"]["delivered"] == len(delivered)
