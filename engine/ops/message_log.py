@@ -120,7 +120,7 @@ def notifications(
                 "status": notification_state(row, mine),
                 "audience": audience(row.audience),
                 "recipients": row.recipients,
-                "send_at": iso(row.send_at),
+                "send_at": "best" if row.best_time else iso(row.send_at),
                 "expires_at": iso(row.expires_at),
                 "created_at": iso(row.created_at),
                 "cancelled_at": iso(row.cancelled_at),

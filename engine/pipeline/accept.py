@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, NotRequired, Protocol, TypedDict
+from typing import Any, Literal, NotRequired, Protocol, TypedDict
 
 from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
@@ -365,7 +365,8 @@ class NotificationView:
     category: str
     status: NotificationStatus
     recipients: int
-    send_at: datetime | None
+    # A time, or "best" (each recipient's best hour, by `latest_at` at the latest).
+    send_at: datetime | Literal["best"] | None
     expires_at: datetime | None
     collapse_key: str | None
     created_at: datetime | None
@@ -375,6 +376,7 @@ class NotificationView:
     next: int | None
     # Its A/B test slice (`engine.pipeline.winner.view`), if any.
     ab_test: dict[str, Any] | None = None
+    latest_at: datetime | None = None
 
 
 def status(
@@ -404,7 +406,7 @@ def status(
         category=row.category,
         status=notification_state(row, counts),
         recipients=row.recipients,
-        send_at=aware(row.send_at),
+        send_at="best" if row.best_time else aware(row.send_at),
         expires_at=aware(row.expires_at),
         collapse_key=row.collapse_key,
         created_at=aware(row.created_at),
@@ -413,6 +415,7 @@ def status(
         deliveries=delivery_views(session, page),
         next=page[-1].id if more and page else None,
         ab_test=winner.view(row),
+        latest_at=aware(row.latest_at),
     )
 
 

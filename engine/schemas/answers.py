@@ -230,7 +230,13 @@ class NotificationOut(Out):
     category: str
     status: NotificationStatus
     recipients: int
-    send_at: Timestamp | None
+    send_at: Timestamp | Literal["best"] | None = Field(
+        description='When it goes out: a time, "best" (each recipient\'s best hour), or '
+        "null for at once."
+    )
+    latest_at: Timestamp | None = Field(
+        default=None, description='With send_at "best": no delivery waits past this.'
+    )
     expires_at: Timestamp | None
     collapse_key: str | None
     created_at: Timestamp | None

@@ -52,7 +52,9 @@ class NotificationSummaryOut(Out):
     status: NotificationState
     audience: AudienceOut
     recipients: int = Field(description="Recipients in the audience once planning cut it.")
-    send_at: Timestamp | None
+    send_at: Timestamp | Literal["best"] | None = Field(
+        description='A time, "best" (each recipient\'s best hour), or null for at once.'
+    )
     expires_at: Timestamp | None
     created_at: Timestamp | None
     cancelled_at: Timestamp | None

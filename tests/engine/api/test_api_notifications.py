@@ -174,3 +174,16 @@ def test_only_the_templates_of_the_channels_asked_for_are_checked(ready: httpx.C
     assert ready.post("/v1/notifications", json={**body, "channels": ["inapp"]}).status_code == 202
     refused = ready.post("/v1/notifications", json=body)
     assert refused.status_code == 422 and refused.json()["error"]["field"] == "data.lines"
+
+
+def test_a_best_time_send_reads_back_as_one(ready: httpx.Client) -> None:
+    latest = "2026-12-24T12:00:00+00:00"
+    sent = ready.post("/v1/notifications", json={**GOOD, "send_at": "best", "latest_at": latest})
+    assert sent.status_code == 202, sent.text
+    nid = sent.json()["id"]
+    one = ready.get(f"/v1/notifications/{nid}").json()
+    assert (one["send_at"], one["latest_at"]) == ("best", latest)
+    listed = ready.get("/v1/notifications").json()["items"]
+    assert [n["send_at"] for n in listed if n["id"] == nid] == ["best"]
+    at_once = ready.post("/v1/notifications", json=GOOD).json()["id"]
+    assert ready.get(f"/v1/notifications/{at_once}").json()["send_at"] is None
