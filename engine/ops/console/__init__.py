@@ -10,7 +10,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from engine.ops.console import endpoints, health, messages, panel, recipients, send, signin
+from engine.ops.console import (
+    endpoints,
+    health,
+    messages,
+    missing,
+    panel,
+    recipients,
+    send,
+    signin,
+)
 from engine.ops.console.web import ROOT, setup_pages
 
 __all__ = ["ROOT", "setup"]
@@ -21,3 +30,4 @@ def setup(app: web.Application) -> None:
     setup_pages(app)
     for module in (signin, panel, messages, recipients, health, endpoints, send):
         app.add_routes(module.routes)
+    app.add_routes(missing.routes)  # last: only what no other console route answers

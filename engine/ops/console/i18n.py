@@ -58,6 +58,10 @@ STRINGS: dict[str, tuple[str, str]] = {
     ),
     "error.invalid.title": ("That request is not valid", "请求无效"),
     "error.not_found.title": ("Not found", "未找到"),
+    "error.not_found.body": (
+        "The console has no page at this address.",
+        "控制台没有这个地址的页面。",
+    ),
     "error.field": ("Field “{field}”: {message}", "字段“{field}”：{message}"),
     "error.back": ("Back", "返回"),
     # Data panel

@@ -146,14 +146,7 @@ def console_page(*, form: bool = False) -> Callable[[DeskHandler], Handler]:
             t = language(request)
             settings = request.app[SETTINGS]
             try:
-                payload = session.check(
-                    settings.signing_keys,
-                    request.cookies.get(session.COOKIE),
-                    max_age=settings.console_session_ttl,
-                )
-                operator = await request.app[DB].read(session.operator, payload)
-                if await _signed_out(request, operator.session_id):
-                    raise session.SignedOut("signed_out")
+                operator = await signed_in(request)
             except session.SignedOut as exc:
                 return signed_out(request, t, exc.reason)
             desk = Desk(request, operator, t)
@@ -174,6 +167,20 @@ def console_page(*, form: bool = False) -> Callable[[DeskHandler], Handler]:
         return view
 
     return wrap
+
+
+async def signed_in(request: web.Request) -> session.Operator:
+    """The operator whose live session the request carries; `SignedOut` saying why not."""
+    settings = request.app[SETTINGS]
+    payload = session.check(
+        settings.signing_keys,
+        request.cookies.get(session.COOKIE),
+        max_age=settings.console_session_ttl,
+    )
+    operator = await request.app[DB].read(session.operator, payload)
+    if await _signed_out(request, operator.session_id):
+        raise session.SignedOut("signed_out")
+    return operator
 
 
 async def _signed_out(request: web.Request, session_id: str) -> bool:

@@ -43,9 +43,26 @@ def page(request: pytest.FixtureRequest, browser: Browser) -> Iterator[Page]:
         "console",
         lambda m: refusals.append(m.text) if "Content Security Policy" in m.text else None,
     )
+    # Whatever a page asks for loads: its stylesheet, images, the browser's icon (which
+    # Chromium reports only on the console). A page itself may answer 404.
+    failed: list[str] = []
+    pages: set[str] = set()
+    tab.on(
+        "response", lambda r: pages.add(r.url) if r.request.resource_type == "document" else None
+    )
+    tab.on("requestfailed", lambda r: failed.append(f"{r.url}: {r.failure}"))
+    tab.on(
+        "console",
+        lambda m: (
+            failed.append(f"{m.location['url']}: {m.text}")
+            if m.text.startswith("Failed to load resource")
+            else None
+        ),
+    )
     yield tab
     context.close()
     assert refusals == [], refusals
+    assert [f for f in failed if f.split(": ")[0] not in pages] == [], failed
 
 
 def sign_in(page: Page, server: Server, key: str) -> None:

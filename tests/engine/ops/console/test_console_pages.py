@@ -14,6 +14,7 @@ from engine.settings import Settings
 from engine.store.db import Database
 from engine.store.models import Delivery, Feedback, Notification, Preference, Unsubscribe
 from engine.timeutil import now
+from tests.support import Server
 
 CHART = re.compile(r'src="data:image/svg\+xml;base64,([^"]+)"')
 
@@ -192,3 +193,24 @@ def test_health_shows_queues_and_the_schedulers_last_run(
     page = console.get("/console/health")
     assert "No run recorded yet" not in page.text
     assert "UTC" in page.text[page.text.index('id="scheduler-last-run"') :][:200]
+
+
+def test_an_unknown_console_address_is_the_consoles_own_not_found_page(
+    console: httpx.Client, server: Server
+) -> None:
+    for path in ("/console/nope", "/console/recipients/u-1/nope", "/console/"):
+        answer = console.get(path)
+        assert answer.status_code == 404
+        assert answer.headers["Content-Type"].startswith("text/html")
+        assert "<h1>Not found</h1>" in answer.text
+        assert "The console has no page at this address." in answer.text
+        assert "Sign out" in answer.text  # the console's navigation
+        assert answer.headers["Content-Security-Policy"].startswith("default-src 'none'")
+    chinese = console.get("/console/nope?lang=zh-CN")
+    assert chinese.status_code == 404
+    assert "<h1>未找到</h1>" in chinese.text and "控制台没有这个地址的页面。" in chinese.text
+    with httpx.Client(base_url=server.url) as stranger:  # not signed in: no navigation
+        answer = stranger.get("/console/nope")
+        assert answer.status_code == 404
+        assert "<h1>Not found</h1>" in answer.text and "Sign out" not in answer.text
+        assert stranger.get("/v1/nope").json()["error"]["code"] == "not_found"
