@@ -143,6 +143,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "recipient.id": ("Recipient id", "用户 ID"),
     "recipient.find": ("Look up", "查询"),
     "recipient.attributes": ("Attributes", "属性"),
+    "recipient.custom": ("Custom attributes", "自定义属性"),
     "recipient.preferences": ("Effective preferences", "生效的通知设置"),
     "recipient.chosen": ("chosen", "用户设置"),
     "recipient.default": ("default", "默认"),

@@ -195,6 +195,34 @@ def test_health_shows_queues_and_the_schedulers_last_run(
     assert "UTC" in page.text[page.text.index('id="scheduler-last-run"') :][:200]
 
 
+def test_a_recipients_page_shows_their_name_and_attributes_escaped(
+    console: httpx.Client, admin: httpx.Client
+) -> None:
+    attributes = {
+        "level": "gold",
+        "joined": "2024-03-01",
+        "vip": True,
+        "prefs": {"theme": "dark", "sizes": [38, 39]},
+        "bio": "<script>alert(1)</script>",
+    }
+    admin.put("/v1/recipients/u-7", json={"name": "Zoë <b>Z</b>", "attributes": attributes})
+    page = console.get("/console/recipients/u-7")
+    assert page.status_code == 200
+    assert '<dd id="name">Zoë &lt;b&gt;Z&lt;/b&gt;</dd>' in page.text
+    shown = page.text[page.text.index('<div id="attributes"') :]
+    for pair in (
+        "<dt>level</dt><dd>gold</dd>",
+        "<dt>joined</dt><dd>2024-03-01</dd>",
+        "<dt>vip</dt><dd>true</dd>",
+        "<dt>theme</dt><dd>dark</dd>",
+        "<dt>sizes</dt><dd>[38, 39]</dd>",
+        "<dt>bio</dt><dd>&lt;script&gt;alert(1)&lt;/script&gt;</dd>",
+    ):
+        assert pair in shown
+    assert "<script>" not in page.text
+    assert "自定义属性" in console.get("/console/recipients/u-7?lang=zh-CN").text
+
+
 def test_an_unknown_console_address_is_the_consoles_own_not_found_page(
     console: httpx.Client, server: Server
 ) -> None:
