@@ -14,9 +14,10 @@ from engine.api.contract import document
 from engine.api.middleware import validation_error
 from engine.ops import message_log, stats
 from engine.ops.console.web import ROOT, Desk, Refused, console_page, redirect, row_id
-from engine.pipeline import accept, cancel
+from engine.pipeline import accept, cancel, variants, winner
 from engine.schemas.answers import NotificationOut
 from engine.schemas.log import NotificationsQuery
+from engine.store.models import Notification
 from engine.store.states import IN_FLIGHT, UNPLANNED, NotificationStatus
 from preferences import store
 
@@ -89,19 +90,36 @@ async def log(desk: Desk) -> web.Response:
     return desk.render("messages.html", context)
 
 
+def _notification(
+    session: Session, nid: int, *, after: int | None
+) -> tuple[accept.NotificationView, list[dict[str, Any]]]:
+    """The notification as `GET /v1/notifications/{id}` shows it (its `ab_test` included),
+    and its A/B test variants with their weights and delays, if it has any."""
+    view = accept.status(session, nid, after=after, limit=PAGE)
+    row = session.get(Notification, nid)
+    found = variants.variants_of(row) if row is not None else []
+    total = sum(v.weight for v in found)
+    shown = [
+        {"name": v.name, "weight": v.weight, "share": v.weight / total, "send_after": v.send_after}
+        for v in found
+    ]
+    return view, shown
+
+
 @routes.get(f"{ROOT}/messages/{{id}}")
 @console_page()
 async def notification(desk: Desk) -> web.Response:
-    """One notification: status, counts per delivery status, the funnel, and a page of
-    deliveries (`?after=` the last delivery id shown) with their history and errors."""
+    """One notification: status, counts per delivery status, the funnel, its A/B test
+    (variants, slice, decision, winner and figures), and a page of deliveries (`?after=`
+    the last delivery id shown) with their variant, history and errors."""
     nid = row_id(desk.request.match_info["id"], "id")
     raw_after = desk.request.query.get("after", "")
     after = row_id(raw_after, "after") if raw_after else None
 
+    view, tested = await desk.db.read(_notification, nid, after=after)
     # Shown as the API answers it (`GET /v1/notifications/{id}`).
-    shown = document(
-        NotificationOut, await desk.db.read(accept.status, nid, after=after, limit=PAGE)
-    )
+    shown = document(NotificationOut, view)
+    test = shown.get("ab_test")
     counts = shown["counts"]
     # While planning or sending goes on, the page reloads itself to show it settling.
     settling = shown["status"] in UNPLANNED or any(counts.get(s) for s in IN_FLIGHT)
@@ -115,6 +133,10 @@ async def notification(desk: Desk) -> web.Response:
         "deliveries": {"items": shown["deliveries"], "next": shown["next"]},
         "settling": settling,
         "just_sent": desk.request.query.get("sent") == "1",
+        "variants": tested,
+        "ab": test,
+        # What the test's metric counts: `opened`, `clicked` or `converted`.
+        "counted": winner.COUNTED[test["metric"]] if test else None,
     }
     return desk.render("notification.html", context)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import re
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -55,6 +56,46 @@ def seed_outcomes(db: Database) -> None:
                         rating=rating,
                     )
                 )
+
+
+def seed_ab_test(db: Database, recipient_id: str, *, decided: bool = True) -> int:
+    """A notification testing variants A and B (weights 1 and 3) on a 20% slice by click
+    rate, delivered to `recipient_id` (B) and u-2 (A); once decided, A won on its figures."""
+    at = now() - timedelta(hours=1)
+    test: dict[str, Any] = {"slice": 0.2, "metric": "click_rate", "wait": 3600}
+    if decided:
+        test["winner"], test["rule"] = "A", "best"
+        test["figures"] = {
+            "A": {"sent": 40, "clicked": 6, "click_rate": 0.15},
+            "B": {"sent": 38, "clicked": 2, "click_rate": 0.0526},
+        }
+    with db.session() as session:
+        row = Notification(
+            category="promo.flash_sale",
+            audience={"ids": [recipient_id, "u-2"]},
+            recipients=2,
+            status="planned",
+            variants=[{"name": "A", "weight": 1}, {"name": "B", "weight": 3, "send_after": 600}],
+            ab_test=test,
+            ab_decide_at=at + timedelta(hours=2) if not decided else at,
+            ab_decided_at=at if decided else None,
+        )
+        session.add(row)
+        session.flush()
+        assert row.id is not None
+        for rid, variant in ((recipient_id, "B"), ("u-2", "A")):
+            session.add(
+                Delivery(
+                    notification_id=row.id,
+                    recipient_id=rid,
+                    channel="email",
+                    category="promo.flash_sale",
+                    status="delivered",
+                    variant=variant,
+                    created_at=at,
+                )
+            )
+        return row.id
 
 
 def test_the_data_panel_shows_each_groups_figures_and_draws_them(
@@ -221,6 +262,42 @@ def test_a_recipients_page_shows_their_name_and_attributes_escaped(
         assert pair in shown
     assert "<script>" not in page.text
     assert "自定义属性" in console.get("/console/recipients/u-7?lang=zh-CN").text
+
+
+def test_a_notifications_page_shows_its_ab_test_as_the_api_does(
+    console: httpx.Client, admin: httpx.Client, db: Database
+) -> None:
+    nid = seed_ab_test(db, "u-8")
+    api = admin.get(f"/v1/notifications/{nid}").json()["ab_test"]
+    assert api["winner"] == "A"
+    page = console.get(f"/console/messages/{nid}").text
+    test = page[page.index('id="ab-test"') : page.index('id="h-deliveries"')]
+    assert "<dt>Test slice</dt><dd>20.0%</dd>" in test
+    assert "<dt>Chosen on</dt><dd>Click rate</dd>" in test
+    decided = api["decided_at"][:19].replace("T", " ")
+    assert f'<strong>A</strong> <span class="muted">chosen {decided} UTC' in test
+    assert "the best rate over the slice" in test
+    rows = re.findall(r"<tr><th scope=\"row\">(.*?)</tr>", test)
+    cells = [re.sub(r"<[^>]+>", " ", r).split() for r in rows]
+    assert cells == [
+        ["A", "winner", "1", "(25.0%)", "–", "40", "6", "15.0%"],
+        ["B", "3", "(75.0%)", "600", "s", "38", "2", "5.3%"],
+    ]
+    variants = re.findall(r'<td class="variant">(.*?)</td>', page)
+    assert variants == ["B", "A"]
+    assert "胜出版本" in console.get(f"/console/messages/{nid}?lang=zh-CN").text
+
+
+def test_an_undecided_ab_test_says_when_its_winner_is_chosen(
+    console: httpx.Client, admin: httpx.Client, db: Database
+) -> None:
+    nid = seed_ab_test(db, "u-9", decided=False)
+    decide_at = admin.get(f"/v1/notifications/{nid}").json()["ab_test"]["decide_at"]
+    page = console.get(f"/console/messages/{nid}").text
+    test = page[page.index('id="ab-test"') : page.index('id="h-deliveries"')]
+    assert f"<dt>Winner chosen at</dt><dd>{decide_at[:19].replace('T', ' ')} UTC</dd>" in test
+    assert "not chosen yet" in test
+    assert "Clicked" not in test  # no figures before the decision
 
 
 def test_an_unknown_console_address_is_the_consoles_own_not_found_page(
