@@ -19,11 +19,12 @@ from engine.timeutil import now
 from tests.browser import CHROMIUM, NEEDS_CHROMIUM
 from tests.engine.acceptance.test_pipeline import ORDER
 from tests.engine.conftest import recipient, send
-from tests.engine.ops.console.test_console_pages import seed_outcomes
+from tests.engine.ops.console.test_console_pages import seed_ab_test, seed_outcomes
 from tests.support import Server
 
 PHONE = {"width": 375, "height": 812}
 DESKTOP = {"width": 1280, "height": 900}
+WIDE = "account.security.password_reset_from_a_new_device"
 
 pytestmark = NEEDS_CHROMIUM
 
@@ -78,7 +79,7 @@ def fits(page: Page) -> None:
     width = page.evaluate("document.documentElement.scrollWidth")
     viewport = page.viewport_size
     assert viewport is not None
-    assert width <= viewport["width"], f"the page is {width}px wide on {viewport['width']}px"
+    assert width <= viewport["width"], f"{page.url} is {width}px wide on {viewport['width']}px"
 
 
 def test_sign_in_every_page_and_sign_out(
@@ -199,3 +200,56 @@ def test_look_up_a_recipient_and_mint_their_links(
     assert href is not None and "/p/" in href
     page.goto(server.url + href[href.index("/p/") :])
     expect(page.get_by_role("heading", name="Notification preferences")).to_be_visible()
+
+
+def test_no_console_page_is_wider_than_the_screen(
+    page: Page, server: Server, admin_key: str, admin: httpx.Client, db: Database, tmp_path: Path
+) -> None:
+    seed_outcomes(db)
+    # A category key wider than a phone: the preferences table scrolls in its own box.
+    admin.put(f"/v1/categories/{WIDE}", json=ORDER).raise_for_status()
+    long = "x" * 300
+    recipient(
+        admin,
+        "u-wide",
+        name="Ada Lovelace-Byron of a very long family name indeed",
+        email=f"{long[:60]}@example.com",
+        attributes={
+            "level": "gold",
+            "joined": "2024-03-01",
+            "vip": True,
+            "note": long,
+            "a_rather_long_attribute_name_that_a_crm_export_might_bring": "yes",
+            "prefs": {"theme": "dark", "sizes": [38, 39, 40], "motto": "y" * 200},
+        },
+    )
+    nid = seed_ab_test(db, "u-wide")
+    sign_in(page, server, admin_key)
+    width = page.viewport_size["width"] if page.viewport_size else 0
+    too_wide = {}
+    for path in (
+        "/console",
+        "/console/messages",
+        f"/console/messages/{nid}",
+        "/console/recipients",
+        "/console/recipients/u-wide",
+        "/console/health",
+        "/console/endpoints",
+        "/console/send",
+        "/console/nope",
+    ):
+        for lang in ("en", "zh-CN"):
+            page.goto(f"{server.url}{path}?lang={lang}")
+            expect(page.locator("main h1").first).to_be_visible()
+            scrolls = page.evaluate("document.documentElement.scrollWidth")
+            if scrolls > width:
+                too_wide[f"{path}?lang={lang}"] = scrolls
+    assert too_wide == {}, f"wider than {width}px: {too_wide}"
+    page.goto(f"{server.url}/console/recipients/u-wide")
+    expect(page.locator("#attributes")).to_contain_text(long)
+    page.screenshot(path=str(tmp_path / "recipient.png"), full_page=True)
+    page.goto(f"{server.url}/console/messages/{nid}")
+    expect(page.locator("#ab-winner")).to_contain_text("A")
+    page.screenshot(path=str(tmp_path / "notification.png"), full_page=True)
+    page.goto(f"{server.url}/console/nope")
+    page.screenshot(path=str(tmp_path / "nope.png"), full_page=True)
