@@ -249,10 +249,24 @@ async def _scopes(app: web.Application, plain: str) -> frozenset[str] | None:
 async def json_body(request: web.Request) -> Any:
     """The request's JSON body.
 
-    Empty or unparseable (including `NaN` and invalid UTF-8) is `400 invalid_json`;
-    text or numbers no column can store, or nesting past `MAX_BODY_DEPTH`, a 422
-    naming where.
+    A `Content-Type` other than JSON in UTF-8 (`application/json`, `…+json`) is `415
+    unsupported_media_type`; none at all is read as JSON. Empty or unparseable
+    (including `NaN` and invalid UTF-8) is `400 invalid_json`; text or numbers no column
+    can store, or nesting past `MAX_BODY_DEPTH`, a 422 naming where.
     """
+    given = request.headers.get("Content-Type")
+    media = request.content_type
+    charset = (request.charset or "utf-8").lower()
+    if given is not None and (
+        not (media == "application/json" or media.endswith("+json"))
+        or charset.replace("_", "-") not in ("utf-8", "utf8")
+    ):
+        raise HttpError(
+            f"send JSON as 'Content-Type: application/json' (UTF-8), not {given!r}",
+            status=415,
+            code="unsupported_media_type",
+            field="Content-Type",
+        )
     try:
         raw = await request.read()
     except (RequestPayloadError, PayloadEncodingError):  # the encoding does not decode

@@ -28,6 +28,7 @@ ERRORS = {
     "404": "No such path or id.",
     "405": "Method not allowed here (see the `Allow` header).",
     "413": "The body is too large.",
+    "415": "The body's Content-Type is not JSON in UTF-8 (`unsupported_media_type`).",
     "422": "A field does not take that value; `field` names it.",
     "503": "The database or Redis is unavailable; try again.",
 }
@@ -131,7 +132,7 @@ def _operation(
     for code, text in ERRORS.items():
         if code in ("401", "403") and not needed:
             continue
-        if code in ("400", "413") and contract.body is None and not contract.upload:
+        if code in ("400", "413", "415") and contract.body is None and not contract.upload:
             continue
         op["responses"].setdefault(code, _error(text))
     op["responses"]["default"] = _error("Any other error, in the same document.")

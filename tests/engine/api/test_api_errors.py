@@ -340,3 +340,35 @@ def test_template_sources_are_bounded_before_parsing() -> None:
     with pytest.raises(ValidationError) as refused:
         CategoryIn.model_validate(spec)
     assert refused.value.errors()[0]["type"] == "string_too_long"
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "text/plain",
+        "application/x-www-form-urlencoded",  # what curl -d sends unless told
+        "application/xml",
+        "application/json; charset=latin-1",
+    ],
+)
+def test_a_body_that_is_not_json_by_its_content_type_is_a_415(
+    api: dict[str, Any], content_type: str
+) -> None:
+    got = api["send"].post(
+        "/v1/notifications",
+        content=b'{"category": "orders", "to": ["u-1"]}',
+        headers={"Content-Type": content_type},
+    )
+    assert got.status_code == 415, got.text
+    assert error(got)["code"] == "unsupported_media_type"
+    assert error(got)["field"] == "Content-Type"
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/merge-patch+json"])
+def test_json_content_types_are_read(api: dict[str, Any], content_type: str) -> None:
+    got = api["send"].post(
+        "/v1/notifications",
+        content=b'{"category": "orders", "to": ["u-1"], "data": {"order": "7"}}',
+        headers={"Content-Type": f"{content_type}; charset=UTF-8"},
+    )
+    assert got.status_code == 202, got.text
