@@ -23,11 +23,13 @@ from engine.catalog.segments import audience_filter
 from engine.errors import IdempotencyMismatch, Invalid, NotFound, UnknownRecipients
 from engine.pipeline import content, winner
 from engine.pipeline.templates import DataError
+from engine.pipeline.variants import Variant
 from engine.schemas.notifications import (
     EveryoneAudience,
     NotificationIn,
     SegmentAudience,
     TopicAudience,
+    VariantIn,
 )
 from engine.settings import Settings
 from engine.store.db import Database
@@ -95,14 +97,15 @@ def validate(session: Session, spec: NotificationIn, *, field_prefix: str = "") 
             content.check(category, spec.channels or category.channels, spec.data)
         except DataError as exc:
             raise Invalid(exc.message, field=f"{field_prefix}{exc.field}") from None
-    for index, variant in enumerate(spec.variants or ()):
-        if variant.content is not None or spec.content is not None:
-            continue
+    for index, given in enumerate(spec.variants or ()):
+        # what the variant leaves out comes from the notification's copy: check both
+        variant = Variant.of(_stored_variant(given))
         merged = {**spec.data, **(variant.data or {})}
         where = f"{field_prefix}variants.{index}."
         channels = spec.channels or category.channels
+        stored = spec.content.model_dump(exclude_none=True) if spec.content else None
         try:
-            content.check(category, channels, merged, overrides=variant.templates)
+            content.check(category, channels, merged, variant=variant, content=stored)
         except DataError as exc:
             # the variant's own template is at fault, else the data it gives the category's
             field = exc.template if exc.overridden else exc.field
@@ -117,6 +120,15 @@ def validate(session: Session, spec: NotificationIn, *, field_prefix: str = "") 
         if unknown:
             raise UnknownRecipients(unknown, field=f"{field_prefix}to")
     return category
+
+
+def _stored_variant(variant: VariantIn) -> dict[str, Any]:
+    """A variant as stored: its `content` keeps only the fields it gives, so the others
+    come from the notification's copy rather than from `ContentIn`'s defaults."""
+    stored = variant.model_dump(exclude_none=True)
+    if variant.content is not None:
+        stored["content"] = variant.content.model_dump(exclude_none=True, exclude_unset=True)
+    return stored
 
 
 def _all_have_copy(spec: NotificationIn) -> bool:
@@ -173,9 +185,7 @@ def accept(
         data=spec.data,
         content=spec.content.model_dump(exclude_none=True) if spec.content else None,
         channels=list(spec.channels) if spec.channels else None,
-        variants=[v.model_dump(exclude_none=True) for v in spec.variants]
-        if spec.variants
-        else None,
+        variants=[_stored_variant(v) for v in spec.variants] if spec.variants else None,
         send_at=spec.send_time,
         best_time=spec.send_at == "best",
         ab_test=spec.ab_test.model_dump() if spec.ab_test else None,

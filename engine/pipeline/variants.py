@@ -4,8 +4,10 @@ Pure functions.
 Assignment hashes the test and the recipient id, so it is the same on every retry, every
 replay of a chunk and every step of a campaign (whose steps share one test), and needs no
 state; the weights split the hash space. Copy is the notification's with the variant's
-`content`, `data` (merged over the notification's) and `templates` (over the category's)
-laid on top.
+`data` merged over the notification's, and each field the variant gives (`title`,
+`body`, `html`, `action_url`: its literal `content`, else its `templates` for the
+channel) laid over what the notification would have sent without it; a field the
+variant does not give comes from the notification (`engine.pipeline.content`).
 
 With a test slice (`ab_test`), only the slice is assigned here; the rest of the audience
 waits and gets the winner (`engine.pipeline.winner`).
@@ -106,13 +108,24 @@ def named(notification: Notification, name: str | None) -> Variant | None:
     return next((v for v in variants_of(notification) if v.name == name), None)
 
 
-def copy_inputs(
-    notification: Notification, variant: Variant | None
-) -> tuple[dict[str, Any], dict[str, Any] | None, Mapping[str, Mapping[str, Mapping[str, str]]]]:
-    """The data, literal content and template overrides a delivery renders with."""
+@dataclass(frozen=True)
+class CopyInputs:
+    """What a delivery's copy is made of, bottom layer first: the notification's literal
+    `content` (else the category's templates), the variant's `templates` for a channel,
+    then the variant's literal `content`; each layer gives only the fields it has."""
+
+    data: dict[str, Any]
+    content: Mapping[str, Any] | None
+    templates: Mapping[str, Mapping[str, Mapping[str, str]]]
+    overrides: Mapping[str, Any]
+
+
+def copy_inputs(notification: Notification, variant: Variant | None) -> CopyInputs:
+    """The data, literal content and variant layers a delivery renders with."""
     data = dict(notification.data or {})
     if variant is None:
-        return data, notification.content, {}
+        return CopyInputs(data, notification.content, {}, {})
     data.update(variant.data or {})
-    content = dict(variant.content) if variant.content else notification.content
-    return data, content, variant.templates or {}
+    return CopyInputs(
+        data, notification.content, variant.templates or {}, dict(variant.content or {})
+    )

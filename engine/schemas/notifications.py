@@ -128,8 +128,11 @@ VariantName = Annotated[str, Field(min_length=1, max_length=50, pattern=r"^[A-Za
 
 class VariantIn(Strict):
     """One variant of an A/B test: a name, a weight, and what it changes — literal
-    `content`, `data` merged over the notification's, `templates` over the category's
-    (same shape), and `send_after`, a delay before its deliveries go (a send-time test)."""
+    `content` (sent as written, never rendered), `data` merged over the notification's,
+    `templates` (same shape as the category's, rendered), and `send_after`, a delay before
+    its deliveries go (a send-time test). Each field it gives (`title`, `body`, `html`,
+    `action_url`) replaces that field only; the rest is the notification's own copy: its
+    `content`, else the category's templates for the channel and locale."""
 
     name: VariantName
     weight: StrictInt = Field(default=1, ge=1, le=10_000)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from pathlib import Path
 
 import httpx
@@ -156,3 +158,86 @@ def test_the_readme_campaign_ab_example_shows_what_it_prints(
     assert (b["sent"], b["clicked"], a["sent"]) == (10, 1, 6)
     assert stats["significant"]["click_rate"] is False
     assert stats["p_values"]["click_rate"] == 1.0
+
+
+def test_a_variant_overrides_only_the_fields_it_gives_on_every_channel(
+    admin: httpx.Client, pipeline: Processes, smtp: Mailbox
+) -> None:
+    """The README's variants give only a title: the inbox and the email keep the body the
+    notification would have sent without them, under the variant's title."""
+    category(
+        admin,
+        "promo.titles",
+        channels=["inapp", "email"],
+        templates={
+            "inapp": {
+                "en": {
+                    "title": "{{ data.card }} is back",
+                    "body": "{{ data.discount }}% off {{ data.card }}",
+                    "action_url": "https://shop.example/sale/{{ data.discount }}",
+                }
+            },
+            "email": {
+                "en": {
+                    "subject": "{{ data.card }} is back",
+                    "text": "Only {{ data.discount }}% off {{ data.card }} today",
+                    "html": "<p>Only <b>{{ data.discount }}%</b> off {{ data.card }}</p>",
+                }
+            },
+        },
+    )
+    people = [f"v-{i}" for i in range(12)]
+    for rid in people:
+        recipient(admin, rid, email=f"{rid}@example.com")
+    variants = [
+        {"name": "a", "content": {"title": "Sale soon"}},
+        {"name": "b", "content": {"title": "卡卡 saved you a seat"}},
+        {  # a variant's template for one field; the rest is the category's
+            "name": "c",
+            "templates": {
+                "inapp": {"en": {"title": "{{ data.card }}: last call"}},
+                "email": {"en": {"subject": "{{ data.card }}: last call"}},
+            },
+        },
+    ]
+    data = {"card": "原神月卡", "discount": "8"}
+    nid = send(admin, category="promo.titles", to=people, data=data, variants=variants)
+    view = wait_for(lambda: settled(admin, nid), timeout=60)
+    of = {rid: channels_of(view, rid)["email"]["variant"] for rid in people}
+    assert set(of.values()) == {"a", "b", "c"}
+    title = {"a": "Sale soon", "b": "卡卡 saved you a seat", "c": "原神月卡: last call"}
+
+    for rid in people:
+        [item] = admin.get(f"/v1/recipients/{rid}/inbox").json()["items"]
+        assert item["title"] == title[of[rid]]
+        assert item["body"] == "8% off 原神月卡"
+        assert item["action_url"] == "https://shop.example/sale/8"
+
+    wait_for(lambda: len(smtp.raw) == len(people), timeout=30)
+    for raw in smtp.raw:
+        mail = message_from_bytes(raw, policy=policy.default)
+        assert isinstance(mail, EmailMessage)
+        rid = str(mail["To"]).split("@")[0]
+        assert str(mail["Subject"]) == title[of[rid]]
+        text = mail.get_body(preferencelist=("plain",))
+        html = mail.get_body(preferencelist=("html",))
+        assert text is not None and html is not None
+        assert text.get_content().strip() == "Only 8% off 原神月卡 today"
+        assert "<p>Only <b>8%</b> off 原神月卡</p>" in html.get_content()
+
+    # Over the notification's own literal content, the same: the variant's title, its body.
+    smtp.reset()
+    own = {"title": "Base title", "body": "Base body", "action_url": "https://shop.example/x"}
+    nid = send(admin, category="promo.titles", to=people[:4], content=own, variants=variants[:2])
+    view = wait_for(lambda: settled(admin, nid), timeout=60)
+    for rid in people[:4]:
+        got = channels_of(view, rid)["inapp"]["variant"]
+        item = admin.get(f"/v1/recipients/{rid}/inbox").json()["items"][0]
+        assert (item["title"], item["body"]) == (title[got], "Base body")
+        assert item["action_url"] == "https://shop.example/x"
+    wait_for(lambda: len(smtp.raw) == 4, timeout=30)
+    for raw in smtp.raw:
+        mail = message_from_bytes(raw, policy=policy.default)
+        assert isinstance(mail, EmailMessage)
+        text = mail.get_body(preferencelist=("plain",))
+        assert text is not None and text.get_content().strip() == "Base body"

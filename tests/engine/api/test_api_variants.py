@@ -111,3 +111,37 @@ def test_a_variants_own_template_is_checked_against_the_data(
     # Given the data it needs, the same variant is accepted.
     own["data"] = {"card": "B", "colour": "red", "size": {"x": 1}}
     assert shop.post("/v1/notifications", json=body).status_code == 202
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {"name": "b", "content": {"title": "卡卡 saved you a seat"}},
+        {"name": "b", "templates": {"inapp": {"en": {"title": "Hi"}}}},
+    ],
+)
+def test_what_a_variant_leaves_to_the_category_is_checked_against_its_data(
+    admin: httpx.Client, variant: dict[str, Any]
+) -> None:
+    """A variant that gives only a title sends the category's body: the data that body
+    needs is checked when the notification is accepted, not found missing per delivery."""
+    admin.put(
+        "/v1/categories/promo.body",
+        json={
+            "name": "Deals",
+            "kind": "promotional",
+            "priority": "high",
+            "channels": ["inapp"],
+            "templates": {"inapp": {"en": {"title": "T", "body": "{{ data.card }} is back"}}},
+        },
+    ).raise_for_status()
+    admin.put("/v1/recipients/u-1", json={}).raise_for_status()
+    given = [{"name": "a", "content": {"title": "Sale soon"}, "data": {"card": "A"}}, variant]
+    body: dict[str, Any] = {"category": "promo.body", "to": ["u-1"], "variants": given}
+    response = admin.post("/v1/notifications", json=body)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["field"] == "variants.1.data.card", error
+    assert "templates.inapp.en.body" in error["message"], error
+    # With the data given at the top, both variants are accepted.
+    assert admin.post("/v1/notifications", json={**body, "data": {"card": "B"}}).status_code == 202
