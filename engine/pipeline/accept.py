@@ -124,7 +124,7 @@ def validate(session: Session, spec: NotificationIn, *, field_prefix: str = "") 
 
 def _stored_variant(variant: VariantIn) -> dict[str, Any]:
     """A variant as stored: its `content` keeps only the fields it gives, so the others
-    come from the notification's copy rather than from `ContentIn`'s defaults."""
+    come from the notification's copy."""
     stored = variant.model_dump(exclude_none=True)
     if variant.content is not None:
         stored["content"] = variant.content.model_dump(exclude_none=True, exclude_unset=True)

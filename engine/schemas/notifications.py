@@ -118,6 +118,22 @@ class ContentIn(Strict):
     action_url: str | None = Field(default=None, max_length=2000, pattern=r"^https?://\S+$")
 
 
+class VariantContentIn(Strict):
+    """A variant's literal copy, sent as written: each field given replaces the
+    notification's, the rest is the notification's own (at least one field)."""
+
+    title: str | None = Field(default=None, min_length=1, max_length=500)
+    body: str | None = Field(default=None, max_length=20_000)
+    html: str | None = Field(default=None, max_length=200_000)
+    action_url: str | None = Field(default=None, max_length=2000, pattern=r"^https?://\S+$")
+
+    @model_validator(mode="after")
+    def _some(self) -> VariantContentIn:
+        if not self.model_dump(exclude_none=True):
+            raise ValueError("give at least one of title, body, html, action_url")
+        return self
+
+
 Templates = dict[
     ChannelName, dict[Locale, dict[str, Annotated[str, Field(max_length=MAX_TEMPLATE_CHARS)]]]
 ]
@@ -136,7 +152,7 @@ class VariantIn(Strict):
 
     name: VariantName
     weight: StrictInt = Field(default=1, ge=1, le=10_000)
-    content: ContentIn | None = None
+    content: VariantContentIn | None = None
     data: Annotated[dict[str, Any], AfterValidator(_storable_data)] | None = None
     templates: Templates | None = None
     send_after: Duration | None = None

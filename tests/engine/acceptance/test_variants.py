@@ -225,19 +225,26 @@ def test_a_variant_overrides_only_the_fields_it_gives_on_every_channel(
         assert text.get_content().strip() == "Only 8% off 原神月卡 today"
         assert "<p>Only <b>8%</b> off 原神月卡</p>" in html.get_content()
 
-    # Over the notification's own literal content, the same: the variant's title, its body.
+    # Over the notification's own literal content, the same: each variant gives one field.
     smtp.reset()
     own = {"title": "Base title", "body": "Base body", "action_url": "https://shop.example/x"}
-    nid = send(admin, category="promo.titles", to=people[:4], content=own, variants=variants[:2])
+    only_body = {"name": "d", "content": {"body": "卡卡 kept you a seat"}}
+    nid = send(
+        admin, category="promo.titles", to=people, content=own, variants=[variants[0], only_body]
+    )
     view = wait_for(lambda: settled(admin, nid), timeout=60)
-    for rid in people[:4]:
-        got = channels_of(view, rid)["inapp"]["variant"]
+    expected = {"a": ("Sale soon", "Base body"), "d": ("Base title", "卡卡 kept you a seat")}
+    got = {rid: channels_of(view, rid)["inapp"]["variant"] for rid in people}
+    assert set(got.values()) == {"a", "d"}
+    for rid in people:
         item = admin.get(f"/v1/recipients/{rid}/inbox").json()["items"][0]
-        assert (item["title"], item["body"]) == (title[got], "Base body")
+        assert (item["title"], item["body"]) == expected[got[rid]]
         assert item["action_url"] == "https://shop.example/x"
-    wait_for(lambda: len(smtp.raw) == 4, timeout=30)
+    wait_for(lambda: len(smtp.raw) == len(people), timeout=30)
     for raw in smtp.raw:
         mail = message_from_bytes(raw, policy=policy.default)
         assert isinstance(mail, EmailMessage)
-        text = mail.get_body(preferencelist=("plain",))
-        assert text is not None and text.get_content().strip() == "Base body"
+        title, text = expected[got[str(mail["To"]).split("@")[0]]]
+        plain = mail.get_body(preferencelist=("plain",))
+        assert str(mail["Subject"]) == title
+        assert plain is not None and plain.get_content().strip() == text

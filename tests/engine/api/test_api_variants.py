@@ -43,6 +43,8 @@ TWO = [{"name": "a", "data": {"card": "A"}}, {"name": "b", "data": {"card": "B"}
         ),
         ([TWO[0], {"name": "b", "send_after": "soon"}], "variants.1.send_after"),
         ([TWO[0], {"name": "b", "colour": "red"}], "variants.1.colour"),
+        ([TWO[0], {"name": "b", "content": {}}], "variants.1.content"),
+        ([TWO[0], {"name": "b", "content": {"title": ""}}], "variants.1.content.title"),
     ],
 )
 def test_bad_variants_are_refused_naming_the_field(
@@ -145,3 +147,13 @@ def test_what_a_variant_leaves_to_the_category_is_checked_against_its_data(
     assert "templates.inapp.en.body" in error["message"], error
     # With the data given at the top, both variants are accepted.
     assert admin.post("/v1/notifications", json={**body, "data": {"card": "B"}}).status_code == 202
+
+
+def test_a_variant_may_give_any_one_field_of_literal_copy(shop: httpx.Client) -> None:
+    """A variant that changes only the body (or only the link) is accepted: the title
+    stays the notification's."""
+    for content in ({"body": "Two days left"}, {"action_url": "https://shop.example/b"}):
+        own = {"name": "b", "data": {"card": "B"}, "content": content}
+        body = {"category": "promo.ab", "to": ["u-1"], "variants": [TWO[0], own]}
+        response = shop.post("/v1/notifications", json=body)
+        assert response.status_code == 202, response.text
