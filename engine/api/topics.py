@@ -12,11 +12,25 @@ from engine.api.context import DB, scope
 from engine.api.contract import operation
 from engine.catalog import topics
 from engine.errors import NotFound
-from engine.schemas.answers import TopicDeleted, TopicOut
+from engine.schemas.answers import TopicDeleted, TopicList, TopicOut
 from engine.schemas.catalog import TopicIn
-from engine.schemas.params import TopicPath
+from engine.schemas.params import TopicPath, TopicsQuery
 
 routes = web.RouteTableDef()
+
+
+@routes.get("/v1/topics")
+@scope("read")
+@operation(query=TopicsQuery, responses={200: TopicList})
+async def list_topics(request: web.Request, query: TopicsQuery) -> dict[str, Any]:
+    """Every topic recipients follow or the platform named, by key, with its name (null
+    when unnamed) and its number of followers; paged by `after`."""
+
+    def read(session: Session) -> dict[str, Any]:
+        items, following = topics.page(session, after=query.after, limit=query.limit or 100)
+        return {"items": items, "next": following}
+
+    return await request.app[DB].read(read)
 
 
 @routes.put("/v1/topics/{key}")

@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from sqlalchemy import func, union
 from sqlmodel import Session, col, select
 
 from engine.locales import choose as choose_locale
 from engine.schemas.catalog import TopicIn
-from engine.store.models import TopicName
+from engine.store.models import Follow, TopicName
 from engine.timeutil import iso, now
 
 
@@ -71,3 +72,40 @@ def public(row: TopicName) -> dict[str, Any]:
         "created_at": iso(row.created_at),
         "updated_at": iso(row.updated_at),
     }
+
+
+def page(
+    session: Session, *, after: str | None, limit: int
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Every topic that is named or followed, by key after `after`: each with its name as
+    written (None when nobody named it) and how many recipients follow it; and the key
+    to pass as `after` for the next page (None on the last)."""
+    keys = union(select(col(Follow.topic).label("key")), select(col(TopicName.key))).subquery()
+    query = select(keys.c.key)
+    if after is not None:
+        query = query.where(keys.c.key > after)
+    found = [str(k) for k in session.exec(query.order_by(keys.c.key).limit(limit + 1))]
+    more = len(found) > limit
+    found = found[:limit]
+    if not found:
+        return [], None
+    named = {r.key: r for r in session.exec(select(TopicName).where(col(TopicName.key).in_(found)))}
+    followers = dict(
+        session.exec(
+            select(Follow.topic, func.count())
+            .where(col(Follow.topic).in_(found))
+            .group_by(col(Follow.topic))
+        ).all()
+    )
+    items = []
+    for key in found:
+        row = named.get(key)
+        items.append(
+            {
+                "key": key,
+                "name": row.name if row is not None else None,
+                "default_locale": row.default_locale if row is not None else None,
+                "followers": int(followers.get(key, 0)),
+            }
+        )
+    return items, found[-1] if more else None

@@ -116,6 +116,20 @@ class TopicOut(Out):
     updated_at: Timestamp | None
 
 
+class TopicListed(Out):
+    key: str
+    name: str | dict[str, str] | None = Field(
+        description="As written, one text or one per locale; null for a topic nobody named."
+    )
+    default_locale: str | None
+    followers: int = Field(description="How many recipients follow it now.")
+
+
+class TopicList(Out):
+    items: list[TopicListed]
+    next: str | None = Field(description="Pass as `after` for the next page.")
+
+
 class TopicDeleted(Out):
     key: str
     deleted: bool

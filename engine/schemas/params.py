@@ -69,3 +69,10 @@ class IdempotencyHeaders(BaseModel):
     idempotency_key: str | None = Field(
         default=None, alias="Idempotency-Key", min_length=1, max_length=200
     )
+
+
+class TopicsQuery(Query):
+    """`GET /v1/topics`: by key order, paged by `after`."""
+
+    limit: Limit | None = Field(default=None, description="Page size; default 100.")
+    after: Topic | None = Field(default=None, description="The `next` of the previous page.")

@@ -53,3 +53,28 @@ def test_naming_a_topic_needs_the_admin_scope(
         base_url=url, headers={"Authorization": f"Bearer {api_keys['read']}"}
     ) as reader:
         assert reader.put("/v1/topics/card.x", json={"name": "x"}).status_code == 403
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
+def test_topics_are_listed_named_or_followed_with_their_followers(admin: httpx.Client) -> None:
+    for rid in ("u-1", "u-2", "u-3"):
+        admin.put(f"/v1/recipients/{rid}", json={}).raise_for_status()
+    admin.put("/v1/topics/card.genshin-monthly", json={"name": {"zh-CN": "原神月卡"}})
+    admin.put("/v1/topics/brand.nobody-follows", json={"name": "Quiet brand"})
+    for rid in ("u-1", "u-2"):
+        admin.put(f"/v1/recipients/{rid}/follows/card.genshin-monthly").raise_for_status()
+    admin.put("/v1/recipients/u-3/follows/game.unnamed").raise_for_status()
+
+    first = admin.get("/v1/topics", params={"limit": 2})
+    assert first.status_code == 200, first.text
+    rest = admin.get("/v1/topics", params={"limit": 2, "after": first.json()["next"]}).json()
+    assert rest["next"] is None
+    listed = {t["key"]: (t["name"], t["followers"]) for t in first.json()["items"] + rest["items"]}
+    assert listed == {
+        "brand.nobody-follows": ("Quiet brand", 0),
+        "card.genshin-monthly": ({"zh-CN": "原神月卡"}, 2),
+        "game.unnamed": (None, 1),
+    }
+    keys = [t["key"] for t in first.json()["items"] + rest["items"]]
+    assert keys == sorted(keys)
+    assert admin.get("/v1/topics", params={"after": "bad key!"}).status_code == 422
