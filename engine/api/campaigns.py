@@ -8,8 +8,7 @@ from aiohttp import web
 
 from engine.api.context import DB, SETTINGS, scope
 from engine.api.contract import Reply, operation
-from engine.api.notifications import REPLAYED, recipient_writes
-from engine.errors import Invalid
+from engine.api.notifications import REPLAYED, keyed, recipient_writes, replayed
 from engine.pipeline import campaigns
 from engine.schemas.campaigns import CampaignIn, CampaignList, CampaignOut, CampaignPage
 from engine.schemas.params import IdempotencyHeaders, RowPath
@@ -37,15 +36,11 @@ async def post_campaign(
     A retry with the same `Idempotency-Key` (header or field) and request answers the
     first campaign, as it is now; the same key with another request is a 422.
     """
-    spec = body
-    if (key := headers.idempotency_key) is not None:
-        if spec.idempotency_key not in (None, key):
-            raise Invalid("the Idempotency-Key header and field differ", field="idempotency_key")
-        spec = spec.model_copy(update={"idempotency_key": key})
+    spec = keyed(body, headers)
     recipient_writes(request, [spec.notification()], batch=False)
     db = request.app[DB]
-    created, replayed = await db.run(campaigns.submit, db, spec, settings=request.app[SETTINGS])
-    return Reply(created, status=202, headers={"Idempotent-Replayed": "true"} if replayed else {})
+    created, again = await db.run(campaigns.submit, db, spec, settings=request.app[SETTINGS])
+    return replayed(created, again)
 
 
 @routes.get("/v1/campaigns")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 from aiohttp import web
 from sqlmodel import Session
@@ -24,6 +25,7 @@ from engine.schemas.answers import (
     InboxOut,
     NotificationOut,
 )
+from engine.schemas.campaigns import CampaignIn
 from engine.schemas.notifications import BatchIn, EventIn, FeedbackIn, NotificationIn
 from engine.schemas.params import (
     IdempotencyHeaders,
@@ -78,6 +80,25 @@ def recipient_writes(request: web.Request, specs: list[NotificationIn], *, batch
 REPLAYED = {"Idempotent-Replayed": "true when this answers an earlier request with the same key"}
 
 
+# What an Idempotency-Key may name: a notification, or a campaign.
+K = TypeVar("K", NotificationIn, CampaignIn)
+
+
+def keyed(spec: K, headers: IdempotencyHeaders) -> K:
+    """`spec` with the `Idempotency-Key` header as its key; 422 when the header and the
+    body's `idempotency_key` field name different keys."""
+    if (key := headers.idempotency_key) is None:
+        return spec
+    if spec.idempotency_key not in (None, key):
+        raise Invalid("the Idempotency-Key header and field differ", field="idempotency_key")
+    return spec.model_copy(update={"idempotency_key": key})
+
+
+def replayed(answer: Any, again: bool) -> Reply:
+    """A 202 answer, marked `Idempotent-Replayed` when it answers an earlier request."""
+    return Reply(answer, status=202, headers={"Idempotent-Replayed": "true"} if again else {})
+
+
 @routes.post("/v1/notifications")
 @scope("send")
 @operation(
@@ -90,11 +111,7 @@ async def post_notification(
     request: web.Request, headers: IdempotencyHeaders, body: NotificationIn
 ) -> Reply:
     """Accept a notification: stored in SQL before the answer, then planned by workers."""
-    spec = body
-    if (key := headers.idempotency_key) is not None:
-        if spec.idempotency_key not in (None, key):
-            raise Invalid("the Idempotency-Key header and field differ", field="idempotency_key")
-        spec = spec.model_copy(update={"idempotency_key": key})
+    spec = keyed(body, headers)
     recipient_writes(request, [spec], batch=False)
     (accepted,) = await request.app[DB].run(
         accept.submit,
@@ -104,11 +121,7 @@ async def post_notification(
         planner=request.app[DISPATCH],
         later=after_answer(request),
     )
-    return Reply(
-        accepted_out(accepted),
-        status=202,
-        headers={"Idempotent-Replayed": "true"} if accepted.replayed else {},
-    )
+    return replayed(accepted_out(accepted), accepted.replayed)
 
 
 @routes.post("/v1/notifications/batch")
