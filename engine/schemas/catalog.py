@@ -258,28 +258,26 @@ def _attribute_number(value: Any) -> int | float:
     raise ValueError("a number")
 
 
+def _attribute_scalar(value: Any, expected: str) -> int | float | str:
+    """A text (at most 1,000 characters) or a finite number; else `expected` as the error."""
+    if isinstance(value, str):
+        if len(value) > 1000:
+            raise ValueError("at most 1000 characters")
+        return value
+    try:
+        return _attribute_number(value)
+    except ValueError:
+        raise ValueError(expected) from None
+
+
 def _attribute_value(value: Any) -> bool | int | float | str:
     if isinstance(value, bool):
         return value
-    if isinstance(value, str):
-        if len(value) > 1000:
-            raise ValueError("at most 1000 characters")
-        return value
-    try:
-        return _attribute_number(value)
-    except ValueError:
-        raise ValueError("a number, a text or true/false") from None
+    return _attribute_scalar(value, "a number, a text or true/false")
 
 
 def _attribute_bound(value: Any) -> int | float | str:
-    if isinstance(value, str):
-        if len(value) > 1000:
-            raise ValueError("at most 1000 characters")
-        return value
-    try:
-        return _attribute_number(value)
-    except ValueError:
-        raise ValueError("a number or a text") from None
+    return _attribute_scalar(value, "a number or a text")
 
 
 # One error per field, named without pydantic's union branches (`level.gt`, not `level.gt.int`).
