@@ -25,7 +25,9 @@ LIKES = "social.likes"
 ZONE = "Asia/Shanghai"
 
 
-def likes(admin: httpx.Client) -> None:
+def likes(admin: httpx.Client, **extra: Any) -> None:
+    """The low-priority "likes" category, digested on the inbox and email; `extra` adds to
+    its definition (its own digest templates)."""
     admin.put(
         f"/v1/categories/{LIKES}",
         json={
@@ -34,6 +36,7 @@ def likes(admin: httpx.Client) -> None:
             "priority": "low",
             "channels": ["inapp", "email"],
             "templates": {"inapp": {"en": {"title": "{{ data.t }}", "body": "."}}},
+            **extra,
         },
     ).raise_for_status()
 
@@ -237,26 +240,19 @@ def test_arrivals_in_the_same_second_never_make_two_digests(
 def test_a_category_digest_template_is_the_email_received_and_other_locales_keep_the_built_in(
     admin: httpx.Client, pipeline: Processes, smtp: Mailbox, db: Database
 ) -> None:
-    admin.put(
-        f"/v1/categories/{LIKES}",
-        json={
-            "name": "Likes",
-            "kind": "social",
-            "priority": "low",
-            "channels": ["inapp", "email"],
-            "templates": {"inapp": {"en": {"title": "{{ data.t }}", "body": "."}}},
-            "digest_templates": {
-                "email": {
-                    "en": {
-                        "title": "Cardhub: {{ count }} likes for {{ recipient.name }}",
-                        "body": "{% for item in items %}* {{ item.title }}\n{% endfor %}-- Cardhub",
-                        "html": "<h1>Cardhub</h1>{% for item in items %}<p>{{ item.title }}</p>"
-                        "{% endfor %}",
-                    }
+    likes(
+        admin,
+        digest_templates={
+            "email": {
+                "en": {
+                    "title": "Cardhub: {{ count }} likes for {{ recipient.name }}",
+                    "body": "{% for item in items %}* {{ item.title }}\n{% endfor %}-- Cardhub",
+                    "html": "<h1>Cardhub</h1>{% for item in items %}<p>{{ item.title }}</p>"
+                    "{% endfor %}",
                 }
-            },
+            }
         },
-    ).raise_for_status()
+    )
     digest_reader(admin, "ada", name="Ada", locale="en-GB")
     digest_reader(admin, "ming", locale="zh-CN")
     nids = []
