@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, NotRequired, Protocol, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, NotRequired, Protocol, TypedDict
 
 from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
@@ -44,6 +44,9 @@ from engine.store.states import (
 )
 from engine.timeutil import aware, now
 
+if TYPE_CHECKING:  # campaigns import this module
+    from engine.schemas.campaigns import CampaignIn
+
 log = logging.getLogger("tidings.accept")
 
 
@@ -59,8 +62,9 @@ class Accepted:
     replayed: bool = False
 
 
-def request_hash(spec: NotificationIn) -> str:
-    """A fingerprint of what was asked, to tell a retry from a different request."""
+def request_hash(spec: NotificationIn | CampaignIn) -> str:
+    """A fingerprint of what was asked (a notification or a campaign, its idempotency key
+    left out), to tell a retry from a different request."""
     canonical = spec.model_dump(mode="json", exclude={"idempotency_key"})
     return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
 

@@ -9,8 +9,6 @@ to a campaign (no step after a click or conversion, one step at a time).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections import defaultdict
 from typing import Any
@@ -56,19 +54,13 @@ def submit(db: Database, spec: CampaignIn, *, settings: Settings) -> tuple[dict[
     raise AssertionError("unreachable")
 
 
-def request_hash(spec: CampaignIn) -> str:
-    """A fingerprint of what was asked, to tell a retry from a different request."""
-    canonical = spec.model_dump(mode="json", exclude={"idempotency_key"})
-    return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
-
-
 def _by_key(session: Session, spec: CampaignIn) -> int | None:
     found = session.exec(
         select(Campaign).where(col(Campaign.idempotency_key) == spec.idempotency_key)
     ).first()
     if found is None:
         return None
-    if found.request_hash != request_hash(spec):
+    if found.request_hash != accept.request_hash(spec):
         raise IdempotencyMismatch(
             "this Idempotency-Key was used for a different request", field="idempotency_key"
         )
@@ -94,7 +86,7 @@ def create(session: Session, spec: CampaignIn, *, settings: Settings) -> dict[st
     campaign = Campaign(
         name=spec.name,
         idempotency_key=spec.idempotency_key,
-        request_hash=request_hash(spec),
+        request_hash=accept.request_hash(spec),
         category=spec.category,
         audience=accept.audience_of(base),
         event_at=event_at,
