@@ -14,7 +14,7 @@ import argparse
 import logging
 import signal
 import sys
-import threading
+import time
 from collections.abc import Sequence
 
 from engine.logs import configure
@@ -23,6 +23,8 @@ from engine.settings import get_settings
 log = logging.getLogger("tidings.worker")
 READY = "Worker process is ready for action."
 WORKER_THREAD_TIMEOUT_MS = 1000
+# How often the main thread looks at whether a stop was asked for (s).
+STOP_CHECK_S = 0.2
 
 
 def parser() -> argparse.ArgumentParser:
@@ -43,10 +45,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     settings = get_settings()
     configure(settings.log_level, settings.log_format)
-    stopping = threading.Event()
     # The supervisor stops its children with SIGTERM; a terminal's Ctrl-C reaches the
     # supervisor, which then does so. Until the worker runs, both simply end the process.
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    # The handler only appends to a list: it must take no lock, because a second SIGTERM
+    # (a process group's and the supervisor's arrive together) runs it again inside the
+    # first, and a `threading.Event` would deadlock on its own lock there.
+    stopping: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _frame: stopping.append(signum))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     from dramatiq import Worker
@@ -71,8 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         actors.broker.close()
         return 1
     log.info(READY, extra={"queues": args.queues, "threads": args.threads})
-    while not stopping.wait(1):
-        pass
+    while not stopping:
+        time.sleep(STOP_CHECK_S)
     log.info("stopping: letting jobs under way finish")
     if isinstance(actors.broker, WakingRedisBroker):
         actors.broker.stop_waiting()
