@@ -13,7 +13,6 @@ from engine.catalog import follows
 from engine.catalog.segments import activity, tier
 from engine.schemas.catalog import RecipientIn, RecipientPatch, merged_attributes
 from engine.settings import Settings
-from engine.store import turns
 from engine.store.models import Delivery, Digest, Feedback, Recipient, Unsubscribe
 from engine.timeutil import iso, now
 from preferences import store
@@ -114,7 +113,6 @@ def erase(session: Session, recipient_id: str) -> bool:
     session.delete(row)
     store.erase(session, recipient_id)
     follows.erase(session, recipient_id)
-    turns.erase(session, recipient_id)
     session.exec(delete(Digest).where(col(Digest.recipient_id) == recipient_id))
     tombstone = f"{ERASED_PREFIX}{uuid.uuid4().hex}"
     session.exec(

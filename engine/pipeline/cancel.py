@@ -23,6 +23,7 @@ from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
 from engine.errors import NotFound
+from engine.pipeline import progress
 from engine.store import bulk
 from engine.store.db import Database
 from engine.store.models import Delivery, Notification, PlanChunk
@@ -105,20 +106,7 @@ def _stop(session: Session, notification_id: int) -> tuple[datetime, int, int]:
         .values(status=ChunkStatus.CANCELLED, error="cancelled", updated_at=at)
     )
     slices = int(getattr(unplanned, "rowcount", 0) or 0)
-    if slices:
-        session.execute(
-            update(Notification)
-            .where(col(Notification.id) == notification_id)
-            .values(chunks_done=Notification.chunks_done + slices)
-        )
-        session.execute(
-            update(Notification)
-            .where(
-                col(Notification.id) == notification_id,
-                col(Notification.chunks_done) >= col(Notification.chunks_total),
-            )
-            .values(status=NotificationStatus.PLANNED)
-        )
+    progress.count_finished(session, notification_id, slices)
     stopped = end_unsent(session, [notification_id], at)
     cancelled_at = aware(row.cancelled_at) or at
     return cancelled_at, len(stopped), slices

@@ -15,13 +15,14 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy import and_, update
+from sqlalchemy import and_, or_, update
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from channels.base import ADDRESS_FIELDS
 from engine import metrics
 from engine.catalog.segments import activity, audience_filter, segment_at
-from engine.pipeline import caps, policy, rhythm, sendtime, variants
+from engine.pipeline import caps, policy, progress, rhythm, sendtime, variants
 from engine.pipeline.cancel import is_cancelled
 from engine.pipeline.content import Composer
 from engine.pipeline.templates import RenderError
@@ -46,6 +47,8 @@ from preferences.model import EffectivePreferences
 
 log = logging.getLogger("tidings.planning")
 DIED = "its worker stopped while planning it"
+# How soon a chunk of a campaign step looks again when another step holds the turn (ms).
+TURN_WAIT_MS = 500
 
 
 def page_links(
@@ -131,7 +134,16 @@ def _cut(rt: Runtime, notification_id: int, *, inline: bool) -> None:
             if not _still_to_cut(session, notification_id):
                 session.rollback()  # cancelled, or cut by another job, meanwhile
                 return
-            inline = inline and len(chunks) == 1
+            inline = (
+                inline
+                and len(chunks) == 1
+                and (
+                    notification.campaign_id is None
+                    or turns.take(
+                        session, campaign_id=notification.campaign_id, step_id=notification_id
+                    )
+                )
+            )
             if inline:
                 chunks[0]["status"] = ChunkStatus.PLANNING  # claimed by this job
             bulk.insert_ignore(session, PlanChunk, chunks, conflict=("notification_id", "seq"))
@@ -210,6 +222,9 @@ def plan_chunk(rt: Runtime, notification_id: int, seq: int) -> None:
     try:
         # The transaction rolled back: an outage is waited out with the chunk still leased.
         queued, notification = ride_out(work, wait=rt.settings.outage_wait, what="a plan chunk")
+    except NotYourTurn:
+        _wait_for_turn(rt, notification_id, seq)
+        return
     except Exception as exc:
         if not _give_up(rt, notification_id, seq, exc):
             raise
@@ -221,6 +236,29 @@ def plan_chunk(rt: Runtime, notification_id: int, seq: int) -> None:
     enqueue_deliveries(rt, queued, notification.queue)
     if more:  # the next chunk goes behind this one's deliveries
         rt.dispatch.plan_chunk(notification_id, following, notification.queue)
+
+
+class NotYourTurn(Exception):
+    """Another step of the campaign is planning (`engine.store.turns`)."""
+
+
+def _wait_for_turn(rt: Runtime, notification_id: int, seq: int) -> None:
+    """Hand a leased chunk of a campaign step back (`pending`, no attempt counted) and
+    come back for it in `TURN_WAIT_MS`: another step of its campaign is planning."""
+    with rt.db.session() as session:
+        session.execute(
+            update(PlanChunk)
+            .where(
+                col(PlanChunk.notification_id) == notification_id,
+                col(PlanChunk.seq) == seq,
+                col(PlanChunk.status) == ChunkStatus.PLANNING,
+            )
+            .values(status=ChunkStatus.PENDING, claimed_by=None, lease_until=None, updated_at=now())
+        )
+        notification = session.get(Notification, notification_id)
+        queue = notification.queue if notification is not None else None
+    if queue is not None:
+        rt.dispatch.plan_chunk(notification_id, seq, queue, delay_ms=TURN_WAIT_MS)
 
 
 def _claim_chunk(rt: Runtime, notification_id: int, seq: int) -> bool:
@@ -281,7 +319,7 @@ def end_chunk(session: Session, notification_id: int, seq: int, error: str) -> N
         )
     )
     if getattr(ended, "rowcount", 0) == 1:
-        _count_finished(session, notification_id)
+        progress.count_finished(session, notification_id)
         log.error(
             "gave up planning a chunk",
             extra={"notification_id": notification_id, "chunk": seq, "error": error},
@@ -315,7 +353,7 @@ def _give_up(rt: Runtime, notification_id: int, seq: int, error: Exception) -> b
             )
         )
         if gone:
-            _count_finished(session, notification_id)
+            progress.count_finished(session, notification_id)
     log.error(
         "planning chunk failed",
         extra={
@@ -329,22 +367,6 @@ def _give_up(rt: Runtime, notification_id: int, seq: int, error: Exception) -> b
     return gone
 
 
-def _count_finished(session: Session, notification_id: int) -> None:
-    session.execute(
-        update(Notification)
-        .where(col(Notification.id) == notification_id)
-        .values(chunks_done=Notification.chunks_done + 1, updated_at=now())
-    )
-    session.execute(
-        update(Notification)
-        .where(
-            col(Notification.id) == notification_id,
-            col(Notification.chunks_done) >= col(Notification.chunks_total),
-        )
-        .values(status=NotificationStatus.PLANNED)
-    )
-
-
 def _plan_claimed(
     rt: Runtime, session: Session, notification_id: int, seq: int
 ) -> list[tuple[int, str]]:
@@ -354,6 +376,10 @@ def _plan_claimed(
     notification = session.get(Notification, notification_id)
     if chunk is None or notification is None:
         return []
+    if notification.campaign_id is not None and not turns.take(
+        session, campaign_id=notification.campaign_id, step_id=notification_id
+    ):
+        raise NotYourTurn(notification_id)
     category = session.get(Category, notification.category)
     # A chunk claimed just before its notification was cancelled writes nothing.
     live = category is not None and not is_cancelled(notification)
@@ -370,7 +396,7 @@ def _plan_claimed(
     if getattr(finished, "rowcount", 0) != 1:  # reclaimed as stalled and finished elsewhere
         session.rollback()
         return []
-    _count_finished(session, notification_id)
+    progress.count_finished(session, notification_id)
     return queued
 
 
@@ -425,7 +451,7 @@ def _plan(
     if notification.best_time:
         _best_time(session, notification, rules, chunk, prefs, decisions, at)
     replaced = _collapse(session, notification, rules, decisions, at)
-    replaced += _rhythm(session, notification, decisions, chunk, at)
+    replaced += _rhythm(session, notification, decisions, chunk)
     activities = {r.id: activity(r.last_active_at, at, rt.settings) for r in todo}
     _cap(rt, notification.id, rules, prefs, activities, decisions, at, request.expires_at)
     rows = _rows(rt, notification, category, {r.id: r for r in todo}, decisions, picks, at)
@@ -609,48 +635,55 @@ def _rhythm(
     notification: Notification,
     decisions: dict[str, list[policy.Decision]],
     chunk: PlanChunk,
-    at: datetime,
 ) -> list[int]:
     """A campaign step (`engine.pipeline.rhythm.step_fate`): recipients who clicked or
-    converted on an earlier step get nothing; earlier steps still waiting are replaced.
-    Returns the ids of the replaced deliveries.
+    converted on an earlier step get nothing; earlier steps still waiting are replaced;
+    recipients a later step already reached (both fell due together, the later planned
+    first) get nothing from this one (`rhythm.too_late`), unless that step was cancelled
+    before it went. Returns the ids of the replaced deliveries.
 
-    The step first claims its recipients (`engine.store.turns`), so a step planned at the
-    same moment for the same recipient goes first or second, never alongside: the second
-    sees the first's deliveries, and an earlier step that comes second is too late
-    (`rhythm.too_late`). Then it reads only the chunk's recipients' engaged or waiting
-    deliveries of the earlier steps, in one query."""
+    The step holds its campaign's planning turn (`engine.store.turns`), so every other
+    step's deliveries are written and committed: one query over the chunk's id range
+    reads the ones that matter."""
     if notification.campaign_id is None or not decisions:
         return []
     assert notification.id is not None
-    held = turns.claim(
-        session,
-        campaign_id=notification.campaign_id,
-        notification_id=notification.id,
-        recipient_ids=decisions,
-        at=at,
-    )
-    for rid in decisions.keys() - held:
-        decisions[rid] = rhythm.too_late(decisions[rid])
-    earlier_steps = select(Notification.id).where(
+    other_steps = select(Notification.id).where(
         col(Notification.campaign_id) == notification.campaign_id,
-        col(Notification.id) < notification.id,
+        col(Notification.id) != notification.id,
     )
-    found: dict[str, list[rhythm.Earlier]] = defaultdict(list)
-    for delivery_id, rid, channel, state in session.exec(
-        select(Delivery.id, Delivery.recipient_id, Delivery.channel, Delivery.status).where(
-            col(Delivery.notification_id).in_(earlier_steps),
+    earlier: dict[str, list[rhythm.Earlier]] = defaultdict(list)
+    reached_later: set[str] = set()
+    for delivery_id, step, rid, channel, state, reason in session.execute(
+        sa_select(
+            col(Delivery.id),
+            col(Delivery.notification_id),
+            col(Delivery.recipient_id),
+            col(Delivery.channel),
+            col(Delivery.status),
+            col(Delivery.reason),
+        ).where(
+            col(Delivery.notification_id).in_(other_steps),
             col(Delivery.recipient_id) >= chunk.lo,
             col(Delivery.recipient_id) <= chunk.hi,
-            col(Delivery.status).in_((*rhythm.ENGAGED, DeliveryStatus.SCHEDULED)),
+            or_(
+                col(Delivery.notification_id) > notification.id,
+                col(Delivery.status).in_((*rhythm.ENGAGED, DeliveryStatus.SCHEDULED)),
+            ),
         )
     ):
         assert delivery_id is not None
-        found[rid].append(rhythm.Earlier(delivery_id, channel, state))
+        if step > notification.id:
+            if (state, reason) != (DeliveryStatus.SUPPRESSED, Reason.CANCELLED):
+                reached_later.add(rid)  # a later step cancelled before it went reached no one
+        else:
+            earlier[rid].append(rhythm.Earlier(delivery_id, channel, state))
     replaced: list[int] = []
-    for rid, earlier in found.items():
-        if rid in held:
-            decisions[rid], gone = rhythm.step_fate(decisions[rid], earlier)
+    for rid in decisions.keys() & reached_later:
+        decisions[rid] = rhythm.too_late(decisions[rid])
+    for rid, found in earlier.items():
+        if rid in decisions and rid not in reached_later:
+            decisions[rid], gone = rhythm.step_fate(decisions[rid], found)
             replaced += gone
     return replaced
 

@@ -219,20 +219,9 @@ class Campaign(SQLModel, table=True):
     idempotency_key: str | None = Field(default=None, max_length=200, unique=True)
     request_hash: str | None = Field(default=None, max_length=64)
     cancelled_at: datetime | None = _stamp()
+    # The step planning now: steps take turns (`engine.store.turns`).
+    planning_step: int | None = Field(default=None, sa_type=BigInteger)
     created_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
-    updated_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
-
-
-class CampaignRecipient(SQLModel, table=True):
-    """The latest step of a campaign planned for a recipient: one row per (campaign,
-    recipient), so steps planned at the same moment take turns on it
-    (`engine.store.turns`)."""
-
-    __tablename__ = "campaign_recipients"
-
-    campaign_id: int = Field(primary_key=True, sa_type=BigInteger)
-    recipient_id: str = Field(primary_key=True, max_length=200)
-    notification_id: int = Field(sa_type=BigInteger)
     updated_at: datetime = Field(default_factory=now, sa_type=DateTime(timezone=True))
 
 

@@ -131,9 +131,11 @@ class Dispatcher:
         """Plan a notification: cut its audience into chunks."""
         self._send(PLAN, queue, (notification_id,))
 
-    def plan_chunk(self, notification_id: int, seq: int, queue: str) -> None:
-        """Plan one chunk of a notification's audience."""
-        self._send(PLAN_CHUNK, queue, (notification_id, seq))
+    def plan_chunk(
+        self, notification_id: int, seq: int, queue: str, delay_ms: int | None = None
+    ) -> None:
+        """Plan one chunk of a notification's audience (in `delay_ms`, if given)."""
+        self._send(PLAN_CHUNK, queue, (notification_id, seq), delay_ms)
 
     def deliver(self, delivery_ids: list[int], queue: str, delay_ms: int | None = None) -> None:
         """Send a batch of deliveries of one channel."""
