@@ -25,7 +25,7 @@ from engine.store.models import Category, Delivery, DeliveryEvent, Preference
 from engine.store.states import COUNTED, EventStatus
 from engine.timeutil import aware, now
 from engine.worker.runtime import Runtime
-from preferences.model import EffectivePreferences
+from preferences.model import Cap, EffectivePreferences
 
 log = logging.getLogger("tidings.caps")
 # How far back a rebuild reads: the longest cap a recipient can choose on the preference
@@ -47,6 +47,28 @@ def check(
     if not limits:
         return None
     return CapCheck(prefs.recipient_id, str(notification_id), prefs.quiet_hours.timezone, limits)
+
+
+def check_many(
+    rules: policy.Rules,
+    notification_id: int,
+    recipients: Iterable[tuple[str, EffectivePreferences, str | None]],
+) -> list[CapCheck]:
+    """`check` for many (recipient id, preferences, activity), for recipients of one
+    notification: the caps are worked out once per preferences object and activity, so
+    recipients who share their preferences (`preferences.store.load_shared`) share their
+    limits. Those under no cap are left out."""
+    member = str(notification_id)
+    limits: dict[tuple[int, str | None], list[tuple[str, Cap]]] = {}
+    out: list[CapCheck] = []
+    for rid, prefs, activity in recipients:
+        found = limits.get((id(prefs), activity))
+        if found is None:
+            # The preferences stay alive for the call, so no identity is reused.
+            found = limits[(id(prefs), activity)] = policy.cap_limits(rules, prefs, activity)
+        if found:
+            out.append(CapCheck(rid, member, prefs.quiet_hours.timezone, found))
+    return out
 
 
 def admit(rt: Runtime, checks: Sequence[CapCheck], at: datetime) -> list[datetime | None]:

@@ -31,9 +31,10 @@ from preferences.model import Cap
 # the lowest score in its window ('(' for exclusive), its limit, the key's TTL and the
 # score below which the key's entries are in no window any more; and the score to count
 # at. Each group is admitted — its member added to every counter that lacks it — only if
-# every counter that lacks it is under its limit. Returns per group '0' when admitted,
-# else '<1-based position of the full counter>:<score of the entry whose leaving frees
-# it>'; or {'lost'} when the sentinel (key ARGV[8]) is missing. Thousands of counters
+# every counter that lacks it is under its limit. Returns one entry per group refused,
+# '<1-based group>:<1-based position of the full counter>:<score of the entry whose
+# leaving frees it>' (most groups are admitted, and say nothing); or {'lost'} when the
+# sentinel (key ARGV[8]) is missing. Thousands of counters
 # travel as a few strings rather than as thousands of arguments; the counters' database
 # is Tidings' own, so the keys need not be declared in KEYS.
 CHECK_AND_COUNT = """
@@ -71,7 +72,7 @@ for g, size in ipairs(sizes) do
       if redis.call('TTL', keys[i]) < ttl then redis.call('EXPIRE', keys[i], ttl) end
     end
   end
-  results[g] = full
+  if full ~= '0' then results[#results + 1] = g .. ':' .. full end
   k = k + n
 end
 return results
@@ -127,6 +128,34 @@ def _score(at: datetime) -> str:
     return f"{at.timestamp():.3f}"
 
 
+@dataclass(frozen=True)
+class _Shape:
+    """What a check sends besides its keys: its counters' names, and per counter the
+    lowest score in its window, its limit and TTL, and the score to prune below."""
+
+    size: str
+    names: list[str]
+    lows: list[str]
+    numbers: list[str]
+    prunes: list[str]
+
+
+def _shape(check: CapCheck, at: datetime) -> _Shape:
+    windows = [cap_window(cap, check.zone, at) for _, cap in check.limits]
+    oldest: dict[str, datetime] = {}
+    longest: dict[str, int] = defaultdict(int)
+    for (name, cap), (since, _) in zip(check.limits, windows, strict=True):
+        oldest[name] = min(since, oldest.get(name, since))
+        longest[name] = max(longest[name], _ttl(cap))
+    shape = _Shape(str(len(check.limits)), [], [], [], [])
+    for (name, cap), (since, inclusive) in zip(check.limits, windows, strict=True):
+        shape.names.append(name)
+        shape.lows.append(_score(since) if inclusive else "(" + _score(since))
+        shape.numbers.extend((str(cap.count), str(longest[name])))
+        shape.prunes.append("(" + _score(oldest[name]))
+    return shape
+
+
 class Counters:
     """Caps and rate limits over a Redis connection."""
 
@@ -154,20 +183,21 @@ class Counters:
         lows: list[str] = []
         numbers: list[str] = []
         prunes: list[str] = []
+        # Checks that share their limits and zone (a chunk's recipients alike) share their
+        # windows; the limits stay alive for the call, so no identity is reused.
+        shapes: dict[tuple[int, str], _Shape] = {}
+        cap_key = self.keys.cap
         for check in checks:
-            sizes.append(str(len(check.limits)))
+            found = shapes.get((id(check.limits), check.zone))
+            if found is None:
+                found = shapes[(id(check.limits), check.zone)] = _shape(check, at)
             members.append(check.member)
-            windows = [cap_window(cap, check.zone, at) for _, cap in check.limits]
-            oldest: dict[str, datetime] = {}
-            longest: dict[str, int] = defaultdict(int)
-            for (name, cap), (since, _) in zip(check.limits, windows, strict=True):
-                oldest[name] = min(since, oldest.get(name, since))
-                longest[name] = max(longest[name], _ttl(cap))
-            for (name, cap), (since, inclusive) in zip(check.limits, windows, strict=True):
-                keys.append(self.keys.cap(check.recipient_id, name))
-                lows.append(_score(since) if inclusive else "(" + _score(since))
-                numbers += [str(cap.count), str(longest[name])]
-                prunes.append("(" + _score(oldest[name]))
+            sizes.append(found.size)
+            rid = check.recipient_id
+            keys += [cap_key(rid, name) for name in found.names]
+            lows += found.lows
+            numbers += found.numbers
+            prunes += found.prunes
         args = [
             ",".join(sizes),
             "\n".join(members),
@@ -178,18 +208,16 @@ class Counters:
             _score(at),
             self.keys.caps_ready,
         ]
-        results = [r.decode() if isinstance(r, bytes) else str(r) for r in self._check(args=args)]
-        if results == ["lost"]:
+        refused = [r.decode() if isinstance(r, bytes) else str(r) for r in self._check(args=args)]
+        if refused == ["lost"]:
             raise CountersLost("the counters' Redis has no sentinel: rebuild from SQL")
-        out: list[datetime | None] = []
-        for check, result in zip(checks, results, strict=True):
-            if result == "0":
-                out.append(None)
-                continue
-            position, score = result.split(":", 1)
+        out: list[datetime | None] = [None] * len(checks)
+        for result in refused:
+            group, position, score = result.split(":", 2)
+            check = checks[int(group) - 1]
             cap = check.limits[int(position) - 1][1]
             counted = datetime.fromtimestamp(float(score), UTC)
-            out.append(cap_frees_at(cap, check.zone, counted).astimezone(at.tzinfo))
+            out[int(group) - 1] = cap_frees_at(cap, check.zone, counted).astimezone(at.tzinfo)
         return out
 
     def restore(self, entries: Iterable[Counted], ttl: int) -> int:

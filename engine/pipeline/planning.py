@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -79,6 +79,31 @@ def addressable(recipient: Recipient) -> list[str]:
         if field is None or getattr(recipient, field, None):
             out.append(channel)
     return out
+
+
+def reachable(channels: Sequence[str]) -> Callable[[Recipient], tuple[str, ...]]:
+    """Which of `channels` a recipient has an address for (as `addressable` says), asked
+    of every recipient of a chunk: only the addresses those channels need are looked at."""
+    fields = [(c, ADDRESS_FIELDS[c]) for c in channels if c in ADDRESS_FIELDS]
+    if all(field is None for _, field in fields):
+        always = tuple(c for c, _ in fields)
+        return lambda _recipient: always
+    return lambda r: tuple([c for c, field in fields if field is None or getattr(r, field)])
+
+
+# What planning reads of a recipient: its addresses, zone and locale, what copy may say of
+# them (`content.reader`), their links' version and salt, and when they were last active.
+PLANNED = (
+    "id",
+    "name",
+    "attributes",
+    *(field for field in ADDRESS_FIELDS.values() if field is not None),
+    "timezone",
+    "locale",
+    "last_active_at",
+    "links_version",
+    "links_salt",
+)
 
 
 def _audience_ids(session: Session, notification: Notification, rt: Runtime) -> Iterator[str]:
@@ -420,7 +445,12 @@ def _load_recipients(
     cut it, so a recipient in the range but outside the audience is never planned."""
     where = audience_filter(notification.audience, segment_at(notification), settings)
     return bulk.read(
-        session, Recipient, col(Recipient.id) >= chunk.lo, col(Recipient.id) <= chunk.hi, *where
+        session,
+        Recipient,
+        col(Recipient.id) >= chunk.lo,
+        col(Recipient.id) <= chunk.hi,
+        *where,
+        only=PLANNED,
     )
 
 
@@ -435,15 +465,17 @@ def _plan(
     assert notification.id is not None
     at = now()
     todo = _unplanned(session, notification, chunk, rt.settings)
-    prefs = store.load_many(session, todo, settings=rt.settings)
+    # Shared by recipients alike: every question below is asked once per situation.
+    prefs = store.load_shared(session, todo, settings=rt.settings)
     rules = policy.rules_of(category)
     request = policy.Request(
         channels=tuple(notification.channels) if notification.channels else None,
         expires_at=aware(notification.expires_at),
         collapse_key=notification.collapse_key,
     )
+    reach = reachable(policy.candidate_channels(rules, request))
     decisions = policy.decide_many(
-        rules, request, ((r.id, prefs[r.id], addressable(r)) for r in todo), at
+        rules, request, ((r.id, prefs[r.id], reach(r)) for r in todo), at
     )
     picks = {r.id: variants.pick(notification, r.id) for r in todo} if notification.variants else {}
     _delay(picks, decisions, at)
@@ -452,7 +484,12 @@ def _plan(
         _best_time(session, notification, rules, chunk, prefs, decisions, at)
     replaced = _collapse(session, notification, rules, decisions, at)
     replaced += _rhythm(session, notification, decisions, chunk)
-    activities = {r.id: activity(r.last_active_at, at, rt.settings) for r in todo}
+    # Only caps by activity ask how active a recipient is.
+    activities = (
+        {r.id: activity(r.last_active_at, at, rt.settings) for r in todo}
+        if rules.caps_by_activity
+        else {}
+    )
     _cap(rt, notification.id, rules, prefs, activities, decisions, at, request.expires_at)
     rows = _rows(rt, notification, category, {r.id: r for r in todo}, decisions, picks, at)
     written = bulk.insert_ignore(
@@ -700,12 +737,15 @@ def _cap(
 ) -> None:
     """Count the chunk against every cap in one Redis call; drop or defer what is over
     (a deferral to the expiry or later ends `suppressed/expired`)."""
-    checks = [
-        found
-        for rid, ds in decisions.items()
-        if policy.counts_against_caps(ds)
-        and (found := caps.check(rules, prefs[rid], notification_id, activities[rid])) is not None
-    ]
+    checks = caps.check_many(
+        rules,
+        notification_id,
+        (
+            (rid, prefs[rid], activities.get(rid))
+            for rid, ds in decisions.items()
+            if policy.counts_against_caps(ds)
+        ),
+    )
     for check, frees_at in zip(checks, caps.admit(rt, checks, at), strict=True):
         if frees_at is not None:
             decisions[check.recipient_id] = policy.expire_late(

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Container, Iterable, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, time, timedelta
-from typing import Any
 
 from engine.store.models import OPTIONAL_KINDS, Category
 from engine.store.states import PENDING, WENT_OUT, DeliveryStatus, Reason
@@ -171,28 +170,24 @@ def recheck(
     return decision
 
 
-# What `decide` reads of a recipient's preferences: all of them but whose they are.
-_SITUATION = tuple(f.name for f in fields(EffectivePreferences) if f.name != "recipient_id")
-
-
 def decide_many(
     rules: Rules,
     request: Request,
-    recipients: Iterable[tuple[str, EffectivePreferences, Sequence[str]]],
+    recipients: Iterable[tuple[str, EffectivePreferences, tuple[str, ...]]],
     at: datetime,
 ) -> dict[str, list[Decision]]:
     """`decide` for many (recipient id, preferences, addressable channels), computed once
     per distinct situation.
 
-    Recipients who stored no preferences share the same default objects, so those with
-    the same addresses get the same decisions. The key is the identity of every
-    preference field — all stay alive for the call, so no identity is reused — and the
+    Recipients alike share one preferences object (`preferences.store.load_shared`), so
+    those with the same addresses get the same decisions. The key is the identity of the
+    preferences — all stay alive for the call, so no identity is reused — and the
     addresses.
     """
-    seen: dict[tuple[Any, ...], list[Decision]] = {}
+    seen: dict[tuple[int, tuple[str, ...]], list[Decision]] = {}
     out: dict[str, list[Decision]] = {}
     for rid, prefs, channels in recipients:
-        key = (*(id(getattr(prefs, name)) for name in _SITUATION), *channels)
+        key = (id(prefs), channels)
         found = seen.get(key)
         if found is None:
             found = seen[key] = decide(rules, request, prefs, channels, at)
