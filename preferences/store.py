@@ -12,11 +12,9 @@ from dataclasses import replace
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Protocol
-from typing import cast as cast_type
 
 import orjson
-from sqlalchemy import Text, cast
-from sqlalchemy import select as sql_select
+from sqlalchemy import Select, Text, cast
 from sqlmodel import Session, col, select
 
 from channels.base import CHANNEL_NAMES
@@ -164,25 +162,35 @@ def load_many(
     return {r.id: resolve(r, stored.get(r.id), settings=settings) for r in recipients}
 
 
-# What a recipient stored, read as it is written (JSON as text): recipients who chose
-# alike have equal rows, so a chunk resolves each distinct row once.
-_AS_WRITTEN: tuple[Any, ...] = (
-    col(Preference.recipient_id),
-    cast(col(Preference.channels), Text),
-    cast(col(Preference.categories), Text),
-    cast(col(Preference.caps), Text),
-    cast(col(Preference.quiet_hours), Text),
-    col(Preference.paused_until),
-    cast(col(Preference.digest), Text),
-    col(Preference.unsubscribed),
+# What a recipient stored, read as it is written (JSON as text), with whose row it is
+# (None when they stored nothing): recipients who chose alike have equal rows, so a
+# chunk resolves each distinct row once.
+STORED: tuple[Any, ...] = (
+    col(Preference.recipient_id).label("stored_by"),
+    cast(col(Preference.channels), Text).label("stored_channels"),
+    cast(col(Preference.categories), Text).label("stored_categories"),
+    cast(col(Preference.caps), Text).label("stored_caps"),
+    cast(col(Preference.quiet_hours), Text).label("stored_quiet_hours"),
+    col(Preference.paused_until).label("stored_paused_until"),
+    cast(col(Preference.digest), Text).label("stored_digest"),
+    col(Preference.unsubscribed).label("stored_unsubscribed"),
 )
-_Written = tuple[str | None, str | None, str | None, str | None, datetime | None, str | None, bool]
+# A row of `STORED` without its first column.
+Written = tuple[str | None, str | None, str | None, str | None, datetime | None, str | None, bool]
+
+
+def with_stored(query: Select[Any], recipient_id: Any) -> Select[Any]:
+    """`query` with `STORED` beside each recipient it reads, `recipient_id` naming them:
+    one query reads recipients and their choices together."""
+    return query.add_columns(*STORED).outerjoin(
+        Preference, col(Preference.recipient_id) == recipient_id
+    )
 
 
 class _Parsed:
     """A stored row read as text, its JSON parsed (`_Stored`)."""
 
-    def __init__(self, row: _Written) -> None:
+    def __init__(self, row: Written) -> None:
         channels, categories, caps, quiet_hours, paused_until, digest, unsubscribed = row
         self.channels = _json(channels)
         self.categories = _json(categories)
@@ -197,46 +205,28 @@ def _json(text: str | None) -> Any:
     return None if text is None else orjson.loads(text)
 
 
-class Homed(Protocol):
-    """A recipient as `load_shared` reads it: its id and its own time zone."""
-
-    @property
-    def id(self) -> str: ...
-    @property
-    def timezone(self) -> str | None: ...
-
-
-def load_shared(
-    session: Session, recipients: Sequence[Homed], *, settings: Settings
+def shared(
+    recipients: Iterable[tuple[str, str | None, Written | None]], *, settings: Settings
 ) -> dict[str, EffectivePreferences]:
-    """Effective preferences of many recipients, one object per distinct situation: those
-    who stored the same choices (or none) and live in the same zone share it, resolved once.
+    """Effective preferences of many (recipient id, own time zone, what they stored or
+    None), one object per distinct situation: those who stored the same choices (or none)
+    and live in the same zone share it, resolved once.
 
     The objects are for no one in particular (`recipient_id` is ""): a planner asks each
-    question once per object and applies the answer to everyone who shares it. One query
-    per 10,000 recipients, as `load_many`.
+    question once per object and applies the answer to everyone who shares it.
     """
-    ids = [r.id for r in recipients]
-    stored: dict[str, _Written] = {}
-    for start in range(0, len(ids), 10_000):
-        query = sql_select(*_AS_WRITTEN).where(
-            col(Preference.recipient_id).in_(ids[start : start + 10_000])
-        )
-        for row in session.execute(query):
-            stored[row[0]] = cast_type(_Written, tuple(row[1:]))
-    situations: dict[tuple[str | None, _Written | None], EffectivePreferences] = {}
+    situations: dict[tuple[str | None, Written | None], EffectivePreferences] = {}
     out: dict[str, EffectivePreferences] = {}
-    for r in recipients:
-        key = (r.timezone, stored.get(r.id))
+    for rid, home, written in recipients:
+        key = (home, written)
         found = situations.get(key)
         if found is None:
-            written = key[1]
             found = situations[key] = (
-                _defaults_for(r.timezone, settings)
+                _defaults_for(home, settings)
                 if written is None
-                else _effective("", r.timezone, _Parsed(written), settings)
+                else _effective("", home, _Parsed(written), settings)
             )
-        out[r.id] = found
+        out[rid] = found
     return out
 
 

@@ -56,7 +56,7 @@ def check_many(
 ) -> list[CapCheck]:
     """`check` for many (recipient id, preferences, activity), for recipients of one
     notification: the caps are worked out once per preferences object and activity, so
-    recipients who share their preferences (`preferences.store.load_shared`) share their
+    recipients who share their preferences (`preferences.store.shared`) share their
     limits. Those under no cap are left out."""
     member = str(notification_id)
     limits: dict[tuple[int, str | None], list[tuple[str, Cap]]] = {}

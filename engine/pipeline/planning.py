@@ -13,9 +13,9 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, or_, update
+from sqlalchemy import Row, and_, or_, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -92,18 +92,19 @@ def reachable(channels: Sequence[str]) -> Callable[[Recipient], tuple[str, ...]]
 
 
 # What planning reads of a recipient: its addresses, zone and locale, what copy may say of
-# them (`content.reader`), their links' version and salt, and when they were last active.
-PLANNED = (
+# them (`content.reader`), and their links' version and salt; when they were last active
+# only for caps by activity (`ACTIVE`).
+RECIPIENT_COLUMNS = (
     "id",
     "name",
     "attributes",
     *(field for field in ADDRESS_FIELDS.values() if field is not None),
     "timezone",
     "locale",
-    "last_active_at",
     "links_version",
     "links_salt",
 )
+ACTIVE = "last_active_at"
 
 
 def _audience_ids(session: Session, notification: Notification, rt: Runtime) -> Iterator[str]:
@@ -439,19 +440,20 @@ def enqueue_deliveries(
 
 
 def _load_recipients(
-    session: Session, notification: Notification, chunk: PlanChunk, settings: Settings
-) -> list[Recipient]:
-    """The chunk's recipients: its id range, selected by the same `audience_filter` that
-    cut it, so a recipient in the range but outside the audience is never planned."""
+    session: Session,
+    notification: Notification,
+    chunk: PlanChunk,
+    settings: Settings,
+    columns: Sequence[str],
+) -> list[Row[Any]]:
+    """The chunk's recipients (their `columns`) with what they stored (`store.STORED`):
+    its id range, selected by the same `audience_filter` that cut it, so a recipient in
+    the range but outside the audience is never planned. Plain rows, in one query."""
     where = audience_filter(notification.audience, segment_at(notification), settings)
-    return bulk.read(
-        session,
-        Recipient,
-        col(Recipient.id) >= chunk.lo,
-        col(Recipient.id) <= chunk.hi,
-        *where,
-        only=PLANNED,
+    query = sa_select(*(getattr(Recipient, name) for name in columns)).where(
+        col(Recipient.id) >= chunk.lo, col(Recipient.id) <= chunk.hi, *where
     )
+    return list(session.connection().execute(store.with_stored(query, col(Recipient.id))).all())
 
 
 def _plan(
@@ -464,10 +466,17 @@ def _plan(
     """Plan one chunk; returns the (id, channel) of deliveries to hand to deliver jobs."""
     assert notification.id is not None
     at = now()
-    todo = _unplanned(session, notification, chunk, rt.settings)
-    # Shared by recipients alike: every question below is asked once per situation.
-    prefs = store.load_shared(session, todo, settings=rt.settings)
     rules = policy.rules_of(category)
+    # Only caps by activity ask how active a recipient is.
+    columns = (*RECIPIENT_COLUMNS, ACTIVE) if rules.caps_by_activity else RECIPIENT_COLUMNS
+    read = _unplanned(session, notification, chunk, rt.settings, columns)
+    # Shared by recipients alike: every question below is asked once per situation.
+    stored = len(columns)  # where what they stored begins
+    prefs = store.shared(
+        ((r.id, r.timezone, r[stored + 1 :] if r[stored] is not None else None) for r in read),
+        settings=rt.settings,
+    )
+    todo = cast(list[Recipient], read)  # shaped like recipients, with the columns read
     request = policy.Request(
         channels=tuple(notification.channels) if notification.channels else None,
         expires_at=aware(notification.expires_at),
@@ -484,7 +493,6 @@ def _plan(
         _best_time(session, notification, rules, chunk, prefs, decisions, at)
     replaced = _collapse(session, notification, rules, decisions, at)
     replaced += _rhythm(session, notification, decisions, chunk)
-    # Only caps by activity ask how active a recipient is.
     activities = (
         {r.id: activity(r.last_active_at, at, rt.settings) for r in todo}
         if rules.caps_by_activity
@@ -547,10 +555,14 @@ def _plan(
 
 
 def _unplanned(
-    session: Session, notification: Notification, chunk: PlanChunk, settings: Settings
-) -> list[Recipient]:
+    session: Session,
+    notification: Notification,
+    chunk: PlanChunk,
+    settings: Settings,
+    columns: Sequence[str],
+) -> list[Row[Any]]:
     """The chunk's recipients, less those a previous run of this chunk already planned."""
-    recipients = _load_recipients(session, notification, chunk, settings)
+    recipients = _load_recipients(session, notification, chunk, settings, columns)
     done = set(
         session.exec(
             select(Delivery.recipient_id).where(

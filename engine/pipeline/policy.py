@@ -179,7 +179,7 @@ def decide_many(
     """`decide` for many (recipient id, preferences, addressable channels), computed once
     per distinct situation.
 
-    Recipients alike share one preferences object (`preferences.store.load_shared`), so
+    Recipients alike share one preferences object (`preferences.store.shared`), so
     those with the same addresses get the same decisions. The key is the identity of the
     preferences — all stay alive for the call, so no identity is reused — and the
     addresses.

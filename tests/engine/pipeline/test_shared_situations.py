@@ -1,10 +1,11 @@
 """A chunk is planned once per distinct situation, not once per recipient: recipients who
 stored the same choices (or none) in the same zone share one resolution of their
-preferences (`store.load_shared`), one decision per set of addresses
-(`policy.decide_many`), one set of caps per activity (`caps.check_many`) and one set of
-cap windows (`Counters.admit`). Hypothesis generates the stored choices, time zones,
-addresses, activities, categories and clocks, stored in real SQL and counted in a real
-Redis; every shared answer must equal the one worked out for each recipient alone."""
+preferences (`store.shared`, read beside them by `store.with_stored`), one decision per
+set of addresses (`policy.decide_many`), one set of caps per activity (`caps.check_many`)
+and one set of cap windows (`Counters.admit`). Hypothesis generates the stored choices,
+time zones, addresses, activities, categories and clocks, stored in real SQL and counted
+in a real Redis; every shared answer must equal the one worked out for each recipient
+alone."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete
+from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 
 from engine.pipeline import caps, planning, policy
@@ -184,7 +186,14 @@ def test_what_is_worked_out_once_per_situation_is_what_each_recipient_would_get(
     with db.session() as session:
         recipients = list(session.exec(select(Recipient).order_by(col(Recipient.id))))
         each = store.load_many(session, recipients, settings=settings)
-        shared = store.load_shared(session, recipients, settings=settings)
+        # As a chunk reads them: beside each recipient, what they stored, in one query.
+        query = store.with_stored(
+            sa_select(col(Recipient.id), col(Recipient.timezone)), col(Recipient.id)
+        )
+        read = session.execute(query.order_by(col(Recipient.id))).all()
+        shared = store.shared(
+            ((r[0], r[1], r[3:] if r[2] is not None else None) for r in read), settings=settings
+        )
 
     # Preferences: resolved once per situation, equal to each recipient's own.
     assert {rid: replace(p, recipient_id=rid) for rid, p in shared.items()} == each
