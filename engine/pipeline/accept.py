@@ -448,7 +448,12 @@ def delivery_views(session: Session, rows: list[Delivery]) -> list[DeliveryView]
                 entry["reason"] = event.reason
             if event.detail:
                 entry["detail"] = event.detail
-            events[event.delivery_id].append(entry)
+            history = events[event.delivery_id]
+            if not history and event.status == EventStatus.DELIVERED:
+                # An inbox copy stored as it was planned went out and arrived at once:
+                # one row tells both steps.
+                history.append({"status": EventStatus.QUEUED, "at": entry["at"]})
+            history.append(entry)
     return [
         DeliveryView(
             id=d.id or 0,

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import func
+from sqlalchemy import and_, func
 from sqlmodel import Session, col, select
 
 from engine.pipeline import policy
@@ -129,17 +129,23 @@ def _horizon(session: Session) -> timedelta:
 
 def counted_since(session: Session, since: datetime) -> Iterator[Counted]:
     """Every (recipient, counter, notification) counted since `since`, at the time the
-    notification's first delivery to the recipient went out."""
+    notification's first delivery to the recipient went out.
+
+    A delivery went out when it was `queued` (its event), or, with no such event, when
+    it was written: an inbox copy stored as it was planned has one event, `delivered`,
+    at the moment it was written."""
     categories = {c.key: policy.rules_of(c) for c in session.exec(select(Category))}
-    first_out = func.min(DeliveryEvent.at)
+    went_out = func.coalesce(col(DeliveryEvent.at), col(Delivery.created_at))
+    queued = and_(
+        col(DeliveryEvent.delivery_id) == col(Delivery.id),
+        col(DeliveryEvent.status) == EventStatus.QUEUED,
+    )
     rows = session.execute(
-        select(Delivery.recipient_id, Delivery.notification_id, Delivery.category, first_out)
-        .join(DeliveryEvent, col(DeliveryEvent.delivery_id) == col(Delivery.id))
-        .where(
-            col(DeliveryEvent.status) == EventStatus.QUEUED,
-            col(DeliveryEvent.at) >= since,
-            col(Delivery.status).in_(COUNTED),
+        select(
+            Delivery.recipient_id, Delivery.notification_id, Delivery.category, func.min(went_out)
         )
+        .outerjoin(DeliveryEvent, queued)
+        .where(went_out >= since, col(Delivery.status).in_(COUNTED))
         .group_by(col(Delivery.recipient_id), col(Delivery.notification_id), col(Delivery.category))
     ).all()
     own = _recipient_caps(session, {r[0] for r in rows})

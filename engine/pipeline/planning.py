@@ -46,6 +46,8 @@ from preferences import store
 from preferences.model import EffectivePreferences
 
 log = logging.getLogger("tidings.planning")
+# The event a delivery written at planning starts its history with, by its status.
+EVENT_OF: dict[str, EventStatus] = {status.value: status for status in EventStatus}
 DIED = "its worker stopped while planning it"
 # How soon a chunk of a campaign step looks again when another step holds the turn (ms).
 TURN_WAIT_MS = 500
@@ -507,22 +509,12 @@ def _plan(
         conflict=("notification_id", "recipient_id", "channel"),
         returning=("id", "channel", "status", "reason"),
     )
-    events: list[bulk.EventRow] = []
-    for row in written:
-        if row.status == DeliveryStatus.DELIVERED:  # the inbox: stored here, nothing to send
-            events += [
-                {"delivery_id": row.id, "status": EventStatus.QUEUED, "reason": None, "at": at},
-                {"delivery_id": row.id, "status": EventStatus.DELIVERED, "reason": None, "at": at},
-            ]
-        else:
-            events.append(
-                {
-                    "delivery_id": row.id,
-                    "status": EventStatus(row.status),
-                    "reason": row.reason,
-                    "at": at,
-                }
-            )
+    # One event a delivery: an inbox copy stored here has gone out and arrived at once, so
+    # its `delivered` tells both (`accept.delivery_views` shows the `queued` step too).
+    events: list[bulk.EventRow] = [
+        {"delivery_id": row.id, "status": EVENT_OF[row.status], "reason": row.reason, "at": at}
+        for row in written
+    ]
     if replaced:
         session.execute(
             update(Delivery)

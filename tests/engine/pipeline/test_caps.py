@@ -25,8 +25,9 @@ from engine.schemas.preferences import PreferencesIn
 from engine.settings import Settings
 from engine.store import bulk
 from engine.store.db import Database
-from engine.store.models import Delivery, PlanChunk
+from engine.store.models import Delivery, DeliveryEvent, PlanChunk
 from engine.store.redis_keys import RedisKeys
+from engine.timeutil import aware
 from engine.worker.broker import make_broker
 from engine.worker.runtime import Runtime
 from preferences import store
@@ -204,6 +205,29 @@ def test_counters_lost_are_rebuilt_from_sql(rt: Runtime, db: Database) -> None:
     assert _fates(db) == [(first, "delivered", None), (second, "suppressed", "capped")]
     assert rt.counters.ready()
     assert caps.rebuild(rt) == 0  # already complete: nothing to do
+
+
+@pytest.mark.parametrize(
+    "database_url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+def test_a_rebuilt_count_keeps_the_moment_an_inbox_copy_was_stored(
+    rt: Runtime, db: Database
+) -> None:
+    _setup_capped_recipient(db)
+    first = _promotion(rt)
+    planning.plan(rt, first)
+    with db.session() as session:
+        (delivery,) = session.exec(select(Delivery).where(col(Delivery.notification_id) == first))
+        history = session.exec(
+            select(DeliveryEvent.status).where(col(DeliveryEvent.delivery_id) == delivery.id)
+        ).all()
+    assert history == ["delivered"]  # stored delivered: one row tells it went and arrived
+    key = rt.counters.keys.cap("u-1", "g")
+    counted = rt.counters.client.zscore(key, str(first))
+    rt.counters.client.flushdb()
+    caps.rebuild(rt)
+    assert rt.counters.client.zscore(key, str(first)) == counted
+    assert counted == pytest.approx(aware(delivery.created_at).timestamp(), abs=0.001)
 
 
 def test_one_promotion_a_day_survives_a_redis_restart(
