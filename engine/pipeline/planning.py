@@ -13,9 +13,9 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Row, and_, or_, update
+from sqlalchemy import and_, null, or_, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -83,7 +83,7 @@ def addressable(recipient: Recipient) -> list[str]:
     return out
 
 
-def reachable(channels: Sequence[str]) -> Callable[[Recipient], tuple[str, ...]]:
+def reachable(channels: Sequence[str]) -> Callable[[Any], tuple[str, ...]]:
     """Which of `channels` a recipient has an address for (as `addressable` says), asked
     of every recipient of a chunk: only the addresses those channels need are looked at."""
     fields = [(c, ADDRESS_FIELDS[c]) for c in channels if c in ADDRESS_FIELDS]
@@ -93,19 +93,42 @@ def reachable(channels: Sequence[str]) -> Callable[[Recipient], tuple[str, ...]]
     return lambda r: tuple([c for c, field in fields if field is None or getattr(r, field)])
 
 
-# What planning reads of a recipient: its addresses, zone and locale, what copy may say of
-# them (`content.reader`), and their links' version and salt; when they were last active
-# only for caps by activity (`ACTIVE`).
-RECIPIENT_COLUMNS = (
-    "id",
-    "name",
-    "attributes",
-    *(field for field in ADDRESS_FIELDS.values() if field is not None),
-    "timezone",
-    "locale",
-    "links_version",
-    "links_salt",
-)
+class Planned(NamedTuple):
+    """A recipient as a chunk reads them (`_load_recipients`): their addresses
+    (`ADDRESS_FIELDS`), zone and locale, what copy may say of them (`content.reader`),
+    their links' version and salt, when they were last active (read only for caps by
+    activity, else None), and what they stored (`store.STORED`: `stored_by` names their
+    row, None when they stored nothing)."""
+
+    id: str
+    name: str | None
+    attributes: dict[str, Any] | None
+    email: str | None
+    push_tokens: list[str] | None
+    phone: str | None
+    webhook_url: str | None
+    timezone: str | None
+    locale: str | None
+    links_version: int
+    links_salt: str | None
+    last_active_at: datetime | None
+    stored_by: str | None
+    stored_channels: str | None
+    stored_categories: str | None
+    stored_caps: str | None
+    stored_quiet_hours: str | None
+    stored_paused_until: datetime | None
+    stored_digest: str | None
+    stored_unsubscribed: bool | None
+
+    @property
+    def written(self) -> store.Written | None:
+        """What they stored, as `store.shared` takes it."""
+        return None if self.stored_by is None else cast(store.Written, self[_WRITTEN:])
+
+
+_RECIPIENT = Planned._fields[: Planned._fields.index("stored_by")]
+_WRITTEN = len(_RECIPIENT) + 1
 ACTIVE = "last_active_at"
 
 
@@ -446,16 +469,22 @@ def _load_recipients(
     notification: Notification,
     chunk: PlanChunk,
     settings: Settings,
-    columns: Sequence[str],
-) -> list[Row[Any]]:
-    """The chunk's recipients (their `columns`) with what they stored (`store.STORED`):
-    its id range, selected by the same `audience_filter` that cut it, so a recipient in
-    the range but outside the audience is never planned. Plain rows, in one query."""
+    *,
+    active: bool,
+) -> list[Planned]:
+    """The chunk's recipients with what they stored, in one query: its id range, selected
+    by the same `audience_filter` that cut it, so a recipient in the range but outside the
+    audience is never planned. When they were last active is read only if `active`."""
     where = audience_filter(notification.audience, segment_at(notification), settings)
-    query = sa_select(*(getattr(Recipient, name) for name in columns)).where(
+    columns = [
+        getattr(Recipient, name) if name != ACTIVE or active else null().label(name)
+        for name in _RECIPIENT
+    ]
+    query = sa_select(*columns).where(
         col(Recipient.id) >= chunk.lo, col(Recipient.id) <= chunk.hi, *where
     )
-    return list(session.connection().execute(store.with_stored(query, col(Recipient.id))).all())
+    rows = session.connection().execute(store.with_stored(query, col(Recipient.id))).all()
+    return [Planned._make(row) for row in rows]
 
 
 def _plan(
@@ -470,15 +499,10 @@ def _plan(
     at = now()
     rules = policy.rules_of(category)
     # Only caps by activity ask how active a recipient is.
-    columns = (*RECIPIENT_COLUMNS, ACTIVE) if rules.caps_by_activity else RECIPIENT_COLUMNS
-    read = _unplanned(session, notification, chunk, rt.settings, columns)
+    active = bool(rules.caps_by_activity)
+    todo = _unplanned(session, notification, chunk, rt.settings, active=active)
     # Shared by recipients alike: every question below is asked once per situation.
-    stored = len(columns)  # where what they stored begins
-    prefs = store.shared(
-        ((r.id, r.timezone, r[stored + 1 :] if r[stored] is not None else None) for r in read),
-        settings=rt.settings,
-    )
-    todo = cast(list[Recipient], read)  # shaped like recipients, with the columns read
+    prefs = store.shared(((r.id, r.timezone, r.written) for r in todo), settings=rt.settings)
     request = policy.Request(
         channels=tuple(notification.channels) if notification.channels else None,
         expires_at=aware(notification.expires_at),
@@ -511,9 +535,10 @@ def _plan(
     )
     # One event a delivery: an inbox copy stored here has gone out and arrived at once, so
     # its `delivered` tells both (`accept.delivery_views` shows the `queued` step too).
+    outcomes = [tuple(row) for row in written]  # (id, channel, status, reason)
     events: list[bulk.EventRow] = [
-        {"delivery_id": row.id, "status": EVENT_OF[row.status], "reason": row.reason, "at": at}
-        for row in written
+        {"delivery_id": i, "status": EVENT_OF[status], "reason": reason, "at": at}
+        for i, _, status, reason in outcomes
     ]
     if replaced:
         session.execute(
@@ -540,10 +565,10 @@ def _plan(
             "deliveries": len(written),
         },
     )
-    metrics.outcomes((row.channel, row.status, row.reason) for row in written)
-    if any(row.status == DeliveryStatus.DELIVERED for row in written):
+    metrics.outcomes(o[1:] for o in outcomes)
+    if any(o[2] == DeliveryStatus.DELIVERED for o in outcomes):
         metrics.latency(policy.INBOX, aware(notification.created_at) or at, at)
-    return [(row.id, row.channel) for row in written if row.status == DeliveryStatus.QUEUED]
+    return [(i, channel) for i, channel, status, _ in outcomes if status == DeliveryStatus.QUEUED]
 
 
 def _unplanned(
@@ -551,10 +576,11 @@ def _unplanned(
     notification: Notification,
     chunk: PlanChunk,
     settings: Settings,
-    columns: Sequence[str],
-) -> list[Row[Any]]:
+    *,
+    active: bool,
+) -> list[Planned]:
     """The chunk's recipients, less those a previous run of this chunk already planned."""
-    recipients = _load_recipients(session, notification, chunk, settings, columns)
+    recipients = _load_recipients(session, notification, chunk, settings, active=active)
     done = set(
         session.exec(
             select(Delivery.recipient_id).where(
@@ -741,14 +767,18 @@ def _cap(
 ) -> None:
     """Count the chunk against every cap in one Redis call; drop or defer what is over
     (a deferral to the expiry or later ends `suppressed/expired`)."""
+    counts: dict[int, bool] = {}  # by the identity of a decision list, shared by many
+
+    def counted(ds: list[policy.Decision]) -> bool:
+        found = counts.get(id(ds))
+        if found is None:
+            found = counts[id(ds)] = policy.counts_against_caps(ds)
+        return found
+
     checks = caps.check_many(
         rules,
         notification_id,
-        (
-            (rid, prefs[rid], activities.get(rid))
-            for rid, ds in decisions.items()
-            if policy.counts_against_caps(ds)
-        ),
+        ((rid, prefs[rid], activities.get(rid)) for rid, ds in decisions.items() if counted(ds)),
     )
     for check, frees_at in zip(checks, caps.admit(rt, checks, at), strict=True):
         if frees_at is not None:
@@ -761,41 +791,46 @@ def _rows(
     rt: Runtime,
     notification: Notification,
     category: Category,
-    recipients: dict[str, Recipient],
+    recipients: dict[str, Planned],
     decisions: dict[str, list[policy.Decision]],
     picks: dict[str, variants.Variant | None],
     at: datetime,
 ) -> list[dict[str, Any]]:
     """Delivery rows, each with its recipient's variant of an A/B test; inbox deliveries
-    are rendered and stored as delivered right here."""
+    are rendered and stored as delivered right here.
+
+    A column no row of the chunk has a value for is left out (it is NULL all the same):
+    binding a NULL costs the insert what a value does, a thousand times a column.
+    """
     composer = Composer()
-    shared: dict[str, Any] = {  # what every row of the chunk has in common
+    common: dict[str, Any] = {  # what every row of the chunk has in common
         "notification_id": notification.id,
         "category": category.key,
-        "collapse_key": notification.collapse_key,
-        "title": None,
-        "body": None,
-        "action_url": None,
-        "variant": None,
-        "error": None,
         "attempts": 0,
         "created_at": at,
         "updated_at": at,
     }
+    if notification.collapse_key is not None:
+        common["collapse_key"] = notification.collapse_key
     rows = []
+    given: set[str] = set()  # the optional columns some row has a value for
+    inbox, queued = policy.INBOX, DeliveryStatus.QUEUED
     for rid, ds in decisions.items():
-        recipient = recipients[rid]
-        variant = picks.get(rid)
+        recipient = cast(Recipient, recipients[rid])  # as far as copy and links read
+        variant = picks.get(rid) if picks else None
         for d in ds:
-            row = shared.copy()
-            row["variant"] = variant.name if variant else None
+            row = common.copy()
             row["recipient_id"] = rid
             row["channel"] = d.channel
             row["status"] = d.status
-            row["reason"] = d.reason
-            row["due_at"] = d.due_at
             row["locale"] = recipient.locale
-            if d.channel == policy.INBOX and d.status == DeliveryStatus.QUEUED:
+            if variant is not None:
+                row["variant"] = variant.name
+            if d.reason is not None:
+                row["reason"] = d.reason
+            if d.due_at is not None:
+                row["due_at"] = d.due_at
+            if d.channel == inbox and d.status == queued:
                 try:
                     copy = composer.compose(
                         notification,
@@ -815,7 +850,14 @@ def _rows(
                     )
                 except RenderError as exc:
                     row.update(status=DeliveryStatus.FAILED, error=str(exc), attempts=1)
+            if len(row) != len(common) + 4:
+                given.update(row)
             rows.append(row)
+    given -= common.keys()
+    given -= {"recipient_id", "channel", "status", "locale"}
+    for name in given:  # rows without a value for it say NULL, so all rows have one shape
+        for row in rows:
+            row.setdefault(name, None)
     return rows
 
 

@@ -180,8 +180,9 @@ def decide_many(
     per distinct situation.
 
     Recipients alike share one preferences object (`preferences.store.shared`), so
-    those with the same addresses get the same decisions. The key is the identity of the
-    preferences — all stay alive for the call, so no identity is reused — and the
+    those with the same addresses get the same decisions — the same list: a caller
+    replaces a recipient's list, never changes it in place. The key is the identity of
+    the preferences — all stay alive for the call, so no identity is reused — and the
     addresses.
     """
     seen: dict[tuple[int, tuple[str, ...]], list[Decision]] = {}
@@ -191,7 +192,7 @@ def decide_many(
         found = seen.get(key)
         if found is None:
             found = seen[key] = decide(rules, request, prefs, channels, at)
-        out[rid] = list(found)
+        out[rid] = found
     return out
 
 

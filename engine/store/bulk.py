@@ -247,7 +247,15 @@ def add_events(session: Session, events: Sequence[EventRow]) -> None:
     """Append delivery events in multi-row inserts, with the outbox rows telling the
     registered event endpoints of them (`engine.store.outbox`), in the same transaction."""
     if events:
-        rows = [{"reason": None, "detail": None, **event} for event in events]
+        # `reason` and `detail` only when some event has one (NULL all the same): a
+        # broadcast's events have neither, and binding a NULL costs what a value does.
+        given = [k for k in ("reason", "detail") if any(e.get(k) is not None for e in events)]
+        rows: list[dict[str, Any]] = [
+            {"delivery_id": e["delivery_id"], "status": e["status"], "at": e["at"]} for e in events
+        ]
+        for name in given:
+            for row, e in zip(rows, events, strict=True):
+                row[name] = e.get(name)
         _insert(session.connection(), _table(DeliveryEvent), rows, "")
         outbox.delivery_events(session, rows, _write_outbox)
 
