@@ -27,53 +27,68 @@ from engine.settings import Settings
 from engine.store.redis_keys import RedisKeys, counters_url
 from preferences.model import Cap
 
-# ARGV: group sizes; one member (notification id) per group; then per counter its key,
-# the lowest score in its window ('(' for exclusive), its limit, the key's TTL and the
-# score below which the key's entries are in no window any more; and the score to count
-# at. Each group is admitted — its member added to every counter that lacks it — only if
-# every counter that lacks it is under its limit. Returns one entry per group refused,
-# '<1-based group>:<1-based position of the full counter>:<score of the entry whose
-# leaving frees it>' (most groups are admitted, and say nothing); or {'lost'} when the
-# sentinel (key ARGV[8]) is missing. Thousands of counters
-# travel as a few strings rather than as thousands of arguments; the counters' database
-# is Tidings' own, so the keys need not be declared in KEYS.
+# ARGV: the sentinel key, the score to count at, the prefix of the cap keys
+# (`<prefix><recipient id>:<counter>`); the shapes, each a line of its counters, each
+# `<counter>,<lowest score in its window ('(' for exclusive)>,<limit>,<TTL of the key>,
+# <score below which the key's entries are in no window any more>` separated by spaces;
+# the members (notification ids), one a line; then the groups, one a line:
+# `<shape> <member> <recipient id>` (1-based). Each group is admitted — its member added to
+# every counter that lacks it — only if every counter that lacks it is under its limit (a
+# counter holding fewer entries than its limit is, without counting its window). Returns
+# one entry per group refused, '<group>:<position of the full counter>:<score of the
+# entry whose leaving frees it>' (1-based; most groups are admitted and say nothing); or
+# {'lost'} when the sentinel is missing. A chunk's recipients share a few shapes, so a
+# thousand groups travel as a few short strings; the counters' database is Tidings' own,
+# so the keys need not be declared in KEYS. (Ids and counter names have no spaces,
+# commas or newlines: `engine.schemas.common.Key`.)
 CHECK_AND_COUNT = """
-if redis.call('EXISTS', ARGV[8]) == 0 then return {'lost'} end
-local function split(s, pattern)
-  local out = {}
-  for part in string.gmatch(s, pattern) do out[#out + 1] = part end
-  return out
+if redis.call('EXISTS', ARGV[1]) == 0 then return {'lost'} end
+local score, prefix = ARGV[2], ARGV[3]
+local shapes = {}
+for line in string.gmatch(ARGV[4], '([^\\n]*)\\n') do
+  local shape = {}
+  for name, low, limit, ttl, prune in string.gmatch(line, '([^ ,]+),([^,]+),(%d+),(%d+),([^ ]+)') do
+    shape[#shape + 1] = {name, low, tonumber(limit), tonumber(ttl), prune}
+  end
+  shapes[#shapes + 1] = shape
 end
-local sizes, members = split(ARGV[1], '%d+'), split(ARGV[2], '[^\\n]+')
-local keys, lows = split(ARGV[3], '[^\\n]+'), split(ARGV[4], '[^,]+')
-local numbers, prunes = split(ARGV[5], '%d+'), split(ARGV[6], '[^,]+')
-local score = ARGV[7]
-local results = {}
-local k = 1
-for g, size in ipairs(sizes) do
-  local n, member, full = tonumber(size), members[g], '0'
-  for i = k, k + n - 1 do
-    if not redis.call('ZSCORE', keys[i], member) then
-      local count = redis.call('ZCOUNT', keys[i], lows[i], '+inf')
-      local limit = tonumber(numbers[i * 2 - 1])
-      if count >= limit then
+local members = {}
+for member in string.gmatch(ARGV[5], '[^\\n]+') do members[#members + 1] = member end
+local results, keys, cards = {}, {}, {}
+local g = 0
+for s, m, rid in string.gmatch(ARGV[6], '(%d+) (%d+) ([^\\n]+)') do
+  g = g + 1
+  local shape, member, full = shapes[tonumber(s)], members[tonumber(m)], nil
+  for i, c in ipairs(shape) do
+    local key = prefix .. rid .. ':' .. c[1]
+    -- An empty counter (most, in a broadcast) is under its limit and lacks the member.
+    local card = redis.call('ZCARD', key)
+    keys[i], cards[i] = key, card
+    if card >= c[3] and not redis.call('ZSCORE', key, member) then
+      local count = redis.call('ZCOUNT', key, c[2], '+inf')
+      if count >= c[3] then
         local entry = redis.call(
-          'ZRANGEBYSCORE', keys[i], lows[i], '+inf', 'WITHSCORES', 'LIMIT', count - limit, 1)
-        full = (i - k + 1) .. ':' .. entry[2]
+          'ZRANGEBYSCORE', key, c[2], '+inf', 'WITHSCORES', 'LIMIT', count - c[3], 1)
+        full = i .. ':' .. entry[2]
         break
       end
     end
   end
-  if full == '0' then
-    for i = k, k + n - 1 do
-      redis.call('ZADD', keys[i], 'NX', score, member)
-      redis.call('ZREMRANGEBYSCORE', keys[i], '-inf', prunes[i])
-      local ttl = tonumber(numbers[i * 2])
-      if redis.call('TTL', keys[i]) < ttl then redis.call('EXPIRE', keys[i], ttl) end
+  if full then
+    results[#results + 1] = g .. ':' .. full
+  else
+    for i, c in ipairs(shape) do
+      local key = keys[i]
+      redis.call('ZADD', key, 'NX', score, member)
+      if cards[i] == 0 then
+        redis.call('EXPIRE', key, c[4])
+      else
+        -- Entries in no window any more go once they could count against the limit.
+        if cards[i] >= c[3] then redis.call('ZREMRANGEBYSCORE', key, '-inf', c[5]) end
+        if redis.call('TTL', key) < c[4] then redis.call('EXPIRE', key, c[4]) end
+      end
     end
   end
-  if full ~= '0' then results[#results + 1] = g .. ':' .. full end
-  k = k + n
 end
 return results
 """
@@ -128,32 +143,19 @@ def _score(at: datetime) -> str:
     return f"{at.timestamp():.3f}"
 
 
-@dataclass(frozen=True)
-class _Shape:
-    """What a check sends besides its keys: its counters' names, and per counter the
-    lowest score in its window, its limit and TTL, and the score to prune below."""
-
-    size: str
-    names: list[str]
-    lows: list[str]
-    numbers: list[str]
-    prunes: list[str]
-
-
-def _shape(check: CapCheck, at: datetime) -> _Shape:
+def _shape(check: CapCheck, at: datetime) -> str:
+    """A check's counters as the script reads them (a line of `CHECK_AND_COUNT`'s shapes)."""
     windows = [cap_window(cap, check.zone, at) for _, cap in check.limits]
     oldest: dict[str, datetime] = {}
     longest: dict[str, int] = defaultdict(int)
     for (name, cap), (since, _) in zip(check.limits, windows, strict=True):
         oldest[name] = min(since, oldest.get(name, since))
         longest[name] = max(longest[name], _ttl(cap))
-    shape = _Shape(str(len(check.limits)), [], [], [], [])
-    for (name, cap), (since, inclusive) in zip(check.limits, windows, strict=True):
-        shape.names.append(name)
-        shape.lows.append(_score(since) if inclusive else "(" + _score(since))
-        shape.numbers.extend((str(cap.count), str(longest[name])))
-        shape.prunes.append("(" + _score(oldest[name]))
-    return shape
+    return " ".join(
+        f"{name},{'' if inclusive else '('}{_score(since)},{cap.count},{longest[name]},"
+        f"({_score(oldest[name])}"
+        for (name, cap), (since, inclusive) in zip(check.limits, windows, strict=True)
+    )
 
 
 class Counters:
@@ -177,36 +179,28 @@ class Counters:
         when the counters are not known to be complete."""
         if not checks:
             return []
-        sizes: list[str] = []
-        members: list[str] = []
-        keys: list[str] = []
-        lows: list[str] = []
-        numbers: list[str] = []
-        prunes: list[str] = []
-        # Checks that share their limits and zone (a chunk's recipients alike) share their
-        # windows; the limits stay alive for the call, so no identity is reused.
-        shapes: dict[tuple[int, str], _Shape] = {}
-        cap_key = self.keys.cap
+        # Checks that share their limits and zone (a chunk's recipients alike) share a
+        # shape; the limits stay alive for the call, so no identity is reused.
+        shapes: dict[tuple[int, str], str] = {}
+        lines: list[str] = []
+        members: dict[str, str] = {}
+        groups: list[str] = []
         for check in checks:
-            found = shapes.get((id(check.limits), check.zone))
-            if found is None:
-                found = shapes[(id(check.limits), check.zone)] = _shape(check, at)
-            members.append(check.member)
-            sizes.append(found.size)
-            rid = check.recipient_id
-            keys += [cap_key(rid, name) for name in found.names]
-            lows += found.lows
-            numbers += found.numbers
-            prunes += found.prunes
+            shape = shapes.get((id(check.limits), check.zone))
+            if shape is None:
+                shape = shapes[(id(check.limits), check.zone)] = str(len(shapes) + 1)
+                lines.append(_shape(check, at))
+            member = members.get(check.member)
+            if member is None:
+                member = members[check.member] = str(len(members) + 1)
+            groups.append(f"{shape} {member} {check.recipient_id}")
         args = [
-            ",".join(sizes),
-            "\n".join(members),
-            "\n".join(keys),
-            ",".join(lows),
-            ",".join(numbers),
-            ",".join(prunes),
-            _score(at),
             self.keys.caps_ready,
+            _score(at),
+            self.keys.cap_prefix,
+            "".join(line + "\n" for line in lines),
+            "\n".join(members),
+            "\n".join(groups),
         ]
         refused = [r.decode() if isinstance(r, bytes) else str(r) for r in self._check(args=args)]
         if refused == ["lost"]:

@@ -64,7 +64,12 @@ class RedisKeys:
 
     def cap(self, recipient_id: str, counter: str) -> str:
         """A recipient's cap counter: a sorted set of notification ids by when they went."""
-        return f"{self.prefix}:cap:{recipient_id}:{counter}"
+        return f"{self.cap_prefix}{recipient_id}:{counter}"
+
+    @property
+    def cap_prefix(self) -> str:
+        """What every cap counter's key begins with (`cap`)."""
+        return f"{self.prefix}:cap:"
 
     @property
     def caps_ready(self) -> str:
