@@ -60,6 +60,11 @@ def sink_count(sink: Api) -> int:
     return int(sink.ok("GET", "/count")["count"])
 
 
+def sink_connections(sink: Api) -> int:
+    """TCP connections the sink has received webhooks on so far."""
+    return int(sink.ok("GET", "/count")["connections"])
+
+
 def outcomes(db: Database, notification_id: int) -> dict[str, dict[str, int]]:
     """Deliveries per channel and status (with the reason, if any)."""
     out: dict[str, dict[str, int]] = {}
@@ -188,7 +193,7 @@ def broadcast(
         pss=("workers",),
     )
     prober = None if args.skip_latency else Prober(api, ORDER, probe)
-    received = sink_count(sink)
+    received, connected = sink_count(sink), sink_connections(sink)
     profile = Path(args.profile).resolve() if args.profile else None
     body: dict[str, Any] = {"category": BROADCAST, "to": {"all": True}, "data": OFFER}
     if args.send == "best":
@@ -237,6 +242,8 @@ def broadcast(
             "deliveries_per_s": round(deliveries / total),
             "webhooks_received": webhooks,
             "webhooks_per_s": round(webhooks / total),
+            # Keep-alive holding shows as a handful of connections, not one per webhook.
+            "webhook_connections": sink_connections(sink) - connected,
             "outcomes": results,
             "peak_worker_rss_mb": usage["workers"]["peak_rss_mb"],
             "peak_worker_pss_mb": usage["workers"]["peak_pss_mb"],
