@@ -9,6 +9,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
+import orjson
 
 from channels.base import Channel
 from channels.errors import PermanentError, TransientError
@@ -65,7 +66,15 @@ def raise_for_status(what: str, status: int, headers: Mapping[str, str], body: b
 
 
 def dump(payload: Mapping[str, Any], what: str) -> str:
-    """Serialise a payload as compact JSON; content that cannot be serialised is permanent."""
+    """Serialise a payload as compact JSON; content that cannot be serialised is permanent.
+
+    orjson writes it (several times faster: it runs once per delivery); what orjson refuses
+    and the standard library takes (an integer beyond 64 bits) is written by the latter.
+    """
+    try:
+        return orjson.dumps(payload, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        pass
     try:
         return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
     except (TypeError, ValueError) as exc:

@@ -29,6 +29,8 @@ AddrInfo = tuple[int, int, int, str, tuple[object, ...]]
 # Marks the connection error a refused address causes, for the channels' error mapping.
 REFUSED = "refused by the outbound address policy"
 LOCAL_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
+# URLs whose judgement a policy keeps (the decision depends on the URL's text alone).
+JUDGED_URLS = 4096
 
 
 class SupportsAllow(Protocol):
@@ -53,6 +55,10 @@ class OutboundPolicy:
 
     def __init__(self, allow: str = "") -> None:
         self.allow = parse_allow(allow)
+        # What `refusal` said of each URL lately: a broadcast sends to the same few gateway
+        # or webhook URLs over and over. Kept per policy, so a URL judged under one
+        # allow-list is judged anew under another.
+        self._judged: dict[str, str | None] = {}
 
     def permits(self, address: Address) -> bool:
         """Whether a connection to `address` may be made."""
@@ -67,6 +73,16 @@ class OutboundPolicy:
 
         A host name is judged again, by its resolved addresses, at every connection.
         """
+        try:
+            return self._judged[url]
+        except KeyError:
+            pass
+        if len(self._judged) >= JUDGED_URLS:
+            self._judged.clear()
+        reason = self._judged[url] = self._refusal(url)
+        return reason
+
+    def _refusal(self, url: str) -> str | None:
         try:
             host = (urlsplit(url).hostname or "").rstrip(".").lower()
         except ValueError:

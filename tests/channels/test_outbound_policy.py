@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from channels.errors import PermanentError
 from channels.gateway import SmsChannel
+from channels.outbound import OutboundPolicy
 from channels.webhook import WebhookChannel
 from engine.settings import Settings
 
@@ -80,3 +81,39 @@ def test_a_private_gateway_is_refused_when_configured_and_when_sending(run, rece
     with pytest.raises(PermanentError, match="outbound address policy"):
         _send(run, SmsChannel(settings), make_message(channel="sms", address="+8613800000000"))
     assert receiver.requests == []
+
+
+@pytest.mark.parametrize("named", [False, True], ids=["address", "name"])
+def test_a_url_permitted_under_one_allow_list_is_still_refused_under_another(
+    run, receiver, secret, make_message, named
+):
+    port = receiver.url.rsplit(":", 1)[1]
+    host = _local_name() if named else "127.0.0.1"
+    message = make_message(address=f"http://{host}:{port}/hook")
+    allowed = WebhookChannel(
+        Settings(webhook_secret=secret, http_timeout=2.0, outbound_allow="127.0.0.0/8, ::1")
+    )
+    refused = WebhookChannel(Settings(webhook_secret=secret, http_timeout=2.0))
+
+    # Judged again and again, in both orders: what one setting decided never leaks
+    # into the other's decision.
+    for _ in range(2):
+        assert _send(run, allowed, message).delivered is True
+        with pytest.raises(PermanentError, match=r"TIDINGS_OUTBOUND_ALLOW|outbound address policy"):
+            _send(run, refused, message)
+    assert len(receiver.requests) == 2
+
+
+def test_the_same_policy_judges_each_url_on_its_own():
+    policy = OutboundPolicy("10.1.0.0/16")
+    urls = {
+        "http://10.1.2.3/hook": None,
+        "http://10.2.0.1/hook": "private",
+        "https://hooks.example.com/a": None,
+        "http://169.254.169.254/latest": "link-local",
+        "http://localhost:8080/": "this machine",
+    }
+    for _ in range(2):  # the second round answers from what the first decided
+        for url, refusal in urls.items():
+            reason = policy.refusal(url)
+            assert (reason is None) if refusal is None else (refusal in (reason or ""))

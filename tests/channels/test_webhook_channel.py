@@ -153,3 +153,17 @@ def test_send_without_open_creates_a_session_and_close_releases_it(
     first, second = run(scenario())
     assert first.delivered and second.delivered
     assert len(receiver.requests) == 2
+
+
+def test_the_payload_keeps_what_the_notification_data_holds(receiver, sends, make_message):
+    data = {"order_id": "456", "huge": 2**70, "price": 12.5, "nested": {"list": [1, None, "原"]}}
+    sends(make_message(address=receiver.url, data=data))
+
+    [request] = receiver.requests
+    assert request.json()["data"] == data
+
+
+def test_data_that_is_not_json_is_permanent_and_nothing_is_sent(receiver, sends, make_message):
+    with pytest.raises(PermanentError, match="not JSON-serialisable"):
+        sends(make_message(address=receiver.url, data={"when": object()}))
+    assert receiver.requests == []
