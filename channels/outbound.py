@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import re
 import socket
 from collections.abc import Callable
 from typing import Protocol
@@ -29,8 +30,13 @@ AddrInfo = tuple[int, int, int, str, tuple[object, ...]]
 # Marks the connection error a refused address causes, for the channels' error mapping.
 REFUSED = "refused by the outbound address policy"
 LOCAL_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
-# URLs whose judgement a policy keeps (the decision depends on the URL's text alone).
+# Origins whose judgement a policy keeps: every recipient may have a webhook URL of their
+# own, but they point at a few hosts.
 JUDGED_URLS = 4096
+# A plain http(s) URL's scheme, host and port: all a judgement depends on. A URL with
+# anything unusual there (user info, spaces, control characters) does not match and is
+# judged whole.
+ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-\[\]:_~%]*(?=[/?#]|\Z)", re.IGNORECASE)
 
 
 class SupportsAllow(Protocol):
@@ -55,9 +61,9 @@ class OutboundPolicy:
 
     def __init__(self, allow: str = "") -> None:
         self.allow = parse_allow(allow)
-        # What `refusal` said of each URL lately: a broadcast sends to the same few gateway
-        # or webhook URLs over and over. Kept per policy, so a URL judged under one
-        # allow-list is judged anew under another.
+        # What `refusal` said of each origin lately: a broadcast sends to the same few
+        # hosts over and over. Kept per policy, so a URL judged under one allow-list is
+        # judged anew under another.
         self._judged: dict[str, str | None] = {}
 
     def permits(self, address: Address) -> bool:
@@ -73,13 +79,15 @@ class OutboundPolicy:
 
         A host name is judged again, by its resolved addresses, at every connection.
         """
+        origin = ORIGIN.match(url)
+        key = origin.group() if origin else url
         try:
-            return self._judged[url]
+            return self._judged[key]
         except KeyError:
             pass
         if len(self._judged) >= JUDGED_URLS:
             self._judged.clear()
-        reason = self._judged[url] = self._refusal(url)
+        reason = self._judged[key] = self._refusal(key)
         return reason
 
     def _refusal(self, url: str) -> str | None:

@@ -108,10 +108,21 @@ def test_the_same_policy_judges_each_url_on_its_own():
     policy = OutboundPolicy("10.1.0.0/16")
     urls = {
         "http://10.1.2.3/hook": None,
+        "http://10.1.2.3/hook/u-2?k=1": None,
         "http://10.2.0.1/hook": "private",
+        "http://10.2.0.1:8080/hook/u-2": "private",
+        "HTTP://10.2.0.1#x": "private",
+        "http://user:pw@10.2.0.1/hook": "private",
+        "http://hooks.example.com@10.2.0.1/hook": "private",
+        "http://10.1.2.3@10.2.0.1/hook": "private",
+        "http://10.2.0.1@hooks.example.com/hook": None,
         "https://hooks.example.com/a": None,
+        "https://hooks.example.com/b": None,
         "http://169.254.169.254/latest": "link-local",
+        "http://0xa9.254.169.254/latest": "link-local",
         "http://localhost:8080/": "this machine",
+        "http://api.localhost/": "this machine",
+        "http:///no-host": "no host",
     }
     for _ in range(2):  # the second round answers from what the first decided
         for url, refusal in urls.items():
