@@ -47,6 +47,13 @@ def latency(channel: str, accepted_at: datetime, done_at: datetime) -> None:
     LATENCY.labels(channel).observe(max((done_at - accepted_at).total_seconds(), 0.0))
 
 
+def latencies(channel: str, accepted: Iterable[datetime], done_at: datetime) -> None:
+    """`latency` for many deliveries of one channel sent at `done_at`."""
+    observe = LATENCY.labels(channel).observe
+    for accepted_at in accepted:
+        observe(max((done_at - accepted_at).total_seconds(), 0.0))
+
+
 class QueueCollector(Collector):
     """Queue depth, delayed messages and dead letters per queue, read from the broker
     at scrape."""

@@ -11,7 +11,9 @@ that was sent is never sent again because its receipts could not be written at o
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
@@ -40,6 +42,8 @@ from engine.worker.runtime import Runtime
 log = logging.getLogger("tidings.delivery")
 CONCURRENCY = 64
 DIED = "its worker stopped while sending it"
+# A batch's deliveries were mostly created together: their `created_at` is written once.
+_stamp = functools.lru_cache(maxsize=1024)(iso)
 
 
 # Outcomes that leave a delivery queued for another try: a transient error (`retry`, an
@@ -300,7 +304,7 @@ def _message(
             action_url=digest.action_url,
             data={"digest": {"id": str(digest.id), "items": digest.items}},
             unsubscribe_url=links().get("unsubscribe") if d.channel == "email" else None,
-            created_at=iso(d.created_at),
+            created_at=_stamp(d.created_at),
         )
     variant = variants.named(notification, d.variant)
     copy = composer.compose(notification, category, d.channel, recipient, links, variant)
@@ -318,7 +322,7 @@ def _message(
         action_url=copy.action_url,
         data=notification.data or {},
         unsubscribe_url=links().get("unsubscribe") if d.channel == "email" else None,
-        created_at=iso(d.created_at),
+        created_at=_stamp(d.created_at),
     )
 
 
@@ -529,12 +533,15 @@ def _observe(
     ]
     metrics.outcomes((by_id[o.delivery_id].channel, o.status, o.reason) for o in final)
     done = now()
+    accepted = {i: aware(n.created_at) for i, n in notifications.items()}
+    sent: dict[str, list[datetime]] = defaultdict(list)
     for o in final:
         if o.status in (DeliveryStatus.SENT, DeliveryStatus.DELIVERED):
             d = by_id[o.delivery_id]
-            accepted = aware(notifications[d.notification_id].created_at)
-            if accepted is not None:
-                metrics.latency(d.channel, accepted, done)
+            if (at := accepted.get(d.notification_id)) is not None:
+                sent[d.channel].append(at)
+    for channel, times in sent.items():
+        metrics.latencies(channel, times, done)
 
 
 def fail_exhausted(rt: Runtime, delivery_ids: Sequence[int], error: str) -> None:

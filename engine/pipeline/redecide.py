@@ -11,7 +11,7 @@ whole release or batch.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlmodel import Session, col, select
@@ -47,10 +47,17 @@ class Situation:
     categories: Mapping[str, Category]
     recipients: Mapping[str, Recipient]
     prefs: Mapping[str, EffectivePreferences]
+    # Each category's rules, built once for all its deliveries.
+    _rules: dict[str, policy.Rules] = field(default_factory=dict, repr=False)
 
     def rules(self, delivery: Held) -> policy.Rules | None:
-        category = self.categories.get(delivery.category)
-        return policy.rules_of(category) if category is not None else None
+        found = self._rules.get(delivery.category)
+        if found is None:
+            category = self.categories.get(delivery.category)
+            if category is None:
+                return None
+            found = self._rules[delivery.category] = policy.rules_of(category)
+        return found
 
 
 def load(
