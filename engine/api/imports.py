@@ -48,8 +48,8 @@ def outbound_check(settings: Settings) -> Check:
     """Refuse a row whose webhook URL points where this installation does not send."""
     policy = outbound_policy(settings)
 
-    def check(row: dict[str, Any]) -> tuple[str, str] | None:
-        url = row.get("webhook_url")
+    def check(item: RecipientBulkItem) -> tuple[str, str] | None:
+        url = item.webhook_url
         if url and (reason := policy.refusal(url)):
             return "webhook_url", f"webhook_url is not reachable: {reason}"
         return None

@@ -60,7 +60,8 @@ def read(
 
 
 @functools.cache
-def _converters(table: Table, names: tuple[str, ...], dialect: Dialect) -> tuple[Convert, ...]:
+def converters(table: Table, names: tuple[str, ...], dialect: Dialect) -> tuple[Convert, ...]:
+    """Each column's bind processor for `dialect` (None where values pass as they are)."""
     return tuple(table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names)
 
 
@@ -75,11 +76,11 @@ def _tuples(
     get = itemgetter(*names)
     if len(names) == 1:
         return [(get(row),) for row in rows]
-    converters = _converters(table, names, dialect)
-    if not any(converters):
+    processors = converters(table, names, dialect)
+    if not any(processors):
         return [get(row) for row in rows]
     values = [list(get(row)) for row in rows]
-    for i, convert in enumerate(converters):
+    for i, convert in enumerate(processors):
         if convert is None:
             continue
         done: dict[Any, Any] = {}
@@ -122,10 +123,22 @@ def _insert(
     tail: str,
 ) -> list[Row[Any]]:
     """Insert `rows` (all with the same keys) in multi-row statements ending in `tail`."""
+    names = tuple(rows[0])
+    values = _tuples(table, names, rows, connection.dialect)
+    return _insert_values(connection, table, names, values, tail)
+
+
+def _insert_values(
+    connection: Connection,
+    table: Table,
+    names: tuple[str, ...],
+    values: Sequence[Sequence[Any]],
+    tail: str,
+) -> list[Row[Any]]:
+    """Insert rows given as value sequences in `names` order, converted for the driver, in
+    multi-row statements ending in `tail`."""
     dialect = connection.dialect
     quote = dialect.identifier_preparer.quote
-    names = tuple(rows[0])
-    values = _tuples(table, names, rows, dialect)
     into = f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) "
     if dialect.name == "postgresql":
         # One array per column: the statement stays short, so psycopg converts its
@@ -203,14 +216,45 @@ def upsert(
     if not rows:
         return []
     connection = session.connection()
-    quote = connection.dialect.identifier_preparer.quote
+    tail = upsert_clause(connection.dialect, update=update, conflict=conflict, where=where)
+    if returning:
+        quote = connection.dialect.identifier_preparer.quote
+        tail += f" RETURNING {', '.join(quote(c) for c in returning)}"
+    return _insert(connection, _table(model), rows, tail)
+
+
+def upsert_values(
+    session: Session,
+    model: type[SQLModel],
+    names: tuple[str, ...],
+    values: Sequence[Sequence[Any]],
+    *,
+    update: Sequence[str],
+    conflict: Sequence[str] = ("id",),
+) -> None:
+    """`upsert` of rows given as value sequences in `names` order, already converted for
+    the driver (`converters`)."""
+    if values:
+        connection = session.connection()
+        tail = upsert_clause(connection.dialect, update=update, conflict=conflict)
+        _insert_values(connection, _table(model), names, values, tail)
+
+
+def upsert_clause(
+    dialect: Dialect,
+    *,
+    update: Sequence[str],
+    conflict: Sequence[str] = ("id",),
+    where: str | None = None,
+) -> str:
+    """` ON CONFLICT (…) DO UPDATE SET …`: a row clashing on `conflict` with one stored
+    sets that one's `update` columns from itself (`excluded`), where `where` holds."""
+    quote = dialect.identifier_preparer.quote
     sets = ", ".join(f"{quote(name)} = excluded.{quote(name)}" for name in update)
     tail = f" ON CONFLICT ({', '.join(quote(c) for c in conflict)}) DO UPDATE SET {sets}"
     if where is not None:
         tail += f" WHERE {where}"
-    if returning:
-        tail += f" RETURNING {', '.join(quote(c) for c in returning)}"
-    return _insert(connection, _table(model), rows, tail)
+    return tail
 
 
 def update_by_id(session: Session, model: type[SQLModel], rows: Sequence[dict[str, Any]]) -> None:

@@ -15,11 +15,14 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import func
+from sqlmodel import col, select
 
 from engine.api.app import create_app
 from engine.catalog import keys
 from engine.settings import Settings
 from engine.store.db import Database
+from engine.store.models import Recipient
 from tests.engine.conftest import ROOT, env_for
 from tests.support import Server
 
@@ -301,3 +304,123 @@ def test_the_command_line_imports_a_file_or_lists_its_refused_lines(
     assert refused.returncode == 2
     assert f"{bad}:2: email:" in refused.stderr
     assert get(admin, "cli-3") is None
+
+
+def landed(db: Database, prefix: str) -> int:
+    """How many recipients whose id starts with `prefix` are stored."""
+    with db.session() as session:
+        found = session.scalar(
+            select(func.count()).where(col(Recipient.id).startswith(prefix))  # type: ignore[arg-type]
+        )
+    return int(found or 0)
+
+
+def people(prefix: str, count: int, **fields: Any) -> list[dict[str, Any]]:
+    """`count` recipients of ~100 bytes a line: 20,000 make several batches of lines."""
+    return [
+        {"id": f"{prefix}-{i:06d}", "email": f"{prefix}{i}@example.com", "tags": ["game"], **fields}
+        for i in range(count)
+    ]
+
+
+@pytest.mark.parametrize(
+    "database_url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+def test_a_bad_line_deep_in_a_large_file_is_named_exactly_and_nothing_is_written(
+    admin: httpx.Client, db: Database
+) -> None:
+    rows = people("deep", 30_000)
+    rows[21_456] |= {"timezone": "Mars/Olympus_Mons"}
+    rows[29_998] |= {"annual_spend": -5}
+    body = ndjson(rows).replace(b'"deep-025000"', b'"deep-025000",', 1)
+
+    answer = admin.post("/v1/recipients/import", content=body, headers=NDJSON)
+
+    assert answer.status_code == 422, answer.text
+    error = answer.json()["error"]
+    assert error["refused"] == 3
+    assert [(p["line"], p["field"]) for p in error["lines"]] == [
+        (21_457, "timezone"),
+        (25_001, "line"),
+        (29_999, "annual_spend"),
+    ]
+    put = admin.put("/v1/recipients/deep-x", json={"timezone": "Mars/Olympus_Mons"})
+    assert error["lines"][0]["message"] == put.json()["error"]["message"]
+    # About 14,000 lines (1 MB) were written before the first refused line was read.
+    assert landed(db, "deep-") == 0
+
+
+@pytest.mark.parametrize(
+    "database_url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+def test_a_file_imported_again_updates_every_recipient_and_keeps_fields_it_leaves_out(
+    admin: httpx.Client, db: Database
+) -> None:
+    first = people("again", 20_000, name="First", locale="en")
+    answer = admin.post("/v1/recipients/import", content=ndjson(first), headers=NDJSON)
+    assert answer.status_code == 200, answer.text
+
+    second = people("again", 20_500, tags=["vip"])
+    for row in second:
+        del row["email"]
+    # The same recipient again 19,000 lines later, in another batch of lines: it wins.
+    second.append({"id": "again-000007", "email": "later@example.com", "locale": "ja"})
+    answer = admin.post("/v1/recipients/import", content=ndjson(second), headers=NDJSON)
+
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["lines"] == 20_501
+    assert landed(db, "again-") == 20_500
+    updated = get(admin, "again-019999")
+    assert updated is not None
+    assert (updated["name"], updated["email"], updated["tags"]) == (
+        "First",
+        "again19999@example.com",
+        ["vip"],
+    )
+    new = get(admin, "again-020400")
+    assert new is not None
+    assert (new["name"], new["email"], new["tags"]) == (None, None, ["vip"])
+    twice = get(admin, "again-000007")
+    assert twice is not None
+    assert (twice["email"], twice["locale"], twice["tags"]) == ("later@example.com", "ja", ["vip"])
+
+
+@pytest.mark.parametrize(
+    "database_url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+def test_every_field_of_a_line_is_stored_as_a_put_of_it_stores_it(admin: httpx.Client) -> None:
+    fields = {
+        "name": "Kaka 卡卡",
+        "attributes": {"level": 42, "region": "华东", "vip": True, "stats": {"wins": 1.5}},
+        "email": "kaka@example.com",
+        "phone": "+8613800000000",
+        "push_tokens": ["token-a", "token-b"],
+        "webhook_url": "https://hooks.example.com/kaka",
+        "timezone": "Asia/Shanghai",
+        "locale": "zh-CN",
+        "annual_spend": 1234.5,
+        "last_active_at": "2026-03-01T20:15:00+08:00",
+        "tags": ["game.mobile", "vip"],
+    }
+    text = "id,annual_spend,tags,push_tokens\ncsv-1,1234.5,game.mobile|vip,token-a|token-b\n"
+    admin.put("/v1/recipients/by-put", json=fields).raise_for_status()
+
+    answers = [
+        admin.post(
+            "/v1/recipients/import", content=ndjson([{"id": "by-file", **fields}]), headers=NDJSON
+        ),
+        admin.post("/v1/recipients/import", content=text.encode(), headers=CSV),
+    ]
+
+    assert [answer.status_code for answer in answers] == [200, 200]
+    by_put, by_file, by_csv = (get(admin, rid) for rid in ("by-put", "by-file", "csv-1"))
+    assert by_put is not None and by_file is not None and by_csv is not None
+    stamps = {"id", "created_at", "updated_at"}
+    assert {k: v for k, v in by_file.items() if k not in stamps} == {
+        k: v for k, v in by_put.items() if k not in stamps
+    }
+    assert (by_csv["annual_spend"], by_csv["tags"], by_csv["push_tokens"]) == (
+        1234.5,
+        ["game.mobile", "vip"],
+        ["token-a", "token-b"],
+    )
