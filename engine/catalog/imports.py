@@ -80,8 +80,7 @@ def import_recipients(
     """
     problems: list[LineProblem] = []
     refused = lines = recipients = written = 0
-    with database.session() as session:
-        load = Load(session, Recipient)
+    with database.session() as session, Load(session, Recipient) as load:
         for batch in batches(stream, kind, describe):
             lines = max(lines, batch.last)
             found = batch.problems

@@ -17,6 +17,7 @@ key repeated in a later batch updates the row the earlier batch wrote.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -26,10 +27,19 @@ from sqlmodel import Session, SQLModel
 from engine.store import bulk
 from engine.store.db import JSON_CODEC
 
+# SQLite's page cache while a load runs, in KiB (2 MiB otherwise): loading 1,000,000
+# recipients into a table of as many took 22 CPU-seconds with the default, a third of
+# them in the kernel re-reading index pages, and 16 with this.
+SQLITE_CACHE_KIB = 65_536
+
 
 class Load:
     """Batches of rows upserted into `model`'s table in `session`'s transaction, a row
-    found by its `conflict` key updating that row."""
+    found by its `conflict` key updating that row.
+
+    Used as a context manager around the batches: on SQLite its connection keeps a page
+    cache of `SQLITE_CACHE_KIB` meanwhile.
+    """
 
     def __init__(
         self, session: Session, model: type[SQLModel], *, conflict: tuple[str, ...] = ("id",)
@@ -41,6 +51,19 @@ class Load:
         assert isinstance(table, Table)
         self.table = table
         self._staged = False
+        self._sqlite: tuple[sqlite3.Connection, int] | None = None
+
+    def __enter__(self) -> Load:
+        driver = self.session.connection().connection.driver_connection
+        if isinstance(driver, sqlite3.Connection):
+            self._sqlite = driver, driver.execute("PRAGMA cache_size").fetchone()[0]
+            driver.execute(f"PRAGMA cache_size = {-SQLITE_CACHE_KIB}")
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._sqlite is not None:
+            driver, cache = self._sqlite
+            driver.execute(f"PRAGMA cache_size = {cache}")
 
     def upsert(self, columns: Mapping[str, Sequence[Any]], *, update: Sequence[str]) -> None:
         """Insert rows given column by column (`{name: values}`, values in Python terms,
