@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import suppress
 from dataclasses import dataclass, field
 from operator import methodcaller
 from typing import IO, Any, Literal
@@ -35,7 +34,6 @@ Describe = Callable[[ValidationError], tuple[str, str]]
 BATCH_BYTES = 1 << 20
 BATCH_ROWS = 5_000
 LIST_SEPARATOR = "|"
-LISTS = ("tags", "push_tokens")
 FIELDS = tuple(RecipientBulkItem.model_fields)
 ITEMS = TypeAdapter(list[RecipientBulkItem])
 DECODE = methodcaller("decode", "utf-8", "surrogateescape")
@@ -186,12 +184,15 @@ def _csv_row(number: int, header: list[str], cells: list[str]) -> dict[str, Any]
     value: dict[str, Any] = dict(zip(header, cells, strict=True))
     if "" in cells:  # an empty cell leaves its field out
         value = {name: cell for name, cell in value.items() if cell}
-    for name in LISTS:
-        if name in value:
-            value[name] = value[name].split(LIST_SEPARATOR)
-    if "annual_spend" in value:
-        with suppress(ValueError):  # left as text: the model refuses it, naming the field
-            value["annual_spend"] = float(value["annual_spend"])
+    if (tags := value.get("tags")) is not None:
+        value["tags"] = tags.split(LIST_SEPARATOR)
+    if (tokens := value.get("push_tokens")) is not None:
+        value["push_tokens"] = tokens.split(LIST_SEPARATOR)
+    if (spend := value.get("annual_spend")) is not None:
+        try:
+            value["annual_spend"] = float(spend)
+        except ValueError:
+            value["annual_spend"] = spend  # the model refuses the text, naming the field
     text = "".join(cells)
     # Bytes that are not UTF-8 arrive as lone surrogates, refused here with NULs.
     if "\x00" in text or (not text.isascii() and _surrogates(text)):
