@@ -353,6 +353,31 @@ def test_a_bad_line_deep_in_a_large_file_is_named_exactly_and_nothing_is_written
 @pytest.mark.parametrize(
     "database_url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
 )
+def test_a_bad_row_deep_in_a_large_csv_file_is_named_by_its_line(
+    admin: httpx.Client, db: Database
+) -> None:
+    rows = [f"csvdeep-{i:06d},csv{i}@example.com,game|vip,{i % 100}" for i in range(12_000)]
+    rows[99] = 'csvdeep-000099,,"two\nlines",1'  # a quoted cell over two lines
+    rows[8_000] = "csvdeep-008000,csv8000@example.com,game,lots"
+    rows[11_000] = "csvdeep-011000,csv11000@example.com,game"
+    text = "id,email,tags,annual_spend\n" + "\n".join(rows) + "\n"
+
+    answer = admin.post("/v1/recipients/import", content=text.encode(), headers=CSV)
+
+    assert answer.status_code == 422, answer.text
+    error = answer.json()["error"]
+    # Row i is on line i + 2 (after the header), one more after the two-line cell.
+    assert [(p["line"], p["field"]) for p in error["lines"]] == [
+        (8_003, "annual_spend"),
+        (11_003, "line"),
+    ]
+    assert error["lines"][1]["message"] == "3 cells where the header names 4 columns"
+    assert landed(db, "csvdeep-") == 0
+
+
+@pytest.mark.parametrize(
+    "database_url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
 def test_a_file_imported_again_updates_every_recipient_and_keeps_fields_it_leaves_out(
     admin: httpx.Client, db: Database
 ) -> None:
