@@ -518,7 +518,7 @@ def _plan(
     if notification.best_time:
         _best_time(session, notification, rules, chunk, prefs, decisions, at)
     replaced = _collapse(session, notification, rules, decisions, at)
-    replaced += _rhythm(session, notification, decisions, chunk)
+    replaced += _rhythm(session, notification, decisions, chunk, at)
     activities = (
         {r.id: activity(r.last_active_at, at, rt.settings) for r in todo}
         if rules.caps_by_activity
@@ -702,12 +702,15 @@ def _rhythm(
     notification: Notification,
     decisions: dict[str, list[policy.Decision]],
     chunk: PlanChunk,
+    at: datetime,
 ) -> list[int]:
     """A campaign step (`engine.pipeline.rhythm.step_fate`): recipients who clicked or
     converted on an earlier step get nothing; earlier steps still waiting are replaced;
     recipients a later step already reached (both fell due together, the later planned
     first) get nothing from this one (`rhythm.too_late`), unless that step was cancelled
-    before it went. Returns the ids of the replaced deliveries.
+    before it went. A step planned when a later step of its campaign is already due (the
+    scheduler was down while both fell due) is superseded: nothing of it goes, the later
+    step speaks for the campaign. Returns the ids of the replaced deliveries.
 
     The step holds its campaign's planning turn (`engine.store.turns`), so every other
     step's deliveries are written and committed: one query over the chunk's id range
@@ -715,6 +718,10 @@ def _rhythm(
     if notification.campaign_id is None or not decisions:
         return []
     assert notification.id is not None
+    if _later_step_due(session, notification, at):
+        for rid in decisions:
+            decisions[rid] = rhythm.too_late(decisions[rid])
+        return []
     other_steps = select(Notification.id).where(
         col(Notification.campaign_id) == notification.campaign_id,
         col(Notification.id) != notification.id,
@@ -753,6 +760,19 @@ def _rhythm(
             decisions[rid], gone = rhythm.step_fate(decisions[rid], found)
             replaced += gone
     return replaced
+
+
+def _later_step_due(session: Session, notification: Notification, at: datetime) -> bool:
+    """Whether a later step of the notification's campaign, not cancelled, is due at `at`
+    (steps are numbered in the order they go)."""
+    later = select(Notification.id).where(
+        col(Notification.campaign_id) == notification.campaign_id,
+        col(Notification.id) > notification.id,
+        col(Notification.send_at) <= at,
+        col(Notification.cancelled_at).is_(None),
+        col(Notification.status) != NotificationStatus.CANCELLED,
+    )
+    return session.exec(later.limit(1)).first() is not None
 
 
 def _cap(

@@ -5,7 +5,9 @@ by default the playbook's "3-2-1", three days, two days and one hour before. Eac
 is a notification of its own; these rules say when the steps go, what a step does to the
 earlier ones still waiting, and who is left out of the next one: a recipient who clicked
 or converted on any step gets no further steps (`clicked_earlier`, or `converted_earlier`
-when they converted).
+when they converted). Steps that fall due together (the scheduler was down) never reach
+a recipient twice at once: the latest step due speaks for the campaign, and the others
+end `collapsed` (`too_late`; the check is `planning._later_step_due`).
 """
 
 from __future__ import annotations
