@@ -46,8 +46,6 @@ from preferences import store
 from preferences.model import EffectivePreferences
 
 log = logging.getLogger("tidings.planning")
-# The event a delivery written at planning starts its history with, by its status.
-EVENT_OF: dict[str, EventStatus] = {status.value: status for status in EventStatus}
 DIED = "its worker stopped while planning it"
 # How soon a chunk of a campaign step looks again when another step holds the turn (ms).
 TURN_WAIT_MS = 500
@@ -536,10 +534,8 @@ def _plan(
     # One event a delivery: an inbox copy stored here has gone out and arrived at once, so
     # its `delivered` tells both (`accept.delivery_views` shows the `queued` step too).
     outcomes = [tuple(row) for row in written]  # (id, channel, status, reason)
-    events: list[bulk.EventRow] = [
-        {"delivery_id": i, "status": EVENT_OF[status], "reason": reason, "at": at}
-        for i, _, status, reason in outcomes
-    ]
+    bulk.add_first_events(session, [(i, status, reason) for i, _, status, reason in outcomes], at)
+    events: list[bulk.EventRow] = []
     if replaced:
         session.execute(
             update(Delivery)

@@ -20,11 +20,25 @@ from itertools import chain
 from operator import itemgetter
 from typing import Any, NotRequired, TypedDict, TypeVar, cast
 
-from sqlalchemy import ColumnElement, Connection, Dialect, Row, Table, select
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Connection,
+    DateTime,
+    Dialect,
+    Row,
+    Table,
+    any_,
+    bindparam,
+    insert,
+    literal,
+    select,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session, SQLModel
 
 from engine.store import outbox
-from engine.store.models import DeliveryEvent, EventOutbox
+from engine.store.models import Delivery, DeliveryEvent, EventOutbox
 from engine.store.states import EventStatus, Reason
 
 # Bound parameters per statement: SQLite allows 32,766 (since 3.32), PostgreSQL 65,535.
@@ -302,6 +316,47 @@ def add_events(session: Session, events: Sequence[EventRow]) -> None:
                 row[name] = e.get(name)
         _insert(session.connection(), _table(DeliveryEvent), rows, "")
         outbox.delivery_events(session, rows, _write_outbox)
+
+
+def add_first_events(
+    session: Session, written: Sequence[tuple[int, str, str | None]], at: datetime
+) -> None:
+    """Start the history of deliveries this transaction just wrote, given as (id, status,
+    reason): an event of each one's status and reason, at `at`.
+
+    Unless an event endpoint wants delivery events (then it is `add_events`), the
+    database copies them from the rows themselves in one statement: on SQLite every
+    delivery between the first and the last id written is one of them (its one writer
+    holds the write turn until this transaction ends), on PostgreSQL they are named as
+    one array.
+    """
+    if not written:
+        return
+    if outbox.wanted_statuses(session) & {status for _, status, _ in written}:
+        add_events(
+            session,
+            [
+                {
+                    "delivery_id": i,
+                    "status": EventStatus(status),
+                    "reason": Reason(reason) if reason else None,
+                    "at": at,
+                }
+                for i, status, reason in written
+            ],
+        )
+        return
+    ids = [i for i, _, _ in written]
+    delivery = _table(Delivery).c
+    if session.connection().dialect.name == "postgresql":
+        which = delivery.id == any_(bindparam("ids", ids, type_=ARRAY(BigInteger)))
+    else:
+        which = delivery.id.between(min(ids), max(ids))
+    copied = select(
+        delivery.id, delivery.status, delivery.reason, literal(at, DateTime(timezone=True))
+    ).where(which)
+    columns = ["delivery_id", "status", "reason", "at"]
+    session.execute(insert(_table(DeliveryEvent)).from_select(columns, copied))
 
 
 def _write_outbox(session: Session, rows: Sequence[dict[str, Any]]) -> None:

@@ -45,6 +45,12 @@ def wanted(session: Session) -> set[str]:
     return found
 
 
+def wanted_statuses(session: Session) -> set[EventStatus]:
+    """The delivery statuses some registered endpoint wants to hear of."""
+    types = wanted(session)
+    return {status for status, kind in DELIVERY_TYPES.items() if kind in types}
+
+
 def delivery_events(session: Session, events: Sequence[Mapping[str, Any]], writer: Any) -> None:
     """Outbox rows for delivery events (`delivery_id`, `status`, `reason`, `detail`, `at`)
     whose type an endpoint wants, written with `writer(session, rows)` (a bulk insert)."""
