@@ -24,7 +24,7 @@ from engine import metrics
 from engine.catalog.segments import activity, audience_filter, segment_at
 from engine.pipeline import caps, policy, progress, rhythm, sendtime, variants
 from engine.pipeline.cancel import is_cancelled
-from engine.pipeline.content import Composer
+from engine.pipeline.content import Composer, Copy
 from engine.pipeline.templates import RenderError
 from engine.settings import Settings
 from engine.store import bulk, locks, turns
@@ -830,6 +830,9 @@ def _rows(
         common["collapse_key"] = notification.collapse_key
     rows = []
     given: set[str] = set()  # the optional columns some row has a value for
+    # What an inbox row stored with a copy says, by the copy's identity (recipients alike
+    # share one copy, `Composer`); each copy is kept alive here, so no identity is reused.
+    stored: dict[int, tuple[Copy, dict[str, Any]]] = {}
     inbox, queued = policy.INBOX, DeliveryStatus.QUEUED
     for rid, ds in decisions.items():
         recipient = cast(Recipient, recipients[rid])  # as far as copy and links read
@@ -842,10 +845,13 @@ def _rows(
             row["locale"] = recipient.locale
             if variant is not None:
                 row["variant"] = variant.name
+                given.add("variant")
             if d.reason is not None:
                 row["reason"] = d.reason
+                given.add("reason")
             if d.due_at is not None:
                 row["due_at"] = d.due_at
+                given.add("due_at")
             if d.channel == inbox and d.status == queued:
                 try:
                     copy = composer.compose(
@@ -856,21 +862,32 @@ def _rows(
                         partial(page_links, rt, recipient, category),
                         variant,
                     )
-                    row.update(
-                        status=DeliveryStatus.DELIVERED,
-                        title=copy.title,
-                        body=copy.body,
-                        action_url=copy.action_url,
-                        locale=copy.locale,
-                        attempts=1,
-                    )
                 except RenderError as exc:
                     row.update(status=DeliveryStatus.FAILED, error=str(exc), attempts=1)
-            if len(row) != len(common) + 4:
-                given.update(row)
+                    given.add("error")
+                else:
+                    found = stored.get(id(copy))
+                    if found is None:
+                        says = {
+                            "status": DeliveryStatus.DELIVERED,
+                            "attempts": 1,
+                            "locale": copy.locale,
+                            **{
+                                name: value
+                                for name, value in (
+                                    ("title", copy.title),
+                                    ("body", copy.body),
+                                    ("action_url", copy.action_url),
+                                )
+                                if value is not None
+                            },
+                        }
+                        found = stored[id(copy)] = (copy, says)
+                        given.update(says)
+                    row.update(found[1])
             rows.append(row)
     given -= common.keys()
-    given -= {"recipient_id", "channel", "status", "locale"}
+    given -= {"status", "locale"}
     for name in given:  # rows without a value for it say NULL, so all rows have one shape
         for row in rows:
             row.setdefault(name, None)
