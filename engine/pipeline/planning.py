@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import and_, null, or_, update
+from sqlalchemy import and_, func, null, or_, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -130,11 +130,40 @@ _WRITTEN = len(_RECIPIENT) + 1
 ACTIVE = "last_active_at"
 
 
-def _audience_ids(session: Session, notification: Notification, rt: Runtime) -> Iterator[str]:
-    """The audience's recipient ids in id order, selected by `segments.audience_filter`."""
+def _cuts(
+    session: Session, notification: Notification, rt: Runtime, size: int
+) -> Iterator[tuple[str, str, int]]:
+    """The audience cut into chunks of `size` in id order, as (first id, last id, size),
+    selected by `segments.audience_filter`.
+
+    The database walks the ids: past a first read of `size` + 1 ids (an audience that
+    fits in one chunk, the usual order notification, needs no other), each chunk is one
+    query that skips `size` - 1 ids and returns two, its last and the next one's first,
+    so a million recipients cost a thousand rows in Python, not a million.
+    """
     where = audience_filter(notification.audience, segment_at(notification), rt.settings)
-    query = select(Recipient.id).where(*where).order_by(col(Recipient.id))
-    yield from session.exec(query.execution_options(yield_per=10_000))
+    rid = col(Recipient.id)
+    ids = sa_select(rid).where(*where).order_by(rid)
+    connection = session.connection()
+    first = list(connection.execute(ids.limit(size + 1)).scalars())
+    if len(first) <= size:
+        if first:
+            yield first[0], first[-1], len(first)
+        return
+    yield first[0], first[size - 1], size
+    lo = first[size]
+    while True:
+        found = list(connection.execute(ids.where(rid >= lo).offset(size - 1).limit(2)).scalars())
+        if not found:  # fewer than `size` left: the last chunk
+            hi, count = connection.execute(
+                sa_select(func.max(rid), func.count()).where(*where, rid >= lo)
+            ).one()
+            yield lo, hi, count
+            return
+        yield lo, found[0], size
+        if len(found) == 1:
+            return
+        lo = found[1]
 
 
 def plan(rt: Runtime, notification_id: int) -> None:
@@ -167,19 +196,11 @@ def _cut(rt: Runtime, notification_id: int, *, inline: bool) -> None:
         if send_at is not None and send_at > now():
             return
         if notification.chunks_total is None:
-            size = rt.settings.plan_chunk_size
             chunks: list[dict[str, Any]] = []
-            batch: list[str] = []
             total = 0
-            for rid in _audience_ids(session, notification, rt):
-                batch.append(rid)
-                if len(batch) == size:
-                    chunks.append(_chunk(notification_id, len(chunks), batch))
-                    total += len(batch)
-                    batch = []
-            if batch:
-                chunks.append(_chunk(notification_id, len(chunks), batch))
-                total += len(batch)
+            for lo, hi, count in _cuts(session, notification, rt, rt.settings.plan_chunk_size):
+                chunks.append(_chunk(notification_id, len(chunks), lo, hi, count))
+                total += count
             if not _still_to_cut(session, notification_id):
                 session.rollback()  # cancelled, or cut by another job, meanwhile
                 return
@@ -240,13 +261,13 @@ def _still_to_cut(session: Session, notification_id: int) -> bool:
     return getattr(touched, "rowcount", 0) == 1
 
 
-def _chunk(notification_id: int, seq: int, ids: list[str]) -> dict[str, Any]:
+def _chunk(notification_id: int, seq: int, lo: str, hi: str, size: int) -> dict[str, Any]:
     return {
         "notification_id": notification_id,
         "seq": seq,
-        "lo": ids[0],
-        "hi": ids[-1],
-        "size": len(ids),
+        "lo": lo,
+        "hi": hi,
+        "size": size,
         "status": ChunkStatus.PENDING,
         "updated_at": now(),
     }

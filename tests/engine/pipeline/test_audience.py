@@ -209,10 +209,12 @@ def test_planning_reaches_exactly_who_the_segment_describes(
     (accepted,) = accept.accept_all(runtime.db, [spec], settings=settings, batch=False)
     planning.plan(runtime, accepted.id)
     with runtime.db.session() as session:
-        chunks = session.exec(
-            select(PlanChunk.seq).where(col(PlanChunk.notification_id) == accepted.id)
+        cut = session.exec(
+            select(PlanChunk.seq, PlanChunk.lo, PlanChunk.hi, PlanChunk.size)
+            .where(col(PlanChunk.notification_id) == accepted.id)
+            .order_by(col(PlanChunk.seq))
         ).all()
-    for seq in chunks:
+    for seq, *_ in cut:
         planning.plan_chunk(runtime, accepted.id, seq)
     with runtime.db.session() as session:
         planned = set(
@@ -223,3 +225,9 @@ def test_planning_reaches_exactly_who_the_segment_describes(
     expected = {f"p-{n:02d}" for n, p in enumerate(people) if _oracle(p, segment, settings)}
     assert planned == expected
     assert accepted.recipients == len(expected)
+    # The chunks tile the audience in id order: three each, the last what is left.
+    ordered = sorted(expected)
+    assert [(lo, hi, size) for _, lo, hi, size in cut] == [
+        (ordered[i], ordered[min(i + 3, len(ordered)) - 1], min(3, len(ordered) - i))
+        for i in range(0, len(ordered), 3)
+    ]
