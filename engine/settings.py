@@ -15,6 +15,11 @@ RATE_SECONDS = {"s": 1, "m": 60, "h": 3600}
 TIME_OF_DAY = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 
 
+class NoSecret(RuntimeError):
+    """Neither the setting nor a generated secret: the database is not migrated
+    (`engine.store.installation`)."""
+
+
 class Settings(BaseSettings):
     """Everything an operator can tune; built once and passed in."""
 

@@ -17,7 +17,7 @@ from typing import Literal, NoReturn
 from engine.logs import configure
 from engine.ops import exporter
 from engine.ops.supervisor import Spec, Supervisor
-from engine.settings import Settings, get_settings
+from engine.settings import NoSecret, Settings, get_settings
 from engine.store.redis_keys import RedisKeys, counters_url
 
 log = logging.getLogger("tidings.cli")
@@ -553,8 +553,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pydantic import ValidationError
     from redis import RedisError
     from sqlalchemy.exc import ArgumentError, OperationalError
-
-    from engine.store.installation import NoSecret
 
     try:
         settings = get_settings()

@@ -15,13 +15,11 @@ import secrets
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from engine.settings import Settings
+from engine.settings import NoSecret, Settings
 from engine.store.db import Database
 from engine.store.models import Installation
 
-
-class NoSecret(RuntimeError):
-    """Neither the setting nor a generated secret: the database is not migrated."""
+__all__ = ["NoSecret", "bind", "ensure", "new_webhook_secret"]
 
 
 def new_webhook_secret() -> str:

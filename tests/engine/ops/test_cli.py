@@ -214,3 +214,29 @@ def test_send_with_the_broker_down_keeps_the_notification_for_the_scheduler(
     with db.session() as session:
         row = session.get(Notification, int(answer["id"]))
         assert row is not None and row.enqueued_at is None  # the scheduler enqueues it
+
+
+def test_the_worker_supervisor_keeps_no_channel_client_nor_table_in_memory(
+    settings: Settings, db: object
+) -> None:
+    # It only starts, watches and restarts worker processes: the HTTP and SMTP clients
+    # and the SQL models are theirs, not its (they cost it ~20 MB).
+    probe = (
+        "import sys, engine.ops.cli as cli\n"
+        "heavy = ('aiohttp', 'aiosmtplib', 'sqlmodel', 'engine.store.models')\n"
+        "def run(self):\n"
+        "    print('LOADED', [m for m in heavy if m in sys.modules])\n"
+        "    return 0\n"
+        "cli.Supervisor.run = run\n"
+        "sys.exit(cli.main(['worker', '--processes', '1']))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={**env_for(settings), "TIDINGS_METRICS_PORT": str(free_port())},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "LOADED []" in done.stdout.splitlines()
