@@ -270,27 +270,38 @@ def events_drained(db: Database, *, timeout: float) -> float:
 
 
 def targets(result: dict[str, Any]) -> dict[str, Any]:
-    """The issue's targets for this machine, met or not, where this run measured them."""
+    """The speed issue's targets, met or not, where this run measured them: a million
+    inbox recipients in 30 s on SQLite (45 s on PostgreSQL), the workers' peak memory
+    at most 250 MB, transactional p99 at most 50 ms while the broadcast runs, at least
+    50x the one-message-per-recipient baseline, and a broadcast with a webhook channel
+    at 10,000 deliveries a second or more. (That a million costs at most 10.5x a hundred
+    thousand takes two runs.)"""
     out: dict[str, Any] = {}
     if (cast := result.get("broadcast")) and cast.get("completed"):
         per_million = cast["seconds"] * 1_000_000 / result["recipients"]
-        out["million_recipients_under_60s"] = {
+        limit = 45 if result["backend"] == "postgresql" else 30
+        out[f"million_recipients_within_{limit}s"] = {
             "value_s": round(per_million, 1),
-            "met": per_million < 60,
+            "met": per_million <= limit,
             "extrapolated": result["recipients"] != 1_000_000,
         }
         # The RSS sum counts pages the forked workers share once per process: an upper bound.
-        out["worker_memory_under_300mb"] = {
+        out["worker_memory_within_250mb"] = {
             "value_mb": cast["peak_worker_rss_mb"],
-            "met": cast["peak_worker_rss_mb"] < 300,
+            "met": cast["peak_worker_rss_mb"] <= 250,
         }
+        if "webhook" in result["channels"]:
+            out["webhook_broadcast_10k_deliveries_per_s"] = {
+                "value": cast["deliveries_per_s"],
+                "met": cast["deliveries_per_s"] >= 10_000,
+            }
     if (lat := result.get("latency")) and lat.get("p99_ms") is not None:
-        out["transactional_p99_under_100ms"] = {
+        out["transactional_p99_within_50ms"] = {
             "value_ms": lat["p99_ms"],
-            "met": lat["p99_ms"] < 100,
+            "met": lat["p99_ms"] <= 50,
         }
     if result.get("ratio") is not None:
-        out["ten_times_baseline"] = {"value": result["ratio"], "met": result["ratio"] >= 10}
+        out["fifty_times_baseline"] = {"value": result["ratio"], "met": result["ratio"] >= 50}
     return out
 
 

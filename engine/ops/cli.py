@@ -18,7 +18,7 @@ from engine.logs import configure
 from engine.ops import exporter
 from engine.ops.supervisor import Spec, Supervisor
 from engine.settings import NoSecret, Settings, get_settings
-from engine.store.redis_keys import RedisKeys, counters_url
+from engine.store.redis_keys import BadDatabaseUrl, RedisKeys, counters_url, prefix_from_child
 
 log = logging.getLogger("tidings.cli")
 
@@ -158,7 +158,8 @@ def _supervise(specs: list[Spec], role: str, settings: Settings) -> int:
         exporter.mark_dead(path, pid)
 
     try:
-        keys = RedisKeys.from_settings(settings)
+        # The supervisor never touches SQL: it does not load SQLAlchemy to name its keys.
+        keys = RedisKeys(prefix_from_child(settings))
         return Supervisor(specs, role=role, client=client, keys=keys, on_exit=dead).run()
     finally:
         client.close()
@@ -552,7 +553,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     from pydantic import ValidationError
     from redis import RedisError
-    from sqlalchemy.exc import ArgumentError, OperationalError
 
     try:
         settings = get_settings()
@@ -561,13 +561,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure(settings.log_level, settings.log_format)
     try:
         code: int = args.run(args, settings)
-    except (BadInput, NoSecret) as exc:
+    except (BadInput, NoSecret, BadDatabaseUrl) as exc:
         return _fail(str(exc), 2)
-    except ArgumentError as exc:
-        return _fail(f"TIDINGS_DATABASE_URL: {exc}", 2)
-    except (OperationalError, RedisError, OSError) as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-        return _fail(f"{type(exc).__name__}: {reason[0] if reason else ''}", 1)
+    except Exception as exc:
+        # SQLAlchemy's errors are looked up, not imported: a command that never touched
+        # SQL (the workers' supervisor) never loads it, and then none was raised.
+        sql = sys.modules.get("sqlalchemy.exc")
+        if sql is not None and isinstance(exc, sql.ArgumentError):
+            return _fail(f"TIDINGS_DATABASE_URL: {exc}", 2)
+        if isinstance(exc, RedisError | OSError) or (
+            sql is not None and isinstance(exc, sql.OperationalError)
+        ):
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+            return _fail(f"{type(exc).__name__}: {reason[0] if reason else ''}", 1)
+        raise
     return code
 
 

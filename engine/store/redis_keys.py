@@ -9,16 +9,18 @@ heartbeats or queues. Dramatiq's queues use the same prefix through its `namespa
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
-
-from sqlalchemy.engine import make_url
 
 from engine.settings import Settings
 
 
 def database_identity(database_url: str) -> str:
     """The database URL without its password; a SQLite file by its absolute path."""
+    from sqlalchemy.engine import make_url  # SQLAlchemy's own reading of the URL
+
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         url = url.set(database=str(Path(url.database).resolve()))
@@ -29,8 +31,56 @@ def prefix(settings: Settings) -> str:
     """`TIDINGS_REDIS_PREFIX`, or `tidings-` and 10 hex digits of the database's identity."""
     if settings.redis_prefix:
         return settings.redis_prefix
-    digest = hashlib.sha256(database_identity(settings.database_url).encode()).hexdigest()
+    return database_prefix(settings.database_url)
+
+
+def database_prefix(database_url: str) -> str:
+    """`tidings-` and 10 hex digits of the database's identity."""
+    digest = hashlib.sha256(database_identity(database_url).encode()).hexdigest()
     return f"tidings-{digest[:10]}"
+
+
+class BadDatabaseUrl(ValueError):
+    """`TIDINGS_DATABASE_URL` cannot be read as a database URL."""
+
+
+def prefix_from_child(settings: Settings) -> str:
+    """`prefix(settings)`, derived in a short-lived child process when it has to be.
+
+    For a process that lives long and otherwise never touches SQL (the supervisor of
+    `tidings worker`): reading the URL as SQLAlchemy does loads SQLAlchemy, ~12 MB that
+    would stay resident for nothing. The URL goes over a pipe, not the command line,
+    so its password never shows in `ps`. Raises `BadDatabaseUrl` (its message names the
+    setting) when SQLAlchemy cannot read the URL, `RuntimeError` when the child failed
+    otherwise.
+    """
+    if settings.redis_prefix:
+        return settings.redis_prefix
+    child = subprocess.run(
+        [sys.executable, "-c", "from engine.store.redis_keys import _child; _child()"],
+        input=settings.database_url,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    error = child.stderr.strip()
+    if child.returncode == 2:
+        raise BadDatabaseUrl(f"TIDINGS_DATABASE_URL: {error}")
+    if child.returncode != 0:
+        raise RuntimeError(f"deriving the Redis prefix failed: {error[-500:]}")
+    return child.stdout.strip()
+
+
+def _child() -> None:
+    """`prefix_from_child`'s other side: a URL on stdin, its prefix on stdout; exit
+    status 2 and SQLAlchemy's message on stderr for a URL it cannot read."""
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        print(database_prefix(sys.stdin.read()))
+    except ArgumentError as exc:
+        print(exc, file=sys.stderr)
+        sys.exit(2)
 
 
 def counters_url(settings: Settings) -> str:

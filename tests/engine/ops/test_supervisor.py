@@ -97,6 +97,39 @@ def test_tidings_worker_restarts_the_process_that_died_and_only_that_one(
     assert "killed by SIGKILL" in processes.log("worker")
 
 
+def _maps(pid: int) -> str:
+    """The files mapped into a process's memory, as /proc lists them."""
+    with open(f"/proc/{pid}/maps") as maps:
+        return maps.read()
+
+
+def test_the_worker_supervisor_beats_under_the_installations_keys_without_loading_sql(
+    processes: Processes,
+) -> None:
+    """The supervisor of `tidings worker` names its heartbeat key as every other process
+    of the installation does (`tidings status` finds it), yet holds no SQL library in
+    memory: it never touches SQL, and SQLAlchemy would stay resident in it for nothing."""
+    group = processes.start("worker", "worker", "--processes", "1", "--threads", "1")
+    (worker,) = wait_for(lambda: len(w := workers(group.pid)) == 1 and w, timeout=60)
+
+    def reported() -> list[dict[str, object]] | None:
+        status = subprocess.run(
+            [sys.executable, "-m", "engine.ops.cli", "status", "--json"],
+            env=processes.env["worker"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        )
+        detail = json.loads(status.stdout)["processes"]["detail"]
+        return [s for s in detail if s["pid"] == group.pid] or None
+
+    (supervisor,) = wait_for(reported, timeout=30)
+    assert supervisor["role"] == "worker"
+    # The same check in a worker process, which does load it, shows the check can see it.
+    assert "sqlalchemy" in wait_for(lambda: "sqlalchemy" in _maps(worker) and _maps(worker))
+    assert "sqlalchemy" not in _maps(group.pid)
+
+
 def test_a_process_that_keeps_dying_is_restarted_with_a_growing_backoff() -> None:
     crash = Spec("crash", [sys.executable, "-c", "import sys; sys.exit(3)"])
     supervisor = Supervisor([crash], role="test")
