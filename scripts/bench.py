@@ -81,6 +81,7 @@ from scripts.benchkit.stores import (
     exclusive,
     flushed_redis,
     fresh_postgres,
+    redis_server,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -141,6 +142,7 @@ def run(args: argparse.Namespace, url: str, logs: Path, result: dict[str, Any]) 
     me = [sys.executable, "-m", "engine.ops.cli"]
     with ExitStack() as stack:
         stack.enter_context(exclusive())
+        stack.enter_context(redis_server())
         stack.enter_context(flushed_redis())
         migrate(settings)
         db = Database(settings)

@@ -43,6 +43,7 @@ from scripts.benchkit.stores import (
     exclusive,
     flushed_redis,
     fresh_postgres,
+    redis_server,
 )
 
 
@@ -81,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with ExitStack() as stack:
             stack.enter_context(exclusive())
+            stack.enter_context(redis_server())
             stack.enter_context(flushed_redis())
             url = stack.enter_context(fresh_postgres(args.postgres_admin_url))
             options = Options(

@@ -25,7 +25,7 @@ from scripts.benchkit.audience import seed_caps
 from scripts.benchkit.broadcast import BROADCAST, OFFER, outcomes
 from scripts.benchkit.client import log
 from scripts.benchkit.processes import Fleet, Sampler
-from scripts.benchkit.stores import flush_redis
+from scripts.benchkit.stores import flush_redis, redis_roles
 
 # As declared in scripts/baseline_actors.py; named here so the driver sets no global broker.
 QUEUE = "baseline"
@@ -65,9 +65,8 @@ def baseline(
     argv += ["--processes", str(args.processes), "--threads", str(args.threads)]
     poll = {"dramatiq_worker_timeout": str(settings.worker_timeout_ms)}
     fleet.start_dramatiq("baseline", [*argv, "--queues", QUEUE], args.processes, poll)
-    sampler = Sampler(
-        {"workers": fleet.pid("baseline")}, {"redis": "redis-server"}, pss=("workers",)
-    )
+    redis_root, redis_name = redis_roles()
+    sampler = Sampler({"workers": fleet.pid("baseline")} | redis_root, redis_name, pss=("workers",))
     sampler.start()
     expected = count * len(channels)
     broker = RedisBroker(url=settings.redis_url)  # type: ignore[no-untyped-call]

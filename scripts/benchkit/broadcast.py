@@ -24,6 +24,7 @@ from engine.timeutil import aware, now
 from scripts.benchkit.client import Api, log
 from scripts.benchkit.latency import Prober, latency
 from scripts.benchkit.processes import Fleet, Sampler, profiled
+from scripts.benchkit.stores import redis_roles
 
 BROADCAST = "bench.flash_sale"
 ORDER = "bench.order_delivered"
@@ -187,9 +188,12 @@ def broadcast(
 
     A run cut short (a timeout, Ctrl-C) leaves in `out` how far it got.
     """
+    redis_root, redis_name = redis_roles()
+    # The PostgreSQL server's processes, only when the run is on PostgreSQL.
+    postgres = {"postgres": "postgres"} if settings.database_url.startswith("postgres") else {}
     sampler = Sampler(
-        {role: process.pid for role, process in fleet.running.items()},
-        {"redis": "redis-server", "postgres": "postgres"},
+        {role: process.pid for role, process in fleet.running.items()} | redis_root,
+        redis_name | postgres,
         pss=("workers",),
     )
     prober = None if args.skip_latency else Prober(api, ORDER, probe)
