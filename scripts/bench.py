@@ -279,19 +279,24 @@ def targets(result: dict[str, Any]) -> dict[str, Any]:
     at 10,000 deliveries a second or more. (That a million costs at most 10.5x a hundred
     thousand takes two runs.)"""
     out: dict[str, Any] = {}
+    # The million, the memory and the baseline's multiple are targets of an inbox broadcast.
+    inbox = result["channels"] == ["inapp"]
     if (cast := result.get("broadcast")) and cast.get("completed"):
         per_million = cast["seconds"] * 1_000_000 / result["recipients"]
         limit = 45 if result["backend"] == "postgresql" else 30
-        out[f"million_recipients_within_{limit}s"] = {
-            "value_s": round(per_million, 1),
-            "met": per_million <= limit,
-            "extrapolated": result["recipients"] != 1_000_000,
-        }
-        # The RSS sum counts pages the forked workers share once per process: an upper bound.
-        out["worker_memory_within_250mb"] = {
-            "value_mb": cast["peak_worker_rss_mb"],
-            "met": cast["peak_worker_rss_mb"] <= 250,
-        }
+        if inbox:
+            out[f"million_recipients_within_{limit}s"] = {
+                "value_s": round(per_million, 1),
+                "met": per_million <= limit,
+                "extrapolated": result["recipients"] != 1_000_000,
+            }
+        if inbox:
+            # The RSS sum counts the pages processes share once per process: an upper
+            # bound (`peak_worker_pss_mb` counts them once).
+            out["worker_memory_within_250mb"] = {
+                "value_mb": cast["peak_worker_rss_mb"],
+                "met": cast["peak_worker_rss_mb"] <= 250,
+            }
         if "webhook" in result["channels"]:
             out["webhook_broadcast_10k_deliveries_per_s"] = {
                 "value": cast["deliveries_per_s"],
@@ -302,7 +307,7 @@ def targets(result: dict[str, Any]) -> dict[str, Any]:
             "value_ms": lat["p99_ms"],
             "met": lat["p99_ms"] <= 50,
         }
-    if result.get("ratio") is not None:
+    if inbox and result.get("ratio") is not None:
         out["fifty_times_baseline"] = {"value": result["ratio"], "met": result["ratio"] >= 50}
     return out
 
