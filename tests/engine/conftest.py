@@ -3,12 +3,13 @@ processes on a real Redis and database, a real SMTP server and a real HTTP sink.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -79,6 +80,21 @@ def env_for(settings: Settings) -> dict[str, str]:
     env["TIDINGS_METRICS_PORT"] = str(free_port())
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def status_report(env: Mapping[str, str]) -> dict[str, Any]:
+    """What `tidings status --json` prints, run as a process of its own with `env`."""
+    out = subprocess.run(
+        [sys.executable, "-m", "engine.ops.cli", "status", "--json"],
+        env=dict(env),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    report: dict[str, Any] = json.loads(out.stdout)
+    return report
 
 
 class Processes:

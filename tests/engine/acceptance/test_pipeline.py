@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from tests.engine.conftest import (
     recipient,
     send,
     settled,
+    status_report,
     wait_for,
 )
 from tests.support import Mailbox, raw_headers
@@ -133,14 +133,7 @@ def test_on_rabbitmq_the_queues_live_there_and_redis_keeps_only_counters(
 
         # No worker runs yet: the plan job waits, durable, in RabbitMQ's critical queue.
         assert wait_for(waiting, timeout=10) == 1
-        status = subprocess.run(
-            [sys.executable, "-m", "engine.ops.cli", "status", "--json"],
-            env=env_for(settings),
-            cwd=ROOT,
-            capture_output=True,
-            check=True,
-        )
-        assert json.loads(status.stdout)["queues"]["critical"]["waiting"] == 1
+        assert status_report(env_for(settings))["queues"]["critical"]["waiting"] == 1
         table = subprocess.run(
             [sys.executable, "-m", "engine.ops.cli", "status"],
             env=env_for(settings),

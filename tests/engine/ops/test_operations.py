@@ -4,9 +4,6 @@ sending while the rest of its audience is still being planned."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -16,12 +13,12 @@ from engine.store.db import Database
 from engine.store.models import Notification
 from tests.engine.broadcasts import BLAST, ORDER, audience
 from tests.engine.conftest import (
-    ROOT,
     Processes,
     env_for,
     recipient,
     send_and_settle,
     settled,
+    status_report,
     wait_for,
 )
 from tests.support import Sink
@@ -65,16 +62,7 @@ def test_status_command_reports_queues_and_deliveries(
     admin.put("/v1/categories/order.delivered", json=ORDER).raise_for_status()
     recipient(admin, "u-1")
     admin.post("/v1/notifications", json={"category": "order.delivered", "to": ["u-1"]})
-    out = subprocess.run(
-        [sys.executable, "-m", "engine.ops.cli", "status", "--json"],
-        env=env_for(settings),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
-    report = json.loads(out)
+    report = status_report(env_for(settings))
     assert report["queues"]["critical"]["waiting"] == 1  # no worker is running
     assert set(report["queues"]) == {"critical", "normal", "bulk", "events"}
     assert "dead" in report["queues"]["bulk"] and "throughput_last_minute" in report

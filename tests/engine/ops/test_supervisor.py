@@ -4,10 +4,8 @@ on, and `readyz` and `tidings status` say which one restarted, how it ended and 
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
 import sys
 import time
 
@@ -16,7 +14,7 @@ import httpx
 from engine.ops.supervisor import Spec, Supervisor
 from engine.timeutil import now
 from tests.engine.broadcasts import ORDER, children, health_watched, processes_view, workers
-from tests.engine.conftest import ROOT, Processes, recipient, send, settled, wait_for
+from tests.engine.conftest import Processes, recipient, send, settled, status_report, wait_for
 from tests.support import free_port
 
 
@@ -67,14 +65,7 @@ def test_a_worker_killed_under_tidings_up_is_restarted_while_the_api_keeps_servi
         assert abs(exited_at - time.mktime(killed_at.timetuple())) < 5
         assert last["restarted_at"] >= last["exited_at"]
 
-    status = subprocess.run(
-        [sys.executable, "-m", "engine.ops.cli", "status", "--json"],
-        env=processes.env["up"],
-        cwd=ROOT,
-        capture_output=True,
-        check=True,
-    )
-    reported = json.loads(status.stdout)["processes"]
+    reported = status_report(processes.env["up"])["processes"]
     assert reported["last_restart"] == last
     (supervisor,) = reported["detail"]
     assert supervisor["role"] == "up" and supervisor["pid"] == up.pid
@@ -113,14 +104,7 @@ def test_the_worker_supervisor_beats_under_the_installations_keys_without_loadin
     (worker,) = wait_for(lambda: len(w := workers(group.pid)) == 1 and w, timeout=60)
 
     def reported() -> list[dict[str, object]] | None:
-        status = subprocess.run(
-            [sys.executable, "-m", "engine.ops.cli", "status", "--json"],
-            env=processes.env["worker"],
-            cwd=ROOT,
-            capture_output=True,
-            check=True,
-        )
-        detail = json.loads(status.stdout)["processes"]["detail"]
+        detail = status_report(processes.env["worker"])["processes"]["detail"]
         return [s for s in detail if s["pid"] == group.pid] or None
 
     (supervisor,) = wait_for(reported, timeout=30)
