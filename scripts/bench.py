@@ -290,7 +290,6 @@ def targets(result: dict[str, Any]) -> dict[str, Any]:
                 "met": per_million <= limit,
                 "extrapolated": result["recipients"] != 1_000_000,
             }
-        if inbox:
             # The RSS sum counts the pages processes share once per process: an upper
             # bound (`peak_worker_pss_mb` counts them once).
             out["worker_memory_within_250mb"] = {

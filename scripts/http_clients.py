@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import time
@@ -31,7 +30,9 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scripts.benchkit.client import Api, free_port  # noqa: E402
+from scripts.benchkit.broadcast import sink_connections  # noqa: E402
+from scripts.benchkit.client import Api, free_port, wait_until  # noqa: E402
+from scripts.benchkit.processes import TICK, _stat  # noqa: E402
 
 # A webhook of the benchmark's broadcast: its JSON payload is ~600 bytes.
 BODY = json.dumps(
@@ -57,8 +58,10 @@ Post = Callable[[str], Awaitable[int]]
 
 
 def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    stat = _stat(pid)
+    if stat is None:
+        raise RuntimeError(f"the sink (pid {pid}) is gone")
+    return stat[2] / TICK
 
 
 async def _drive(post: Post, url: str, count: int, concurrency: int) -> None:
@@ -98,18 +101,12 @@ async def _httpx(url: str, count: int, concurrency: int) -> None:
 CLIENTS = {"aiohttp": _aiohttp, "httpx": _httpx}
 
 
-def _connections(api: Api) -> int:
-    """TCP connections the sink has received requests on so far."""
-    _, body = api.call("GET", "/count")
-    return int(body["connections"])
-
-
 def measure(
     name: str, url: str, sink: int, api: Api, count: int, concurrency: int
 ) -> dict[str, Any]:
     """One client's run: wall, requests/s, client CPU µs a request, the sink's CPU, and the
     connections the requests came on (keep-alive held if few)."""
-    opened = _connections(api)
+    opened = sink_connections(api)
     sink_before, cpu_before, started = _cpu_seconds(sink), time.process_time(), time.monotonic()
     asyncio.run(CLIENTS[name](url, count, concurrency))
     wall, cpu = time.monotonic() - started, time.process_time() - cpu_before
@@ -119,7 +116,7 @@ def measure(
         "requests_per_s": round(count / wall),
         "client_cpu_us_per_request": round(cpu / count * 1e6, 1),
         "sink_cpu_seconds": round(_cpu_seconds(sink) - sink_before, 2),
-        "connections": _connections(api) - opened,
+        "connections": sink_connections(api) - opened,
     }
 
 
@@ -135,15 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         api = Api(f"http://127.0.0.1:{port}")
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                api.call("GET", "/count")
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+        wait_until(lambda: sink_connections(api) == 0, timeout=30, what="the sink")
         url = f"http://127.0.0.1:{port}/hook"
         asyncio.run(_aiohttp(url, 500, 16))  # warm both ends up
         runs = [

@@ -60,17 +60,16 @@ def _answers() -> bool:
 
 
 @contextmanager
-def redis_server() -> Iterator[int | None]:
-    """The Redis the run uses; yields the pid to count its CPU by, or None.
+def redis_server() -> Iterator[None]:
+    """The Redis the run uses, answering on `REDIS_PORT` while the block runs.
 
     With `BENCH_REDIS_PORT` set and nothing answering on that port, a `redis-server`
-    is started there for the run (keeping nothing on disk) and stopped after it; its pid
-    is yielded. A Redis the run did not start (one already answering, or 6379 when the
-    variable is unset) yields None: its CPU is then read off every `redis-server` on the
-    machine. RuntimeError if `redis-server` is not installed or does not answer in 10 s.
+    is started there for the run (keeping nothing on disk) and stopped after it; a Redis
+    already answering is used as it is (`redis_roles` says how its CPU is counted).
+    RuntimeError if `redis-server` is not installed or does not answer in 10 s.
     """
     if not OWN_REDIS or _answers():
-        yield None
+        yield
         return
     binary = shutil.which("redis-server")
     if binary is None:
@@ -98,7 +97,7 @@ def redis_server() -> Iterator[int | None]:
             if server.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the run's redis-server on port {REDIS_PORT} did not start")
             time.sleep(0.05)
-        yield server.pid
+        yield
     finally:
         server.terminate()
         server.wait(10)
