@@ -5,15 +5,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
 import redis
+from hypothesis import HealthCheck, given
+from hypothesis import settings as settings_
+from hypothesis import strategies as st
 
 from engine.ops.status import queues
 from engine.pipeline.counters import CapCheck, Counters
 from engine.settings import Settings
-from engine.store.redis_keys import RedisKeys, counters_url, prefix
+from engine.store.redis_keys import RedisKeys, counters_url, prefix, prefix_from_child
 from engine.worker.broker import Dispatcher, make_broker
 from preferences.model import Cap
 from tests.conftest import COUNTERS_DB, REDIS_PORT
@@ -119,3 +123,43 @@ def test_a_prefix_is_checked(bad: str) -> None:
 
     with pytest.raises(ValidationError, match="redis_prefix"):
         Settings(redis_prefix=bad)
+
+
+_PART = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=12).map(
+    lambda text: quote(text, safe="")
+)
+
+
+# Letters and digits of any script, as they stand in a file or database name.
+_WORD = st.text(st.characters(whitelist_categories=("L", "N")), min_size=1, max_size=12)
+
+
+@st.composite
+def database_urls(draw: st.DrawFn) -> str:
+    """SQLite files (absolute and relative) and PostgreSQL URLs with any user, password,
+    host, port, database and query, quoted as a URL carries them, and names in any
+    script."""
+    if draw(st.booleans()):
+        name = draw(_WORD)
+        return f"sqlite:///{draw(st.sampled_from(['', '/tmp/']))}{name}.db"
+    user, password = draw(_PART), draw(_PART)
+    database = draw(st.one_of(_PART, _WORD))  # a database name is read as written
+    host = draw(st.sampled_from(["127.0.0.1", "db.internal", "[::1]"]))
+    port = draw(st.sampled_from(["", ":5432", ":6543"]))
+    query = draw(st.sampled_from(["", "?sslmode=require", "?application_name=tidings&b=2"]))
+    return f"postgresql://{user}:{password}@{host}{port}/{database}{query}"
+
+
+@settings_(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(url=database_urls(), locale=st.sampled_from(["C.UTF-8", "C"]))
+def test_the_supervisors_prefix_from_a_child_process_is_the_installations(
+    url: str, locale: str
+) -> None:
+    """The workers' supervisor derives its prefix in a child process (so that it never
+    loads SQLAlchemy); it must be the one every other process derives in its own, for
+    either database and whatever the URL holds, in any locale the child starts in."""
+    settings = Settings(database_url=url)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("LC_ALL", locale)
+        env.delenv("PYTHONIOENCODING", raising=False)
+        assert prefix_from_child(settings) == prefix(settings)
